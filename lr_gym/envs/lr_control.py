@@ -1,0 +1,425 @@
+"""`LRControlEnv`: one training run of a primary model as a Gymnasium episode."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from lr_gym.config import EnvConfig
+from lr_gym.features import FEATURE_NAMES, OBS_BOUND, OBS_DIM, FeatureTracker
+from lr_gym.schedules import schedule_factor
+from lr_gym.tasks.base import Task, TaskData, iterate_batches, move_to
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` picks CUDA when available; anything else goes to ``torch.device``."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={str(device)!r} was requested but CUDA is not available; "
+            "use device='cpu' or device='auto'."
+        )
+    return dev
+
+
+def action_to_multiplier(action: Any, max_factor: float) -> tuple[float, float]:
+    """Maps a raw action to ``(a, max_factor ** a)``.
+
+    The action is clipped to [-1, 1]; NaN (or a non-numeric entry) counts as 0, i.e.
+    "no change", so a broken policy output cannot crash or derail a run.
+    """
+    try:
+        a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
+    except (TypeError, ValueError, IndexError):
+        a = 0.0
+    if math.isnan(a):
+        a = 0.0
+    a = min(max(a, -1.0), 1.0)
+    return a, math.exp(a * math.log(max_factor))
+
+
+class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Learning-rate control of one training run of a primary model.
+
+    ## Description
+
+    An episode is one training run of the task's model with a fixed budget of ``T``
+    optimizer steps, cut into control intervals of ``K = steps_per_action`` steps.
+    Each ``step`` sets the learning rate from the action, trains the model for one
+    interval, measures it on the task's fixed validation subset and returns scale-free
+    features of the run. The controller's job is to make validation loss fall fast
+    and far without diverging.
+
+    ## Action Space
+
+    ``Box(-1, 1, (1,), float32)``. The action ``a`` maps to a multiplier
+    ``m = max_factor ** a`` (log scale, bounded to ``[1/max_factor, max_factor]``).
+    In ``mode="anchored"`` (default) the LR at optimizer step ``t`` is
+    ``lr0 * schedule(t) * m``, a bounded residual around the base schedule. In
+    ``mode="recursive"`` the multiplier accumulates, ``M <- M * m`` and
+    ``lr = lr0 * schedule(t) * M``. The LR is always clamped to ``[lr_min, lr_max]``.
+    Out-of-range actions are clipped; NaN counts as 0 (keep the base LR).
+
+    ## Observation Space
+
+    ``Box(-10, 10, (11,), float32)``, every entry finite and clipped:
+
+    | idx | name | meaning |
+    |-----|------|---------|
+    | 0 | progress | optimizer steps done / T |
+    | 1 | log_lr_ratio | log(lr / lr0) |
+    | 2 | log_train_loss | log(train-loss EMA / L0), L0 = initial validation loss |
+    | 3 | loss_trend | log(short EMA / long EMA) of the training loss (< 0: improving) |
+    | 4 | loss_cv | std / mean of the interval's step losses |
+    | 5 | log_val_loss | log(validation loss / L0) |
+    | 6 | val_metric | main validation metric (e.g. accuracy in [0, 1]) |
+    | 7 | log_grad_norm | log(gradient norm / first measured gradient norm) |
+    | 8 | grad_norm_change | log(gradient norm / previous interval's) |
+    | 9 | prev_action | the last action, in [-1, 1] |
+    | 10 | log_multiplier | log(lr / (lr0 * schedule(t))) |
+
+    ## Rewards
+
+    Dense, by ``reward``: ``"val_loss"`` (default) ``log(L_val,t-1 / L_val,t)``, whose
+    episode sum telescopes to ``log(L0 / L_T)``; ``"train_loss"`` the same on the
+    train-loss EMA; ``"metric"`` the validation-metric gain; ``"terminal_metric"`` the
+    final validation metric. All scaled by ``reward_scale``. Divergence gives
+    ``-divergence_penalty``. Rewards never use the test split.
+
+    ## Starting State
+
+    ``reset(seed=s)`` seeds the model initialisation, the data order and the training
+    RNG (dropout) from ``s``: the same seed and actions give the same trajectory on
+    CPU. The first observation describes the untrained model (progress 0).
+
+    ## Episode End
+
+    * Termination: the run diverged (a non-finite training loss, or one above
+      ``divergence_factor * L0``). ``info["diverged"]`` is True.
+    * Truncation: the budget of ``T`` optimizer steps is spent. If the task has a
+      test split and ``eval_test`` is set, ``info["test"]`` holds its metrics.
+
+    ## Arguments
+
+    ```python
+    gym.make("lr_gym/Digits-MLP-v0", mode="anchored", schedule="cosine", max_factor=4.0,
+             reward="val_loss", device="cpu", render_mode="ansi")
+    ```
+
+    ``task`` is a :class:`~lr_gym.tasks.Task` or a registered task name; every other
+    keyword is a field of :class:`~lr_gym.config.EnvConfig` (or pass ``config=``).
+
+    ``info`` holds ``lr``, ``train_loss``, ``val_loss``, ``val_metric``, every
+    validation metric as ``val_<name>``, ``step`` (optimizer steps), ``epoch``,
+    ``task`` and ``diverged``.
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        task: Task | str,
+        config: EnvConfig | None = None,
+        render_mode: str | None = None,
+        **overrides: Any,
+    ) -> None:
+        from lr_gym.registration import get_task
+
+        self.task: Task = get_task(task) if isinstance(task, str) else task
+        self.config = (config or EnvConfig()).replace(**overrides)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode={render_mode!r} is not supported; use one of "
+                f"{self.metadata['render_modes']} or None."
+            )
+        self.render_mode = render_mode
+        self.total_steps = self.config.total_steps or self.task.total_steps
+        self.steps_per_action = self.config.steps_per_action or self.task.steps_per_action
+        if self.steps_per_action > self.total_steps:
+            raise ValueError(
+                f"steps_per_action ({self.steps_per_action}) exceeds total_steps "
+                f"({self.total_steps}); lower steps_per_action."
+            )
+        self.lr0 = self.task.lr
+        self.lr_min = self.config.lr_min if self.config.lr_min is not None else self.lr0 * 1e-3
+        self.lr_max = self.config.lr_max if self.config.lr_max is not None else self.lr0 * 30.0
+        self.device = resolve_device(self.config.device)
+
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self.observation_space = spaces.Box(
+            -OBS_BOUND, OBS_BOUND, shape=(OBS_DIM,), dtype=np.float32
+        )
+        self.feature_names = FEATURE_NAMES
+
+        self._data: TaskData | None = None
+        self._model: torch.nn.Module | None = None
+        self._done = True
+        self._info: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def data(self) -> TaskData:
+        """The task's splits, loaded on first use (never at construction)."""
+        if self._data is None:
+            self._data = self.task.data_fn()
+        return self._data
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The primary model of the current episode."""
+        if self._model is None:
+            raise RuntimeError("No episode is running: call reset() first.")
+        return self._model
+
+    def base_lr(self, step: int) -> float:
+        """``lr0 * schedule(step)`` of the configured base schedule."""
+        c = self.config
+        return self.lr0 * schedule_factor(
+            c.schedule,
+            step,
+            self.total_steps,
+            warmup_frac=c.warmup_frac,
+            final_lr_frac=c.final_lr_frac,
+        )
+
+    def _lr_at(self, step: int) -> float:
+        return min(max(self.base_lr(step) * self._multiplier, self.lr_min), self.lr_max)
+
+    def _set_lr(self, lr: float) -> None:
+        scale = lr / self.lr0
+        for group, base in zip(self._optimizer.param_groups, self._group_lr0):
+            group["lr"] = base * scale
+
+    def _next_batch(self) -> Any:
+        try:
+            return next(self._batches)
+        except StopIteration:
+            self._epoch += 1
+            self._batches = self._epoch_iter()
+            return next(self._batches)
+
+    def _epoch_iter(self) -> Iterator[Any]:
+        return iterate_batches(
+            self.data.train,
+            self.task.batch_size,
+            generator=self._data_gen,
+            drop_last=len(self.data.train) > self.task.batch_size,
+            collate_fn=self.task.collate_fn,
+        )
+
+    def _evaluate(self, split: str) -> dict[str, float]:
+        dataset = self.data.val if split == "val" else self.data.test
+        model = self.model
+        model.eval()
+        # Schedule-Free optimizers evaluate at averaged weights: they need eval()/train().
+        opt_mode = getattr(self._optimizer, "eval", None), getattr(self._optimizer, "train", None)
+        if callable(opt_mode[0]):
+            opt_mode[0]()
+        with torch.no_grad():
+            metrics = self.task.eval_fn(model, dataset, self.task, self.device)
+        if callable(opt_mode[1]):
+            opt_mode[1]()
+        model.train()
+        if "loss" not in metrics or self.task.metric not in metrics:
+            raise KeyError(
+                f"Task {self.task.name!r}: eval_fn must return 'loss' and "
+                f"{self.task.metric!r}, got {sorted(metrics)}."
+            )
+        return {k: float(v) for k, v in metrics.items()}
+
+    def _swap_rng(self) -> None:
+        """Swaps the env's private torch RNG state with the global one.
+
+        Training randomness (dropout) then depends only on the episode seed, not on
+        what else in the process (a PPO policy, another env) drew numbers in between.
+        """
+        state = torch.get_rng_state()
+        torch.set_rng_state(self._rng_state)
+        self._rng_state = state
+
+    # ---------------------------------------------------------------------- API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Starts a fresh training run; see the class docstring."""
+        super().reset(seed=seed)
+        # One draw from the episode RNG fixes everything torch does in this episode.
+        torch_seed = int(self.np_random.integers(0, 2**62))
+        gen = torch.Generator().manual_seed(torch_seed)
+        model_seed, data_seed, train_seed = (
+            int(x) for x in torch.randint(0, 2**62, (3,), generator=gen)
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(model_seed)
+            self._model = self.task.model_fn().to(self.device)
+            self._rng_state = torch.Generator().manual_seed(train_seed).get_state()
+        self._model.train()
+        self._optimizer = self.task.build_optimizer(self._model)
+        self._group_lr0 = [g["lr"] for g in self._optimizer.param_groups]
+        self._data_gen = torch.Generator().manual_seed(data_seed)
+        self._epoch = 0
+        self._batches = self._epoch_iter()
+        self._t = 0
+        self._multiplier = 1.0
+        self._action = 0.0
+        self._train_loss = math.nan
+
+        val = self._evaluate("val")
+        self._tracker = FeatureTracker(self.lr0)
+        obs = self._tracker.reset(val["loss"], val[self.task.metric])
+        self._val = val
+        self._lr = self._lr_at(0)
+        self._done = False
+        self._info = self._make_info(diverged=False)
+        return obs, dict(self._info)
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Trains one control interval at the LR chosen by ``action``."""
+        if self._done:
+            raise RuntimeError("The episode has ended (or never started): call reset() first.")
+        c = self.config
+        a, m = action_to_multiplier(action, c.max_factor)
+        self._multiplier = self._multiplier * m if c.mode == "recursive" else m
+        if c.mode == "recursive":
+            # Keep the accumulated multiplier inside the LR bounds so it cannot wind up.
+            base = max(self.base_lr(self._t), 1e-30)
+            self._multiplier = min(max(self._multiplier, self.lr_min / base), self.lr_max / base)
+        self._action = a
+
+        n = min(self.steps_per_action, self.total_steps - self._t)
+        model, opt, task = self.model, self._optimizer, self.task
+        losses = torch.empty(n, device=self.device)
+        grad_norm = torch.zeros(())
+        diverged = False
+        limit = c.divergence_factor * self._tracker.initial_loss
+        self._swap_rng()
+        try:
+            for i in range(n):
+                lr = self._lr_at(self._t)
+                self._set_lr(lr)
+                batch = move_to(self._next_batch(), self.device)
+                opt.zero_grad(set_to_none=True)
+                loss = task.loss_fn(model, batch)
+                loss.backward()
+                if i == n - 1 or task.grad_clip is not None:
+                    grads = [p.grad for p in model.parameters() if p.grad is not None]
+                    if task.grad_clip is not None:
+                        grad_norm = torch.nn.utils.clip_grad_norm_(
+                            model.parameters(), task.grad_clip
+                        )
+                    elif grads:
+                        grad_norm = torch.linalg.vector_norm(
+                            torch.stack(torch._foreach_norm(grads))
+                        )
+                opt.step()
+                self._t += 1
+                losses[i] = loss.detach()
+        finally:
+            self._swap_rng()
+        self._lr = lr
+        # One host sync per interval (not per step) keeps GPU steps asynchronous.
+        step_losses = losses.cpu().numpy()
+        bad = ~np.isfinite(step_losses) | (step_losses > limit)
+        if bad.any():
+            step_losses = step_losses[: int(np.argmax(bad)) + 1]
+            diverged = True
+
+        prev_val, prev_train = self._val, self._tracker.train_loss
+        if not diverged:
+            val = self._evaluate("val")
+            diverged = not math.isfinite(val["loss"])
+        if diverged:
+            self._done = True
+            self._train_loss = float(step_losses[-1])
+            self._info = self._make_info(diverged=True)
+            obs = self._tracker.update(
+                progress=self._t / self.total_steps,
+                lr=lr,
+                base_lr=self.base_lr(self._t),
+                step_losses=step_losses,
+                val_loss=self._val["loss"],
+                val_metric=self._val[self.task.metric],
+                grad_norm=float("nan"),
+                action=a,
+            )
+            return obs, -float(c.divergence_penalty), True, False, dict(self._info)
+
+        self._val = val
+        obs = self._tracker.update(
+            progress=self._t / self.total_steps,
+            lr=lr,
+            base_lr=self.base_lr(self._t - 1),
+            step_losses=step_losses,
+            val_loss=val["loss"],
+            val_metric=val[task.metric],
+            grad_norm=float(grad_norm),
+            action=a,
+        )
+        self._train_loss = self._tracker.train_loss
+        truncated = self._t >= self.total_steps
+        reward = self._reward(prev_val, prev_train, truncated)
+        self._done = truncated
+        self._info = self._make_info(diverged=False)
+        if truncated and c.eval_test and self.data.test is not None:
+            self._info["test"] = self._evaluate("test")
+        return obs, reward, False, truncated, dict(self._info)
+
+    def _reward(self, prev_val: dict[str, float], prev_train: float, truncated: bool) -> float:
+        c, metric = self.config, self.task.metric
+        if c.reward == "val_loss":
+            r = math.log(max(prev_val["loss"], 1e-12) / max(self._val["loss"], 1e-12))
+        elif c.reward == "train_loss":
+            r = math.log(max(prev_train, 1e-12) / max(self._tracker.train_loss, 1e-12))
+        elif c.reward == "metric":
+            r = self._val[metric] - prev_val[metric]
+        else:  # terminal_metric
+            r = self._val[metric] if truncated else 0.0
+        return float(c.reward_scale * r)
+
+    def _make_info(self, *, diverged: bool) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "task": self.task.name,
+            "step": self._t,
+            "epoch": self._t * self.task.batch_size / max(len(self.data.train), 1),
+            "lr": self._lr,
+            "train_loss": self._train_loss,
+            "val_loss": self._val["loss"],
+            "val_metric": self._val[self.task.metric],
+            "metric": self.task.metric,
+            "diverged": diverged,
+        }
+        info.update({f"val_{k}": v for k, v in self._val.items()})
+        return info
+
+    def render(self) -> str | None:
+        """One-line status (``render_mode="ansi"``)."""
+        if self.render_mode != "ansi":
+            return None
+        i = self._info
+        if not i:
+            return f"{self.task.name}: not started"
+        return (
+            f"{i['task']} step {i['step']}/{self.total_steps} lr={i['lr']:.3g} "
+            f"train_loss={i['train_loss']:.4f} val_loss={i['val_loss']:.4f} "
+            f"{i['metric']}={i['val_metric']:.4f}" + (" DIVERGED" if i["diverged"] else "")
+        )
+
+    def close(self) -> None:
+        """Frees the model and optimizer."""
+        self._model = None
+        self._optimizer = None  # type: ignore[assignment]
+        self._done = True

@@ -1,0 +1,125 @@
+"""Task registry and Gymnasium registration of ``lr_gym/`` ids.
+
+Tasks are registered by name with a factory or an import string
+(``"package.module:function"``), so registering builds no model and loads no data.
+Each task ``name`` gets the env id ``lr_gym/<Name>-v<version>``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+
+from lr_gym.tasks.base import Task
+
+NAMESPACE = "lr_gym"
+ENV_ENTRY_POINT = "lr_gym.envs.lr_control:LRControlEnv"
+MULTI_ENTRY_POINT = "lr_gym.envs.multi_task:MultiTaskEnv"
+
+TaskFactory = Callable[[], Task]
+_TASKS: dict[str, Task | TaskFactory | str] = {}
+
+
+def _load(ref: str) -> Any:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def add_task(name: str, task: Task | TaskFactory | str) -> None:
+    """Adds a task to the registry under ``name`` without registering an env id."""
+    _TASKS[name] = task
+
+
+def task_names() -> list[str]:
+    """Names of all registered tasks."""
+    return sorted(_TASKS)
+
+
+def get_task(name_or_id: str) -> Task:
+    """Resolves a task name, or an ``lr_gym/`` env id, to a :class:`Task`.
+
+    Raises:
+        KeyError: With the list of known names when ``name_or_id`` is unknown.
+    """
+    name = name_or_id
+    if name_or_id.startswith(f"{NAMESPACE}/"):
+        spec = gym.spec(name_or_id)  # raises gymnasium's own clear error if unknown
+        name = spec.kwargs.get("task", name_or_id)
+        if isinstance(name, Task):
+            return name
+    if name not in _TASKS:
+        raise KeyError(
+            f"Unknown task {name_or_id!r}. Registered tasks: {task_names()}. "
+            "Register your own with lr_gym.register_task(...)."
+        )
+    entry = _TASKS[name]
+    if isinstance(entry, str):
+        entry = _load(entry)
+    task = entry if isinstance(entry, Task) else entry()
+    if not isinstance(task, Task):
+        raise TypeError(f"Task factory for {name!r} returned {type(task).__name__}, not Task.")
+    return task
+
+
+def env_id(name: str, version: int = 0) -> str:
+    """The env id of a task name: ``lr_gym/<name>-v<version>``."""
+    return f"{NAMESPACE}/{name}-v{version}"
+
+
+def register_task(
+    task: Task | TaskFactory | str,
+    *,
+    name: str | None = None,
+    version: int = 0,
+    max_episode_steps: int | None = None,
+    **env_kwargs: Any,
+) -> str:
+    """Registers a task as the env id ``lr_gym/<name>-v<version>``.
+
+    Args:
+        task: A :class:`Task`, a zero-argument factory returning one, or an import
+            string ``"module:factory"`` (needed when the env must be built in a
+            subprocess that has not run your registration code).
+        name: Env name; defaults to ``task.name`` (required for factories and strings).
+        version: Version suffix; bump it when observations, rewards or budget change.
+        max_episode_steps: Optional TimeLimit (the env truncates at its budget anyway).
+        **env_kwargs: Default :class:`~lr_gym.config.EnvConfig` overrides for this id.
+
+    Returns:
+        The registered env id, ready for ``gym.make``.
+
+    Example:
+        >>> env_id = lr_gym.register_task(my_task)          # doctest: +SKIP
+        >>> env = gym.make(env_id, schedule="constant")      # doctest: +SKIP
+    """
+    if name is None:
+        if not isinstance(task, Task):
+            raise ValueError("register_task needs name=... when given a factory or string.")
+        name = task.name
+    if "/" in name or " " in name:
+        raise ValueError(f"Task name {name!r} must not contain '/' or spaces.")
+    add_task(name, task)
+    eid = env_id(name, version)
+    gym.register(
+        id=eid,
+        entry_point=ENV_ENTRY_POINT,
+        kwargs={"task": name, **env_kwargs},
+        max_episode_steps=max_episode_steps,
+        disable_env_checker=False,
+    )
+    return eid
+
+
+def register_mix(name: str, tasks: list[str], *, version: int = 0, **env_kwargs: Any) -> str:
+    """Registers a multi-task env that samples one of ``tasks`` per episode."""
+    eid = env_id(name, version)
+    gym.register(id=eid, entry_point=MULTI_ENTRY_POINT, kwargs={"tasks": tasks, **env_kwargs})
+    return eid
+
+
+def lr_gym_env_ids() -> list[str]:
+    """All registered ``lr_gym/`` env ids."""
+    return sorted(k for k in gym.registry if k.startswith(f"{NAMESPACE}/"))

@@ -1,0 +1,211 @@
+"""The `Task` API: a primary training problem that an `LRControlEnv` wraps.
+
+A task says *what* is trained (model factory, data, loss, metrics, inner optimizer
+and its initial learning rate, step budget); the environment says *how* the learning
+rate is controlled. Tasks are plain frozen dataclasses holding callables, in the
+spirit of learned_optimization's ``Task``: cheap to build, nothing is loaded until an
+environment calls :meth:`Task.load_data` or :meth:`Task.build_model`.
+
+Example:
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> from lr_gym.tasks import Task, TaskData
+    >>> def data():
+    ...     x, y = torch.randn(256, 8), torch.randint(0, 2, (256,))
+    ...     return TaskData(train=TensorDataset(x[:192], y[:192]),
+    ...                     val=TensorDataset(x[192:], y[192:]))
+    >>> task = Task(name="toy", model_fn=lambda: torch.nn.Linear(8, 2), data_fn=data, lr=0.1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+Batch = Any
+"""Whatever the task's batches are: a tuple of tensors, a dict of tensors, ..."""
+
+LossFn = Callable[[nn.Module, Batch], torch.Tensor]
+"""``loss_fn(model, batch) -> scalar tensor``; the batch is already on the model's device."""
+
+EvalFn = Callable[[nn.Module, "Dataset", "Task", torch.device], dict[str, float]]
+"""``eval_fn(model, dataset, task, device) -> {"loss": ..., <metric>: ...}``.
+
+Called under ``torch.no_grad()`` with the model in eval mode. Must return the key
+``"loss"`` and the task's main ``metric``; any other entries are reported too.
+"""
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """The splits of a task.
+
+    Attributes:
+        train: Training examples; the inner optimizer samples minibatches from it.
+        val: Fixed validation subset, evaluated after every control interval. It
+            feeds observations and rewards, so it must be carved from training data,
+            never from the test split.
+        test: Optional held-out split, evaluated once at the end of an episode and
+            reported in ``info["test"]``; never used in rewards.
+    """
+
+    train: Dataset
+    val: Dataset
+    test: Dataset | None = None
+
+
+def move_to(batch: Batch, device: torch.device) -> Batch:
+    """Moves every tensor in a (nested) tuple, list or dict batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(move_to(v, device) for v in batch)
+    return batch
+
+
+def iterate_batches(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    generator: torch.Generator | None = None,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    collate_fn: Callable | None = None,
+) -> Iterator[Batch]:
+    """Yields one epoch of minibatches.
+
+    ``TensorDataset`` is indexed directly (no per-example collation), which is what
+    makes small tasks cheap: on 8x8 digits a ``DataLoader`` costs more than the step.
+    Other datasets go through a single-process ``DataLoader``.
+
+    Args:
+        dataset: The examples.
+        batch_size: Examples per batch.
+        generator: Seeded generator that fixes the shuffling order.
+        shuffle: Shuffle the examples.
+        drop_last: Drop a final incomplete batch.
+        collate_fn: Collation for non-tensor datasets.
+    """
+    if isinstance(dataset, TensorDataset) and collate_fn is None:
+        n = len(dataset)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        stop = n - n % batch_size if drop_last else n
+        for i in range(0, stop, batch_size):
+            idx = order[i : i + batch_size]
+            yield tuple(t[idx] for t in dataset.tensors)
+        return
+    yield from DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        drop_last=drop_last,
+        collate_fn=collate_fn,
+        num_workers=0,
+    )
+
+
+def classification_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """Cross-entropy of ``model(x)`` against ``y`` for ``(x, y)`` batches."""
+    x, y = batch
+    return nn.functional.cross_entropy(model(x), y)
+
+
+def classification_eval(
+    model: nn.Module, dataset: Dataset, task: Task, device: torch.device
+) -> dict[str, float]:
+    """Mean cross-entropy and accuracy over ``dataset`` for ``(x, y)`` batches."""
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    n = 0
+    for batch in iterate_batches(
+        dataset, task.eval_batch_size, shuffle=False, collate_fn=task.collate_fn
+    ):
+        x, y = move_to(batch, device)
+        logits = model(x)
+        total_loss += nn.functional.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(-1) == y).sum()
+        n += len(y)
+    # One host sync for the whole pass.
+    return {"loss": total_loss.item() / n, "accuracy": correct.item() / n}
+
+
+@dataclass(frozen=True)
+class Task:
+    """A primary model, its data and its inner optimizer.
+
+    Attributes:
+        name: Unique task name (also the default env name).
+        model_fn: Builds a freshly initialised model. The environment calls it under a
+            seeded torch RNG, so all randomness must come from torch's global RNG.
+        data_fn: Returns the :class:`TaskData`. Called once per environment instance;
+            cache expensive loading inside it (e.g. ``functools.cache``).
+        lr: Initial learning rate ``lr0`` of the inner optimizer; every LR schedule and
+            multiplier in the environment is relative to it.
+        optimizer: Inner optimizer class, built as ``optimizer(params, lr=lr, **optimizer_kwargs)``.
+        optimizer_kwargs: Extra optimizer arguments (momentum, weight decay, ...).
+        param_groups_fn: Optional ``model -> list of param-group dicts`` (e.g. no weight
+            decay on biases). Each group's own ``lr`` is scaled with the controlled LR.
+        batch_size: Training minibatch size.
+        eval_batch_size: Minibatch size of validation and test passes.
+        total_steps: Optimizer steps in one episode (the budget T).
+        steps_per_action: Optimizer steps per control interval (one env step).
+        loss_fn: Training loss of one batch.
+        eval_fn: Validation/test pass returning ``"loss"`` and the metrics.
+        metric: Name of the main validation metric (higher is better) in the
+            observation and in convergence times.
+        collate_fn: Collation for non-tensor datasets.
+        grad_clip: Optional max gradient norm (clipping happens after measuring it).
+        family: Task family; families listed as held out are never used by default
+            training.
+        description: One line for docs and ``--help``.
+    """
+
+    name: str
+    model_fn: Callable[[], nn.Module]
+    data_fn: Callable[[], TaskData]
+    lr: float = 0.1
+    optimizer: type[torch.optim.Optimizer] = torch.optim.SGD
+    optimizer_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    param_groups_fn: Callable[[nn.Module], list[dict[str, Any]]] | None = None
+    batch_size: int = 64
+    eval_batch_size: int = 512
+    total_steps: int = 400
+    steps_per_action: int = 20
+    loss_fn: LossFn = classification_loss
+    eval_fn: EvalFn = classification_eval
+    metric: str = "accuracy"
+    collate_fn: Callable | None = None
+    grad_clip: float | None = None
+    family: str = "custom"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("Task.name must be a non-empty string.")
+        if not (self.lr > 0):
+            raise ValueError(f"Task {self.name!r}: lr must be > 0, got {self.lr}.")
+        if self.total_steps <= 0 or self.steps_per_action <= 0:
+            raise ValueError(
+                f"Task {self.name!r}: total_steps and steps_per_action must be positive, "
+                f"got {self.total_steps} and {self.steps_per_action}."
+            )
+        if self.steps_per_action > self.total_steps:
+            raise ValueError(
+                f"Task {self.name!r}: steps_per_action ({self.steps_per_action}) exceeds "
+                f"total_steps ({self.total_steps}); lower steps_per_action."
+            )
+
+    def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """Builds the inner optimizer at ``lr0`` for ``model``."""
+        params = (
+            self.param_groups_fn(model) if self.param_groups_fn else model.parameters()
+        )
+        return self.optimizer(params, lr=self.lr, **dict(self.optimizer_kwargs))

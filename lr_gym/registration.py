@@ -38,8 +38,10 @@ def task_names() -> list[str]:
     return sorted(_TASKS)
 
 
-def get_task(name_or_id: str) -> Task:
+def get_task(name_or_id: str, **task_kwargs: Any) -> Task:
     """Resolves a task name, or an ``lr_gym/`` env id, to a :class:`Task`.
+
+    ``task_kwargs`` are passed to the task's factory (e.g. ``data_dir=...``).
 
     Raises:
         KeyError: With the list of known names when ``name_or_id`` is unknown.
@@ -58,7 +60,12 @@ def get_task(name_or_id: str) -> Task:
     entry = _TASKS[name]
     if isinstance(entry, str):
         entry = _load(entry)
-    task = entry if isinstance(entry, Task) else entry()
+    if isinstance(entry, Task):
+        if task_kwargs:
+            raise TypeError(f"Task {name!r} is a fixed Task; it takes no task_kwargs.")
+        task = entry
+    else:
+        task = entry(**task_kwargs)
     if not isinstance(task, Task):
         raise TypeError(f"Task factory for {name!r} returned {type(task).__name__}, not Task.")
     return task

@@ -114,8 +114,9 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
              reward="val_loss", device="cpu", render_mode="ansi")
     ```
 
-    ``task`` is a :class:`~lr_gym.tasks.Task` or a registered task name; every other
-    keyword is a field of :class:`~lr_gym.config.EnvConfig` (or pass ``config=``).
+    ``task`` is a :class:`~lr_gym.tasks.Task` or a registered task name;
+    ``task_kwargs`` go to the task's factory (e.g. ``{"data_dir": "/data"}``); every
+    other keyword is a field of :class:`~lr_gym.config.EnvConfig` (or pass ``config=``).
 
     ``info`` holds ``lr``, ``train_loss``, ``val_loss``, ``val_metric``, every
     validation metric as ``val_<name>``, ``step`` (optimizer steps), ``epoch``,
@@ -133,11 +134,14 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         task: Task | str,
         config: EnvConfig | None = None,
         render_mode: str | None = None,
+        task_kwargs: dict[str, Any] | None = None,
         **overrides: Any,
     ) -> None:
         from lr_gym.registration import get_task
 
-        self.task: Task = get_task(task) if isinstance(task, str) else task
+        self.task: Task = (
+            get_task(task, **(task_kwargs or {})) if isinstance(task, str) else task
+        )
         self.config = (config or EnvConfig()).replace(**overrides)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
@@ -267,6 +271,8 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
             self._rng_state = torch.Generator().manual_seed(train_seed).get_state()
         self._model.train()
         self._optimizer = self.task.build_optimizer(self._model)
+        if callable(getattr(self._optimizer, "train", None)):
+            self._optimizer.train()  # Schedule-Free optimizers start in train mode
         self._group_lr0 = [g["lr"] for g in self._optimizer.param_groups]
         self._data_gen = torch.Generator().manual_seed(data_seed)
         self._epoch = 0

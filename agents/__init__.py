@@ -1,0 +1,1 @@
+"""Controllers: the learned PPO agent and hand-made baselines."""

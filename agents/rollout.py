@@ -1,0 +1,125 @@
+"""Running one controller for one episode, and what that run records."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from agents.base import Controller
+from lr_gym.metrics import convergence_step, steps_to_target
+
+
+@dataclass
+class EpisodeResult:
+    """The record of one controller on one env and seed (JSON friendly).
+
+    Attributes:
+        env_id: The env id.
+        controller: Controller name.
+        seed: Episode seed (paired across controllers).
+        task: Name of the task that ran.
+        metric: Name of the main validation metric.
+        steps: Optimizer step after each interval (0 first: the untrained model).
+        epochs: Epoch after each interval.
+        lrs: LR in use during each interval (first entry: the starting LR).
+        val_metric: Validation metric after each interval.
+        val_loss: Validation loss after each interval.
+        train_loss: Training-loss EMA after each interval.
+        wall: Seconds since reset after each interval.
+        final_val_metric: Validation metric at the end.
+        test: Test metrics at the end (empty if none or diverged).
+        diverged: Whether the run diverged.
+        total_reward: Sum of rewards.
+        convergence_step: First step reaching 95% of the final validation metric.
+        convergence_epoch: The same in epochs.
+    """
+
+    env_id: str
+    controller: str
+    seed: int
+    task: str
+    metric: str
+    steps: list[int] = field(default_factory=list)
+    epochs: list[float] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)
+    val_metric: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    wall: list[float] = field(default_factory=list)
+    final_val_metric: float = float("nan")
+    test: dict[str, float] = field(default_factory=dict)
+    diverged: bool = False
+    total_reward: float = 0.0
+    convergence_step: float = float("nan")
+    convergence_epoch: float = float("nan")
+
+    def steps_to(self, target: float) -> float:
+        """Optimizer steps until the validation metric first reaches ``target`` (inf if never)."""
+        return steps_to_target(self.steps, self.val_metric, target)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON."""
+        return asdict(self)
+
+
+def run_episode(
+    env_id: str,
+    controller: Controller,
+    seed: int,
+    *,
+    env_kwargs: dict[str, Any] | None = None,
+) -> EpisodeResult:
+    """Runs ``controller`` for one episode of ``env_id`` from ``seed``.
+
+    The env is built with ``env_kwargs`` and then the controller's own
+    ``env_kwargs()`` (the controller wins), and the task goes through
+    ``controller.wrap_task``. The same seed gives every controller the same model
+    initialisation and data order.
+    """
+    from lr_gym.registration import get_task
+
+    kwargs = {**(env_kwargs or {}), **controller.env_kwargs()}
+    spec_kwargs = gym.spec(env_id).kwargs
+    if "task" in spec_kwargs:
+        task_kwargs = kwargs.pop("task_kwargs", None) or {}
+        task = controller.wrap_task(get_task(spec_kwargs["task"], **task_kwargs))
+        kwargs["task"] = task
+    env = gym.make(env_id, disable_env_checker=True, **kwargs)
+    try:
+        t0 = time.perf_counter()
+        obs, info = env.reset(seed=seed)
+        controller.reset(env, obs, info)
+        res = EpisodeResult(env_id, controller.name, seed, info["task"], info["metric"])
+        _record(res, info, time.perf_counter() - t0)
+        done = False
+        while not done:
+            action = controller.act(obs, info)
+            obs, reward, terminated, truncated, info = env.step(action)
+            res.total_reward += float(reward)
+            _record(res, info, time.perf_counter() - t0)
+            done = terminated or truncated
+        res.diverged = bool(info["diverged"])
+        res.test = dict(info.get("test", {}))
+        res.final_val_metric = res.val_metric[-1]
+        steps = convergence_step(res.steps, res.val_metric)
+        res.convergence_step = steps
+        res.convergence_epoch = (
+            float(np.interp(steps, res.steps, res.epochs)) if np.isfinite(steps) else steps
+        )
+        return res
+    finally:
+        env.close()
+
+
+def _record(res: EpisodeResult, info: dict[str, Any], wall: float) -> None:
+    res.steps.append(int(info["step"]))
+    res.epochs.append(float(info["epoch"]))
+    res.lrs.append(float(info["lr"]))
+    res.val_metric.append(float(info["val_metric"]))
+    res.val_loss.append(float(info["val_loss"]))
+    res.train_loss.append(float(info["train_loss"]))
+    res.wall.append(wall)

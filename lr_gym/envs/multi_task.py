@@ -18,15 +18,21 @@ def resolve_tasks(tasks: str | Sequence[str | Task]) -> list[Task]:
 
     Args:
         tasks: Either an import string ``"module:function"`` returning a list of tasks,
-            or a sequence of tasks, registered task names and ``lr_gym/`` env ids.
+            or a sequence of tasks, registered task names and ``lr_gym/`` env ids
+            (a multi-task id expands to all of its tasks).
     """
-    from lr_gym.registration import _load, get_task
+    from lr_gym.registration import NAMESPACE, _load, get_task
 
     if isinstance(tasks, str):
-        if ":" not in tasks:
-            return [get_task(tasks)]
-        tasks = _load(tasks)()
-    resolved = [t if isinstance(t, Task) else get_task(t) for t in tasks]
+        if ":" in tasks:
+            tasks = _load(tasks)()
+        elif tasks.startswith(f"{NAMESPACE}/") and "tasks" in gym.spec(tasks).kwargs:
+            tasks = resolve_tasks(gym.spec(tasks).kwargs["tasks"])
+        else:
+            tasks = [get_task(tasks)]
+    resolved: list[Task] = []
+    for t in tasks:
+        resolved.extend([t] if isinstance(t, Task) else resolve_tasks(t))
     if not resolved:
         raise ValueError("MultiTaskEnv needs at least one task.")
     return resolved

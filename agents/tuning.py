@@ -195,6 +195,11 @@ def tune_lr(
     Returns:
         The :class:`TuningResult`; ``result.best_lr`` is the tuned ``lr0``.
 
+    Example:
+        >>> res = tune_lr("lr_gym/Digits-MLP-v0", baseline.with_lr, name=baseline.name,
+        ...               eval_seeds=range(10), cache="runs/tuning.json")  # doctest: +SKIP
+        >>> controller = baseline.with_lr(res.best_lr)                      # doctest: +SKIP
+
     Raises:
         ValueError: If ``seed`` is an evaluation seed, the env is not single-task,
             or ``env_kwargs`` cannot be written to the cache.

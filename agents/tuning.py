@@ -1,0 +1,301 @@
+"""Fair tuning of the baselines' initial learning rate ``lr0``.
+
+Every tunable baseline gets the same declared budget per task, as in AlgoPerf's
+external-tuning track (Dahl et al. 2023): ``budget`` trials (default 5) with
+
+    lr0 = base_lr * 10 ** u,   u = the first ``budget`` points of a deterministic
+                                   low-discrepancy sequence over [-1, 1]
+
+(:func:`quasi_random_exponents`: the base-2 van der Corput sequence, no scrambling).
+Each trial is one episode (:func:`agents.rollout.run_episode`) on a tuning seed that
+is not an evaluation seed, scored on the VALIDATION metric (final or best); the test
+split is never evaluated (trials run with ``eval_test=False``). The best trial's
+``lr0`` wins. Results are cached in a JSON file so repeated evaluations reuse them.
+
+The tuner knows nothing about how a baseline applies ``lr0``: it takes a callable
+``make(lr) -> Controller`` (e.g. a baseline's ``with_lr``), whose controller
+typically returns ``dataclasses.replace(task, lr=lr)`` from ``wrap_task``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+from agents.base import Controller
+from agents.rollout import EpisodeResult, run_episode
+
+TUNING_SEED = 10_000
+"""Default tuning seed, far from the evaluation seeds (which count up from 0)."""
+
+DEFAULT_BUDGET = 5
+"""Trials per (baseline, task): AlgoPerf's external-tuning budget."""
+
+CACHE_VERSION = 1
+Score = Literal["final", "best"]
+
+
+def quasi_random_exponents(k: int) -> np.ndarray:
+    """The first ``k`` exponents ``u`` in [-1, 1] of the tuning trials.
+
+    ``u_i = 2 * vdc(i) - 1`` for ``i = 1..k``, where ``vdc`` is the base-2 van der
+    Corput sequence (bit-reversed binary fractions): 0, -0.5, 0.5, -0.75, 0.25,
+    -0.25, 0.75, -0.875, ... It is deterministic, a prefix of it is a sub-budget
+    (growing ``k`` keeps the earlier trials), the first ``2**m - 1`` points are the
+    regular grid with spacing ``2 / 2**m``, and the first trial (``u = 0``) is the
+    task's own ``lr0``, so tuning never loses to the untuned baseline on the tuning
+    seed.
+    """
+    if k < 1:
+        raise ValueError(f"The tuning budget must be >= 1 trial, got {k}.")
+    out = np.empty(k)
+    for i in range(1, k + 1):
+        x, denom, n = 0.0, 1.0, i
+        while n:
+            denom *= 2.0
+            x += (n & 1) / denom
+            n >>= 1
+        out[i - 1] = 2.0 * x - 1.0
+    return out
+
+
+def trial_lrs(base_lr: float, k: int) -> list[float]:
+    """The ``k`` trial learning rates ``base_lr * 10 ** u`` (see :func:`quasi_random_exponents`)."""
+    if not base_lr > 0:
+        raise ValueError(f"base_lr must be > 0, got {base_lr}.")
+    return [float(base_lr * 10.0**u) for u in quasi_random_exponents(k)]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One tuning trial.
+
+    Attributes:
+        u: Exponent: ``lr = base_lr * 10 ** u``.
+        lr: The trial's ``lr0``.
+        score: Selection score: the final or best validation metric, ``-inf`` if the
+            run diverged or the metric is not finite.
+        final_val_metric: Validation metric at the end of the run.
+        best_val_metric: Best validation metric during the run.
+        diverged: Whether the run diverged.
+    """
+
+    u: float
+    lr: float
+    score: float
+    final_val_metric: float
+    best_val_metric: float
+    diverged: bool
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """The outcome of tuning one baseline's ``lr0`` on one env.
+
+    Attributes:
+        env_id: The env id.
+        baseline: Baseline name.
+        base_lr: The task's own ``lr0`` the trials scale.
+        budget: Number of trials.
+        seed: Tuning seed.
+        score: ``"final"`` or ``"best"`` validation metric.
+        trials: The trials, in sequence order.
+        best: Index of the winning trial (the first one on ties).
+    """
+
+    env_id: str
+    baseline: str
+    base_lr: float
+    budget: int
+    seed: int
+    score: str
+    trials: tuple[Trial, ...]
+    best: int
+
+    @property
+    def best_lr(self) -> float:
+        """The tuned ``lr0``."""
+        return self.trials[self.best].lr
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TuningResult:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{**d, "trials": tuple(Trial(**t) for t in d["trials"])})
+
+
+def _trial(u: float, lr: float, res: EpisodeResult, score: Score) -> Trial:
+    vals = np.asarray(res.val_metric, dtype=float)
+    best = float(np.nanmax(vals)) if np.isfinite(vals).any() else float("nan")
+    value = res.final_val_metric if score == "final" else best
+    ok = not res.diverged and math.isfinite(value)
+    return Trial(
+        u=u,
+        lr=lr,
+        score=float(value) if ok else -math.inf,
+        final_val_metric=float(res.final_val_metric),
+        best_val_metric=best,
+        diverged=bool(res.diverged),
+    )
+
+
+def _base_lr(env_id: str, env_kwargs: Mapping[str, Any]) -> float:
+    from lr_gym.registration import get_task
+
+    if "task" not in gym.spec(env_id).kwargs:
+        raise ValueError(
+            f"{env_id!r} is not a single-task env; lr0 is tuned per task. "
+            "Tune on each task's own env id instead."
+        )
+    return float(get_task(env_id, **(env_kwargs.get("task_kwargs") or {})).lr)
+
+
+def tune_lr(
+    env_id: str,
+    make: Callable[[float], Controller],
+    *,
+    name: str,
+    budget: int = DEFAULT_BUDGET,
+    seed: int = TUNING_SEED,
+    eval_seeds: Iterable[int] = (),
+    env_kwargs: Mapping[str, Any] | None = None,
+    score: Score = "final",
+    base_lr: float | None = None,
+    cache: str | os.PathLike[str] | None = None,
+) -> TuningResult:
+    """Tunes a baseline's ``lr0`` on ``env_id`` with ``budget`` quasi-random trials.
+
+    Args:
+        env_id: A single-task ``lr_gym/`` env id.
+        make: ``make(lr)`` builds the baseline controller running with ``lr0 = lr``.
+        name: Baseline name (part of the cache key: one name, one baseline).
+        budget: Number of trials (AlgoPerf: 5).
+        seed: Episode seed of every trial; must not be an evaluation seed.
+        eval_seeds: The evaluation seeds, checked against ``seed``.
+        env_kwargs: EnvConfig overrides (and ``task_kwargs``) of the evaluation;
+            ``eval_test`` is forced off.
+        score: Rank trials by the ``"final"`` or ``"best"`` validation metric.
+        base_lr: The ``lr0`` the trials scale; default the task's ``lr``.
+        cache: JSON cache file, or ``None`` for no caching. Keyed by env id, name,
+            budget, seed, score, base lr and env overrides.
+
+    Returns:
+        The :class:`TuningResult`; ``result.best_lr`` is the tuned ``lr0``.
+
+    Example:
+        >>> res = tune_lr("lr_gym/Digits-MLP-v0", baseline.with_lr, name=baseline.name,
+        ...               eval_seeds=range(10), cache="runs/tuning.json")  # doctest: +SKIP
+        >>> controller = baseline.with_lr(res.best_lr)                      # doctest: +SKIP
+
+    Raises:
+        ValueError: If ``seed`` is an evaluation seed, the env is not single-task,
+            or ``env_kwargs`` cannot be written to the cache.
+    """
+    if score not in ("final", "best"):
+        raise ValueError(f"score must be 'final' or 'best', got {score!r}.")
+    if seed in set(eval_seeds):
+        raise ValueError(
+            f"Tuning seed {seed} is also an evaluation seed; tune on a held-out seed "
+            f"(default {TUNING_SEED})."
+        )
+    # Tuning never looks at test data: trials do not even evaluate it.
+    kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "eval_test"}
+    if base_lr is None:
+        base_lr = _base_lr(env_id, kwargs)
+    us, lrs = quasi_random_exponents(budget), trial_lrs(base_lr, budget)
+    key = {
+        "version": CACHE_VERSION,
+        "env_id": env_id,
+        "baseline": name,
+        "budget": budget,
+        "seed": seed,
+        "score": score,
+        "base_lr": base_lr,
+        "env_kwargs": kwargs,
+    }
+    store = _Cache(Path(cache), key) if cache is not None else None
+    if store is not None and (hit := store.get()) is not None:
+        return hit
+
+    trials = []
+    for u, lr in zip(us, lrs, strict=True):
+        res = run_episode(env_id, make(lr), seed, env_kwargs={**kwargs, "eval_test": False})
+        trials.append(_trial(float(u), lr, res, score))
+    scores = [t.score for t in trials]
+    best = int(np.argmax(scores))  # first maximum: ties go to the earlier trial
+    if not math.isfinite(scores[best]):
+        warnings.warn(
+            f"All {budget} tuning trials of {name!r} on {env_id} diverged; keeping "
+            f"lr0 = {trials[best].lr:g}.",
+            stacklevel=2,
+        )
+    result = TuningResult(env_id, name, base_lr, budget, seed, score, tuple(trials), best)
+    if store is not None:
+        store.put(result)
+    return result
+
+
+class _Cache:
+    """One entry of the JSON tuning cache ``{"version": 1, "entries": {key: result}}``."""
+
+    def __init__(self, path: Path, key: Mapping[str, Any]) -> None:
+        self.path = path
+        try:
+            self.key = json.dumps(key, sort_keys=True)
+        except TypeError as err:
+            raise ValueError(
+                f"env_kwargs {key['env_kwargs']!r} are not JSON-serializable, so they "
+                f"cannot key the tuning cache ({err}); pass plain values or cache=None."
+            ) from err
+
+    def _load(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        try:
+            data = json.loads(self.path.read_text())
+            if data.get("version") != CACHE_VERSION or not isinstance(data["entries"], dict):
+                raise ValueError(f"expected version {CACHE_VERSION} with an 'entries' dict")
+            return data["entries"]
+        except (ValueError, KeyError, AttributeError, TypeError) as err:
+            aside = self.path.with_name(self.path.name + ".corrupt")
+            os.replace(self.path, aside)
+            warnings.warn(
+                f"Tuning cache {self.path} is unreadable ({err}); moved it to {aside} "
+                "and rebuilding it.",
+                stacklevel=3,
+            )
+            return {}
+
+    def get(self) -> TuningResult | None:
+        entry = self._load().get(self.key)
+        if entry is None:
+            return None
+        try:
+            return TuningResult.from_dict(entry)
+        except (TypeError, KeyError) as err:
+            warnings.warn(
+                f"Bad tuning-cache entry in {self.path} ({err}); re-tuning.", stacklevel=3
+            )
+            return None
+
+    def put(self, result: TuningResult) -> None:
+        entries = self._load()  # re-read: another evaluation may have added entries
+        entries[self.key] = result.to_dict()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"version": CACHE_VERSION, "entries": entries}, f, indent=1)
+        os.replace(tmp, self.path)  # atomic: readers never see a half-written file

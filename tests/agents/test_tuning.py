@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+import lr_gym  # noqa: F401  (registers the env ids)
+from agents.base import ScheduleBaseline
+from agents.rollout import run_episode
+from agents.tuning import (
+    TUNING_SEED,
+    TuningResult,
+    quasi_random_exponents,
+    trial_lrs,
+    tune_lr,
+)
+from lr_gym.tasks.base import Task
+
+ENV = "lr_gym/Digits-MLP-v0"
+# A 30-step budget keeps each episode well under a second; it is part of the cache key too.
+FAST = {"total_steps": 30, "steps_per_action": 15}
+
+
+class StaticWithLR(ScheduleBaseline):
+    """Constant schedule from a given lr0 (what a baseline's ``with_lr`` builds)."""
+
+    def __init__(self, lr: float) -> None:
+        super().__init__("constant", name="static")
+        self.lr = lr
+
+    def wrap_task(self, task: Task) -> Task:
+        return dataclasses.replace(task, lr=self.lr)
+
+
+class CountingMake:
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def __call__(self, lr: float) -> StaticWithLR:
+        self.lrs.append(lr)
+        return StaticWithLR(lr)
+
+
+def test_quasi_random_sequence_deterministic_and_covering():
+    u = quasi_random_exponents(7)
+    np.testing.assert_allclose(u, [0.0, -0.5, 0.5, -0.75, 0.25, -0.25, 0.75])
+    np.testing.assert_array_equal(u, quasi_random_exponents(7))
+    # prefixes are sub-budgets
+    np.testing.assert_array_equal(quasi_random_exponents(5), u[:5])
+    # 2**m - 1 points are the regular grid of spacing 2 / 2**m inside [-1, 1]
+    for m in (3, 6):
+        pts = np.sort(quasi_random_exponents(2**m - 1))
+        np.testing.assert_allclose(pts, -1 + 2 * np.arange(1, 2**m) / 2**m)
+    big = quasi_random_exponents(1000)
+    assert big.min() >= -1 and big.max() <= 1
+    assert np.max(np.diff(np.sort(np.r_[-1, big, 1]))) < 0.01
+    with pytest.raises(ValueError, match=">= 1 trial"):
+        quasi_random_exponents(0)
+
+
+def test_trial_lrs_scale_base_lr():
+    lrs = trial_lrs(0.05, 3)
+    np.testing.assert_allclose(lrs, [0.05, 0.05 / 10**0.5, 0.05 * 10**0.5])
+    with pytest.raises(ValueError, match="base_lr"):
+        trial_lrs(0.0, 3)
+
+
+def test_tuning_picks_best_validation_trial_and_caches(tmp_path):
+    cache = tmp_path / "tuning.json"
+    make = CountingMake()
+    res = tune_lr(ENV, make, name="static", budget=3, env_kwargs=FAST, cache=cache)
+    assert isinstance(res, TuningResult)
+    assert res.base_lr == pytest.approx(0.05) and res.seed == TUNING_SEED
+    assert make.lrs == pytest.approx(trial_lrs(0.05, 3))
+
+    # Running the trials ourselves gives the same validation metrics and winner.
+    finals = [
+        run_episode(ENV, StaticWithLR(lr), TUNING_SEED, env_kwargs=FAST).final_val_metric
+        for lr in trial_lrs(0.05, 3)
+    ]
+    assert len(set(finals)) == 3  # the lrs matter, so picking the best is a real choice
+    assert [t.final_val_metric for t in res.trials] == pytest.approx(finals)
+    assert res.best == int(np.argmax(finals))
+    assert res.best_lr == pytest.approx(trial_lrs(0.05, 3)[res.best])
+
+    # Cache hit: identical result, no controller built, so no episode run.
+    again = CountingMake()
+    assert tune_lr(ENV, again, name="static", budget=3, env_kwargs=FAST, cache=cache) == res
+    assert again.lrs == []
+    # A different key (budget) misses the cache; the old entry stays.
+    tune_lr(ENV, again, name="static", budget=1, env_kwargs=FAST, cache=cache)
+    assert len(again.lrs) == 1
+    assert len(json.loads(cache.read_text())["entries"]) == 2
+
+
+def test_tuning_never_uses_test_data():
+    with_test = tune_lr(ENV, StaticWithLR, name="static", budget=2, env_kwargs=FAST)
+    without = tune_lr(
+        ENV, StaticWithLR, name="static", budget=2, env_kwargs={**FAST, "eval_test": False}
+    )
+    assert with_test == without
+    assert "test" not in json.dumps(with_test.to_dict())
+
+
+def test_best_score_and_held_out_seed():
+    res = tune_lr(ENV, StaticWithLR, name="static", budget=2, env_kwargs=FAST, score="best")
+    for t in res.trials:
+        assert t.score == t.best_val_metric >= t.final_val_metric
+    with pytest.raises(ValueError, match="evaluation seed"):
+        tune_lr(ENV, StaticWithLR, name="static", seed=3, eval_seeds=range(5))
+    with pytest.raises(ValueError, match="score"):
+        tune_lr(ENV, StaticWithLR, name="static", score="test")  # type: ignore[arg-type]
+
+
+def test_diverged_trials_score_minus_inf():
+    # lr0 = 1e4 diverges for SGD on digits at every trial: keep the first, warn.
+    with pytest.warns(UserWarning, match="diverged"):
+        res = tune_lr(ENV, StaticWithLR, name="static", budget=2, env_kwargs=FAST, base_lr=1e4)
+    assert all(t.diverged and t.score == -math.inf for t in res.trials)
+    assert res.best == 0
+
+
+def test_corrupt_cache_is_rebuilt_with_warning(tmp_path):
+    cache = tmp_path / "tuning.json"
+    cache.write_text("{not json")
+    with pytest.warns(UserWarning, match="unreadable"):
+        res = tune_lr(ENV, StaticWithLR, name="static", budget=1, env_kwargs=FAST, cache=cache)
+    assert (tmp_path / "tuning.json.corrupt").read_text() == "{not json"
+    make = CountingMake()
+    assert tune_lr(ENV, make, name="static", budget=1, env_kwargs=FAST, cache=cache) == res
+    assert make.lrs == []
+
+
+def test_non_json_env_kwargs_with_cache_raise(tmp_path):
+    with pytest.raises(ValueError, match="JSON"):
+        tune_lr(
+            ENV,
+            StaticWithLR,
+            name="static",
+            budget=1,
+            env_kwargs={"total_steps": object()},
+            cache=tmp_path / "c.json",
+        )

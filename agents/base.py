@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import copy
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,18 +26,39 @@ class Controller(abc.ABC):
         name: Short name used in tables and plots.
         tunable: Whether the controller's ``lr0`` may be tuned per task (baselines);
             learned controllers are evaluated untuned.
+        lr: The ``lr0`` this controller runs the task with (set by :meth:`with_lr`);
+            ``None`` keeps the task's own.
     """
 
     name: str = "controller"
     tunable: bool = False
+    lr: float | None = None
 
     def env_kwargs(self) -> Mapping[str, Any]:
         """:class:`~lr_gym.config.EnvConfig` overrides this controller runs under."""
         return {}
 
     def wrap_task(self, task: Task) -> Task:
-        """The task as this controller runs it (default: unchanged)."""
-        return task
+        """The task as this controller runs it: the task's ``lr0`` replaced by ``lr`` if set.
+
+        Subclasses that change the task further call ``super().wrap_task(task)`` first.
+        """
+        return task if self.lr is None else dataclasses.replace(task, lr=self.lr)
+
+    def with_lr(self, lr: float) -> Controller:
+        """A copy that runs every task at ``lr0 = lr`` (what a tuner calls).
+
+        Raises:
+            TypeError: The controller is not tunable (learned controllers).
+            ValueError: ``lr`` is not positive.
+        """
+        if not self.tunable:
+            raise TypeError(f"Controller {self.name!r} is not tunable; it runs at the task's lr0.")
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}.")
+        new = copy.copy(self)
+        new.lr = float(lr)
+        return new
 
     def reset(self, env: gym.Env, obs: np.ndarray, info: dict[str, Any]) -> None:  # noqa: B027
         """Called after every ``env.reset`` (default: no state)."""
@@ -63,6 +86,9 @@ class ConstantAction(Controller):
 class ScheduleBaseline(ConstantAction):
     """Follows a base schedule exactly (action 0 in anchored mode).
 
+    The env's LR floor is off (``lr_min=0``) so the LR is exactly the schedule's, e.g.
+    a cosine really reaches 0 as ``CosineAnnealingLR`` does.
+
     Args:
         schedule: ``EnvConfig.schedule`` value, e.g. ``"constant"`` or ``"cosine"``.
         name: Table name.
@@ -73,29 +99,21 @@ class ScheduleBaseline(ConstantAction):
 
     def __init__(self, schedule: str, name: str | None = None, **schedule_kwargs: Any) -> None:
         super().__init__(0.0, name or schedule)
-        self._kwargs = {"mode": "anchored", "schedule": schedule, **schedule_kwargs}
+        self._kwargs = {"mode": "anchored", "schedule": schedule, "lr_min": 0.0, **schedule_kwargs}
 
     def env_kwargs(self) -> Mapping[str, Any]:
         """Anchored mode on the named schedule."""
         return self._kwargs
 
 
-def static_lr() -> ScheduleBaseline:
-    """The seed experiment's baseline: the task's lr0, unchanged for the whole run."""
-    return ScheduleBaseline("constant", name="static")
+_MOVED = ("BASELINES", "make_baseline", "static_lr", "cosine_decay")
 
 
-def cosine_decay() -> ScheduleBaseline:
-    """Cosine decay from lr0 to 0 over the budget."""
-    return ScheduleBaseline("cosine", name="cosine")
+def __getattr__(name: str) -> Any:
+    # The baselines live in agents.baselines (which imports this module); re-exported
+    # lazily so `from agents.base import make_baseline` keeps working.
+    if name in _MOVED:
+        from agents import baselines
 
-
-BASELINES = {"static": static_lr, "cosine": cosine_decay}
-"""Baseline factories by name (``evaluate_agent.py --baselines``)."""
-
-
-def make_baseline(name: str) -> Controller:
-    """Builds a baseline by name, with a clear error listing the known ones."""
-    if name not in BASELINES:
-        raise KeyError(f"Unknown baseline {name!r}; choose from {sorted(BASELINES)}.")
-    return BASELINES[name]()
+        return getattr(baselines, name)
+    raise AttributeError(f"module 'agents.base' has no attribute {name!r}")

@@ -6,9 +6,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from lr_gym.schedules import SCHEDULES
+
 Mode = Literal["anchored", "recursive"]
 Reward = Literal["val_loss", "train_loss", "metric", "terminal_metric"]
-Schedule = Literal["constant", "cosine", "linear"]
+Schedule = Literal["constant", "cosine", "linear", "step", "warmup_cosine", "onecycle"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,10 @@ class EnvConfig:
             ``M <- M * m(a)`` and ``lr_t = lr0 * schedule(t) * M``, the plain LR
             multiplier, which can drift arbitrarily far (within ``lr_min``/``lr_max``).
         schedule: Base schedule over the budget: ``"constant"``, ``"cosine"`` (to
-            ``final_lr_frac``) or ``"linear"`` (to ``final_lr_frac``).
+            ``final_lr_frac``), ``"linear"`` (to ``final_lr_frac``), or one built by
+            torch's own schedulers: ``"step"`` (x0.1 at 50% and 75%), ``"warmup_cosine"``
+            (AlgoPerf: linear warmup then cosine), ``"onecycle"`` (see
+            :func:`lr_gym.schedules.make_torch_scheduler`).
         warmup_frac: Fraction of the budget with linear warmup from 0 (AlgoPerf: 0.02).
         final_lr_frac: Final base LR as a fraction of ``lr0`` for decaying schedules.
         max_factor: Largest multiplier per action, ``m(a) = max_factor ** a`` for
@@ -43,6 +48,9 @@ class EnvConfig:
         steps_per_action: Optimizer steps per env step; ``None`` takes the task's.
         eval_test: Evaluate the task's test split once when the budget runs out.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... or ``"auto"``.
+        optimizer_sets_lr: The inner optimizer adapts its own LR (e.g. hypergradient
+            descent): the env never writes group LRs, ignores actions, and reports the
+            first param group's LR in observations and ``info["lr"]``.
     """
 
     mode: Mode = "anchored"
@@ -60,10 +68,11 @@ class EnvConfig:
     steps_per_action: int | None = None
     eval_test: bool = True
     device: str = "cpu"
+    optimizer_sets_lr: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("mode", self.mode, ("anchored", "recursive"))
-        _check_choice("schedule", self.schedule, ("constant", "cosine", "linear"))
+        _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("reward", self.reward, ("val_loss", "train_loss", "metric", "terminal_metric"))
         if not self.max_factor > 1.0:
             raise ValueError(f"max_factor must be > 1, got {self.max_factor}.")

@@ -13,7 +13,7 @@ from gymnasium import spaces
 
 from lr_gym.config import EnvConfig
 from lr_gym.features import FEATURE_NAMES, OBS_BOUND, OBS_DIM, FeatureTracker
-from lr_gym.schedules import schedule_factor
+from lr_gym.schedules import schedule_factors
 from lr_gym.tasks.base import Task, TaskData, iterate_batches, move_to
 
 
@@ -160,6 +160,13 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         self.lr_min = self.config.lr_min if self.config.lr_min is not None else self.lr0 * 1e-3
         self.lr_max = self.config.lr_max if self.config.lr_max is not None else self.lr0 * 30.0
         self.device = resolve_device(self.config.device)
+        # Precomputed once (a list: the per-step lookup is on the training hot path).
+        self._base_lrs: list[float] = (self.lr0 * schedule_factors(
+            self.config.schedule,
+            self.total_steps,
+            warmup_frac=self.config.warmup_frac,
+            final_lr_frac=self.config.final_lr_frac,
+        )).tolist()
 
         self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
         self.observation_space = spaces.Box(
@@ -189,14 +196,7 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def base_lr(self, step: int) -> float:
         """``lr0 * schedule(step)`` of the configured base schedule."""
-        c = self.config
-        return self.lr0 * schedule_factor(
-            c.schedule,
-            step,
-            self.total_steps,
-            warmup_frac=c.warmup_frac,
-            final_lr_frac=c.final_lr_frac,
-        )
+        return self._base_lrs[min(step, self.total_steps)]
 
     def _lr_at(self, step: int) -> float:
         return min(max(self.base_lr(step) * self._multiplier, self.lr_min), self.lr_max)
@@ -286,7 +286,10 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         self._tracker = FeatureTracker(self.lr0)
         obs = self._tracker.reset(val["loss"], val[self.task.metric])
         self._val = val
-        self._lr = self._lr_at(0)
+        if self.config.optimizer_sets_lr:
+            self._lr = float(self._optimizer.param_groups[0]["lr"])
+        else:
+            self._lr = self._lr_at(0)
         self._done = False
         self._info = self._make_info(diverged=False)
         return obs, dict(self._info)
@@ -312,11 +315,13 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         grad_norm = torch.zeros(())
         diverged = False
         limit = c.divergence_factor * self._tracker.initial_loss
+        set_lr = not c.optimizer_sets_lr
         self._swap_rng()
         try:
             for i in range(n):
-                lr = self._lr_at(self._t)
-                self._set_lr(lr)
+                if set_lr:
+                    lr = self._lr_at(self._t)
+                    self._set_lr(lr)
                 batch = move_to(self._next_batch(), self.device)
                 opt.zero_grad(set_to_none=True)
                 loss = task.loss_fn(model, batch)
@@ -336,6 +341,8 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
                 losses[i] = loss.detach()
         finally:
             self._swap_rng()
+        if not set_lr:  # the LR the optimizer used in its last step
+            lr = float(opt.param_groups[0]["lr"])
         self._lr = lr
         # One host sync per interval (not per step) keeps GPU steps asynchronous.
         step_losses = losses.cpu().numpy()

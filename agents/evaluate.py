@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--log-folder", default="logs", help="Where to look for the latest run.")
     p.add_argument("-o", "--output", default=None,
                    help="Output folder (default: <agent run>/eval, or eval/ without an agent).")
-    p.add_argument("--device", default="cpu", help="Device of the primary models (cpu, cuda, auto).")
+    p.add_argument("--device", default="cpu",
+                   help="Device of the primary models (cpu, cuda, auto).")
     p.add_argument("--gym-packages", nargs="*", default=[],
                    help="Modules to import first (they register your own tasks).")
     p.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,

@@ -220,7 +220,9 @@ class PPOController(Controller):
             env_kwargs = (yaml.safe_load(cfg.read_text()) or {}).get("hyperparams", {}).get(
                 "env_kwargs", {}
             )
-        return cls(model, mean, var, clip_obs=clip_obs, epsilon=eps, env_kwargs=env_kwargs, name=name)
+        return cls(
+            model, mean, var, clip_obs=clip_obs, epsilon=eps, env_kwargs=env_kwargs, name=name
+        )
 
     def env_kwargs(self) -> Mapping[str, Any]:
         """The EnvConfig overrides the agent was trained under."""

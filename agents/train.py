@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         venv.close()
     elapsed = time.perf_counter() - t0
     if args.verbose:
-        rewards = np.asarray([ep["r"] for ep in model.ep_info_buffer]) if model.ep_info_buffer else []
+        rewards = [ep["r"] for ep in model.ep_info_buffer]
         mean_r = f"{np.mean(rewards):.3f}" if len(rewards) else "n/a"
         print(f"Saved {run_dir / 'model.zip'} after {model.num_timesteps} env steps "
               f"in {elapsed:.0f} s (mean episode reward of the last episodes: {mean_r}).")

@@ -13,6 +13,9 @@ Reward = Literal["val_loss", "train_loss", "metric", "terminal_metric"]
 Schedule = Literal["constant", "cosine", "linear", "step", "warmup_cosine", "onecycle"]
 
 
+REWARDS = ("val_loss", "train_loss", "metric", "terminal_metric")
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """How the learning rate is controlled, observed and rewarded.
@@ -73,7 +76,7 @@ class EnvConfig:
     def __post_init__(self) -> None:
         _check_choice("mode", self.mode, ("anchored", "recursive"))
         _check_choice("schedule", self.schedule, SCHEDULES)
-        _check_choice("reward", self.reward, ("val_loss", "train_loss", "metric", "terminal_metric"))
+        _check_choice("reward", self.reward, REWARDS)
         if not self.max_factor > 1.0:
             raise ValueError(f"max_factor must be > 1, got {self.max_factor}.")
         if not 0.0 <= self.warmup_frac < 1.0:

@@ -132,5 +132,7 @@ class FeatureTracker:
 
 def _finite(x):  # noqa: ANN001, ANN202 - scalar or array
     """Replaces NaN/inf and clips to the declared bounds, as float32."""
-    arr = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0, posinf=OBS_BOUND, neginf=-OBS_BOUND)
+    arr = np.nan_to_num(
+        np.asarray(x, dtype=np.float64), nan=0.0, posinf=OBS_BOUND, neginf=-OBS_BOUND
+    )
     return np.clip(arr, -OBS_BOUND, OBS_BOUND).astype(np.float32)

@@ -18,7 +18,7 @@ def convergence_step(
     if not values or not math.isfinite(values[-1]) or values[-1] <= 0:
         return float("nan")
     threshold = frac * values[-1]
-    for s, v in zip(steps, values):
+    for s, v in zip(steps, values, strict=True):
         if v >= threshold:
             return float(s)
     return float(steps[-1])
@@ -26,7 +26,7 @@ def convergence_step(
 
 def steps_to_target(steps: Sequence[float], values: Sequence[float], target: float) -> float:
     """First step at which ``values`` reaches ``target``; ``inf`` if it never does."""
-    for s, v in zip(steps, values):
+    for s, v in zip(steps, values, strict=True):
         if math.isfinite(v) and v >= target:
             return float(s)
     return float("inf")

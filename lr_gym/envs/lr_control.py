@@ -203,7 +203,7 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def _set_lr(self, lr: float) -> None:
         scale = lr / self.lr0
-        for group, base in zip(self._optimizer.param_groups, self._group_lr0):
+        for group, base in zip(self._optimizer.param_groups, self._group_lr0, strict=True):
             group["lr"] = base * scale
 
     def _next_batch(self) -> Any:

@@ -34,10 +34,8 @@ def _arrays(dataset: str) -> tuple[np.ndarray, np.ndarray]:
 
     bunch = getattr(sklearn.datasets, _LOADERS[dataset])()
     x = bunch.data.astype(np.float32)
-    if dataset == "digits":
-        x = x / 16.0  # pixel intensities 0..16
-    else:
-        x = (x - x.mean(0)) / (x.std(0) + 1e-8)  # tabular: standardise (labels unused)
+    # Digits are pixel intensities 0..16; tabular features are standardised.
+    x = x / 16.0 if dataset == "digits" else (x - x.mean(0)) / (x.std(0) + 1e-8)
     return x, bunch.target.astype(np.int64)
 
 
@@ -141,7 +139,7 @@ def make_task(
         steps_per_action=15,
         metric="accuracy",
         family=family,
-        description=f"{arch.upper()} on scikit-learn {dataset} ({optimizer}, lr0={lr0 * lr_scale:g})",
+        description=f"{arch.upper()} on sklearn {dataset} ({optimizer}, lr0={lr0 * lr_scale:g})",
     )
 
 

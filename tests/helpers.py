@@ -1,0 +1,53 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch.utils.data import TensorDataset
+
+from lr_gym.tasks import Task, TaskData
+from lr_gym.tasks.embedded import load_sklearn_data, mlp
+
+
+@functools.cache
+def blob_data(n: int = 192, dim: int = 8, seed: int = 0) -> TaskData:
+    """Two Gaussian blobs: a tiny, fast, learnable classification problem."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = torch.randn(n, dim, generator=g) + 1.5 * y[:, None].float()
+    a, b = n // 2, 3 * n // 4
+    return TaskData(
+        train=TensorDataset(x[:a], y[:a]),
+        val=TensorDataset(x[a:b], y[a:b]),
+        test=TensorDataset(x[b:], y[b:]),
+    )
+
+
+def blob_task(name: str = "blobs", lr: float = 0.1, **kw) -> Task:
+    """A tiny custom task (model with dropout, so training RNG matters)."""
+    defaults = dict(batch_size=16, total_steps=40, steps_per_action=8)
+    defaults.update(kw)
+    return Task(
+        name=name,
+        model_fn=lambda: torch.nn.Sequential(
+            torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(16, 2)
+        ),
+        data_fn=blob_data,
+        lr=lr,
+        **defaults,
+    )
+
+
+def digits_task(lr: float, **kw) -> Task:
+    """Digits MLP with a chosen lr0 (e.g. absurdly high, to force divergence)."""
+    defaults = dict(total_steps=60, steps_per_action=10)
+    defaults.update(kw)
+    return Task(
+        name=f"digits-lr{lr:g}",
+        model_fn=lambda: mlp(64, (32,), 10),
+        data_fn=functools.partial(load_sklearn_data, "digits"),
+        lr=lr,
+        **defaults,
+    )

@@ -1,0 +1,95 @@
+"""CLI smoke tests: the real scripts in subprocesses, with tiny budgets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, env=ENV, timeout=600
+    )
+
+
+@pytest.mark.parametrize("script", ["train_agent.py", "evaluate_agent.py"])
+def test_help(script, tmp_path):
+    out = run(str(ROOT / script), "--help", cwd=tmp_path)
+    assert out.returncode == 0
+    for flag in ("--env", "--seed" if script == "train_agent.py" else "--seeds", "--device",
+                 "--log-folder"):
+        assert flag in out.stdout
+
+
+@pytest.mark.slow
+def test_train_then_evaluate(tmp_path):
+    out = run(
+        str(ROOT / "train_agent.py"), "--env", "lr_gym/Digits-MLP-v0", "-n", "64", "--seed", "1",
+        "--n-envs", "1", "--eval-freq", "32", "--eval-episodes", "1", "--save-freq", "32",
+        "--no-progress", "-f", "logs", cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    run_dir = tmp_path / "logs" / "ppo" / "Digits-MLP-v0_1"
+    for name in ("model.zip", "vecnormalize.pkl", "config.yml", "evaluations.npz"):
+        assert (run_dir / name).is_file(), name
+    assert list((run_dir / "checkpoints").glob("model_*_steps.zip"))
+    config = yaml.safe_load((run_dir / "config.yml").read_text())
+    assert config["env"] == ["lr_gym/Digits-MLP-v0"] and config["seed"] == 1
+    assert config["hyperparams"]["n_timesteps"] == 64
+
+    out = run(
+        str(ROOT / "evaluate_agent.py"), "--env", "lr_gym/Wine-MLP-v0", "--seeds", "0", "1",
+        "--baselines", "static", "cosine", "-f", "logs", "-o", "ev", cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "| lr_gym/Wine-MLP-v0 | ppo |" in out.stdout
+    assert "| lr_gym/Wine-MLP-v0 | static |" in out.stdout
+    results = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert results["agent"].endswith("Digits-MLP-v0_1")
+    assert len(results["runs"]) == 3 * 2
+    assert (tmp_path / "ev" / "curves.png").stat().st_size > 10_000
+    # Paired seeds: every controller starts from the same initial model.
+    starts = {(r["seed"], r["val_loss"][0]) for r in results["runs"]}
+    assert len(starts) == 2
+
+
+def test_bad_input_gives_clear_errors(tmp_path):
+    out = run(str(ROOT / "train_agent.py"), "--env", "lr_gym/Nope-v0", "-f", "logs", cwd=tmp_path)
+    assert out.returncode == 2 and "unknown env id 'lr_gym/Nope-v0'" in out.stderr
+    assert not (tmp_path / "logs").exists()  # nothing half-made
+    out = run(str(ROOT / "evaluate_agent.py"), "-f", "logs", cwd=tmp_path)
+    assert out.returncode == 2 and "No trained agent" in out.stderr
+    out = run(str(ROOT / "evaluate_agent.py"), "--agent", "none", "--baselines", "magic",
+              cwd=tmp_path)
+    assert out.returncode == 2 and "Unknown baseline 'magic'" in out.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_agent(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train_agent.py"), "--env", "lr_gym/Digits-MLP-v0",
+         "-n", "100000", "--n-envs", "1", "--eval-freq", "0", "--no-progress", "-f", "logs"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )
+    run_dir = tmp_path / "logs" / "ppo" / "Digits-MLP-v0_1"
+    deadline = time.time() + 120
+    while not (run_dir / "config.yml").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(8)  # let it train a little
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Interrupted: saving" in err
+    assert (run_dir / "model.zip").is_file() and (run_dir / "vecnormalize.pkl").is_file()

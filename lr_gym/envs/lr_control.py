@@ -311,7 +311,8 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
 
         n = min(self.steps_per_action, self.total_steps - self._t)
         model, opt, task = self.model, self._optimizer, self.task
-        losses = torch.empty(n, device=self.device)
+        losses: list[torch.Tensor] = []
+        on_cpu = self.device.type == "cpu"  # CPU data needs no copy
         grad_norm = torch.zeros(())
         diverged = False
         limit = c.divergence_factor * self._tracker.initial_loss
@@ -322,7 +323,9 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
                 if set_lr:
                     lr = self._lr_at(self._t)
                     self._set_lr(lr)
-                batch = move_to(self._next_batch(), self.device)
+                batch = self._next_batch()
+                if not on_cpu:
+                    batch = move_to(batch, self.device)
                 opt.zero_grad(set_to_none=True)
                 loss = task.loss_fn(model, batch)
                 loss.backward()
@@ -338,14 +341,14 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
                         )
                 opt.step()
                 self._t += 1
-                losses[i] = loss.detach()
+                losses.append(loss.detach())
         finally:
             self._swap_rng()
         if not set_lr:  # the LR the optimizer used in its last step
             lr = float(opt.param_groups[0]["lr"])
         self._lr = lr
         # One host sync per interval (not per step) keeps GPU steps asynchronous.
-        step_losses = losses.cpu().numpy()
+        step_losses = torch.stack(losses).float().cpu().numpy()
         bad = ~np.isfinite(step_losses) | (step_losses > limit)
         if bad.any():
             step_losses = step_losses[: int(np.argmax(bad)) + 1]

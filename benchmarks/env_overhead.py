@@ -1,0 +1,123 @@
+"""Env overhead: N env steps vs the same work in a plain PyTorch loop, in one run.
+
+Both sides train the same task's model from the same initialisation on the same
+batches for the same number of optimizer steps, set the LR every step (the plain
+loop with a torch ``LambdaLR``), and run the same validation pass after every
+``steps_per_action`` steps. The env side additionally measures the gradient norm,
+computes features and rewards, and checks for divergence. Repeats alternate the two
+sides; the ratio of medians is reported.
+
+Usage:
+    python benchmarks/env_overhead.py [--env lr_gym/Digits-CNN-v0 ...] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import lr_gym
+from lr_gym.schedules import schedule_factor
+from lr_gym.tasks.base import iterate_batches
+
+
+def time_env(env_id: str, seed: int) -> float:
+    env = gym.make(env_id, disable_env_checker=True, eval_test=False)
+    env.reset(seed=seed)
+    action = np.zeros(1, np.float32)
+    t0 = time.perf_counter()
+    done = False
+    while not done:
+        _, _, term, trunc, _ = env.step(action)
+        done = term or trunc
+    elapsed = time.perf_counter() - t0
+    env.close()
+    return elapsed
+
+
+def time_plain_loop(env_id: str, seed: int) -> float:
+    """What a user would write by hand for the same run."""
+    task = lr_gym.get_task(env_id)
+    data = task.data_fn()
+    torch.manual_seed(seed)
+    model = task.model_fn()
+    opt = task.build_optimizer(model)
+    total, k = task.total_steps, task.steps_per_action
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: schedule_factor("cosine", s, total)
+    )
+    gen = torch.Generator().manual_seed(seed)
+    device = torch.device("cpu")
+    batches = iterate_batches(data.train, task.batch_size, generator=gen, drop_last=True)
+    t0 = time.perf_counter()
+    for step in range(total):
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iterate_batches(data.train, task.batch_size, generator=gen, drop_last=True)
+            batch = next(batches)
+        opt.zero_grad(set_to_none=True)
+        loss = task.loss_fn(model, batch)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if (step + 1) % k == 0:
+            model.eval()
+            with torch.no_grad():
+                task.eval_fn(model, data.val, task, device)
+            model.train()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", nargs="+", default=["lr_gym/Digits-CNN-v0", "lr_gym/Digits-MLP-v0"])
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: least noise)")
+    p.add_argument("-o", "--output", default="benchmarks/results/env_overhead.json")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    rows = []
+    for env_id in args.env:
+        task = lr_gym.get_task(env_id)
+        time_env(env_id, 0), time_plain_loop(env_id, 0)  # warm-up: data loading, allocator
+        env_t, plain_t = [], []
+        for r in range(args.repeats):
+            pair = [(env_t, time_env), (plain_t, time_plain_loop)]
+            for out, fn in pair if r % 2 == 0 else pair[::-1]:
+                out.append(fn(env_id, r))
+        env_med, plain_med = statistics.median(env_t), statistics.median(plain_t)
+        rows.append({
+            "env_id": env_id,
+            "optimizer_steps": task.total_steps,
+            "env_steps": -(-task.total_steps // task.steps_per_action),
+            "env_s": env_med,
+            "plain_s": plain_med,
+            "ratio": env_med / plain_med,
+        })
+
+    print("| env | optimizer steps | env steps | env (s, median) | plain loop (s, median) "
+          "| ratio |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['env_id']} | {r['optimizer_steps']} | {r['env_steps']} | {r['env_s']:.3f} | "
+              f"{r['plain_s']:.3f} | {r['ratio']:.3f} |")
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"python": platform.python_version(), "torch": str(torch.__version__),
+            "machine": platform.machine(), "threads": args.threads, "repeats": args.repeats}
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    print(f"\nWrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -143,11 +143,8 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
             get_task(task, **(task_kwargs or {})) if isinstance(task, str) else task
         )
         self.config = (config or EnvConfig()).replace(**overrides)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode={render_mode!r} is not supported; use one of "
-                f"{self.metadata['render_modes']} or None."
-            )
+        # Other modes (SB3's make_vec_env asks for "rgb_array") render nothing; gym.make
+        # already warns about them, so they must not be fatal.
         self.render_mode = render_mode
         self.total_steps = self.config.total_steps or self.task.total_steps
         self.steps_per_action = self.config.steps_per_action or self.task.steps_per_action

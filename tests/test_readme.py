@@ -1,0 +1,38 @@
+"""The README's Python blocks run as written."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def test_readme_starts_with_the_two_commands():
+    text = (ROOT / "README.md").read_text()
+    commands = re.findall(r"```bash\n(.*?)```", text, re.S)[:2]
+    assert "train_agent.py" in commands[0] and "evaluate_agent.py" in commands[0]
+    assert "pytest" in commands[1]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert commands[1].strip() in ci  # CI runs exactly README's test command
+
+
+@pytest.mark.slow
+def test_readme_python_blocks_run(tmp_path):
+    blocks = python_blocks()
+    assert len(blocks) >= 3
+    script = tmp_path / "readme_blocks.py"
+    script.write_text("\n\n".join(blocks))
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=900,
+                         env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "static" in out.stdout and "MyTask step 10/200" in out.stdout

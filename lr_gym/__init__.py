@@ -28,6 +28,8 @@ BUILTIN_TASKS: dict[str, str] = {
     "Wine-MLP": f"{_E}:wine_mlp",
     "BreastCancer-MLP": f"{_E}:cancer_mlp",
     "Digits-CNN": f"{_E}:digits_cnn_task",
+    "Digits-CNN-Adam": f"{_E}:digits_cnn_adam",
+    "Digits-CNN-LowLR": f"{_E}:digits_cnn_low_lr",
 }
 for _name, _ref in BUILTIN_TASKS.items():
     register_task(_ref, name=_name)
@@ -36,8 +38,12 @@ TRAIN_MIX_ID = register_mix("EmbeddedMix", f"{_E}:train_variants")
 """Default training env: every variant of the training families."""
 HELD_OUT_MIX_ID = register_mix("EmbeddedHeldOut", f"{_E}:held_out_variants")
 """Every variant of the held-out family (never used by default training)."""
-DEFAULT_EVAL_IDS: tuple[str, ...] = ("lr_gym/Digits-CNN-v0",)
-"""Held-out ids that ``evaluate_agent.py`` uses by default."""
+DEFAULT_EVAL_IDS: tuple[str, ...] = (
+    "lr_gym/Digits-CNN-v0",
+    "lr_gym/Digits-CNN-Adam-v0",
+    "lr_gym/Digits-CNN-LowLR-v0",
+)
+"""Held-out ids (the digits-cnn family) that ``evaluate_agent.py`` uses by default."""
 
 
 def __getattr__(name: str) -> Any:

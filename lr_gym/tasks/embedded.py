@@ -164,6 +164,16 @@ def digits_cnn_task() -> Task:
     return make_task("digits-cnn", widths=(16,))
 
 
+def digits_cnn_adam() -> Task:
+    """Digits CNN trained with Adam (lr0 1e-3); held-out family."""
+    return make_task("digits-cnn", widths=(16,), optimizer="adam")
+
+
+def digits_cnn_low_lr() -> Task:
+    """Digits CNN, wider, SGD+momentum at a 10x too small lr0 (0.005), half the data."""
+    return make_task("digits-cnn", widths=(32,), lr_scale=0.1, train_fraction=0.5)
+
+
 def wine_mlp() -> Task:
     """Wine MLP (64 hidden, SGD+momentum, lr0 0.05)."""
     return make_task("wine-mlp")

@@ -334,3 +334,105 @@ def test_example_script_runs_on_a_trained_run(tmp_path):
     (run,) = (tmp_path / "ppo").glob("*_1")
     proc = _run_example(str(run))
     assert proc.returncode == 0, proc.stderr
+
+
+# ------------------------------------------------------------------ HF Trainer
+class _ListDataset(torch.utils.data.Dataset):
+    def __init__(self, n: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        self.ids = torch.randint(1, 30, (n, 8), generator=g)
+        self.labels = (self.ids[:, 0] > 15).long()
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "attention_mask": torch.ones(8, dtype=torch.long),
+                "labels": self.labels[i]}
+
+
+@pytest.mark.slow
+def test_trainer_callback_drives_the_lr(exported, tmp_path):
+    pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate")
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    from agents.deploy import LRControllerCallback
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=16, num_labels=2))
+
+    class RecordLR(TrainerCallback):
+        lrs: list[float] = []
+
+        def on_step_begin(self, args, state, control, optimizer=None, **kw):
+            self.lrs.append(optimizer.param_groups[0]["lr"])
+
+    def accuracy(pred):
+        return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
+
+    cb = LRControllerCallback(exported, steps_per_action=4)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=12, per_device_train_batch_size=8,
+        per_device_eval_batch_size=16, learning_rate=1e-3, lr_scheduler_type="constant",
+        eval_on_start=True, eval_strategy="no", save_strategy="no", report_to=[],
+        use_cpu=True, disable_tqdm=True, seed=0,
+    )
+    recorder = RecordLR()
+    trainer = Trainer(model=model, args=args, train_dataset=_ListDataset(32, 0),
+                      eval_dataset=_ListDataset(16, 1), compute_metrics=accuracy,
+                      callbacks=[cb, recorder])
+    trainer.train()
+    ctl = cb.controller
+    assert [t for t, _, _ in ctl.history] == [0, 4, 8, 12]  # initial + one per interval
+    assert len(recorder.lrs) == 12 and len(set(recorder.lrs)) > 1  # not HF's constant LR
+
+    # Replaying the Trainer's own log into a fresh controller gives the same LRs.
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    replay = LRController(opt, exported, total_steps=12, steps_per_action=4)
+    logs = trainer.state.log_history
+    evals = [h for h in logs if "eval_loss" in h]
+    steps = {h["step"]: h for h in logs if "loss" in h}
+    assert len(evals) == 4 and sorted(steps) == list(range(1, 13))
+    replay.observe(evals[0]["eval_loss"], evals[0]["eval_accuracy"])
+    lrs = []
+    for s in range(1, 13):
+        lrs.append(replay.get_last_lr()[0])
+        replay.step(steps[s]["loss"], grad_norm=steps[s]["grad_norm"])
+        if replay.eval_due:
+            e = evals[s // 4]
+            replay.observe(e["eval_loss"], e["eval_accuracy"])
+    assert lrs == pytest.approx(recorder.lrs, rel=1e-12)
+
+
+def test_trainer_callback_needs_an_initial_evaluation(exported):
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from agents.deploy import LRControllerCallback
+
+    cb = LRControllerCallback(exported, steps_per_action=4)
+    args = TrainingArguments(output_dir="unused", eval_on_start=False, report_to=[])
+    state = TrainerState(max_steps=8)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(RuntimeError, match="eval_on_start=True"):
+        cb.on_train_begin(args, state, TrainerControl(), optimizer=opt)
+    with pytest.raises(KeyError, match="eval_accuracy"):
+        cb.on_evaluate(args, state, TrainerControl(), metrics={"eval_loss": 1.0})
+    cb.on_evaluate(args, state, TrainerControl(), metrics={"eval_loss": 1.0,
+                                                           "eval_accuracy": 0.5})
+    cb.on_train_begin(args, state, TrainerControl(), optimizer=opt)  # trainer.evaluate() first
+    control = TrainerControl()
+    for _ in range(4):
+        cb.on_step_end(args, state, control)
+        cb.on_log(args, state, control, logs={"loss": 0.9, "grad_norm": 2.0})
+    assert control.should_log and control.should_evaluate
+    before = opt.param_groups[0]["lr"]
+    cb.on_evaluate(args, state, control, metrics={"eval_loss": 0.8, "eval_accuracy": 0.6})
+    assert len(cb.controller.history) == 2 and opt.param_groups[0]["lr"] != before

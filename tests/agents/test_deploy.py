@@ -6,6 +6,7 @@ import os
 import pickle
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import gymnasium as gym
@@ -413,12 +414,13 @@ def test_trainer_callback_drives_the_lr(exported, tmp_path):
 
 
 def test_trainer_callback_needs_an_initial_evaluation(exported):
-    from transformers import TrainerControl, TrainerState, TrainingArguments
+    from transformers import TrainerControl, TrainerState
 
     from agents.deploy import LRControllerCallback
 
     cb = LRControllerCallback(exported, steps_per_action=4)
-    args = TrainingArguments(output_dir="unused", eval_on_start=False, report_to=[])
+    # The callback reads only eval_on_start; TrainingArguments itself needs accelerate.
+    args = types.SimpleNamespace(eval_on_start=False)
     state = TrainerState(max_steps=8)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     with pytest.raises(RuntimeError, match="eval_on_start=True"):

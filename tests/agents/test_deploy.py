@@ -179,7 +179,7 @@ def test_plain_loop_measures_grad_norm_and_scales_every_group(exported):
         assert lr1 == pytest.approx(10 * lr0)  # both groups scaled by one factor
         if ctl.eval_due:
             assert np.isfinite(ctl._grad_norm) and ctl._grad_norm > 0  # measured, not given
-            ctl.observe(val_loss=float(loss), val_metric=0.6)
+            ctl.observe(val_loss=float(loss.detach()), val_metric=0.6)
     assert ctl.last_observation[7] != 0.0 or ctl.last_observation[8] != 0.0
     with pytest.raises(RuntimeError, match="without a training step"):
         ctl.observe(val_loss=0.5, val_metric=0.7)

@@ -46,6 +46,34 @@ def action_to_multiplier(action: Any, max_factor: float) -> tuple[float, float]:
     return a, math.exp(a * math.log(max_factor))
 
 
+LR_MIN_FACTOR = 1e-3
+"""``lr_min=None`` means ``lr0 * LR_MIN_FACTOR``."""
+LR_MAX_FACTOR = 30.0
+"""``lr_max=None`` means ``lr0 * LR_MAX_FACTOR``."""
+
+
+def lr_bounds(lr0: float, lr_min: float | None, lr_max: float | None) -> tuple[float, float]:
+    """The LR clamp ``(lr_min, lr_max)``; ``None`` takes the default factor of ``lr0``."""
+    return (
+        lr_min if lr_min is not None else lr0 * LR_MIN_FACTOR,
+        lr_max if lr_max is not None else lr0 * LR_MAX_FACTOR,
+    )
+
+
+def next_multiplier(
+    mode: str, multiplier: float, m: float, base_lr: float, lr_min: float, lr_max: float
+) -> float:
+    """The LR multiplier after an action's factor ``m`` (shared with the deployed controller).
+
+    ``"anchored"`` replaces the multiplier with ``m``; ``"recursive"`` accumulates it and
+    keeps it inside the LR bounds at ``base_lr`` so it cannot wind up.
+    """
+    if mode != "recursive":
+        return m
+    base = max(base_lr, 1e-30)
+    return min(max(multiplier * m, lr_min / base), lr_max / base)
+
+
 class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     """Learning-rate control of one training run of a primary model.
 
@@ -154,8 +182,7 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"({self.total_steps}); lower steps_per_action."
             )
         self.lr0 = self.task.lr
-        self.lr_min = self.config.lr_min if self.config.lr_min is not None else self.lr0 * 1e-3
-        self.lr_max = self.config.lr_max if self.config.lr_max is not None else self.lr0 * 30.0
+        self.lr_min, self.lr_max = lr_bounds(self.lr0, self.config.lr_min, self.config.lr_max)
         self.device = resolve_device(self.config.device)
         # Precomputed once (a list: the per-step lookup is on the training hot path).
         self._base_lrs: list[float] = (self.lr0 * schedule_factors(
@@ -299,11 +326,9 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
             raise RuntimeError("The episode has ended (or never started): call reset() first.")
         c = self.config
         a, m = action_to_multiplier(action, c.max_factor)
-        self._multiplier = self._multiplier * m if c.mode == "recursive" else m
-        if c.mode == "recursive":
-            # Keep the accumulated multiplier inside the LR bounds so it cannot wind up.
-            base = max(self.base_lr(self._t), 1e-30)
-            self._multiplier = min(max(self._multiplier, self.lr_min / base), self.lr_max / base)
+        self._multiplier = next_multiplier(
+            c.mode, self._multiplier, m, self.base_lr(self._t), self.lr_min, self.lr_max
+        )
         self._action = a
 
         n = min(self.steps_per_action, self.total_steps - self._t)

@@ -1,0 +1,662 @@
+"""A trained controller as one safe file, and as a drop-in LR scheduler.
+
+``export_controller`` writes a ``.safetensors`` file with the policy weights needed for
+the deterministic action, the observation normalisation and, in its metadata, the
+feature and LR configuration the agent was trained under. Loading it never unpickles
+anything and verifies a SHA-256 of its content, so a file from someone else cannot
+run code and a tampered one is refused.
+
+``LRController`` drives any torch optimizer with that file, computing the same
+features (``lr_gym.features.FeatureTracker``) and the same LR rule as
+``LRControlEnv``, so its decisions equal the env's::
+
+    ctl = LRController(opt, "controller.safetensors", total_steps=T, steps_per_action=K)
+    ctl.observe(**evaluate(model))          # once on the untrained model
+    for step in range(T):
+        loss = loss_fn(model, next(batches))
+        opt.zero_grad(); loss.backward(); opt.step()
+        ctl.step(loss)                      # every optimizer step
+        if ctl.eval_due:                    # every K steps
+            ctl.observe(**evaluate(model))  # val_loss=..., val_metric=...
+
+``LRControllerCallback`` does the same inside a Hugging Face ``Trainer``.
+
+CLI: ``python -m agents.deploy export --agent RUN_DIR -o controller.safetensors``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lr_gym.config import EnvConfig
+from lr_gym.envs.lr_control import action_to_multiplier, lr_bounds, next_multiplier
+from lr_gym.features import FEATURE_NAMES, OBS_BOUND, FeatureTracker
+from lr_gym.schedules import schedule_factor
+
+FORMAT = "lr_gym.controller"
+FORMAT_VERSION = "1"
+_ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh"}
+_ACT_FNS = {"relu": torch.relu, "tanh": torch.tanh}
+
+
+class ControllerFileError(ValueError):
+    """A controller file that is not valid, not supported, or was tampered with."""
+
+
+# ------------------------------------------------------------------------- export
+def _digest(config_json: str, tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the config and every tensor's name, dtype, shape and bytes."""
+    h = hashlib.sha256(config_json.encode())
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def export_controller(agent: Any, path: str | Path) -> Path:
+    """Writes a trained PPO controller to one ``.safetensors`` file.
+
+    Args:
+        agent: A run folder (``model.zip`` + ``vecnormalize.pkl`` + ``config.yml``) or a
+            loaded :class:`~agents.ppo.PPOController`.
+        path: Output file.
+
+    Returns:
+        The path written.
+    """
+    from safetensors.torch import save_file
+
+    from agents.ppo import PPOController
+
+    source: dict[str, Any] = {}
+    if not isinstance(agent, PPOController):
+        run = Path(agent)
+        source["run"] = str(run)
+        agent = PPOController.load(run, device="cpu")  # our own run: unpickling is fine here
+        cfg = run / "config.yml"
+        if cfg.is_file():
+            import yaml
+
+            meta = yaml.safe_load(cfg.read_text()) or {}
+            source.update(env=meta.get("env"), versions=meta.get("versions"))
+    policy = agent.model.policy
+    tensors: dict[str, torch.Tensor] = {}
+    arch, activation = [], None
+    linears = [m for m in policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)]
+    for m in policy.mlp_extractor.policy_net:
+        if not isinstance(m, torch.nn.Linear):
+            name = _ACTIVATIONS.get(type(m).__name__)
+            if name is None or activation not in (None, name):
+                raise ValueError(f"Cannot export activation {type(m).__name__}; "
+                                 f"supported: {sorted(_ACTIVATIONS)}.")
+            activation = name
+    for i, lin in enumerate(linears):
+        tensors[f"policy.{i}.weight"] = lin.weight.detach().cpu().float().clone()
+        tensors[f"policy.{i}.bias"] = lin.bias.detach().cpu().float().clone()
+        arch.append(lin.out_features)
+    tensors["action.weight"] = policy.action_net.weight.detach().cpu().float().clone()
+    tensors["action.bias"] = policy.action_net.bias.detach().cpu().float().clone()
+    normalize = agent.obs_mean is not None
+    if normalize:
+        tensors["obs_mean"] = torch.from_numpy(np.asarray(agent.obs_mean, dtype=np.float64))
+        tensors["obs_var"] = torch.from_numpy(np.asarray(agent.obs_var, dtype=np.float64))
+
+    fields = {f.name for f in dataclasses.fields(EnvConfig)}
+    env_config = EnvConfig().replace(
+        **{k: v for k, v in agent.env_kwargs().items() if k in fields}
+    ).to_dict()
+    tracker = FeatureTracker(1.0)
+    config = {
+        "feature_names": list(FEATURE_NAMES),
+        "obs_bound": OBS_BOUND,
+        "tracker": {"short_halflife": tracker.short_halflife,
+                    "long_halflife": tracker.long_halflife},
+        "env_config": env_config,
+        "policy": {"net_arch": arch, "activation": activation or "relu",
+                   "obs_dim": linears[0].in_features if linears else
+                   policy.action_net.in_features, "action_low": -1.0, "action_high": 1.0},
+        "normalization": {"enabled": normalize, "clip_obs": float(agent.clip_obs),
+                          "epsilon": float(agent.epsilon)},
+        "source": source,
+    }
+    config_json = json.dumps(config, sort_keys=True)
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": config_json,
+        "sha256": _digest(config_json, tensors),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+# ------------------------------------------------------------------------- policy
+@dataclass(frozen=True)
+class ControllerPolicy:
+    """A verified controller file: the policy MLP, normalisation and training config.
+
+    Attributes:
+        config: The exported configuration (feature names, ``env_config``, ``policy``,
+            ``normalization``, ``tracker``, ``source``).
+        env_config: The :class:`~lr_gym.config.EnvConfig` the agent was trained under.
+        layers: ``(weight, bias)`` of each hidden layer.
+        action: ``(weight, bias)`` of the action layer.
+        obs_mean: Normalisation mean (None: no normalisation).
+        obs_var: Normalisation variance.
+        path: The file it came from.
+    """
+
+    config: dict[str, Any]
+    env_config: EnvConfig
+    layers: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    action: tuple[torch.Tensor, torch.Tensor]
+    obs_mean: np.ndarray | None
+    obs_var: np.ndarray | None
+    path: str = ""
+
+    @classmethod
+    def load(cls, path: str | Path) -> ControllerPolicy:
+        """Loads and verifies a file from :func:`export_controller` (no pickle involved).
+
+        Raises:
+            FileNotFoundError: No such file.
+            ControllerFileError: Not a controller file, unsupported version, missing
+                tensors, or content that does not match its checksum.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"No controller file at {path}; write one with "
+                "`python -m agents.deploy export --agent RUN_DIR -o FILE`."
+            )
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            # Fresh copies: memory-mapped tensors can be misaligned, which changes the
+            # float rounding of the matmuls and so the actions' last bits.
+            tensors = {k: v.clone() for k, v in load_file(str(path)).items()}
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ControllerFileError(
+                f"{path} is not a readable safetensors file (truncated or corrupt): {e}"
+            ) from e
+        if meta.get("format") != FORMAT:
+            raise ControllerFileError(
+                f"{path} is not an lr_gym controller file (metadata 'format' is "
+                f"{meta.get('format')!r}, expected {FORMAT!r})."
+            )
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ControllerFileError(
+                f"{path} has controller format version {meta.get('format_version')!r}; this "
+                f"lr_gym reads version {FORMAT_VERSION!r}. Re-export it with this version "
+                "(`python -m agents.deploy export`)."
+            )
+        try:
+            config = json.loads(meta["config"])
+            digest = meta["sha256"]
+            arch = [int(n) for n in config["policy"]["net_arch"]]
+            norm = config["normalization"]
+            env_config = EnvConfig().replace(**config["env_config"])
+            if config["policy"]["activation"] not in _ACT_FNS:
+                raise ValueError(f"unknown activation {config['policy']['activation']!r}")
+            float(norm["clip_obs"]), float(norm["epsilon"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ControllerFileError(
+                f"{path}: metadata is missing or malformed ({type(e).__name__}: {e})."
+            ) from e
+        need = [f"policy.{i}.{p}" for i in range(len(arch)) for p in ("weight", "bias")]
+        need += ["action.weight", "action.bias"]
+        need += ["obs_mean", "obs_var"] if norm["enabled"] else []
+        missing = [k for k in need if k not in tensors]
+        if missing:
+            raise ControllerFileError(f"{path} lacks tensor(s) {missing}.")
+        if _digest(meta["config"], tensors) != digest:
+            raise ControllerFileError(
+                f"{path} was tampered with or is corrupt: its content does not match the "
+                "SHA-256 stored at export. Re-export it from the run folder."
+            )
+        if list(config["feature_names"]) != list(FEATURE_NAMES):
+            raise ControllerFileError(
+                f"{path} was trained on features {config['feature_names']}, but this lr_gym "
+                f"computes {list(FEATURE_NAMES)}; use the lr_gym version it was exported with."
+            )
+        layers = tuple(
+            (tensors[f"policy.{i}.weight"], tensors[f"policy.{i}.bias"]) for i in range(len(arch))
+        )
+        return cls(
+            config=config,
+            env_config=env_config,
+            layers=layers,
+            action=(tensors["action.weight"], tensors["action.bias"]),
+            obs_mean=tensors["obs_mean"].numpy() if norm["enabled"] else None,
+            obs_var=tensors["obs_var"].numpy() if norm["enabled"] else None,
+            path=str(path),
+        )
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path) -> ControllerPolicy:
+        """Exports a run folder to a temporary file and loads it back (one code path)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return cls.load(export_controller(run_dir, Path(tmp) / "controller.safetensors"))
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        """The saved running normalisation, computed exactly as VecNormalize does."""
+        if self.obs_mean is None:
+            return np.asarray(obs, dtype=np.float32)
+        norm = self.config["normalization"]
+        out = (obs - self.obs_mean) / np.sqrt(self.obs_var + norm["epsilon"])
+        return np.clip(out, -norm["clip_obs"], norm["clip_obs"]).astype(np.float32)
+
+    def act(self, obs: np.ndarray) -> float:
+        """The deterministic action in [-1, 1] for one observation."""
+        act_fn = _ACT_FNS[self.config["policy"]["activation"]]
+        with torch.no_grad():
+            x = torch.from_numpy(self.normalize(obs)).unsqueeze(0)
+            for w, b in self.layers:
+                x = act_fn(F.linear(x, w, b))
+            a = F.linear(x, *self.action)
+        p = self.config["policy"]
+        return float(np.clip(a.numpy().reshape(-1)[0], p["action_low"], p["action_high"]))
+
+
+# --------------------------------------------------------------------- controller
+class LRController:
+    """Sets an optimizer's learning rate with a trained controller, like a torch scheduler.
+
+    Usage (see the module docstring): ``observe(val_loss=..., val_metric=...)`` once on
+    the untrained model (the first decision), ``step(loss)`` after every optimizer
+    step, and ``observe(...)`` again whenever ``eval_due`` is True (every
+    ``steps_per_action`` steps). Every param group's LR is scaled from its initial LR
+    by the same factor, as in the env. Called this way, the features, actions and LRs
+    equal those of :class:`~lr_gym.envs.LRControlEnv` on the same statistics.
+
+    Args:
+        optimizer: The optimizer to drive (any ``torch.optim.Optimizer``).
+        policy: A controller file, or a :class:`ControllerPolicy` already loaded.
+        total_steps: The optimizer-step budget ``T`` (progress is ``step / T``).
+        steps_per_action: Optimizer steps per decision ``K``.
+        lr0: Reference LR of the features; default: the first group's initial LR.
+        lr_min: Lowest LR; default: the trained rule (``lr0 * 1e-3`` unless set).
+        lr_max: Highest LR; default: the trained rule (``lr0 * 30`` unless set).
+    """
+
+    load = staticmethod(ControllerPolicy.load)
+    from_run = staticmethod(ControllerPolicy.from_run)
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        policy: str | Path | ControllerPolicy,
+        *,
+        total_steps: int,
+        steps_per_action: int,
+        lr0: float | None = None,
+        lr_min: float | None = None,
+        lr_max: float | None = None,
+    ) -> None:
+        if not 1 <= steps_per_action <= total_steps:
+            raise ValueError(
+                f"Need 1 <= steps_per_action <= total_steps, got steps_per_action="
+                f"{steps_per_action}, total_steps={total_steps}."
+            )
+        self.optimizer = optimizer
+        self.policy = policy if isinstance(policy, ControllerPolicy) else ControllerPolicy.load(
+            policy
+        )
+        self.config = self.policy.env_config
+        self.total_steps, self.steps_per_action = int(total_steps), int(steps_per_action)
+        # Torch schedulers record each group's starting LR as "initial_lr".
+        self._group_lr0 = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
+        self.lr0 = float(lr0) if lr0 is not None else self._group_lr0[0]
+        if not self.lr0 > 0:
+            raise ValueError(f"lr0 must be > 0, got {self.lr0}; give the optimizer an lr.")
+        c = self.config
+        self.lr_min, self.lr_max = lr_bounds(
+            self.lr0,
+            lr_min if lr_min is not None else c.lr_min,
+            lr_max if lr_max is not None else c.lr_max,
+        )
+        halflives = self.policy.config.get("tracker", {})
+        self._tracker = FeatureTracker(self.lr0, **halflives)
+        self._t = 0
+        self._multiplier = 1.0
+        self._action = 0.0
+        self._started = False
+        self._interval_start = 0
+        self._losses: list[Any] = []
+        self._grad_norm = math.nan
+        self._last_obs: np.ndarray | None = None
+        self.history: list[tuple[int, float, float]] = []
+        """``(step, action, lr)`` of every decision, for logging."""
+        self._set_lr(self._lr_at(0))
+
+    # ---------------------------------------------------------------- LR rule
+    def base_lr(self, step: int) -> float:
+        """``lr0 * schedule(step)`` of the trained base schedule."""
+        c = self.config
+        return self.lr0 * schedule_factor(
+            c.schedule, step, self.total_steps,
+            warmup_frac=c.warmup_frac, final_lr_frac=c.final_lr_frac,
+        )
+
+    def _lr_at(self, step: int) -> float:
+        return min(max(self.base_lr(step) * self._multiplier, self.lr_min), self.lr_max)
+
+    def _set_lr(self, lr: float) -> None:
+        self._lr = lr
+        scale = lr / self.lr0
+        for group, base in zip(self.optimizer.param_groups, self._group_lr0, strict=True):
+            group["lr"] = base * scale
+
+    def _interval_len(self) -> int:
+        return min(self.steps_per_action, self.total_steps - self._interval_start)
+
+    # -------------------------------------------------------------------- API
+    @property
+    def eval_due(self) -> bool:
+        """True when the current interval is complete and ``observe`` should be called."""
+        return self._started and self._t - self._interval_start >= max(self._interval_len(), 1)
+
+    @property
+    def last_action(self) -> float:
+        """The latest action in [-1, 1] (0 before the first decision)."""
+        return self._action
+
+    @property
+    def last_observation(self) -> np.ndarray | None:
+        """The feature vector of the latest decision."""
+        return self._last_obs
+
+    def get_last_lr(self) -> list[float]:
+        """The LR of every param group, as torch schedulers report it."""
+        return [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def step(self, loss: float | torch.Tensor | None = None, *, grad_norm: float | None = None
+             ) -> None:
+        """Records one optimizer step (call it right after ``optimizer.step()``).
+
+        Args:
+            loss: The step's training loss (a tensor is not synced until ``observe``);
+                None if it arrives later via :meth:`record`.
+            grad_norm: The step's gradient norm before clipping; by default it is
+                measured from the optimizer's gradients on the interval's last step
+                (pass it when you clip gradients or free them before this call).
+        """
+        if not self._started:
+            raise RuntimeError(
+                "LRController.step() before the first observe(): call "
+                "observe(val_loss=..., val_metric=...) on the untrained model first; the "
+                "first decision needs the initial validation loss."
+            )
+        self._t += 1
+        self.record(loss, grad_norm=grad_norm)
+        if grad_norm is None and self.eval_due and not math.isfinite(self._grad_norm):
+            grads = [p.grad for g in self.optimizer.param_groups for p in g["params"]
+                     if p.grad is not None]
+            if grads:
+                self._grad_norm = float(
+                    torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+                )
+        self._set_lr(self._lr_at(self._t))
+
+    def record(self, loss: float | torch.Tensor | None, *, grad_norm: float | None = None
+               ) -> None:
+        """Adds a training loss (and gradient norm) without counting a step.
+
+        For frameworks that report the loss after the step was counted (the HF callback).
+        """
+        if loss is not None:
+            self._losses.append(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+        if grad_norm is not None:
+            self._grad_norm = float(grad_norm)
+
+    def observe(self, val_loss: float, val_metric: float, *, grad_norm: float | None = None,
+                **_ignored: Any) -> float:
+        """Feeds a validation result and makes a decision; returns the action.
+
+        The first call (before any ``step``) describes the untrained model. Later calls
+        close the interval since the previous one: call them when ``eval_due`` is True
+        for decisions identical to the env's (other times work, on shorter intervals).
+
+        Args:
+            val_loss: Validation loss.
+            val_metric: Main validation metric (higher is better, e.g. accuracy).
+            grad_norm: Gradient norm at the interval's last step, if not given to ``step``.
+            **_ignored: Other metrics (so ``observe(**evaluate(model))`` works).
+        """
+        if not self._started:
+            self._last_obs = self._tracker.reset(float(val_loss), float(val_metric))
+            self._started = True
+        else:
+            if self._t == self._interval_start:
+                raise RuntimeError(
+                    "observe() again without a training step in between; call step(loss) "
+                    "after every optimizer step and observe() when eval_due is True."
+                )
+            if grad_norm is not None:
+                self._grad_norm = float(grad_norm)
+            self._last_obs = self._tracker.update(
+                progress=self._t / self.total_steps,
+                lr=self._prev_lr,
+                base_lr=self.base_lr(self._t - 1),
+                step_losses=np.array([float(x) for x in self._losses], dtype=np.float64),
+                val_loss=float(val_loss),
+                val_metric=float(val_metric),
+                grad_norm=self._grad_norm,
+                action=self._action,
+            )
+        self._decide(self._last_obs)
+        return self._action
+
+    @property
+    def _prev_lr(self) -> float:
+        """The LR used by the interval's last step (the env's ``info["lr"]``)."""
+        return self._lr_at(self._t - 1)
+
+    def _decide(self, obs: np.ndarray) -> None:
+        c = self.config
+        a, m = action_to_multiplier(self.policy.act(obs), c.max_factor)
+        self._multiplier = next_multiplier(
+            c.mode, self._multiplier, m, self.base_lr(self._t), self.lr_min, self.lr_max
+        )
+        self._action = a
+        self._interval_start = self._t
+        self._losses = []
+        self._grad_norm = math.nan
+        self._set_lr(self._lr_at(self._t))
+        self.history.append((self._t, a, self._lr))
+
+    # -------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume (the policy itself is not included)."""
+        return {
+            "t": self._t,
+            "multiplier": self._multiplier,
+            "action": self._action,
+            "started": self._started,
+            "interval_start": self._interval_start,
+            "losses": [float(x) for x in self._losses],
+            "grad_norm": self._grad_norm,
+            "tracker": dict(vars(self._tracker)),
+            "lr0": self.lr0,
+            "group_lr0": list(self._group_lr0),
+            "last_obs": None if self._last_obs is None else self._last_obs.tolist(),
+            "history": [list(h) for h in self.history],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict` and sets the optimizer's LR accordingly."""
+        self._t, self._multiplier = int(state["t"]), float(state["multiplier"])
+        self._action, self._started = float(state["action"]), bool(state["started"])
+        self._interval_start = int(state["interval_start"])
+        self._losses = list(state["losses"])
+        self._grad_norm = float(state["grad_norm"])
+        self.lr0, self._group_lr0 = float(state["lr0"]), list(state["group_lr0"])
+        self._tracker = FeatureTracker(self.lr0)
+        vars(self._tracker).update(state["tracker"])
+        obs = state["last_obs"]
+        self._last_obs = None if obs is None else np.asarray(obs, dtype=np.float32)
+        self.history = [(int(t), float(a), float(lr)) for t, a, lr in state.get("history", [])]
+        self._set_lr(self._lr_at(self._t))
+
+
+# -------------------------------------------------------------------------- HF
+def _trainer_callback_base() -> type:
+    try:
+        from transformers import TrainerCallback
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return object
+    return TrainerCallback
+
+
+class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
+    """Runs an :class:`LRController` inside a Hugging Face ``Trainer``.
+
+    It builds the controller on ``on_train_begin`` (budget ``state.max_steps``), takes
+    the initial validation result from an evaluation before training (set
+    ``TrainingArguments(eval_on_start=True)`` or call ``trainer.evaluate()`` first),
+    logs every step (the features need each step's loss), asks the Trainer to evaluate
+    every ``steps_per_action`` steps and sets the LR after each step, overriding the
+    Trainer's own scheduler (use ``lr_scheduler_type="constant"``). Needs an
+    ``eval_dataset`` and ``compute_metrics`` that returns ``metric``.
+
+    Args:
+        policy: A controller file or a loaded :class:`ControllerPolicy`.
+        steps_per_action: Optimizer steps per decision.
+        metric: The main validation metric's name in ``compute_metrics`` (without
+            ``eval_``), higher is better.
+        **controller_kwargs: Other :class:`LRController` arguments (``lr_min``...).
+    """
+
+    def __init__(self, policy: str | Path | ControllerPolicy, *, steps_per_action: int,
+                 metric: str = "accuracy", **controller_kwargs: Any) -> None:
+        self.policy = policy if isinstance(policy, ControllerPolicy) else ControllerPolicy.load(
+            policy
+        )
+        self.steps_per_action = steps_per_action
+        self.metric = metric
+        self.controller_kwargs = controller_kwargs
+        self.controller: LRController | None = None
+        self._initial: tuple[float, float] | None = None
+
+    def _val(self, metrics: dict[str, float]) -> tuple[float, float]:
+        key = f"eval_{self.metric}"
+        if "eval_loss" not in metrics or key not in metrics:
+            raise KeyError(
+                f"LRControllerCallback needs 'eval_loss' and {key!r} in the evaluation "
+                f"metrics, got {sorted(metrics)}; pass compute_metrics returning "
+                f"{self.metric!r} or set metric=."
+            )
+        return float(metrics["eval_loss"]), float(metrics[key])
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None,
+                       **kwargs: Any) -> None:
+        """Builds the controller on the Trainer's optimizer."""
+        if optimizer is None:
+            raise RuntimeError("LRControllerCallback: the Trainer passed no optimizer.")
+        if self._initial is None and not getattr(args, "eval_on_start", False):
+            raise RuntimeError(
+                "LRControllerCallback needs the untrained model's validation result: set "
+                "TrainingArguments(eval_on_start=True) or call trainer.evaluate() before "
+                "trainer.train()."
+            )
+        self.controller = LRController(
+            optimizer, self.policy, total_steps=state.max_steps,
+            steps_per_action=self.steps_per_action, **self.controller_kwargs,
+        )
+        if self._initial is not None:
+            self.controller.observe(*self._initial)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        """Counts the step, sets the next LR, asks for the step's log and due evaluations."""
+        ctl = self.controller
+        if ctl is None or not ctl._started:
+            raise RuntimeError("LRControllerCallback: training started without an initial "
+                               "evaluation (set TrainingArguments(eval_on_start=True)).")
+        ctl.step(None)
+        control.should_log = True
+        if ctl.eval_due:
+            control.should_evaluate = True
+        return control
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None,
+               **kwargs: Any) -> None:
+        """Feeds the step's training loss and gradient norm."""
+        if self.controller is not None and logs and "loss" in logs:
+            self.controller.record(logs["loss"], grad_norm=logs.get("grad_norm"))
+
+    def on_evaluate(self, args: Any, state: Any, control: Any,
+                    metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
+        """Initial evaluation, or the end of an interval: the controller decides."""
+        val = self._val(metrics or {})
+        ctl = self.controller
+        if ctl is None:
+            self._initial = val  # trainer.evaluate() before train()
+        elif not ctl._started or ctl.eval_due:
+            ctl.observe(*val)
+
+
+# -------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(
+        prog="python -m agents.deploy",
+        description="Export a trained PPO learning-rate controller to one safetensors file.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("export", help="Write a run folder's controller to a .safetensors file.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("--agent", default=None,
+                   help="Run folder (default: the latest under --log-folder).")
+    e.add_argument("-f", "--log-folder", default="logs", help="Where run folders are.")
+    e.add_argument("-o", "--output", default="controller.safetensors", help="Output file.")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    from agents.ppo import latest_run
+
+    try:
+        run = Path(args.agent) if args.agent else latest_run(args.log_folder)
+        out = export_controller(run, args.output)
+        policy = ControllerPolicy.load(out)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    c, p = policy.env_config, policy.config["policy"]
+    print(f"Wrote {out} ({out.stat().st_size} bytes) from {run}")
+    print(f"  policy: {len(FEATURE_NAMES)} features -> {p['net_arch']} {p['activation']} -> 1; "
+          f"normalisation: {'yes' if policy.obs_mean is not None else 'no'}")
+    print(f"  LR rule: mode={c.mode} schedule={c.schedule} warmup_frac={c.warmup_frac} "
+          f"final_lr_frac={c.final_lr_frac} max_factor={c.max_factor} "
+          f"lr_min={c.lr_min} lr_max={c.lr_max} (None: lr0*1e-3 / lr0*30)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

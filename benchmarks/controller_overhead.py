@@ -1,0 +1,117 @@
+"""Cost of the deployed controller on CPU: one decision, and one ``step(loss)``.
+
+A decision is ``observe()``: the feature update (``FeatureTracker.update`` over the
+interval's losses), the normalisation and the policy MLP forward, and setting the LR.
+``step(loss)`` runs every optimizer step in between (with a float loss and with a
+tensor loss; the interval's last step also measures the gradient norm).
+
+Usage: python benchmarks/controller_overhead.py [RUN_DIR_OR_FILE] [--repeats N]
+Writes benchmarks/results/controller_overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from agents.deploy import ControllerPolicy, LRController
+
+K = 15  # steps per decision, as in the embedded tasks
+
+
+def _policy(arg: str | None) -> ControllerPolicy:
+    if arg and arg.endswith(".safetensors"):
+        return ControllerPolicy.load(arg)
+    if arg:
+        return ControllerPolicy.from_run(arg)
+    # No agent given: an untrained policy of the design's shape (same cost).
+    import gymnasium as gym
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    import lr_gym  # noqa: F401
+    from agents.deploy import export_controller
+    from agents.ppo import PPOController, PPOHyperparams, make_ppo
+
+    venv = VecNormalize(make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v0"), n_envs=1))
+    model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=0, device="cpu")
+    ctl = PPOController(model, venv.obs_rms.mean, venv.obs_rms.var + 1.0)
+    tmp = Path(tempfile.mkdtemp()) / "c.safetensors"
+    return ControllerPolicy.load(export_controller(ctl, tmp))
+
+
+def measure(policy: ControllerPolicy, repeats: int) -> dict[str, float]:
+    """Median/mean microseconds per decision and per step (several timed rounds)."""
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    total = repeats * K + 1
+    ctl = LRController(opt, policy, total_steps=total, steps_per_action=K)
+    ctl.observe(val_loss=2.3, val_metric=0.1)
+    tensor_loss = torch.tensor(0.5)
+    decide, step_f, step_t = [], [], []
+    for i in range(repeats):
+        for j in range(K):
+            loss = 1.0 / (i * K + j + 2)
+            if j % 2:
+                t0 = time.perf_counter_ns()
+                ctl.step(loss)
+                step_f.append(time.perf_counter_ns() - t0)
+            else:
+                t0 = time.perf_counter_ns()
+                ctl.step(tensor_loss)
+                step_t.append(time.perf_counter_ns() - t0)
+        t0 = time.perf_counter_ns()
+        ctl.observe(val_loss=1.0 / (i + 2), val_metric=0.5)
+        decide.append(time.perf_counter_ns() - t0)
+
+    def stats(xs: list[int]) -> dict[str, float]:
+        us = [x / 1e3 for x in xs]
+        return {"median_us": statistics.median(us), "mean_us": statistics.fmean(us),
+                "p90_us": sorted(us)[int(0.9 * len(us))], "n": len(us)}
+
+    return {"decision": stats(decide), "step_float_loss": stats(step_f),
+            "step_tensor_loss": stats(step_t)}
+
+
+def main() -> int:
+    """Runs the benchmark, prints a table and writes the JSON."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("agent", nargs="?", default=None, help="Run folder or controller file.")
+    p.add_argument("--repeats", type=int, default=2000, help="Decisions timed.")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads.")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    policy = _policy(args.agent)
+    measure(policy, 50)  # warm-up
+    res = measure(policy, args.repeats)
+    print(f"LRController overhead on CPU ({args.threads} thread(s), K={K}, "
+          f"{args.repeats} decisions; note: the machine may be loaded)")
+    print(f"{'what':<22}{'median us':>12}{'mean us':>12}{'p90 us':>12}{'n':>8}")
+    for name, s in res.items():
+        print(f"{name:<22}{s['median_us']:>12.1f}{s['mean_us']:>12.1f}{s['p90_us']:>12.1f}"
+              f"{s['n']:>8}")
+    per_step = res["decision"]["median_us"] / K + res["step_float_loss"]["median_us"]
+    print(f"amortised per optimizer step (median decision / K + median step): {per_step:.1f} us")
+    out = Path(__file__).parent / "results" / "controller_overhead.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "results": res, "steps_per_action": K, "threads": args.threads,
+        "amortised_per_step_us": per_step, "torch": str(torch.__version__),
+        "python": platform.python_version(), "machine": platform.processor() or platform.machine(),
+        "policy": policy.config["policy"],
+    }, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

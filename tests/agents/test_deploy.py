@@ -1,0 +1,440 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecNormalize
+from torch.utils.data import TensorDataset
+
+import lr_gym  # noqa: F401 - registers the ids
+from agents.deploy import (
+    ControllerFileError,
+    ControllerPolicy,
+    LRController,
+    export_controller,
+    main,
+)
+from agents.ppo import PPOController, PPOHyperparams, make_ppo
+from lr_gym.envs.lr_control import LRControlEnv
+from lr_gym.tasks import Task, TaskData
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_run(root: Path, env_kwargs: dict, seed: int = 0) -> Path:
+    """A run folder as train_agent.py writes it, with an untrained but lively policy."""
+    venv = VecNormalize(make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v0"), n_envs=1))
+    model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=seed, device="cpu")
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # big actions, so LRs differ visibly from the base schedule
+        model.policy.action_net.weight.normal_(0.0, 0.3, generator=g)
+    rng = np.random.default_rng(seed)
+    venv.obs_rms.mean = rng.normal(0.0, 0.3, 11)
+    venv.obs_rms.var = rng.uniform(0.2, 2.0, 11)
+    run = root / "ppo" / f"run_{seed}"
+    run.mkdir(parents=True)
+    model.save(run / "model.zip")
+    venv.save(str(run / "vecnormalize.pkl"))
+    cfg = {"env": ["lr_gym/Digits-MLP-v0"], "hyperparams": {"env_kwargs": env_kwargs}}
+    (run / "config.yml").write_text(yaml.safe_dump(cfg))
+    return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("runs"), {"mode": "anchored", "warmup_frac": 0.1})
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    return export_controller(run_dir, tmp_path_factory.mktemp("out") / "c.safetensors")
+
+
+def blob_task(lr: float = 0.1) -> Task:
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (192,), generator=g)
+    x = torch.randn(192, 8, generator=g) + 1.5 * y[:, None].float()
+    data = TaskData(TensorDataset(x[:96], y[:96]), TensorDataset(x[96:144], y[96:144]),
+                    TensorDataset(x[144:], y[144:]))
+    return Task(
+        name="blobs",
+        model_fn=lambda: torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
+                                             torch.nn.Dropout(0.2), torch.nn.Linear(16, 2)),
+        data_fn=lambda: data,
+        lr=lr,
+        batch_size=16,
+        total_steps=40,
+        steps_per_action=8,
+    )
+
+
+def test_round_trip_gives_the_ppo_controllers_actions(run_dir, exported):
+    ppo = PPOController.load(run_dir, device="cpu")
+    policy = ControllerPolicy.load(exported)
+    assert policy.env_config.warmup_frac == 0.1 and policy.env_config.mode == "anchored"
+    assert policy.config["policy"] == {"net_arch": [64, 32], "activation": "relu", "obs_dim": 11,
+                                       "action_low": -1.0, "action_high": 1.0}
+    obs = np.random.default_rng(1).normal(0, 1, size=(200, 11)).astype(np.float32)
+    ours = np.array([policy.act(o) for o in obs], dtype=np.float32)
+    theirs = np.array([ppo.act(o, {})[0] for o in obs], dtype=np.float32)
+    np.testing.assert_array_equal(ours, theirs)
+    assert ours.std() > 0.1 and np.mean(np.abs(ours) < 1) > 0.5  # varied, mostly unclipped
+    assert LRController.from_run(run_dir).act(obs[0]) == ours[0]
+
+
+def _env_trace(run: Path, task: Task, seed: int) -> dict:
+    """One env episode under the PPO policy, with everything the env saw per step."""
+    ppo = PPOController.load(run, device="cpu")
+    trace = {"step_lr": [], "step_loss": [], "grad_norm": [], "info": [], "obs": [],
+             "actions": []}
+    holder = {}
+
+    def loss_fn(model, batch):
+        trace["step_lr"].append(holder["env"]._optimizer.param_groups[0]["lr"])
+        loss = task.loss_fn(model, batch)
+        trace["step_loss"].append(float(loss.detach()))
+        return loss
+
+    env = LRControlEnv(dataclasses.replace(task, loss_fn=loss_fn), **ppo.env_kwargs())
+    holder["env"] = env
+    obs, info = env.reset(seed=seed)
+    trace["info"].append(info)
+    trace["obs"].append(obs)
+    done = False
+    while not done:
+        action = ppo.act(obs, info)
+        trace["actions"].append(float(action[0]))
+        obs, _, terminated, truncated, info = env.step(action)
+        grads = [p.grad for p in env.model.parameters() if p.grad is not None]
+        trace["grad_norm"].append(
+            float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+        )
+        trace["info"].append(info)
+        trace["obs"].append(obs)
+        done = terminated or truncated
+    assert not info["diverged"]
+    return trace
+
+
+@pytest.mark.parametrize("mode", ["anchored", "recursive"])
+def test_decisions_and_lrs_equal_the_envs(tmp_path, mode):
+    run = make_run(tmp_path, {"mode": mode, "schedule": "cosine", "warmup_frac": 0.1})
+    task = blob_task()
+    trace = _env_trace(run, task, seed=3)
+    # The deployed controller, fed the same statistics, on an optimizer of its own.
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=task.lr)
+    ctl = LRController(opt, LRController.from_run(run), total_steps=task.total_steps,
+                       steps_per_action=task.steps_per_action)
+    infos, k = trace["info"], task.steps_per_action
+    actions = [ctl.observe(val_loss=infos[0]["val_loss"], val_metric=infos[0]["val_metric"])]
+    np.testing.assert_array_equal(ctl.last_observation, trace["obs"][0])
+    lrs = []
+    for i, loss in enumerate(trace["step_loss"]):
+        lrs.append(ctl.get_last_lr()[0])
+        ctl.step(loss)
+        if ctl.eval_due:
+            j = (i + 1) // k
+            assert ctl._prev_lr == infos[j]["lr"]
+            a = ctl.observe(val_loss=infos[j]["val_loss"], val_metric=infos[j]["val_metric"],
+                            grad_norm=trace["grad_norm"][j - 1])
+            np.testing.assert_array_equal(ctl.last_observation, trace["obs"][j])
+            if i + 1 < len(trace["step_loss"]):
+                actions.append(a)
+    assert lrs == trace["step_lr"]  # every optimizer step, exactly
+    np.testing.assert_array_equal(np.float32(actions), np.float32(trace["actions"]))
+    assert len(set(np.round(np.array(lrs) / task.lr, 6))) > 5  # not a constant LR
+
+
+def test_plain_loop_measures_grad_norm_and_scales_every_group(exported):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    opt = torch.optim.Adam([{"params": model[0].parameters(), "lr": 1e-3},
+                            {"params": model[2].parameters(), "lr": 1e-2}])
+    ctl = LRController(opt, exported, total_steps=12, steps_per_action=4)
+    with pytest.raises(RuntimeError, match="before the first observe"):
+        ctl.step(1.0)
+    x, y = torch.randn(32, 8), torch.randint(0, 2, (32,))
+    ctl.observe(val_loss=0.7, val_metric=0.5)
+    for _ in range(12):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ctl.step(loss)
+        lr0, lr1 = ctl.get_last_lr()
+        assert lr1 == pytest.approx(10 * lr0)  # both groups scaled by one factor
+        if ctl.eval_due:
+            assert np.isfinite(ctl._grad_norm) and ctl._grad_norm > 0  # measured, not given
+            ctl.observe(val_loss=float(loss.detach()), val_metric=0.6)
+    assert ctl.last_observation[7] != 0.0 or ctl.last_observation[8] != 0.0
+    with pytest.raises(RuntimeError, match="without a training step"):
+        ctl.observe(val_loss=0.5, val_metric=0.7)
+
+
+def test_state_dict_resumes_identically(exported):
+    def drive(ctl, losses, val):
+        out = []
+        for i, loss in enumerate(losses):
+            ctl.step(loss)
+            out.append(ctl.get_last_lr()[0])
+            if ctl.eval_due:
+                ctl.observe(val_loss=val[i], val_metric=1 - val[i], grad_norm=1.0 + i)
+        return out
+
+    rng = np.random.default_rng(0)
+    losses, val = rng.uniform(0.2, 1.0, 30), rng.uniform(0.2, 1.0, 30)
+
+    def fresh():
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        ctl = LRController(opt, exported, total_steps=30, steps_per_action=5)
+        ctl.observe(val_loss=1.2, val_metric=0.1)
+        return ctl
+
+    full = drive(fresh(), losses, val)
+    first = fresh()
+    head = drive(first, losses[:12], val)
+    state = json.loads(json.dumps(first.state_dict()))  # JSON-able, no pickle needed
+    second = fresh()
+    second.load_state_dict(state)
+    assert second.get_last_lr() == first.get_last_lr()
+    tail = []
+    for i in range(12, 30):
+        second.step(losses[i])
+        tail.append(second.get_last_lr()[0])
+        if second.eval_due:
+            second.observe(val_loss=val[i], val_metric=1 - val[i], grad_norm=1.0 + i)
+    assert head + tail == full
+
+
+# --------------------------------------------------------------- tampering
+def _rewrite(src: Path, dst: Path, *, drop=(), meta=None):
+    from safetensors import safe_open
+
+    with safe_open(str(src), framework="pt") as f:
+        metadata = dict(f.metadata())
+    tensors = {k: v for k, v in load_file(str(src)).items() if k not in drop}
+    metadata.update(meta or {})
+    save_file(tensors, str(dst), metadata=metadata)
+    return dst
+
+
+def test_tampered_files_fail_with_clear_errors(exported, tmp_path):
+    raw = exported.read_bytes()
+    header_len = int.from_bytes(raw[:8], "little")
+
+    flipped = bytearray(raw)
+    flipped[8 + header_len + 100] ^= 0x01  # one bit of the weights
+    (tmp_path / "flip.safetensors").write_bytes(bytes(flipped))
+    with pytest.raises(ControllerFileError, match="tampered with or is corrupt"):
+        ControllerPolicy.load(tmp_path / "flip.safetensors")
+
+    (tmp_path / "trunc.safetensors").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ControllerFileError, match="truncated or corrupt"):
+        ControllerPolicy.load(tmp_path / "trunc.safetensors")
+
+    header = bytearray(raw)
+    header[8 + 1] = ord("!")  # break the JSON header
+    (tmp_path / "header.safetensors").write_bytes(bytes(header))
+    with pytest.raises(ControllerFileError, match="truncated or corrupt"):
+        ControllerPolicy.load(tmp_path / "header.safetensors")
+
+    with pytest.raises(ControllerFileError, match="format version '99'.*reads version '1'"):
+        ControllerPolicy.load(_rewrite(exported, tmp_path / "v.safetensors",
+                                       meta={"format_version": "99"}))
+    with pytest.raises(ControllerFileError, match=r"lacks tensor\(s\) \['action.bias'\]"):
+        ControllerPolicy.load(_rewrite(exported, tmp_path / "m.safetensors",
+                                       drop=("action.bias",)))
+    with pytest.raises(ControllerFileError, match="metadata is missing or malformed"):
+        ControllerPolicy.load(_rewrite(exported, tmp_path / "c.safetensors",
+                                       meta={"config": "{not json"}))
+    cfg = json.loads(load_meta(exported)["config"])
+    cfg["env_config"]["max_factor"] = 8.0  # a plausible edit of the LR rule
+    with pytest.raises(ControllerFileError, match="tampered"):
+        ControllerPolicy.load(_rewrite(exported, tmp_path / "e.safetensors",
+                                       meta={"config": json.dumps(cfg, sort_keys=True)}))
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ControllerFileError, match="not an lr_gym controller file"):
+        ControllerPolicy.load(tmp_path / "other.safetensors")
+    with pytest.raises(FileNotFoundError, match="agents.deploy export"):
+        ControllerPolicy.load(tmp_path / "absent.safetensors")
+
+
+def load_meta(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata()
+
+
+def test_loading_never_unpickles(exported, monkeypatch):
+    raw = exported.read_bytes()
+    assert b"\x80\x04\x95" not in raw and b"\x80\x02" not in raw  # no pickle protocol header
+
+    def refuse(*a, **k):
+        raise AssertionError("pickle used while loading a controller file")
+
+    for name in ("load", "loads"):
+        monkeypatch.setattr(pickle, name, refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    policy = ControllerPolicy.load(exported)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    ctl = LRController(opt, policy, total_steps=10, steps_per_action=5)
+    ctl.observe(val_loss=1.0, val_metric=0.1)
+    assert ctl.get_last_lr()[0] > 0
+
+
+# ---------------------------------------------------------------- CLI, example
+def test_cli_export(run_dir, tmp_path, capsys):
+    out = tmp_path / "x" / "ctl.safetensors"
+    assert main(["export", "--agent", str(run_dir), "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"Wrote {out}" in text and "mode=anchored" in text and "[64, 32] relu" in text
+    assert ControllerPolicy.load(out).config["source"]["run"] == str(run_dir)
+    assert main(["export", "--agent", str(tmp_path / "nope"), "-o", str(out)]) == 2
+    assert "No agent at" in capsys.readouterr().err
+
+
+def _run_example(arg: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "deploy_plain_loop.py"), arg],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+@pytest.mark.slow
+def test_example_script_runs(run_dir):  # ~15-40 s: imports plus 300 steps in a subprocess
+    proc = _run_example(str(run_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert "final val accuracy" in proc.stdout
+
+
+@pytest.mark.slow
+def test_example_script_runs_on_a_trained_run(tmp_path):
+    subprocess.run(
+        [sys.executable, str(ROOT / "train_agent.py"), "-n", "256", "--n-envs", "1",
+         "--eval-freq", "0", "--save-freq", "0", "--no-progress", "-f", str(tmp_path)],
+        check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, timeout=900,
+    )
+    (run,) = (tmp_path / "ppo").glob("*_1")
+    proc = _run_example(str(run))
+    assert proc.returncode == 0, proc.stderr
+
+
+# ------------------------------------------------------------------ HF Trainer
+class _ListDataset(torch.utils.data.Dataset):
+    def __init__(self, n: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        self.ids = torch.randint(1, 30, (n, 8), generator=g)
+        self.labels = (self.ids[:, 0] > 15).long()
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "attention_mask": torch.ones(8, dtype=torch.long),
+                "labels": self.labels[i]}
+
+
+@pytest.mark.slow
+def test_trainer_callback_drives_the_lr(exported, tmp_path):
+    pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate")
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    from agents.deploy import LRControllerCallback
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=16, num_labels=2))
+
+    class RecordLR(TrainerCallback):
+        lrs: list[float] = []
+
+        def on_step_begin(self, args, state, control, optimizer=None, **kw):
+            self.lrs.append(optimizer.param_groups[0]["lr"])
+
+    def accuracy(pred):
+        return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
+
+    cb = LRControllerCallback(exported, steps_per_action=4)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=12, per_device_train_batch_size=8,
+        per_device_eval_batch_size=16, learning_rate=1e-3, lr_scheduler_type="constant",
+        eval_on_start=True, eval_strategy="no", save_strategy="no", report_to=[],
+        use_cpu=True, disable_tqdm=True, seed=0,
+    )
+    recorder = RecordLR()
+    trainer = Trainer(model=model, args=args, train_dataset=_ListDataset(32, 0),
+                      eval_dataset=_ListDataset(16, 1), compute_metrics=accuracy,
+                      callbacks=[cb, recorder])
+    trainer.train()
+    ctl = cb.controller
+    assert [t for t, _, _ in ctl.history] == [0, 4, 8, 12]  # initial + one per interval
+    assert len(recorder.lrs) == 12 and len(set(recorder.lrs)) > 1  # not HF's constant LR
+
+    # Replaying the Trainer's own log into a fresh controller gives the same LRs.
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    replay = LRController(opt, exported, total_steps=12, steps_per_action=4)
+    logs = trainer.state.log_history
+    evals = [h for h in logs if "eval_loss" in h]
+    steps = {h["step"]: h for h in logs if "loss" in h}
+    assert len(evals) == 4 and sorted(steps) == list(range(1, 13))
+    replay.observe(evals[0]["eval_loss"], evals[0]["eval_accuracy"])
+    lrs = []
+    for s in range(1, 13):
+        lrs.append(replay.get_last_lr()[0])
+        replay.step(steps[s]["loss"], grad_norm=steps[s]["grad_norm"])
+        if replay.eval_due:
+            e = evals[s // 4]
+            replay.observe(e["eval_loss"], e["eval_accuracy"])
+    assert lrs == pytest.approx(recorder.lrs, rel=1e-12)
+
+
+def test_trainer_callback_needs_an_initial_evaluation(exported):
+    from transformers import TrainerControl, TrainerState
+
+    from agents.deploy import LRControllerCallback
+
+    cb = LRControllerCallback(exported, steps_per_action=4)
+    # The callback reads only eval_on_start; TrainingArguments itself needs accelerate.
+    args = types.SimpleNamespace(eval_on_start=False)
+    state = TrainerState(max_steps=8)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(RuntimeError, match="eval_on_start=True"):
+        cb.on_train_begin(args, state, TrainerControl(), optimizer=opt)
+    with pytest.raises(KeyError, match="eval_accuracy"):
+        cb.on_evaluate(args, state, TrainerControl(), metrics={"eval_loss": 1.0})
+    cb.on_evaluate(args, state, TrainerControl(), metrics={"eval_loss": 1.0,
+                                                           "eval_accuracy": 0.5})
+    cb.on_train_begin(args, state, TrainerControl(), optimizer=opt)  # trainer.evaluate() first
+    control = TrainerControl()
+    for _ in range(4):
+        cb.on_step_end(args, state, control)
+        cb.on_log(args, state, control, logs={"loss": 0.9, "grad_norm": 2.0})
+    assert control.should_log and control.should_evaluate
+    before = opt.param_groups[0]["lr"]
+    cb.on_evaluate(args, state, control, metrics={"eval_loss": 0.8, "eval_accuracy": 0.6})
+    assert len(cb.controller.history) == 2 and opt.param_groups[0]["lr"] != before

@@ -28,6 +28,10 @@ BUILTIN_TASKS: dict[str, str] = {
     "Wine-MLP": f"{_E}:wine_mlp",
     "BreastCancer-MLP": f"{_E}:cancer_mlp",
     "Digits-CNN": f"{_E}:digits_cnn_task",
+    "SQuADv2-RoBERTa": "lr_gym.tasks.squad:squad_v2_roberta_full",
+    "SQuADv2-RoBERTa-CPU": "lr_gym.tasks.squad:squad_v2_roberta_cpu",
+    "CoNLL2003-BiLSTMCRF": "lr_gym.tasks.conll:conll2003_bilstm_crf_full",
+    "CoNLL2003-BiLSTMCRF-CPU": "lr_gym.tasks.conll:conll2003_bilstm_crf_cpu",
 }
 for _name, _ref in BUILTIN_TASKS.items():
     register_task(_ref, name=_name)

@@ -20,8 +20,9 @@ with no valid span at all is answered empty (HF then outputs the literal "empty"
 ``full`` (``lr_gym/SQuADv2-RoBERTa-v0``):
     ``roberta-base`` (``AutoModelForQuestionAnswering.from_pretrained``), hub
     ``squad_v2``, max_length 384, doc_stride 128, AdamW lr 1e-5 (weight decay 0.01),
-    batch 16, 2 epochs. Validation: the questions of a seeded random set of
-    *contexts* of the hub train split (``val_size`` = 2,000 questions), removed from
+    grad clip 1.0 (HF Trainer defaults), batch 16, 2 epochs, 200 steps per action.
+    Validation: the questions of a seeded random set of *contexts* of the hub train
+    split (``val_size`` = 2,000 questions), removed from
     training. Test: the hub validation split (11,873 questions), at episode end.
     ``total_steps`` = 2 epochs of training features; features are only known after
     tokenizing, so the factory estimates them as 1.012 per question (roberta-base,
@@ -30,17 +31,19 @@ with no valid span at all is answered empty (HF then outputs the literal "empty"
 ``cpu`` (``lr_gym/SQuADv2-RoBERTa-CPU-v0``):
     Local ``squad_v2/validation.parquet`` (the 6,078-question, 16-article CS224n half
     of the dev set; see shared/data/PROVENANCE.md), split **by article**: titles
-    sorted alphabetically, every 4th (positions 3, 7, 11, 15: Force, Huguenot,
-    Normans, Yuan_dynasty; 1,454 questions) is test, the other 12 articles (4,624
-    questions) are train. Validation: the questions of a seeded random set of
-    contexts of the train articles (``val_size`` = 500), removed from training
-    (about 4,100 training questions, 5,100 features). With the hub's full
-    validation split the same rule applies to its 35 articles. Model: RoBERTa from
-    ``RobertaConfig`` (2 layers, hidden 128, 2 heads, FFN 512, ~1.3M parameters
-    plus 8,000 x 128 embeddings), trained from scratch; byte-level BPE vocabulary
-    (8,000) trained on the train contexts + questions with ``tokenizers`` and cached
-    under ``~/.cache/lr_gym/squad_bpe/<data hash>``. max_length 256, doc_stride 64,
-    AdamW lr 5e-4, batch 32, 600 steps, 30 steps per action.
+    sorted (Python string order), every 4th (positions 3, 7, 11, 15: Force,
+    Immune_system, Packet_switching, Yuan_dynasty; 1,653 questions, ~2,470 features)
+    is test, the other 12 articles (4,425 questions) are train. Validation: the
+    questions of a seeded random set of whole contexts of the train articles
+    (``val_size`` = 300 -> 302 questions), removed from training (4,123 training
+    questions). With the hub's full validation split the same rule applies to its 35
+    articles. Model: RoBERTa from ``RobertaConfig`` (2 layers, hidden 128, 2 heads,
+    FFN 512; 1.45M parameters, 1.02M of them the 8,000 x 128 embeddings), trained
+    from scratch; byte-level BPE vocabulary (8,000, min frequency 2) trained on the
+    train contexts + questions with ``tokenizers`` and cached under
+    ``~/.cache/lr_gym/squad_bpe/<hash>`` (``$LR_GYM_CACHE_DIR`` overrides). max_length
+    256, doc_stride 64, AdamW lr 5e-4 (weight decay 0.01, none on biases/LayerNorm),
+    grad clip 1.0, batch 16, 500 steps, 25 steps per action.
     Measured here (2 CPU cores, static LR, one episode): TBD.
 """
 

@@ -30,6 +30,10 @@ BUILTIN_TASKS: dict[str, str] = {
     "Digits-CNN": f"{_E}:digits_cnn_task",
     "Digits-CNN-Adam": f"{_E}:digits_cnn_adam",
     "Digits-CNN-LowLR": f"{_E}:digits_cnn_low_lr",
+    "SQuADv2-RoBERTa": "lr_gym.tasks.squad:squad_v2_roberta_full",
+    "SQuADv2-RoBERTa-CPU": "lr_gym.tasks.squad:squad_v2_roberta_cpu",
+    "CoNLL2003-BiLSTMCRF": "lr_gym.tasks.conll:conll2003_bilstm_crf_full",
+    "CoNLL2003-BiLSTMCRF-CPU": "lr_gym.tasks.conll:conll2003_bilstm_crf_cpu",
 }
 for _name, _ref in BUILTIN_TASKS.items():
     register_task(_ref, name=_name)

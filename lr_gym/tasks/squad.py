@@ -1,0 +1,727 @@
+"""SQuAD v2 extractive question answering with RoBERTa (seed task).
+
+Two presets, both scored with the official SQuAD v2 metric (exact match and token F1,
+max over gold answers; an unanswerable question is right only when the prediction is
+empty). The main metric ``"f1"`` is on the **0-1 scale** (the official script reports
+percentages) so that it fits the observation; ``"exact"`` and the ``HasAns_*`` /
+``NoAns_*`` breakdowns (with their ``*_total`` counts) are reported alongside, and
+``"loss"`` is the mean of the start/end cross-entropies over the evaluated features.
+
+Preprocessing is the standard Hugging Face sliding window: question + context
+truncated ``only_second`` to ``max_length`` tokens with ``doc_stride`` tokens of
+overlap; a training feature points at the CLS token (index 0) when the question is
+unanswerable or its answer is not wholly inside the window. Predictions take the
+``n_best`` (20) start and end logits of every feature, keep spans inside the context
+of at most ``max_answer_length`` (30) tokens, and answer empty when the null score
+(min over the question's features of start+end logit at CLS) exceeds the best span
+score by more than ``null_score_diff_threshold`` (0.0). Unlike HF's script, a question
+with no valid span at all is answered empty (HF then outputs the literal "empty").
+
+``full`` (``lr_gym/SQuADv2-RoBERTa-v0``):
+    ``roberta-base`` (``AutoModelForQuestionAnswering.from_pretrained``), hub
+    ``squad_v2``, max_length 384, doc_stride 128, AdamW lr 1e-5 (weight decay 0.01),
+    grad clip 1.0 (HF Trainer defaults), batch 16, 2 epochs, 200 steps per action.
+    Validation: the questions of a seeded random set of *contexts* of the hub train
+    split (``val_size`` = 2,000 questions), removed from
+    training. Test: the hub validation split (11,873 questions), at episode end.
+    ``total_steps`` = 2 epochs of training features; features are only known after
+    tokenizing, so the factory estimates them as 1.012 per question (roberta-base,
+    384/128) -> about 16,200 steps. Needs a GPU; not measured here.
+
+``cpu`` (``lr_gym/SQuADv2-RoBERTa-CPU-v0``):
+    Local ``squad_v2/validation.parquet`` (the 6,078-question, 16-article CS224n half
+    of the dev set; see shared/data/PROVENANCE.md), split **by article**: titles
+    sorted (Python string order), every 4th (positions 3, 7, 11, 15: Force,
+    Immune_system, Packet_switching, Yuan_dynasty; 1,653 questions, ~2,470 features)
+    is test, the other 12 articles (4,425 questions) are train. Validation: the
+    questions of a seeded random set of whole contexts of the train articles
+    (``val_size`` = 300 -> 302 questions), removed from training (4,123 training
+    questions). With the hub's full validation split the same rule applies to its 35
+    articles. Model: RoBERTa from ``RobertaConfig`` (2 layers, hidden 128, 2 heads,
+    FFN 512; 1.45M parameters, 1.02M of them the 8,000 x 128 embeddings), trained
+    from scratch; byte-level BPE vocabulary (8,000, min frequency 2) trained on the
+    train contexts + questions with ``tokenizers`` and cached under
+    ``~/.cache/lr_gym/squad_bpe/<hash>`` (``$LR_GYM_CACHE_DIR`` overrides). max_length
+    256, doc_stride 64, AdamW lr 5e-4 (weight decay 0.01, none on biases/LayerNorm),
+    grad clip 1.0, batch 16, 500 steps, 25 steps per action.
+    Measured here (2 CPU cores shared with other jobs, load average 6-11, one torch
+    thread; static LR, seed 0, ``/work/shared/data``): 20 env steps, 820 s wall,
+    36.7 s per env step (25 optimizer steps + a 302-question validation pass; reset
+    with tokenization 35 s). Validation loss 5.58 -> 2.77 (step 250) -> 3.04 (it
+    overfits at a static 5e-4). Caveat: this from-scratch model learns no spans in
+    this budget; it answers every question empty, so validation F1 = EM = 0.503 (the
+    no-answer share) from the first interval on, and test F1 0.547 (HasAns_f1 0,
+    NoAns_f1 1, 749/904 questions, loss 2.47). The loss, not F1, carries the signal.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import hashlib
+import math
+import os
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lr_gym.tasks.base import Task, TaskData, iterate_batches, move_to
+from lr_gym.tasks.batching import DictDataset, dict_collate
+from lr_gym.tasks.data import load_split
+
+HUB_NAME = "squad_v2"
+SQUAD_V2_TRAIN_QUESTIONS = 130_319
+FEATURES_PER_QUESTION = 1.012
+"""Estimated roberta-base features per SQuAD v2 train question at 384/128."""
+CACHE_ENV = "LR_GYM_CACHE_DIR"
+SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
+
+
+# ----------------------------------------------------------------------- metric
+def normalize_answer(s: str) -> str:
+    """Official SQuAD normalization: lowercase, drop punctuation, articles, extra spaces."""
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s, flags=re.UNICODE)
+    return " ".join(s.split())
+
+
+def _tokens(s: str) -> list[str]:
+    return normalize_answer(s).split() if s else []
+
+
+def compute_exact(gold: str, pred: str) -> int:
+    """1 if the normalized strings are equal, else 0."""
+    return int(normalize_answer(gold) == normalize_answer(pred))
+
+
+def compute_f1(gold: str, pred: str) -> float:
+    """Token-overlap F1 of the normalized strings (no-answer: 1 iff both empty)."""
+    gold_toks, pred_toks = _tokens(gold), _tokens(pred)
+    if not gold_toks or not pred_toks:
+        return float(gold_toks == pred_toks)
+    same = sum((collections.Counter(gold_toks) & collections.Counter(pred_toks)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred_toks), same / len(gold_toks)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_v2_scores(golds: Sequence[Sequence[str]], preds: Sequence[str]) -> dict[str, float]:
+    """The official SQuAD v2 scores, as fractions (0-1) rather than percentages.
+
+    Args:
+        golds: Gold answer texts per question (empty for unanswerable questions).
+        preds: Predicted text per question (``""`` means "no answer").
+
+    Returns:
+        ``exact``, ``f1``, ``total`` and, where present, ``HasAns_exact``,
+        ``HasAns_f1``, ``HasAns_total``, ``NoAns_exact``, ``NoAns_f1``, ``NoAns_total``.
+    """
+    if len(golds) != len(preds):
+        raise ValueError(f"{len(golds)} gold entries but {len(preds)} predictions.")
+    exact, f1, has_ans = [], [], []
+    for gold, pred in zip(golds, preds, strict=True):
+        answers = [a for a in gold if normalize_answer(a)] or [""]
+        exact.append(max(compute_exact(a, pred) for a in answers))
+        f1.append(max(compute_f1(a, pred) for a in answers))
+        has_ans.append(bool(gold))
+    exact_a, f1_a, has = np.asarray(exact, float), np.asarray(f1, float), np.asarray(has_ans)
+    out = {"exact": exact_a.mean(), "f1": f1_a.mean(), "total": float(len(preds))}
+    for name, sel in (("HasAns", has), ("NoAns", ~has)):
+        if sel.any():
+            out[f"{name}_exact"] = exact_a[sel].mean()
+            out[f"{name}_f1"] = f1_a[sel].mean()
+            out[f"{name}_total"] = float(sel.sum())
+    return {k: float(v) for k, v in out.items()}
+
+
+# ------------------------------------------------------------------ data splits
+@dataclass(frozen=True)
+class Examples:
+    """SQuAD questions as plain columns."""
+
+    ids: list[str]
+    titles: list[str]
+    contexts: list[str]
+    questions: list[str]
+    answer_texts: list[list[str]]
+    answer_starts: list[list[int]]
+
+    @classmethod
+    def from_hf(cls, ds: Any) -> Examples:
+        """From a ``datasets.Dataset`` (or dict of columns) in the HF ``squad_v2`` schema."""
+        answers = ds["answers"]
+        return cls(
+            ids=list(ds["id"]),
+            titles=list(ds["title"]),
+            contexts=list(ds["context"]),
+            questions=list(ds["question"]),
+            answer_texts=[list(a["text"]) for a in answers],
+            answer_starts=[[int(s) for s in a["answer_start"]] for a in answers],
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def select(self, idx: Sequence[int]) -> Examples:
+        """The questions at ``idx``, in that order."""
+        return Examples(*([getattr(self, f)[i] for i in idx] for f in self.__dataclass_fields__))
+
+
+def split_by_article(titles: Sequence[str], test_every: int = 4) -> tuple[list[int], list[int]]:
+    """Train/test question indices: sorted titles at positions ``k*test_every - 1`` are test."""
+    order = sorted(set(titles))
+    test_titles = {t for i, t in enumerate(order) if i % test_every == test_every - 1}
+    train = [i for i, t in enumerate(titles) if t not in test_titles]
+    test = [i for i, t in enumerate(titles) if t in test_titles]
+    return train, test
+
+
+def carve_val_by_context(
+    contexts: Sequence[str], val_size: int, seed: int = 0
+) -> tuple[list[int], list[int]]:
+    """Train/val indices: whole contexts in seeded random order until ``val_size`` questions.
+
+    Holding out whole paragraphs keeps a validation question's context unseen in training.
+    """
+    by_ctx: dict[str, list[int]] = collections.defaultdict(list)
+    for i, c in enumerate(contexts):
+        by_ctx[c].append(i)
+    keys = list(by_ctx)
+    val: list[int] = []
+    for j in np.random.default_rng(seed).permutation(len(keys)):
+        if len(val) >= val_size:
+            break
+        val.extend(by_ctx[keys[j]])
+    if len(val) >= len(contexts):
+        raise ValueError(
+            f"val_size={val_size} leaves no training questions out of {len(contexts)}; "
+            "lower val_size."
+        )
+    held = set(val)
+    return [i for i in range(len(contexts)) if i not in held], sorted(val)
+
+
+# --------------------------------------------------------------- preprocessing
+class QADataset(DictDataset):
+    """Tokenized features plus what post-processing needs to map them back to text.
+
+    Tensors: ``input_ids``, ``attention_mask``, ``start_positions``, ``end_positions``.
+
+    Attributes:
+        examples: The questions the features came from.
+        example_index: Feature -> question index (numpy, ``(F,)``).
+        offsets: ``(F, L, 2)`` character offsets of context tokens, -1 elsewhere
+            (None for training data, where they are not needed).
+    """
+
+    def __init__(
+        self,
+        tensors: dict[str, torch.Tensor],
+        examples: Examples,
+        example_index: np.ndarray,
+        offsets: np.ndarray | None,
+    ) -> None:
+        super().__init__(tensors, length_key="attention_mask")
+        self.examples = examples
+        self.example_index = example_index
+        self.offsets = offsets
+
+
+def prepare_features(
+    tokenizer: Any,
+    examples: Examples,
+    *,
+    max_length: int,
+    doc_stride: int,
+    keep_offsets: bool = True,
+) -> QADataset:
+    """HF sliding-window preprocessing with start/end labels for every feature.
+
+    A feature's label is the CLS index (0) when the question is unanswerable or the
+    first answer does not lie wholly inside that window.
+    """
+    enc = tokenizer(
+        [q.lstrip() for q in examples.questions],
+        examples.contexts,
+        truncation="only_second",
+        max_length=max_length,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length",
+    )
+    sample_map = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
+    n = len(sample_map)
+    starts = np.zeros(n, dtype=np.int64)
+    ends = np.zeros(n, dtype=np.int64)
+    offsets = np.full((n, max_length, 2), -1, dtype=np.int32) if keep_offsets else None
+    for i in range(n):
+        seq_ids = np.array([s if s is not None else -1 for s in enc.sequence_ids(i)])
+        ctx = np.flatnonzero(seq_ids == 1)
+        offs = np.asarray(enc["offset_mapping"][i], dtype=np.int64)
+        if offsets is not None:
+            offsets[i, ctx] = offs[ctx]
+        ex = int(sample_map[i])
+        if not examples.answer_texts[ex] or len(ctx) == 0:
+            continue
+        start_char = examples.answer_starts[ex][0]
+        end_char = start_char + len(examples.answer_texts[ex][0])
+        first, last = ctx[0], ctx[-1]
+        if offs[first, 0] > start_char or offs[last, 1] < end_char:
+            continue  # answer not fully inside this window -> CLS
+        # HF's rule: last context token starting at or before the answer start, first
+        # context token ending at or after the answer end.
+        window = offs[first : last + 1]
+        starts[i] = first + int(np.flatnonzero(window[:, 0] <= start_char)[-1])
+        ends[i] = first + int(np.flatnonzero(window[:, 1] >= end_char)[0])
+    tensors = {
+        "input_ids": torch.tensor(enc["input_ids"], dtype=torch.long),
+        "attention_mask": torch.tensor(enc["attention_mask"], dtype=torch.long),
+        "start_positions": torch.from_numpy(starts),
+        "end_positions": torch.from_numpy(ends),
+    }
+    if not bool((tensors["input_ids"][:, 0] == tokenizer.cls_token_id).all()):
+        raise ValueError("Expected the CLS token at position 0 (right padding, RoBERTa-style).")
+    return QADataset(tensors, examples, sample_map, offsets)
+
+
+def postprocess_predictions(
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    dataset: QADataset,
+    *,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+    null_score_diff_threshold: float = 0.0,
+) -> list[str]:
+    """Answer text per question from per-feature logits (HF's v2 post-processing).
+
+    Args:
+        start_logits: ``(F, L)`` start logits of the dataset's features, in order.
+        end_logits: ``(F, L)`` end logits.
+        dataset: The features (offsets, feature -> question map, contexts).
+        n_best: Start and end candidates per feature.
+        max_answer_length: Longest span in tokens.
+        null_score_diff_threshold: Answer empty when
+            ``null_score - best_span_score > threshold``.
+    """
+    if dataset.offsets is None:
+        raise ValueError("Post-processing needs offsets: prepare the features with keep_offsets.")
+    f, length = start_logits.shape
+    offsets = dataset.offsets[:, :length]
+    k = min(n_best, length)
+    rows = np.arange(f)[:, None]
+    s_idx = np.argsort(-start_logits, axis=1, kind="stable")[:, :k]
+    e_idx = np.argsort(-end_logits, axis=1, kind="stable")[:, :k]
+    span = e_idx[:, None, :] - s_idx[:, :, None] + 1
+    ok = (
+        (offsets[rows, s_idx, 0] >= 0)[:, :, None]
+        & (offsets[rows, e_idx, 0] >= 0)[:, None, :]
+        & (span >= 1)
+        & (span <= max_answer_length)
+    )
+    score = start_logits[rows, s_idx][:, :, None] + end_logits[rows, e_idx][:, None, :]
+    score = np.where(ok, score, -np.inf).reshape(f, -1)
+    flat = score.argmax(1)
+    best = score[np.arange(f), flat]
+    best_s = s_idx[np.arange(f), flat // k]
+    best_e = e_idx[np.arange(f), flat % k]
+    null = start_logits[:, 0] + end_logits[:, 0]
+
+    n_ex = len(dataset.examples)
+    ex_best = np.full(n_ex, -np.inf)
+    ex_feat = np.full(n_ex, -1)
+    ex_null = np.full(n_ex, np.inf)
+    for i, ex in enumerate(dataset.example_index):
+        if best[i] > ex_best[ex]:
+            ex_best[ex], ex_feat[ex] = best[i], i
+        ex_null[ex] = min(ex_null[ex], null[i])
+    preds = []
+    for ex in range(n_ex):
+        i = ex_feat[ex]
+        if i < 0 or ex_null[ex] - ex_best[ex] > null_score_diff_threshold:
+            preds.append("")
+        else:
+            a, b = offsets[i, best_s[i], 0], offsets[i, best_e[i], 1]
+            preds.append(dataset.examples.contexts[ex][a:b])
+    return preds
+
+
+# ----------------------------------------------------------------- loss / eval
+def qa_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean of the start and end cross-entropies (the HF QA head's loss)."""
+    return model(**batch).loss
+
+
+def qa_eval(
+    model: nn.Module,
+    dataset: QADataset,
+    task: Task,
+    device: torch.device,
+    *,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+    null_score_diff_threshold: float = 0.0,
+) -> dict[str, float]:
+    """Loss over features and official SQuAD v2 scores (0-1) over questions."""
+    total = torch.zeros((), device=device)
+    starts, ends = [], []
+    full = dataset.tensors["input_ids"].shape[1]
+    for batch in iterate_batches(
+        dataset, task.eval_batch_size, shuffle=False, collate_fn=task.collate_fn
+    ):
+        batch = move_to(batch, device)
+        out = model(**batch)
+        total += out.loss.float() * len(batch["input_ids"])
+        pad = full - out.start_logits.shape[1]
+        # Trimmed positions are padding (no offsets), so any fill value is never chosen.
+        starts.append(nn.functional.pad(out.start_logits.float(), (0, pad), value=-1e4))
+        ends.append(nn.functional.pad(out.end_logits.float(), (0, pad), value=-1e4))
+    start = torch.cat(starts).cpu().numpy()
+    end = torch.cat(ends).cpu().numpy()
+    preds = postprocess_predictions(
+        start,
+        end,
+        dataset,
+        n_best=n_best,
+        max_answer_length=max_answer_length,
+        null_score_diff_threshold=null_score_diff_threshold,
+    )
+    scores = squad_v2_scores(dataset.examples.answer_texts, preds)
+    scores["loss"] = total.item() / len(dataset)
+    return scores
+
+
+# ------------------------------------------------------------------- tokenizer
+def cache_root() -> Path:
+    """``$LR_GYM_CACHE_DIR`` or ``~/.cache/lr_gym``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lr_gym").expanduser()
+
+
+def train_bpe_tokenizer(texts: Sequence[str], vocab_size: int = 8000) -> Any:
+    """A RoBERTa tokenizer with a byte-level BPE vocabulary trained on ``texts``.
+
+    Cached on disk under ``<cache_root>/squad_bpe/<hash of texts and vocab size>``.
+    """
+    import tokenizers
+    from transformers import RobertaTokenizerFast
+
+    h = hashlib.sha256(f"{vocab_size}|{tokenizers.__version__}".encode())
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\0")
+    folder = cache_root() / "squad_bpe" / h.hexdigest()[:16]
+    vocab, merges = folder / "vocab.json", folder / "merges.txt"
+    if not (vocab.is_file() and merges.is_file()):
+        bpe = tokenizers.ByteLevelBPETokenizer()
+        bpe.train_from_iterator(
+            texts,
+            vocab_size=vocab_size,
+            min_frequency=2,
+            special_tokens=list(SPECIAL_TOKENS),
+            show_progress=False,
+        )
+        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        bpe.save_model(str(tmp))
+        # Another process may have won the race; its files are identical.
+        with contextlib.suppress(OSError):
+            tmp.rename(folder)
+    return RobertaTokenizerFast(vocab=str(vocab), merges=str(merges))
+
+
+# ---------------------------------------------------------------- data loading
+@dataclass(frozen=True)
+class SquadData:
+    """Tokenizer and splits of one SQuAD preset (cached per process)."""
+
+    tokenizer: Any
+    data: TaskData
+
+
+def _cap(examples: Examples, n: int | None) -> Examples:
+    return examples if n is None else examples.select(range(min(n, len(examples))))
+
+
+@functools.cache
+def load_squad_full(
+    data_dir: str | None,
+    model_name_or_path: str,
+    max_length: int,
+    doc_stride: int,
+    val_size: int,
+    max_train_examples: int | None,
+    max_eval_examples: int | None,
+) -> SquadData:
+    """Hub (or local) ``squad_v2`` train/validation, tokenized with the model's tokenizer."""
+    from transformers import AutoTokenizer
+
+    train_all = Examples.from_hf(
+        load_split("squad_v2", "train", hub_name=HUB_NAME, data_dir_=data_dir)
+    )
+    test = Examples.from_hf(
+        load_split("squad_v2", "validation", hub_name=HUB_NAME, data_dir_=data_dir)
+    )
+    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+    train_idx, val_idx = carve_val_by_context(train_all.contexts, val_size)
+    return _tokenize_splits(
+        tokenizer,
+        _cap(train_all.select(train_idx), max_train_examples),
+        _cap(train_all.select(val_idx), max_eval_examples),
+        _cap(test, max_eval_examples),
+        max_length,
+        doc_stride,
+    )
+
+
+@functools.cache
+def load_squad_cpu(
+    data_dir: str | None,
+    max_length: int,
+    doc_stride: int,
+    val_size: int,
+    vocab_size: int,
+    max_train_examples: int | None,
+    max_eval_examples: int | None,
+) -> SquadData:
+    """The local dev half split by article, with a BPE tokenizer trained on its train part."""
+    dev = Examples.from_hf(
+        load_split("squad_v2", "validation", hub_name=HUB_NAME, data_dir_=data_dir)
+    )
+    train_idx, test_idx = split_by_article(dev.titles)
+    if not train_idx or not test_idx:
+        raise ValueError(
+            f"The by-article split needs at least 4 articles, got {len(set(dev.titles))}."
+        )
+    train_all, test = dev.select(train_idx), dev.select(test_idx)
+    tr, va = carve_val_by_context(train_all.contexts, val_size)
+    train = _cap(train_all.select(tr), max_train_examples)
+    texts = list(dict.fromkeys(train.contexts)) + list(train.questions)
+    tokenizer = train_bpe_tokenizer(texts, vocab_size)
+    return _tokenize_splits(
+        tokenizer,
+        train,
+        _cap(train_all.select(va), max_eval_examples),
+        _cap(test, max_eval_examples),
+        max_length,
+        doc_stride,
+    )
+
+
+def _tokenize_splits(
+    tokenizer: Any,
+    train: Examples,
+    val: Examples,
+    test: Examples,
+    max_length: int,
+    doc_stride: int,
+) -> SquadData:
+    prep = functools.partial(
+        prepare_features, tokenizer, max_length=max_length, doc_stride=doc_stride
+    )
+    return SquadData(
+        tokenizer,
+        TaskData(train=prep(train, keep_offsets=False), val=prep(val), test=prep(test)),
+    )
+
+
+def small_roberta_qa(vocab_size: int, max_length: int, *, layers: int = 2, hidden: int = 128,
+                     heads: int = 2, ffn: int = 512) -> nn.Module:
+    """A RoBERTa QA model from ``RobertaConfig`` (random init)."""
+    from transformers import RobertaConfig, RobertaForQuestionAnswering
+
+    config = RobertaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=ffn,
+        max_position_embeddings=max_length + 2,  # RoBERTa positions start at pad_id + 1
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+    )
+    return RobertaForQuestionAnswering(config)
+
+
+def _pretrained_qa(model_name_or_path: str) -> nn.Module:
+    from transformers import AutoModelForQuestionAnswering
+
+    return AutoModelForQuestionAnswering.from_pretrained(model_name_or_path)
+
+
+def _no_decay_groups(weight_decay: float, model: nn.Module) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases and LayerNorm weights (HF Trainer's rule)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+# --------------------------------------------------------------------- presets
+def squad_v2_roberta_full(
+    *,
+    data_dir: str | None = None,
+    model_name_or_path: str = "roberta-base",
+    lr: float = 1e-5,
+    batch_size: int = 16,
+    epochs: float = 2.0,
+    max_length: int = 384,
+    doc_stride: int = 128,
+    val_size: int = 2000,
+    max_train_examples: int | None = None,
+    max_eval_examples: int | None = None,
+    total_steps: int | None = None,
+    steps_per_action: int = 200,
+    eval_batch_size: int = 64,
+    weight_decay: float = 0.01,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+    null_score_diff_threshold: float = 0.0,
+) -> Task:
+    """The full SQuAD v2 / roberta-base preset (see the module docstring).
+
+    Args:
+        data_dir: Local data folder (``squad_v2/{train,validation}.parquet``); else
+            ``$LR_GYM_DATA_DIR``, else the HF hub.
+        model_name_or_path: Pretrained model and tokenizer (name or local folder).
+        lr: AdamW ``lr0``.
+        batch_size: Training batch.
+        epochs: Epochs that set ``total_steps`` when it is not given.
+        max_length: Tokens per window.
+        doc_stride: Overlap between windows.
+        val_size: Validation questions carved (by context) from the train split.
+        max_train_examples: Cap on training questions (tests, smoke runs).
+        max_eval_examples: Cap on validation and test questions.
+        total_steps: Episode budget; default ``epochs`` over the estimated features.
+        steps_per_action: Optimizer steps per env step.
+        eval_batch_size: Features per evaluation batch.
+        weight_decay: AdamW weight decay (not on biases / LayerNorm).
+        n_best: Start/end candidates per feature in post-processing.
+        max_answer_length: Longest answer span in tokens.
+        null_score_diff_threshold: Null-vs-span margin for answering empty.
+    """
+    n_train = max_train_examples or SQUAD_V2_TRAIN_QUESTIONS - val_size
+    if total_steps is None:
+        total_steps = math.ceil(epochs * math.ceil(n_train * FEATURES_PER_QUESTION / batch_size))
+    return Task(
+        name="squad_v2-roberta",
+        model_fn=functools.partial(_pretrained_qa, model_name_or_path),
+        data_fn=lambda: load_squad_full(
+            data_dir, model_name_or_path, max_length, doc_stride, val_size,
+            max_train_examples, max_eval_examples,
+        ).data,
+        lr=lr,
+        optimizer=torch.optim.AdamW,
+        param_groups_fn=functools.partial(_no_decay_groups, weight_decay),
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        total_steps=total_steps,
+        steps_per_action=min(steps_per_action, total_steps),
+        loss_fn=qa_loss,
+        eval_fn=functools.partial(
+            qa_eval, n_best=n_best, max_answer_length=max_answer_length,
+            null_score_diff_threshold=null_score_diff_threshold,
+        ),
+        metric="f1",
+        collate_fn=dict_collate,
+        grad_clip=1.0,
+        family="squad-roberta",
+        description=f"SQuAD v2, {model_name_or_path} (AdamW lr0={lr:g}, batch {batch_size})",
+    )
+
+
+def squad_v2_roberta_cpu(
+    *,
+    data_dir: str | None = None,
+    lr: float = 5e-4,
+    batch_size: int = 16,
+    total_steps: int = 500,
+    steps_per_action: int = 25,
+    max_length: int = 256,
+    doc_stride: int = 64,
+    val_size: int = 300,
+    vocab_size: int = 8000,
+    layers: int = 2,
+    hidden: int = 128,
+    max_train_examples: int | None = None,
+    max_eval_examples: int | None = None,
+    eval_batch_size: int = 128,
+    weight_decay: float = 0.01,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+    null_score_diff_threshold: float = 0.0,
+) -> Task:
+    """The CPU SQuAD v2 preset: a small RoBERTa from scratch (see the module docstring).
+
+    Args:
+        data_dir: Local data folder (``squad_v2/validation.parquet``); else
+            ``$LR_GYM_DATA_DIR``, else the hub's validation split.
+        lr: AdamW ``lr0``.
+        batch_size: Training batch.
+        total_steps: Episode budget.
+        steps_per_action: Optimizer steps per env step.
+        max_length: Tokens per window.
+        doc_stride: Overlap between windows.
+        val_size: Validation questions carved (by context) from the train articles.
+        vocab_size: BPE vocabulary size.
+        layers: Transformer layers.
+        hidden: Hidden size (heads = hidden // 64, FFN = 4 * hidden).
+        max_train_examples: Cap on training questions.
+        max_eval_examples: Cap on validation and test questions.
+        eval_batch_size: Features per evaluation batch.
+        weight_decay: AdamW weight decay (not on biases / LayerNorm).
+        n_best: Start/end candidates per feature in post-processing.
+        max_answer_length: Longest answer span in tokens.
+        null_score_diff_threshold: Null-vs-span margin for answering empty.
+    """
+    def data() -> SquadData:
+        return load_squad_cpu(
+            data_dir, max_length, doc_stride, val_size, vocab_size,
+            max_train_examples, max_eval_examples,
+        )
+
+    def model() -> nn.Module:
+        return small_roberta_qa(
+            len(data().tokenizer), max_length, layers=layers, hidden=hidden,
+            heads=max(hidden // 64, 1), ffn=4 * hidden,
+        )
+
+    return Task(
+        name="squad_v2-roberta-cpu",
+        model_fn=model,
+        data_fn=lambda: data().data,
+        lr=lr,
+        optimizer=torch.optim.AdamW,
+        param_groups_fn=functools.partial(_no_decay_groups, weight_decay),
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        total_steps=total_steps,
+        steps_per_action=min(steps_per_action, total_steps),
+        loss_fn=qa_loss,
+        eval_fn=functools.partial(
+            qa_eval, n_best=n_best, max_answer_length=max_answer_length,
+            null_score_diff_threshold=null_score_diff_threshold,
+        ),
+        metric="f1",
+        collate_fn=dict_collate,
+        grad_clip=1.0,
+        family="squad-roberta",
+        description=f"SQuAD v2 dev half by article, {layers}-layer RoBERTa-{hidden} from scratch",
+    )

@@ -36,3 +36,13 @@ def test_readme_python_blocks_run(tmp_path):
                          env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
     assert "static" in out.stdout and "MyTask step 10/200" in out.stdout
+
+
+def test_readme_deployment_example_is_the_tested_script():
+    import textwrap
+
+    src = (ROOT / "examples" / "deploy_plain_loop.py").read_text()
+    block = re.search(r"# --- begin example ---\n(.*?)\n\s*# --- end example ---", src, re.S)
+    code = textwrap.dedent(block.group(1))
+    assert code in (ROOT / "README.md").read_text()
+    assert len(code.strip().splitlines()) < 15

@@ -184,11 +184,13 @@ def summarize(runs: list[dict[str, Any]], controllers: Sequence[str], *, n_boot:
             "aggregate": aggregate, "ratios": ratios}
 
 
-def _ms(xs: Sequence[float]) -> str:
+def _ms(xs: Sequence[float], fmt: str = ".4f") -> str:
     arr = np.asarray([x for x in xs if x is not None and math.isfinite(x)], float)
     if not arr.size:
         return "n/a"
-    return f"{arr.mean():.4f} ± {arr.std(ddof=1):.4f}" if arr.size > 1 else f"{arr[0]:.4f}"
+    if arr.size == 1:
+        return format(arr[0], fmt)
+    return f"{format(arr.mean(), fmt)} ± {format(arr.std(ddof=1), fmt)}"
 
 
 def _med(xs: Sequence[float], fmt: str = ".0f") -> str:
@@ -217,7 +219,8 @@ def report_markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         lines.append(
             f"| {r['env_id']} | {r['controller']} | "
             f"{'—' if r['lr0'] is None else format(r['lr0'], '.3g')} | {_ms(r['final_val'])} | "
-            f"{_ms(r['test'])} | {_ms(r['convergence_step'])} | {_ms(r['convergence_epoch'])} | "
+            f"{_ms(r['test'])} | {_ms(r['convergence_step'], '.0f')} | "
+            f"{_ms(r['convergence_epoch'], '.2f')} | "
             f"{_med(r['steps_to_target'])} | {_med(r['wall_to_target'], '.1f')} | "
             f"{'—' if ratio is None else ('inf' if math.isinf(ratio) else f'{ratio:.2f}')} | "
             f"{r['diverged']}/{len(r['seeds'])} |"
@@ -389,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name == "ppo":
                 ctrl = agent
             elif name == "avg_lr_replay":
-                learned = [EpisodeResult(**r) for r in runs
+                learned = [EpisodeResult.from_dict(r) for r in runs
                            if r["env_id"] == env_id and r["controller"] == "ppo"]
                 ctrl = make_baseline(name, results=learned)
             else:

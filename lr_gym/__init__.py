@@ -28,6 +28,10 @@ BUILTIN_TASKS: dict[str, str] = {
     "Wine-MLP": f"{_E}:wine_mlp",
     "BreastCancer-MLP": f"{_E}:cancer_mlp",
     "Digits-CNN": f"{_E}:digits_cnn_task",
+    "CIFAR10-ResNet18": "lr_gym.tasks.cifar10:cifar10_resnet18_full",
+    "CIFAR10-ResNet18-CPU": "lr_gym.tasks.cifar10:cifar10_resnet18_cpu",
+    "IMDB-BERT": "lr_gym.tasks.imdb:imdb_bert_full",
+    "IMDB-BERT-CPU": "lr_gym.tasks.imdb:imdb_bert_cpu",
 }
 for _name, _ref in BUILTIN_TASKS.items():
     register_task(_ref, name=_name)

@@ -34,7 +34,6 @@ env's device, drawing its random offsets from the CPU RNG that the env seeds.
 from __future__ import annotations
 
 import functools
-import math
 import os
 
 import numpy as np
@@ -43,8 +42,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from lr_gym.tasks.base import Batch, Task, TaskData
-from lr_gym.tasks.data import data_dir as resolve_data_dir
 from lr_gym.tasks.data import load_split
+from lr_gym.tasks.seed_utils import holdout_indices, load_with_data_dir, step_budget
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -153,14 +152,7 @@ def load_cifar10(
         split_seed: Seed of the train/validation permutation.
     """
     x, y = decode_images(load_split("cifar10", "train", hub_name=hub_name, data_dir_=data_dir))
-    if not 0 < val_size < len(y):
-        raise ValueError(
-            f"val_size={val_size} must be between 1 and the {len(y)} training images - 1."
-        )
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(split_seed))
-    val_idx, train_idx = order[:val_size], order[val_size:]
-    if max_train_examples is not None:
-        train_idx = train_idx[:max_train_examples]
+    train_idx, val_idx = holdout_indices(len(y), val_size, split_seed, max_train_examples)
     xt, yt = decode_images(load_split("cifar10", "test", hub_name=hub_name, data_dir_=data_dir))
     if max_test_examples is not None:
         xt, yt = xt[:max_test_examples], yt[:max_test_examples]
@@ -169,12 +161,6 @@ def load_cifar10(
         val=TensorDataset(x[val_idx], y[val_idx]),
         test=TensorDataset(xt, yt),
     )
-
-
-def _data_fn(data_dir: str | os.PathLike | None, **kwargs: object) -> TaskData:
-    # Resolve $LR_GYM_DATA_DIR now, so the cache key is the directory actually used.
-    root = resolve_data_dir(data_dir)
-    return load_cifar10(str(root) if root else None, **kwargs)
 
 
 def cifar10_task(
@@ -219,19 +205,21 @@ def cifar10_task(
         max_test_examples: Cap on test images.
         description: One-line description.
     """
-    n_train = n_train_source - val_size
-    if max_train_examples is not None:
-        n_train = min(n_train, max_train_examples)
-    steps_per_epoch = max(n_train // batch_size, 1)  # the env drops the last partial batch
-    if total_steps is None:
-        total_steps = max(math.ceil(epochs * steps_per_epoch), 1)
-    if steps_per_action is None:
-        steps_per_action = min(steps_per_epoch, total_steps)
+    total_steps, steps_per_action = step_budget(
+        n_train_source=n_train_source,
+        val_size=val_size,
+        batch_size=batch_size,
+        epochs=epochs,
+        total_steps=total_steps,
+        steps_per_action=steps_per_action,
+        max_train_examples=max_train_examples,
+    )
     return Task(
         name=name,
         model_fn=functools.partial(resnet18, 10, cifar_stem),
         data_fn=functools.partial(
-            _data_fn,
+            load_with_data_dir,
+            load_cifar10,
             data_dir,
             hub_name=hub_name,
             val_size=val_size,

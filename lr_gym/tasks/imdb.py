@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,8 +48,8 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from lr_gym.tasks.base import Batch, Task, TaskData, iterate_batches, move_to
-from lr_gym.tasks.data import data_dir as resolve_data_dir
 from lr_gym.tasks.data import load_split
+from lr_gym.tasks.seed_utils import holdout_indices, load_with_data_dir, step_budget
 
 HUB_TRAIN_SIZE = 25_000
 """Rows of the hub ``imdb`` train split (total_steps is derived from it)."""
@@ -170,19 +169,14 @@ def load_imdb(
             raise KeyError(f"IMDB data needs 'text' and 'label' columns, got {ds.column_names}.")
     texts = [clean_text(t) for t in train["text"]]
     labels = torch.as_tensor(np.asarray(train["label"]), dtype=torch.long)
-    if not 0 < val_size < len(texts):
-        raise ValueError(
-            f"val_size={val_size} must be between 1 and the {len(texts)} training reviews - 1."
-        )
-    gen = torch.Generator().manual_seed(split_seed)
-    order = torch.randperm(len(texts), generator=gen).tolist()
-    val_idx, train_idx = order[:val_size], order[val_size:]
-    if max_train_examples is not None:
-        train_idx = train_idx[:max_train_examples]
+    train_idx, val_idx = (
+        i.tolist() for i in holdout_indices(len(texts), val_size, split_seed, max_train_examples)
+    )
     test_texts = [clean_text(t) for t in test["text"]]
     test_labels = torch.as_tensor(np.asarray(test["label"]), dtype=torch.long)
     test_idx = list(range(len(test_texts)))
     if max_test_examples is not None and max_test_examples < len(test_texts):
+        gen = torch.Generator().manual_seed(split_seed + 1)
         test_idx = torch.randperm(len(test_texts), generator=gen)[:max_test_examples].tolist()
 
     train_texts = [texts[i] for i in train_idx]
@@ -204,12 +198,6 @@ def load_imdb(
         val=split([texts[i] for i in val_idx], labels[val_idx]),
         test=split([test_texts[i] for i in test_idx], test_labels[test_idx]),
     )
-
-
-def _data_fn(data_dir: str | os.PathLike | None, **kwargs: object) -> TaskData:
-    # Resolve $LR_GYM_DATA_DIR now, so the cache key is the directory actually used.
-    root = resolve_data_dir(data_dir)
-    return load_imdb(str(root) if root else None, **kwargs)
 
 
 def tiny_bert(
@@ -344,14 +332,16 @@ def imdb_task(
         grad_clip: Max gradient norm (BERT fine-tuning clips at 1.0).
         description: One-line description.
     """
-    n_train = n_train_source - val_size
-    if max_train_examples is not None:
-        n_train = min(n_train, max_train_examples)
-    steps_per_epoch = max(n_train // batch_size, 1)  # the env drops the last partial batch
-    if total_steps is None:
-        total_steps = max(math.ceil(epochs * steps_per_epoch), 1)
-    if steps_per_action is None:
-        steps_per_action = min(max(steps_per_epoch // 10, 1), total_steps)
+    total_steps, steps_per_action = step_budget(
+        n_train_source=n_train_source,
+        val_size=val_size,
+        batch_size=batch_size,
+        epochs=epochs,
+        total_steps=total_steps,
+        steps_per_action=steps_per_action,
+        max_train_examples=max_train_examples,
+        actions_per_epoch=10,
+    )
     if model_name_or_path is None:
         model_fn = functools.partial(
             tiny_bert, vocab_size, max_length, hidden_size, num_layers, num_heads
@@ -362,7 +352,8 @@ def imdb_task(
         name=name,
         model_fn=model_fn,
         data_fn=functools.partial(
-            _data_fn,
+            load_with_data_dir,
+            load_imdb,
             data_dir,
             hub_name=hub_name,
             model_name_or_path=None if model_name_or_path is None else str(model_name_or_path),

@@ -65,7 +65,7 @@ def test_load_decodes_and_carves_validation_from_train(data_root):
 
 
 def test_bad_val_size_is_a_clear_error(data_root):
-    with pytest.raises(ValueError, match="val_size=64"):
+    with pytest.raises(ValueError, match="val_size=64 must be between 1 and 63"):
         cifar10.load_cifar10(str(data_root[0]), val_size=64)
 
 
@@ -160,6 +160,7 @@ def test_env_checkers_pass(env_id, data_root):
     sb3_check_env(make().unwrapped, warn=True)
 
 
+@pytest.mark.slow
 def test_episode_reports_test_metrics_and_reads_data_dir_from_env(data_root, monkeypatch):
     monkeypatch.setenv(DATA_DIR_ENV, str(data_root[0]))
     kwargs = tiny_kwargs(data_root[0])

@@ -34,6 +34,10 @@ BUILTIN_TASKS: dict[str, str] = {
     "SQuADv2-RoBERTa-CPU": "lr_gym.tasks.squad:squad_v2_roberta_cpu",
     "CoNLL2003-BiLSTMCRF": "lr_gym.tasks.conll:conll2003_bilstm_crf_full",
     "CoNLL2003-BiLSTMCRF-CPU": "lr_gym.tasks.conll:conll2003_bilstm_crf_cpu",
+    "CIFAR10-ResNet18": "lr_gym.tasks.cifar10:cifar10_resnet18_full",
+    "CIFAR10-ResNet18-CPU": "lr_gym.tasks.cifar10:cifar10_resnet18_cpu",
+    "IMDB-BERT": "lr_gym.tasks.imdb:imdb_bert_full",
+    "IMDB-BERT-CPU": "lr_gym.tasks.imdb:imdb_bert_cpu",
 }
 for _name, _ref in BUILTIN_TASKS.items():
     register_task(_ref, name=_name)

@@ -1,0 +1,425 @@
+"""Seed task: IMDB sentiment classification with a BERT sequence classifier.
+
+Two presets, registered as ``lr_gym/IMDB-BERT-v0`` (``full``) and
+``lr_gym/IMDB-BERT-CPU-v0`` (``cpu``). Data goes through
+:func:`lr_gym.tasks.data.load_split` (``$LR_GYM_DATA_DIR`` or ``data_dir=`` for local
+``imdb/{train,test}.parquet`` in the HF schema: ``text``, ``label`` ClassLabel
+neg/pos; the HF hub ``imdb`` otherwise). HTML line breaks (``<br />``) are replaced
+by spaces; texts are tokenized once into ``(input_ids, attention_mask, label)``
+tensors padded to ``max_length``.
+
+``full`` (GPU):
+    ``AutoModelForSequenceClassification.from_pretrained("bert-base-uncased",
+    num_labels=2)`` and its tokenizer. Hub ``imdb``: 22,500 train reviews, 2,500
+    validation reviews held out from train (fixed permutation, seed 0), the 25,000
+    test reviews evaluated once at the end. Reviews are truncated to 256 tokens (the
+    median review is ~230 words, ~300 tokens; 256 keeps most of the signal at a
+    quarter of the attention cost of 512). AdamW lr0 2e-5, weight decay 0.01, batch
+    32, 3 epochs = 3 * 703 = 2,109 steps, 70 steps (a tenth of an epoch) per env step,
+    so 31 env steps. The linear decay of the usual recipe is the env's base schedule
+    (``schedule="linear"``), not the task's.
+
+``cpu`` (2 CPU cores, a few minutes per episode):
+    A tiny BERT built from ``BertConfig`` (2 layers, hidden 128, 2 heads, FFN 512,
+    randomly initialised) with a WordPiece tokenizer (lower-cased, 8,000 tokens)
+    trained with ``tokenizers`` on the training reviews and cached under
+    ``$LR_GYM_CACHE_DIR`` (default ``~/.cache/lr_gym``), keyed by a hash of the texts.
+    Local subset: 9,500 train, 500 validation held out from train, the 4,000 local
+    test reviews at the end. Max length 128, AdamW lr0 1e-3 (a from-scratch model
+    needs a much larger LR than fine-tuning), weight decay 0.01, batch 32, 600 steps
+    (2 epochs), 40 steps per env step, so 15 env steps. Pass ``model_name_or_path``
+    to fine-tune a pretrained checkpoint (e.g. a MiniLM) instead.
+
+Metrics (validation and test): ``loss``, ``accuracy`` (the main metric), and
+``f1``/``precision``/``recall`` of the positive class.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+from lr_gym.tasks.base import Batch, Task, TaskData, iterate_batches, move_to
+from lr_gym.tasks.data import load_split
+from lr_gym.tasks.seed_utils import holdout_indices, load_with_data_dir, step_budget
+
+HUB_TRAIN_SIZE = 25_000
+"""Rows of the hub ``imdb`` train split (total_steps is derived from it)."""
+LOCAL_TRAIN_SIZE = 10_000
+"""Rows of the local subset's train split."""
+CACHE_DIR_ENV = "LR_GYM_CACHE_DIR"
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """Cache folder: ``explicit``, else ``$LR_GYM_CACHE_DIR``, else ``~/.cache/lr_gym``."""
+    value = explicit or os.environ.get(CACHE_DIR_ENV) or "~/.cache/lr_gym"
+    return Path(value).expanduser()
+
+
+def clean_text(text: str) -> str:
+    """Replaces IMDB's HTML line breaks by spaces."""
+    return text.replace("<br />", " ").replace("<br/>", " ")
+
+
+def train_wordpiece(texts: Sequence[str], vocab_size: int, cache: Path):  # noqa: ANN201
+    """Trains (or loads from ``cache``) a lower-cased BERT-style WordPiece tokenizer.
+
+    The file is keyed by a hash of the texts and the vocabulary size, so the same
+    training data always gets the same tokenizer without retraining.
+
+    Returns:
+        A ``tokenizers.Tokenizer`` that adds ``[CLS] ... [SEP]``.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+    digest = hashlib.sha256()
+    for t in texts:
+        digest.update(t.encode("utf-8"))
+        digest.update(b"\0")
+    path = cache / f"imdb-wordpiece-{vocab_size}-{digest.hexdigest()[:16]}.json"
+    if path.is_file():
+        return Tokenizer.from_file(str(path))
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(
+        texts,
+        trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS)),
+    )
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tok.save(str(tmp))
+    tmp.replace(path)  # atomic: parallel envs never read a half-written file
+    return tok
+
+
+def encode_wordpiece(tok, texts: Sequence[str], max_length: int) -> tuple[torch.Tensor, ...]:  # noqa: ANN001
+    """Encodes texts with a ``tokenizers.Tokenizer`` into padded id and mask tensors."""
+    tok.enable_truncation(max_length)
+    tok.enable_padding(pad_id=tok.token_to_id("[PAD]"), pad_token="[PAD]", length=max_length)
+    enc = tok.encode_batch(list(texts))
+    ids = torch.tensor([e.ids for e in enc], dtype=torch.long)
+    mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.long)
+    return ids, mask
+
+
+def encode_pretrained(
+    model_name_or_path: str, texts: Sequence[str], max_length: int
+) -> tuple[torch.Tensor, ...]:
+    """Encodes texts with the checkpoint's own tokenizer (``AutoTokenizer``)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_name_or_path)
+    enc = tok(
+        list(texts),
+        truncation=True,
+        max_length=max_length,
+        padding="max_length",
+        return_tensors="pt",
+    )
+    return enc["input_ids"], enc["attention_mask"]
+
+
+@functools.cache
+def load_imdb(
+    data_dir: str | None,
+    hub_name: str = "imdb",
+    model_name_or_path: str | None = None,
+    max_length: int = 128,
+    vocab_size: int = 8_000,
+    val_size: int = 2_500,
+    max_train_examples: int | None = None,
+    max_test_examples: int | None = None,
+    tokenizer_cache: str | None = None,
+    split_seed: int = 0,
+) -> TaskData:
+    """Loads, splits and tokenizes IMDB (cached per process and arguments).
+
+    Args:
+        data_dir: Local data directory, or None for ``$LR_GYM_DATA_DIR``/the hub.
+        hub_name: HF hub dataset name.
+        model_name_or_path: Checkpoint whose tokenizer to use; None trains a WordPiece
+            tokenizer on the training reviews.
+        max_length: Tokens per review (truncated and padded).
+        vocab_size: WordPiece vocabulary size (local tokenizer only).
+        val_size: Training reviews held out as the validation split.
+        max_train_examples: Keep at most this many training reviews (after the split).
+        max_test_examples: Keep at most this many test reviews (a fixed random subset:
+            the splits are sorted by label).
+        tokenizer_cache: Folder of trained tokenizers (see :func:`cache_dir`).
+        split_seed: Seed of the train/validation permutation and test subset.
+    """
+    train = load_split("imdb", "train", hub_name=hub_name, data_dir_=data_dir)
+    test = load_split("imdb", "test", hub_name=hub_name, data_dir_=data_dir)
+    for ds in (train, test):
+        if not {"text", "label"} <= set(ds.column_names):
+            raise KeyError(f"IMDB data needs 'text' and 'label' columns, got {ds.column_names}.")
+    texts = [clean_text(t) for t in train["text"]]
+    labels = torch.as_tensor(np.asarray(train["label"]), dtype=torch.long)
+    train_idx, val_idx = (
+        i.tolist() for i in holdout_indices(len(texts), val_size, split_seed, max_train_examples)
+    )
+    test_texts = [clean_text(t) for t in test["text"]]
+    test_labels = torch.as_tensor(np.asarray(test["label"]), dtype=torch.long)
+    test_idx = list(range(len(test_texts)))
+    if max_test_examples is not None and max_test_examples < len(test_texts):
+        gen = torch.Generator().manual_seed(split_seed + 1)
+        test_idx = torch.randperm(len(test_texts), generator=gen)[:max_test_examples].tolist()
+
+    train_texts = [texts[i] for i in train_idx]
+    if model_name_or_path is None:
+        tok = train_wordpiece(train_texts, vocab_size, cache_dir(tokenizer_cache))
+
+        def encode(xs: Sequence[str]) -> tuple[torch.Tensor, ...]:
+            return encode_wordpiece(tok, xs, max_length)
+    else:
+
+        def encode(xs: Sequence[str]) -> tuple[torch.Tensor, ...]:
+            return encode_pretrained(model_name_or_path, xs, max_length)
+
+    def split(xs: list[str], ys: torch.Tensor) -> TensorDataset:
+        return TensorDataset(*encode(xs), ys)
+
+    return TaskData(
+        train=split(train_texts, labels[train_idx]),
+        val=split([texts[i] for i in val_idx], labels[val_idx]),
+        test=split([test_texts[i] for i in test_idx], test_labels[test_idx]),
+    )
+
+
+def tiny_bert(
+    vocab_size: int = 8_000,
+    max_length: int = 128,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    num_labels: int = 2,
+) -> nn.Module:
+    """A randomly initialised small ``BertForSequenceClassification``."""
+    from transformers import AutoModelForSequenceClassification, BertConfig
+
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=4 * hidden_size,
+        max_position_embeddings=max_length,
+        num_labels=num_labels,
+    )
+    return AutoModelForSequenceClassification.from_config(config)
+
+
+def pretrained_classifier(model_name_or_path: str, num_labels: int = 2) -> nn.Module:
+    """A pretrained encoder with a fresh classification head (seeded by the env)."""
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(
+        model_name_or_path, num_labels=num_labels
+    )
+
+
+def sequence_classification_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """Cross-entropy of a HF sequence classifier on ``(ids, mask, labels)``."""
+    ids, mask, y = batch
+    logits = model(input_ids=ids, attention_mask=mask).logits
+    return nn.functional.cross_entropy(logits, y)
+
+
+def binary_metrics(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
+    """Accuracy and positive-class F1, precision and recall from confusion counts.
+
+    An undefined ratio (no predicted or no actual positives) counts as 0, as in
+    scikit-learn's ``zero_division=0``.
+    """
+    n = tp + fp + fn + tn
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return {
+        "accuracy": (tp + tn) / n if n else 0.0,
+        "f1": f1,
+        "precision": precision,
+        "recall": recall,
+    }
+
+
+def sequence_classification_eval(
+    model: nn.Module, dataset: Dataset, task: Task, device: torch.device
+) -> dict[str, float]:
+    """Mean cross-entropy, accuracy and positive-class F1/precision/recall."""
+    total_loss = torch.zeros((), device=device)
+    counts = torch.zeros(4, device=device, dtype=torch.long)  # tp, fp, fn, tn
+    n = 0
+    for batch in iterate_batches(dataset, task.eval_batch_size, shuffle=False):
+        ids, mask, y = move_to(batch, device)
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        total_loss += nn.functional.cross_entropy(logits, y, reduction="sum")
+        pred, pos = logits.argmax(-1) == 1, y == 1
+        counts += torch.stack(
+            [(pred & pos).sum(), (pred & ~pos).sum(), (~pred & pos).sum(), (~pred & ~pos).sum()]
+        )
+        n += len(y)
+    tp, fp, fn, tn = counts.tolist()  # one host sync for the whole pass
+    return {"loss": total_loss.item() / n, **binary_metrics(tp, fp, fn, tn)}
+
+
+def imdb_task(
+    *,
+    name: str,
+    n_train_source: int,
+    data_dir: str | os.PathLike | None = None,
+    hub_name: str = "imdb",
+    model_name_or_path: str | None = None,
+    max_length: int = 128,
+    vocab_size: int = 8_000,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    lr: float = 1e-3,
+    weight_decay: float = 0.01,
+    batch_size: int = 32,
+    eval_batch_size: int = 256,
+    epochs: float = 2,
+    total_steps: int | None = None,
+    steps_per_action: int | None = None,
+    val_size: int = 500,
+    max_train_examples: int | None = None,
+    max_test_examples: int | None = None,
+    tokenizer_cache: str | os.PathLike | None = None,
+    grad_clip: float | None = 1.0,
+    description: str = "",
+) -> Task:
+    """An IMDB BERT task (nothing is loaded until ``data_fn``/``model_fn``).
+
+    Args:
+        name: Task name.
+        n_train_source: Rows of the source train split, so ``epochs`` converts to steps
+            without loading anything.
+        data_dir: Local data directory (else ``$LR_GYM_DATA_DIR``, else the hub).
+        hub_name: HF hub dataset name.
+        model_name_or_path: Pretrained checkpoint (hub name or local folder) for
+            ``from_pretrained``; None builds the tiny BERT with a local tokenizer.
+        max_length: Tokens per review.
+        vocab_size: Local WordPiece vocabulary size (tiny BERT only).
+        hidden_size: Tiny BERT width.
+        num_layers: Tiny BERT layers.
+        num_heads: Tiny BERT attention heads.
+        lr: Initial learning rate of AdamW.
+        weight_decay: AdamW weight decay.
+        batch_size: Training batch size.
+        eval_batch_size: Validation/test batch size.
+        epochs: Budget in epochs, used when ``total_steps`` is None.
+        total_steps: Budget in optimizer steps (overrides ``epochs``).
+        steps_per_action: Optimizer steps per env step; default a tenth of an epoch.
+        val_size: Training reviews held out for validation.
+        max_train_examples: Cap on training reviews (tests, quick runs).
+        max_test_examples: Cap on test reviews.
+        tokenizer_cache: Folder for trained tokenizers (default: see :func:`cache_dir`).
+        grad_clip: Max gradient norm (BERT fine-tuning clips at 1.0).
+        description: One-line description.
+    """
+    total_steps, steps_per_action = step_budget(
+        n_train_source=n_train_source,
+        val_size=val_size,
+        batch_size=batch_size,
+        epochs=epochs,
+        total_steps=total_steps,
+        steps_per_action=steps_per_action,
+        max_train_examples=max_train_examples,
+        actions_per_epoch=10,
+    )
+    if model_name_or_path is None:
+        model_fn = functools.partial(
+            tiny_bert, vocab_size, max_length, hidden_size, num_layers, num_heads
+        )
+    else:
+        model_fn = functools.partial(pretrained_classifier, str(model_name_or_path))
+    return Task(
+        name=name,
+        model_fn=model_fn,
+        data_fn=functools.partial(
+            load_with_data_dir,
+            load_imdb,
+            data_dir,
+            hub_name=hub_name,
+            model_name_or_path=None if model_name_or_path is None else str(model_name_or_path),
+            max_length=max_length,
+            vocab_size=vocab_size,
+            val_size=val_size,
+            max_train_examples=max_train_examples,
+            max_test_examples=max_test_examples,
+            tokenizer_cache=None if tokenizer_cache is None else str(tokenizer_cache),
+        ),
+        lr=lr,
+        optimizer=torch.optim.AdamW,
+        optimizer_kwargs={"weight_decay": weight_decay},
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        total_steps=total_steps,
+        steps_per_action=steps_per_action,
+        loss_fn=sequence_classification_loss,
+        eval_fn=sequence_classification_eval,
+        metric="accuracy",
+        grad_clip=grad_clip,
+        family="imdb-bert",
+        description=description,
+    )
+
+
+def imdb_bert_full(**overrides: object) -> Task:
+    """``full`` preset: hub IMDB, bert-base-uncased, AdamW 2e-5, batch 32, 3 epochs, 256 tokens.
+
+    Args:
+        **overrides: Any keyword of :func:`imdb_task` (e.g. ``data_dir``,
+            ``model_name_or_path``, ``total_steps``, ``max_train_examples``).
+    """
+    kwargs: dict = dict(
+        name="imdb-bert/full",
+        n_train_source=HUB_TRAIN_SIZE,
+        model_name_or_path="bert-base-uncased",
+        max_length=256,
+        lr=2e-5,
+        batch_size=32,
+        eval_batch_size=128,
+        epochs=3,
+        val_size=2_500,
+        description="bert-base-uncased on IMDB, AdamW lr0 2e-5, batch 32, 3 epochs, 256 tokens",
+    )
+    kwargs.update(overrides)
+    return imdb_task(**kwargs)
+
+
+def imdb_bert_cpu(**overrides: object) -> Task:
+    """``cpu`` preset: local 10k/4k IMDB subset, tiny BERT, AdamW 1e-3, 600 steps of 32.
+
+    Args:
+        **overrides: Any keyword of :func:`imdb_task`.
+    """
+    kwargs: dict = dict(
+        name="imdb-bert/cpu",
+        n_train_source=LOCAL_TRAIN_SIZE,
+        model_name_or_path=None,
+        max_length=128,
+        lr=1e-3,
+        batch_size=32,
+        total_steps=600,
+        steps_per_action=40,
+        val_size=500,
+        description="Tiny BERT (2x128) on a 10k-review IMDB subset, AdamW lr0 1e-3, 600 steps",
+    )
+    kwargs.update(overrides)
+    return imdb_task(**kwargs)

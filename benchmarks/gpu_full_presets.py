@@ -28,15 +28,15 @@ import lr_gym  # noqa: F401 - registers the ids
 
 def offline_bert(workdir: Path, texts: list[str]) -> str:
     """bert-base-uncased's architecture, random init, WordPiece vocab from ``texts``."""
-    from tokenizers import BertWordPieceTokenizer
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    from lr_gym.tasks.imdb import train_wordpiece
 
     path = workdir / "bert-base-offline"
     path.mkdir(parents=True, exist_ok=True)
-    wp = BertWordPieceTokenizer(lowercase=True)
-    wp.train_from_iterator(texts, vocab_size=30522)
-    wp.save_model(str(path))
-    tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=train_wordpiece(texts, 30522, workdir), unk_token="[UNK]",
+        pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
     tok.save_pretrained(path)
     config = BertConfig(vocab_size=len(tok), num_labels=2)  # base: 12 layers, 768 hidden
     BertForSequenceClassification(config).save_pretrained(path)
@@ -45,17 +45,13 @@ def offline_bert(workdir: Path, texts: list[str]) -> str:
 
 def offline_roberta(workdir: Path, texts: list[str]) -> str:
     """roberta-base's architecture, random init, byte-level BPE trained on ``texts``."""
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import RobertaConfig, RobertaForQuestionAnswering, RobertaTokenizerFast
+    from transformers import RobertaConfig, RobertaForQuestionAnswering
+
+    from lr_gym.tasks.squad import train_bpe_tokenizer
 
     path = workdir / "roberta-base-offline"
     path.mkdir(parents=True, exist_ok=True)
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(texts, vocab_size=50265,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    bpe.save_model(str(path))
-    tok = RobertaTokenizerFast(vocab_file=str(path / "vocab.json"),
-                               merges_file=str(path / "merges.txt"))
+    tok = train_bpe_tokenizer(texts, vocab_size=50265)
     tok.save_pretrained(path)
     config = RobertaConfig(vocab_size=len(tok), max_position_embeddings=514,
                            pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,

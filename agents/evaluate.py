@@ -84,8 +84,16 @@ def load_runs(path: Path) -> list[dict[str, Any]]:
     """Finished runs from ``runs.jsonl``; a line cut off by a kill is dropped with a warning."""
     if not path.is_file():
         return []
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        # A kill mid-write left a partial last line: cut it off, or the next append
+        # would be glued to it.
+        text = text[: text.rfind("\n") + 1]
+        path.write_text(text)
+        warnings.warn(f"{path}: dropped an incomplete last line (interrupted write).",
+                      stacklevel=2)
     runs = []
-    for i, line in enumerate(path.read_text().splitlines()):
+    for i, line in enumerate(text.splitlines()):
         if not line.strip():
             continue
         try:

@@ -48,17 +48,24 @@ def test_train_then_evaluate(tmp_path):
 
     out = run(
         str(ROOT / "evaluate_agent.py"), "--env", "lr_gym/Wine-MLP-v0", "--seeds", "0", "1",
-        "--baselines", "static", "cosine", "-f", "logs", "-o", "ev", cwd=tmp_path,
+        "--baselines", "static", "warmup_cosine", "avg_lr_replay", "--tuning-budget", "2",
+        "-f", "logs", "-o", "ev", cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
-    assert "| lr_gym/Wine-MLP-v0 | ppo |" in out.stdout
-    assert "| lr_gym/Wine-MLP-v0 | static |" in out.stdout
+    for ctrl in ("ppo", "static", "warmup_cosine", "avg_lr_replay"):
+        assert f"| lr_gym/Wine-MLP-v0 | {ctrl} |" in out.stdout
     results = json.loads((tmp_path / "ev" / "results.json").read_text())
-    assert results["agent"].endswith("Digits-MLP-v0_1")
-    assert len(results["runs"]) == 3 * 2
-    assert (tmp_path / "ev" / "curves.png").stat().st_size > 10_000
+    assert results["meta"]["agent"].endswith("Digits-MLP-v0_1")
+    assert results["reference"] == "warmup_cosine"
+    assert set(results["meta"]["tuned_lr0"]) == {"lr_gym/Wine-MLP-v0|static",
+                                                  "lr_gym/Wine-MLP-v0|warmup_cosine"}
+    runs = [json.loads(x) for x in (tmp_path / "ev" / "runs.jsonl").read_text().splitlines()]
+    assert len(runs) == 4 * 2
+    for name in ("report.md", "curves.png", "profiles.png"):
+        assert (tmp_path / "ev" / name).stat().st_size > 1000, name
+    assert (tmp_path / "logs" / "tuning_cache.json").is_file()
     # Paired seeds: every controller starts from the same initial model.
-    starts = {(r["seed"], r["val_loss"][0]) for r in results["runs"]}
+    starts = {(r["seed"], r["val_loss"][0]) for r in runs}
     assert len(starts) == 2
 
 
@@ -71,6 +78,9 @@ def test_bad_input_gives_clear_errors(tmp_path):
     out = run(str(ROOT / "evaluate_agent.py"), "--agent", "none", "--baselines", "magic",
               cwd=tmp_path)
     assert out.returncode == 2 and "Unknown baseline 'magic'" in out.stderr
+    out = run(str(ROOT / "evaluate_agent.py"), "--agent", "none", "--seeds", "10000",
+              cwd=tmp_path)
+    assert out.returncode == 2 and "reserved for tuning" in out.stderr
 
 
 @pytest.mark.slow
@@ -93,3 +103,33 @@ def test_ctrl_c_keeps_the_agent(tmp_path):
     assert proc.returncode == 130, err
     assert "Interrupted: saving" in err
     assert (run_dir / "model.zip").is_file() and (run_dir / "vecnormalize.pkl").is_file()
+
+
+@pytest.mark.slow
+def test_evaluation_resumes_after_kill(tmp_path):
+    import signal
+    import time
+
+    args = [sys.executable, str(ROOT / "evaluate_agent.py"), "--agent", "none", "--env",
+            "lr_gym/Wine-MLP-v0", "--seeds", "0", "1", "2", "--baselines", "static", "cosine",
+            "step", "--tuning-budget", "0", "--no-plot", "--no-progress", "-o", "ev"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "ev" / "runs.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    before = log.read_text().splitlines()
+    assert 2 <= len(before) < 9
+    with open(log, "a") as f:
+        f.write('{"env_id": "lr_gym/Wine')  # a line cut off by the kill
+    out = subprocess.run(args, cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert f"Resuming: {len(before)} finished runs" in out.stderr
+    after = [x for x in log.read_text().splitlines() if x.endswith("}")]
+    assert after[: len(before)] == before  # finished runs were kept, not redone
+    keys = {(r["controller"], r["seed"]) for r in map(json.loads, after)}
+    assert len(keys) == len(after) == 9

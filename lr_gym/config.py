@@ -56,11 +56,12 @@ class EnvConfig:
             first param group's LR in observations and ``info["lr"]``.
     """
 
-    mode: Mode = "anchored"
-    schedule: Schedule = "cosine"
+    # Defaults chosen by measurement (README, "Why recursive by default").
+    mode: Mode = "recursive"
+    schedule: Schedule = "constant"
     warmup_frac: float = 0.0
     final_lr_frac: float = 0.0
-    max_factor: float = 4.0
+    max_factor: float = 2.0
     lr_min: float | None = None
     lr_max: float | None = None
     reward: Reward = "val_loss"

@@ -90,11 +90,13 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ``Box(-1, 1, (1,), float32)``. The action ``a`` maps to a multiplier
     ``m = max_factor ** a`` (log scale, bounded to ``[1/max_factor, max_factor]``).
-    In ``mode="anchored"`` (default) the LR at optimizer step ``t`` is
-    ``lr0 * schedule(t) * m``, a bounded residual around the base schedule. In
-    ``mode="recursive"`` the multiplier accumulates, ``M <- M * m`` and
-    ``lr = lr0 * schedule(t) * M``. The LR is always clamped to ``[lr_min, lr_max]``.
-    Out-of-range actions are clipped; NaN counts as 0 (keep the base LR).
+    In ``mode="recursive"`` (default, with ``schedule="constant"`` and
+    ``max_factor=2``) the multiplier accumulates, ``M <- M * m`` and
+    ``lr = lr0 * schedule(t) * M``: the design's LR multiplier. In ``mode="anchored"``
+    the LR at optimizer step ``t`` is ``lr0 * schedule(t) * m``, a bounded residual
+    around the base schedule. The LR is always clamped to ``[lr_min, lr_max]``
+    (default ``[lr0 / 1000, 30 lr0]``). Out-of-range actions are clipped; NaN counts
+    as 0 (keep the LR).
 
     ## Observation Space
 
@@ -138,7 +140,7 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Arguments
 
     ```python
-    gym.make("lr_gym/Digits-MLP-v0", mode="anchored", schedule="cosine", max_factor=4.0,
+    gym.make("lr_gym/Digits-MLP-v0", mode="recursive", schedule="constant", max_factor=2.0,
              reward="val_loss", device="cpu", render_mode="ansi")
     ```
 

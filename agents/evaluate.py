@@ -26,13 +26,17 @@ and skips what is done. Outputs: ``report.md``, ``results.json``, ``curves.png``
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
+import multiprocessing
+import os
 import sys
 import time
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gym-packages", nargs="*", default=[],
                    help="Modules to import first (they register your own tasks).")
     p.add_argument("--n-boot", type=int, default=2000, help="Bootstrap resamples.")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="Episodes run in parallel processes (one torch thread each); 1 runs "
+                        "everything in this process.")
     p.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
                    help="Write curves.png and profiles.png.")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
@@ -317,6 +324,81 @@ def plot_profiles(ratios: dict[str, dict[str, float]], path: Path, r_max: float 
     plt.close(fig)
 
 
+# -------------------------------------------------------------------------- workers
+@functools.cache
+def _load_agent(run_dir: str):  # noqa: ANN202 - PPOController, loaded once per process
+    from agents.ppo import PPOController
+
+    return PPOController.load(run_dir, device="cpu")
+
+
+def _episode_job(spec: dict[str, Any]) -> dict[str, Any]:
+    """One paired run, built from a picklable spec (controllers are built in the worker)."""
+    from agents.baselines import make_baseline
+    from agents.rollout import EpisodeResult, run_episode
+
+    name = spec["name"]
+    if name == "ppo":
+        ctrl = _load_agent(spec["agent"])
+    elif name == "avg_lr_replay":
+        ctrl = make_baseline(name, results=[EpisodeResult.from_dict(r) for r in spec["replay"]])
+    else:
+        ctrl = make_baseline(name)
+        if spec["lr"] is not None:
+            ctrl = ctrl.with_lr(spec["lr"])
+    res = run_episode(spec["env_id"], ctrl, spec["seed"], env_kwargs=spec["env_kwargs"])
+    out = res.to_dict()
+    out["lr0"] = spec["lr"]  # None: untuned
+    return out
+
+
+def _tune_job(env_id: str, name: str, budget: int, seeds: list[int],
+              env_kwargs: dict[str, Any], cache: str) -> float:
+    from agents.baselines import make_baseline
+    from agents.tuning import tune_lr
+
+    return tune_lr(env_id, make_baseline(name).with_lr, name=name, budget=budget,
+                   eval_seeds=seeds, env_kwargs=env_kwargs, cache=cache).best_lr
+
+
+def _init_worker(packages: Sequence[str]) -> None:
+    import importlib
+
+    import torch
+
+    import lr_gym  # noqa: F401 - registers the ids
+
+    torch.set_num_threads(1)  # one core per worker: small models scale by processes
+    for name in packages:
+        importlib.import_module(name)
+
+
+class _InProcess:
+    """``Executor``-like stand-in for ``--workers 1``: runs each job at submit time."""
+
+    def __enter__(self) -> _InProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn, *args, **kwargs) -> Future:  # noqa: ANN001
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as err:  # surfaced by fut.result(), as an executor would
+            fut.set_exception(err)
+        return fut
+
+
+def _pool(workers: int, packages: Sequence[str]):  # noqa: ANN202
+    if workers <= 1:
+        return _InProcess()
+    ctx = multiprocessing.get_context("forkserver")
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(list(packages),))
+
+
 # ------------------------------------------------------------------------------ main
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
@@ -329,8 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import lr_gym
     from agents.baselines import BASELINES, make_baseline
     from agents.ppo import PPOController, latest_run
-    from agents.rollout import EpisodeResult, run_episode
-    from agents.tuning import TUNING_SEED, tune_lr
+    from agents.tuning import TUNING_SEED
 
     for name in args.gym_packages:
         importlib.import_module(name)
@@ -380,43 +461,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Resuming: {len(done)} finished runs found in {log}.", file=sys.stderr)
     t0 = time.perf_counter()
 
-    # 1. Fair tuning (cached).
+    # 1. Fair tuning (cached), one (env, baseline) pair per job.
     tuned: dict[tuple[str, str], float | None] = {}
     tunable = [b for b in names if b != "avg_lr_replay" and make_baseline(b).tunable]
-    if args.tuning_budget > 0 and tunable:
-        pairs = [(e, b) for e in env_ids for b in tunable]
-        for env_id, b in tqdm(pairs, desc="tuning", disable=not args.progress, file=sys.stderr):
-            res = tune_lr(env_id, make_baseline(b).with_lr, name=b, budget=args.tuning_budget,
-                          eval_seeds=args.seeds, env_kwargs=env_kwargs, cache=cache)
-            tuned[(env_id, b)] = res.best_lr
+    with _pool(args.workers, args.gym_packages) as pool:
+        if args.tuning_budget > 0 and tunable:
+            jobs = {
+                pool.submit(_tune_job, env_id, b, args.tuning_budget, list(args.seeds),
+                            env_kwargs, str(cache)): (env_id, b)
+                for env_id in env_ids for b in tunable
+            }
+            for fut in tqdm(as_completed(jobs), total=len(jobs), desc="tuning",
+                            disable=not args.progress, file=sys.stderr):
+                tuned[jobs[fut]] = fut.result()
 
-    # 2. Paired runs; the replay control follows the learned controller on each env.
-    order = (["ppo"] if agent else []) + names
-    total = len(env_ids) * len(order) * len(args.seeds)
-    bar = tqdm(total=total, initial=len(done), desc="episodes", disable=not args.progress,
-               file=sys.stderr)
-    for env_id in env_ids:
-        for name in order:
-            if name == "ppo":
-                ctrl = agent
-            elif name == "avg_lr_replay":
-                learned = [EpisodeResult.from_dict(r) for r in runs
-                           if r["env_id"] == env_id and r["controller"] == "ppo"]
-                ctrl = make_baseline(name, results=learned)
-            else:
-                ctrl = make_baseline(name)
-                if (env_id, name) in tuned:
-                    ctrl = ctrl.with_lr(tuned[(env_id, name)])
-            for seed in args.seeds:
-                if (env_id, ctrl.name, seed) in done:
-                    continue
-                res = run_episode(env_id, ctrl, seed, env_kwargs=env_kwargs).to_dict()
-                res["lr0"] = tuned.get((env_id, name))  # None: untuned
+        # 2. Paired runs, one episode per job, each appended to runs.jsonl as it ends.
+        # The replay control follows the learned controller, so it runs second.
+        order = (["ppo"] if agent else []) + names
+        bar = tqdm(total=len(env_ids) * len(order) * len(args.seeds), initial=len(done),
+                   desc="episodes", disable=not args.progress, file=sys.stderr)
+        for phase in ([n for n in order if n != "avg_lr_replay"], ["avg_lr_replay"]):
+            jobs = {}
+            for env_id in env_ids:
+                for name in phase:
+                    if name not in order:
+                        continue
+                    replay = ([r for r in runs if r["env_id"] == env_id
+                               and r["controller"] == "ppo"] if name == "avg_lr_replay" else None)
+                    for seed in args.seeds:
+                        if (env_id, name, seed) in done:
+                            continue
+                        spec = {"env_id": env_id, "name": name, "seed": seed,
+                                "lr": tuned.get((env_id, name)), "agent": str(run_dir),
+                                "replay": replay, "env_kwargs": env_kwargs}
+                        jobs[pool.submit(_episode_job, spec)] = spec
+            for fut in as_completed(jobs):
+                res = fut.result()
                 append_run(log, res)
                 runs.append(res)
-                done.add((env_id, ctrl.name, seed))
+                done.add((res["env_id"], res["controller"], res["seed"]))
                 bar.update()
-    bar.close()
+        bar.close()
 
     # 3. Scores, report, plots.
     runs = [r for r in runs if r["env_id"] in env_ids and r["seed"] in args.seeds]

@@ -126,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agents.ppo import load_hyperparams, make_ppo
 
     _import_packages(args.gym_packages)
+    # The meta-network is a 64-32 MLP: extra intra-op threads only spin and steal the
+    # cores the env subprocesses train on.
+    torch.set_num_threads(1)
     for eid in args.env:
         if eid not in gym.registry:
             known = ", ".join(lr_gym.lr_gym_env_ids())

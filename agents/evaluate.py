@@ -361,8 +361,9 @@ def _tune_job(env_id: str, name: str, budget: int, seeds: list[int],
                    eval_seeds=seeds, env_kwargs=env_kwargs, cache=cache).best_lr
 
 
-def _init_worker(packages: Sequence[str]) -> None:
+def _init_worker(packages: Sequence[str], parent: int) -> None:
     import importlib
+    import threading
 
     import torch
 
@@ -371,6 +372,17 @@ def _init_worker(packages: Sequence[str]) -> None:
     torch.set_num_threads(1)  # one core per worker: small models scale by processes
     for name in packages:
         importlib.import_module(name)
+
+    def exit_with_parent() -> None:
+        # A killed evaluation must not leave workers training on: nothing else ends them.
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent, 0)
+            except OSError:
+                os._exit(1)
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
 
 
 class _InProcess:
@@ -396,7 +408,7 @@ def _pool(workers: int, packages: Sequence[str]):  # noqa: ANN202
         return _InProcess()
     ctx = multiprocessing.get_context("forkserver")
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(list(packages),))
+                               initargs=(list(packages), os.getpid()))
 
 
 # ------------------------------------------------------------------------------ main

@@ -113,14 +113,20 @@ def test_evaluation_resumes_after_kill(tmp_path):
     args = [sys.executable, str(ROOT / "evaluate_agent.py"), "--agent", "none", "--env",
             "lr_gym/Wine-MLP-v0", "--seeds", "0", "1", "2", "--baselines", "static", "cosine",
             "step", "--tuning-budget", "0", "--no-plot", "--no-progress", "-o", "ev"]
-    proc = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    import psutil
+
+    # Output to files, not pipes: the worker processes would hold pipes open.
+    proc = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     log = tmp_path / "ev" / "runs.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 2):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGKILL)  # the main process only, the hardest case
+    proc.wait(timeout=60)
+    _, alive = psutil.wait_procs(workers, timeout=20)
+    assert not alive, "worker processes outlived the killed evaluation"
     before = log.read_text().splitlines()
     assert 2 <= len(before) < 9
     with open(log, "a") as f:

@@ -40,6 +40,7 @@ the 0-1 scale.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -369,31 +370,18 @@ def conll2003_bilstm_crf_full(
 
 
 def conll2003_bilstm_crf_cpu(
-    *,
-    data_dir: str | None = None,
-    lowercase: bool = False,
-    lr: float = 1e-3,
-    batch_size: int = 64,
-    epochs: float = 4.0,
-    total_steps: int | None = None,
-    steps_per_action: int = 50,
-    val_size: int | None = 1000,
-    max_train_examples: int | None = None,
-    max_eval_examples: int | None = None,
-    emb_dim: int = 100,
-    hidden: int = 200,
-    dropout: float = 0.5,
-    word_dropout: float = 0.5,
+    *, epochs: float = 4.0, val_size: int | None = 1000, **overrides: Any
 ) -> Task:
     """The CPU CoNLL-2003 preset: full model, 4 epochs, 1,000 validation sentences.
 
-    Args are those of :func:`conll2003_bilstm_crf_full`.
+    Args:
+        epochs: Epochs that set ``total_steps`` when it is not given.
+        val_size: Seeded subset of the dev split for validation (None: all).
+        **overrides: Any other argument of :func:`conll2003_bilstm_crf_full`.
     """
-    return _conll_task(
-        "conll2003-bilstm-crf-cpu",
-        data_dir=data_dir, lowercase=lowercase, lr=lr, batch_size=batch_size, epochs=epochs,
-        total_steps=total_steps, steps_per_action=steps_per_action, val_size=val_size,
-        max_train_examples=max_train_examples, max_eval_examples=max_eval_examples,
-        emb_dim=emb_dim, hidden=hidden, dropout=dropout, word_dropout=word_dropout,
-        description=f"CoNLL-2003 NER, BiLSTM-CRF, {epochs:g} epochs (Adam lr0={lr:g})",
+    task = conll2003_bilstm_crf_full(epochs=epochs, val_size=val_size, **overrides)
+    return dataclasses.replace(
+        task,
+        name="conll2003-bilstm-crf-cpu",
+        description=f"CoNLL-2003 NER, BiLSTM-CRF, {epochs:g} epochs (Adam lr0={task.lr:g})",
     )

@@ -2,23 +2,24 @@
 
 Two families, both from the literature a reviewer will check against:
 
-* rliable (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice"):
-  interquartile mean (:func:`iqm`), stratified-bootstrap confidence intervals
-  (:func:`stratified_bootstrap_ci`) and the probability of improvement
-  (:func:`probability_of_improvement`).
+* rliable (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice"),
+  through the ``rliable`` package itself: interquartile mean with stratified-bootstrap
+  confidence intervals (:func:`iqm_ci`) and the probability of improvement with its
+  interval (:func:`probability_of_improvement_ci`).
 * AlgoPerf (Dahl et al. 2023, "Benchmarking Neural Network Training Algorithms"):
   validation targets (:func:`algoperf_target`), time-to-target performance ratios
   (:func:`performance_ratios`), performance profiles (:func:`performance_profile`)
   and the benchmark score (:func:`profile_score`). Time to target itself is
-  :func:`lr_gym.metrics.steps_to_target` (a miss is ``inf``).
+  :func:`agents.metrics.steps_to_target` (a miss is ``inf``).
 
-Scores are per task a 1-D array over seeds; tasks are keyed by name. Everything is
-numpy only and deterministic given ``seed``.
+Scores are per task a 1-D array over runs (seeds, or agents x seeds); tasks are keyed
+by name. Everything is deterministic given ``seed``.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -34,177 +35,104 @@ Times = Mapping[str, Mapping[str, float]]
 # --------------------------------------------------------------------------- rliable
 
 
-def iqm(x: Sequence[float] | np.ndarray, axis: int | None = None) -> float | np.ndarray:
-    """Interquartile mean: the mean of the middle 50% of the values.
-
-    The same as ``scipy.stats.trim_mean(x, 0.25, axis)`` (rliable's definition):
-    sort, drop ``floor(0.25 * n)`` values from each end, average the rest. With
-    ``axis=None`` the values are flattened (pooled over tasks and seeds).
+def score_matrix(scores: Scores, what: str = "scores") -> np.ndarray:
+    """Scores as rliable lays them out: a ``(runs, tasks)`` matrix, tasks sorted.
 
     Raises:
-        ValueError: On an empty input.
+        ValueError: No tasks, a task without runs, or tasks with different numbers of
+            runs (rliable's stratified bootstrap needs a full matrix).
     """
-    a = np.asarray(x, dtype=float)
-    if axis is None:
-        a, axis = a.ravel(), 0
-    n = a.shape[axis]
-    if n == 0:
-        raise ValueError("iqm of an empty array; pass at least one score.")
-    cut = int(0.25 * n)
-    a = np.sort(a, axis=axis)
-    middle = np.take(a, np.arange(cut, n - cut), axis=axis)
-    out = middle.mean(axis=axis)
-    return float(out) if np.ndim(out) == 0 else out
-
-
-def _as_tasks(scores: Scores, what: str = "scores") -> dict[str, np.ndarray]:
     if not scores:
-        raise ValueError(f"{what} is empty; pass {{task: [score per seed, ...]}}.")
-    out = {}
-    for task, v in scores.items():
-        a = np.asarray(v, dtype=float).ravel()
-        if a.size == 0:
-            raise ValueError(f"{what}[{task!r}] has no seeds; every task needs at least one.")
-        out[task] = a
-    return out
+        raise ValueError(f"{what} is empty; pass {{task: [score per run, ...]}}.")
+    cols = {t: np.asarray(v, dtype=float).ravel() for t, v in scores.items()}
+    sizes = {t: c.size for t, c in cols.items()}
+    if min(sizes.values()) == 0 or len(set(sizes.values())) != 1:
+        raise ValueError(
+            f"{what} needs the same number (>= 1) of runs on every task, got {sizes}."
+        )
+    return np.stack([cols[t] for t in sorted(cols)], axis=1)
 
 
-def _pool(scores: dict[str, np.ndarray]) -> np.ndarray:
-    return np.concatenate([scores[t] for t in sorted(scores)])
+def _interval(
+    data: np.ndarray | tuple[np.ndarray, np.ndarray],
+    func: Callable[..., Any],
+    n_boot: int,
+    alpha: float,
+    seed: int,
+) -> tuple[float, float, float]:
+    from rliable import library as rly
 
-
-def _percentile_interval(samples: np.ndarray, alpha: float) -> tuple[float, float]:
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}.")
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}.")
-    low, high = np.percentile(samples, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return float(low), float(high)
+    # rliable's stratified resampling draws from numpy's global RNG (its random_state
+    # only seeds arch's own draws): seed it for reproducible intervals, then restore it.
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            # arch deprecates RandomState in favour of Generators; rliable passes one.
+            warnings.simplefilter("ignore", FutureWarning)
+            point, interval = rly.get_interval_estimates(
+                {"m": data}, func, reps=n_boot, confidence_interval_size=1.0 - alpha,
+                random_state=np.random.RandomState(seed),
+            )
+    finally:
+        np.random.set_state(state)
+    low, high = np.asarray(interval["m"], dtype=float).ravel()[:2]
+    return float(np.ravel(point["m"])[0]), float(low), float(high)
 
 
-def stratified_bootstrap_ci(
-    scores: Scores,
-    statistic: Callable[[np.ndarray], float] = iqm,
-    n_boot: int = 2000,
-    alpha: float = 0.05,
-    seed: int = 0,
+def iqm_ci(
+    scores: Scores, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
 ) -> tuple[float, float, float]:
-    """Point estimate and stratified-bootstrap percentile interval of an aggregate.
+    """Interquartile mean over all runs and tasks, with rliable's stratified-bootstrap CI.
 
-    rliable's stratified bootstrap: each bootstrap replicate resamples the seeds
-    *within every task* with replacement (so each task keeps its number of seeds and
-    its weight in the aggregate), pools the resampled scores of all tasks into one
-    1-D array and applies ``statistic`` to it. The interval is the
-    ``[alpha/2, 1 - alpha/2]`` percentile range of the ``n_boot`` replicates.
-
-    Scores should be comparable across tasks (normalized, e.g. the validation
-    metric in [0, 1] or a score relative to a reference), since they are pooled.
+    rliable's ``aggregate_iqm`` (the 25% trimmed mean of the pooled scores) and
+    ``get_interval_estimates``: each replicate resamples the runs within every task
+    with replacement; the interval is the percentile range of ``n_boot`` replicates.
+    Scores are pooled across tasks, so they must be comparable (e.g. accuracies).
 
     Args:
-        scores: ``{task: scores over seeds}``.
-        statistic: Aggregate of a pooled 1-D array (:func:`iqm`, ``np.mean``,
-            ``np.median``...).
-        n_boot: Number of bootstrap replicates.
+        scores: ``{task: scores over runs}``, the same number of runs per task.
+        n_boot: Bootstrap replicates.
         alpha: 1 - confidence level (0.05: a 95% interval).
         seed: Seed of the resampling; the same seed gives the same interval.
 
     Returns:
-        ``(point, low, high)``: the statistic on the observed scores and the interval.
+        ``(point, low, high)``.
     """
-    tasks = _as_tasks(scores)
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}.")
-    rng = np.random.default_rng(seed)
-    # (n_boot, seeds of task) resampled per task, concatenated along the seed axis.
-    boot = np.concatenate(
-        [
-            tasks[t][rng.integers(0, tasks[t].size, size=(n_boot, tasks[t].size))]
-            for t in sorted(tasks)
-        ],
-        axis=1,
-    )
-    samples = np.array([statistic(row) for row in boot], dtype=float)
-    low, high = _percentile_interval(samples, alpha)
-    return float(statistic(_pool(tasks))), low, high
+    from rliable import metrics
 
-
-def _prob_greater(x: np.ndarray, y: np.ndarray, paired: bool) -> np.ndarray:
-    """P(X > Y) + 0.5 P(X = Y) over the last axis (all pairs, or paired seeds)."""
-    if paired:
-        return ((x > y) + 0.5 * (x == y)).mean(axis=-1)
-    gt = x[..., :, None] > y[..., None, :]
-    eq = x[..., :, None] == y[..., None, :]
-    return (gt + 0.5 * eq).mean(axis=(-2, -1))
-
-
-def _check_poi_inputs(
-    x_scores: Scores, y_scores: Scores, paired: bool
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    x, y = _as_tasks(x_scores, "x_scores"), _as_tasks(y_scores, "y_scores")
-    if set(x) != set(y):
-        raise ValueError(
-            f"x_scores and y_scores must cover the same tasks; only in x: "
-            f"{sorted(set(x) - set(y))}, only in y: {sorted(set(y) - set(x))}."
-        )
-    if paired:
-        for t in x:
-            if x[t].size != y[t].size:
-                raise ValueError(
-                    f"paired=True needs the same seeds for both; task {t!r} has "
-                    f"{x[t].size} vs {y[t].size}. Use paired=False for all seed pairs."
-                )
-    return x, y
-
-
-def probability_of_improvement(
-    x_scores: Scores, y_scores: Scores, *, paired: bool = False
-) -> float:
-    """Probability that method X beats method Y on a random task (rliable).
-
-    Per task, ``P(X > Y)`` is the Mann-Whitney statistic ``U / (n m)``: the fraction
-    of (X seed, Y seed) pairs where X scores higher, ties counting 1/2. The result is
-    the average over tasks. With ``paired=True`` only runs on the same seed are
-    compared (seed ``i`` of X with seed ``i`` of Y).
-
-    Args:
-        x_scores: ``{task: scores of X over seeds}`` (higher is better).
-        y_scores: ``{task: scores of Y over seeds}``, the same tasks.
-        paired: Compare seed ``i`` with seed ``i`` only.
-
-    Returns:
-        A probability in [0, 1]; 0.5 means no difference.
-    """
-    x, y = _check_poi_inputs(x_scores, y_scores, paired)
-    return float(np.mean([_prob_greater(x[t], y[t], paired) for t in sorted(x)]))
+    return _interval(score_matrix(scores), lambda x: np.array([metrics.aggregate_iqm(x)]),
+                     n_boot, alpha, seed)
 
 
 def probability_of_improvement_ci(
-    x_scores: Scores,
-    y_scores: Scores,
-    *,
-    paired: bool = False,
-    n_boot: int = 2000,
-    alpha: float = 0.05,
-    seed: int = 0,
+    x_scores: Scores, y_scores: Scores, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
 ) -> tuple[float, float, float]:
-    """:func:`probability_of_improvement` with a stratified-bootstrap interval.
+    """Probability that X beats Y on a random task (rliable), with its CI.
 
-    Seeds are resampled within each task, independently for X and Y (rliable's
-    stratified independent bootstrap), or jointly with ``paired=True`` so pairs stay
-    pairs.
+    Per task, ``P(X > Y)`` is the Mann-Whitney statistic over all (X run, Y run) pairs,
+    ties counting 1/2; the result averages the tasks. The interval resamples X's and
+    Y's runs independently within each task (rliable's stratified independent
+    bootstrap). X and Y may have different numbers of runs (e.g. X pools several
+    agents), but must cover the same tasks.
 
     Returns:
-        ``(point, low, high)``.
+        ``(point, low, high)``; 0.5 means no difference.
     """
-    x, y = _check_poi_inputs(x_scores, y_scores, paired)
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}.")
-    rng = np.random.default_rng(seed)
-    per_task = []
-    for t in sorted(x):
-        ix = rng.integers(0, x[t].size, size=(n_boot, x[t].size))
-        iy = ix if paired else rng.integers(0, y[t].size, size=(n_boot, y[t].size))
-        per_task.append(_prob_greater(x[t][ix], y[t][iy], paired))
-    low, high = _percentile_interval(np.mean(per_task, axis=0), alpha)
-    return probability_of_improvement(x, y, paired=paired), low, high
+    from rliable import metrics
+
+    if set(x_scores) != set(y_scores):
+        raise ValueError(
+            f"x_scores and y_scores must cover the same tasks; only in x: "
+            f"{sorted(set(x_scores) - set(y_scores))}, only in y: "
+            f"{sorted(set(y_scores) - set(x_scores))}."
+        )
+    data = (score_matrix(x_scores, "x_scores"), score_matrix(y_scores, "y_scores"))
+    return _interval(data, metrics.probability_of_improvement, n_boot, alpha, seed)
 
 
 # --------------------------------------------------------------------------- AlgoPerf
@@ -242,7 +170,7 @@ def performance_ratios(times: Times) -> dict[str, dict[str, float]]:
 
     Args:
         times: ``{method: {task: time to target}}``, every method on the same tasks.
-            Times are steps (or seconds) from :func:`lr_gym.metrics.steps_to_target`.
+            Times are steps (or seconds) from :func:`agents.metrics.steps_to_target`.
 
     Raises:
         ValueError: On missing tasks, negative or NaN times, or a fastest time of 0

@@ -1,0 +1,305 @@
+"""``evaluate_agent.py``: the evaluation protocol from the command line.
+
+See :mod:`agents.evaluation` for the protocol. Outputs go to one folder per
+invocation (``<log-folder>/eval/<envs>-<hash>`` unless ``-o``): ``report.md``,
+``results.json``, ``runs.jsonl`` (every finished episode; a rerun of the same
+invocation resumes from it), ``invocation.json`` and, with ``--plot``, curves and
+performance profiles per track.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import as_completed
+from pathlib import Path
+from typing import Any
+
+from agents.help_format import DefaultsHelpFormatter
+
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+DEFAULT_TARGET_SEEDS = (100, 101, 102)
+
+
+class UsageError(ValueError):
+    """Bad command-line input; the message names the problem and the fix."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    from agents.tuning import DEFAULT_BUDGET, TUNING_SEED
+
+    p = argparse.ArgumentParser(
+        prog="evaluate_agent.py",
+        description="Compare trained LR controllers with baselines on held-out lr_gym envs, "
+                    "in AlgoPerf's self-tuning and external-tuning tracks.",
+        formatter_class=DefaultsHelpFormatter,
+    )
+    p.add_argument("--agent", nargs="+", default=None,
+                   help="Run folder(s) (or model.zip) of trained agents; several (e.g. PPO "
+                        "seeds) are pooled. Default: the latest run under --log-folder; "
+                        "'none' evaluates baselines only.")
+    p.add_argument("--split", choices=("test", "dev"), default="test",
+                   help="Which held-out families to evaluate on when --env is not given: "
+                        "'test' reports, 'dev' is for choices.")
+    p.add_argument("--env", nargs="+", default=None,
+                   help="Env ids instead of a split's (e.g. your own registered tasks).")
+    p.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS),
+                   help="Evaluation seeds, shared by every controller (paired).")
+    p.add_argument("--target-seeds", nargs="+", type=int, default=list(DEFAULT_TARGET_SEEDS),
+                   help="Seeds of the reference's target-setting runs (never scored).")
+    p.add_argument("--baselines", nargs="*", default=None,
+                   help="Baselines to compare with (default: all; avg_lr_replay needs an agent).")
+    p.add_argument("--track", choices=("self", "external", "both"), default="both",
+                   help="AlgoPerf tracks to run.")
+    p.add_argument("--tuning-budget", type=int, default=DEFAULT_BUDGET,
+                   help="Trials per tunable baseline and env in the external-tuning track.")
+    p.add_argument("--tuning-cache", default=None,
+                   help="JSON cache of tuning results (default: <log-folder>/tuning_cache.json).")
+    p.add_argument("-f", "--log-folder", default="logs",
+                   help="Where to look for the latest run, and where outputs go.")
+    p.add_argument("-o", "--output", default=None,
+                   help="Output folder (default: <log-folder>/eval/<envs>-<hash of the "
+                        "invocation>, so different invocations never overwrite each other).")
+    p.add_argument("--device", default="cpu",
+                   help="Device of the primary models (cpu, cuda, auto).")
+    p.add_argument("--gym-packages", nargs="*", default=[],
+                   help="Modules to import first (they register your own tasks).")
+    p.add_argument("--n-boot", type=int, default=2000, help="Bootstrap resamples.")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="Parallel worker processes (one torch thread each); 1 runs everything "
+                        "in this process.")
+    p.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
+                   help="Write curves_<track>.png and profiles_<track>.png.")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="Show progress bars.")
+    p.set_defaults(tuning_seed=TUNING_SEED)
+    return p
+
+
+def _check_args(args: argparse.Namespace, env_ids: list[str], names: list[str]) -> None:
+    import gymnasium as gym
+
+    import lr_gym
+    from agents.baselines import BASELINES
+
+    for eid in env_ids:
+        if eid not in gym.registry:
+            raise UsageError(f"unknown env id {eid!r}. Registered lr_gym ids: "
+                             f"{', '.join(lr_gym.lr_gym_env_ids())}. Register your own with "
+                             "lr_gym.register_task and pass its module with --gym-packages.")
+    unknown = [b for b in names if b not in BASELINES]
+    if unknown:
+        raise UsageError(f"unknown baseline {unknown[0]!r}; choose from {sorted(BASELINES)}.")
+    for flag, seeds in (("--seeds", args.seeds), ("--target-seeds", args.target_seeds)):
+        if len(set(seeds)) != len(seeds):
+            raise UsageError(f"{flag} {seeds} repeats a seed; each seed counts once.")
+    if set(args.seeds) & set(args.target_seeds):
+        raise UsageError(f"seeds {sorted(set(args.seeds) & set(args.target_seeds))} are both "
+                         "evaluation and target-setting seeds; targets must come from runs "
+                         "that are not scored.")
+    if args.tuning_seed in set(args.seeds) | set(args.target_seeds):
+        raise UsageError(f"seed {args.tuning_seed} is reserved for tuning; pick other seeds.")
+    if args.tuning_budget < 0:
+        raise UsageError(f"--tuning-budget must be >= 0, got {args.tuning_budget}.")
+    if args.track != "self" and args.tuning_budget == 0:
+        raise UsageError("the external-tuning track needs --tuning-budget >= 1; "
+                         "use --track self to run untuned only.")
+    if args.workers < 1 or args.n_boot < 1:
+        raise UsageError("--workers and --n-boot must be >= 1.")
+
+
+def _resolve_agents(args: argparse.Namespace) -> list[str]:
+    from agents.ppo import latest_run
+
+    if args.agent and [a.lower() for a in args.agent] == ["none"]:
+        return []
+    try:
+        paths = [Path(a) for a in args.agent] if args.agent else [latest_run(args.log_folder)]
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from err
+    out = []
+    for p in paths:
+        run = p.parent if p.suffix == ".zip" else p
+        if not (run / "model.zip").is_file():
+            raise UsageError(f"no agent at {p}: expected a run folder with model.zip "
+                             "(from train_agent.py), or --agent none.")
+        out.append(str(run.resolve()))
+    if len(set(out)) != len(out):
+        raise UsageError(f"--agent names the same run twice: {out}.")
+    return out
+
+
+def _split_of(env_ids: list[str]) -> str | None:
+    from lr_gym.splits import SPLITS
+
+    for split in SPLITS.values():
+        if set(env_ids) == set(split.env_ids):
+            return split.name
+    return None
+
+
+def _output_dir(args: argparse.Namespace, invocation: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(invocation, sort_keys=True).encode()).hexdigest()[:8]
+    label = invocation["split"] or "custom"
+    out = Path(args.output) if args.output else Path(args.log_folder) / "eval" / f"{label}-{digest}"
+    marker = out / "invocation.json"
+    if marker.is_file():
+        before = json.loads(marker.read_text())
+        if before != invocation:
+            diff = sorted(k for k in set(before) | set(invocation)
+                          if before.get(k) != invocation.get(k))
+            raise UsageError(f"{out} holds the results of another evaluation (it differs in: "
+                             f"{', '.join(diff)}); pass another -o, or drop -o to get a "
+                             "folder of its own.")
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(invocation, indent=1, sort_keys=True))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
+    import importlib
+
+    from tqdm import tqdm
+
+    from agents.baselines import BASELINES, make_baseline
+    from agents.evaluation import plots, scoring
+    from agents.evaluation.report import report_markdown
+    from agents.evaluation.runner import EpisodeJob, make_pool, run_job, tune_job
+    from agents.evaluation.store import RunStore, run_key
+    from lr_gym.splits import SPLITS
+
+    for name in args.gym_packages:
+        importlib.import_module(name)
+    env_ids = list(args.env or SPLITS[args.split].env_ids)
+    names = list(BASELINES) if args.baselines is None else list(args.baselines)
+    _check_args(args, env_ids, names)
+    agents = _resolve_agents(args)
+    if not agents and "avg_lr_replay" in names:
+        names.remove("avg_lr_replay")  # it replays the learned controller's LRs
+        if args.baselines is not None:
+            print("note: avg_lr_replay needs an agent; skipped.", file=sys.stderr)
+    if not agents and not names:
+        raise UsageError("nothing to evaluate: give --agent or --baselines.")
+    tracks = ["self", "external"] if args.track == "both" else [args.track]
+    tunable = [b for b in names if b != "avg_lr_replay" and make_baseline(b).tunable]
+    external = "external" in tracks and bool(tunable)
+    env_kwargs = {"device": args.device}
+    invocation = {
+        "envs": env_ids, "split": _split_of(env_ids), "agents": agents, "seeds": args.seeds,
+        "target_seeds": args.target_seeds, "baselines": names, "tracks": tracks,
+        "tuning_budget": args.tuning_budget if external else 0,
+        "tuning_seed": args.tuning_seed, "env_kwargs": env_kwargs,
+    }
+    out = _output_dir(args, invocation)
+    cache = str(Path(args.tuning_cache or Path(args.log_folder) / "tuning_cache.json"))
+    Path(cache).parent.mkdir(parents=True, exist_ok=True)
+    store = RunStore(out / "runs.jsonl")
+    if len(store):
+        print(f"Resuming: {len(store)} finished runs found in {store.path}.", file=sys.stderr)
+    t0 = time.perf_counter()
+    bars = not args.progress
+
+    tuned: dict[tuple[str, str], float] = {}
+    with make_pool(args.workers, args.gym_packages) as pool:
+        # 1. External tuning (cached), one (env, baseline) pair per job.
+        if external:
+            jobs = {pool.submit(tune_job, e, b, args.tuning_budget,
+                                [*args.seeds, *args.target_seeds], env_kwargs, cache): (e, b)
+                    for e in env_ids for b in tunable}
+            for fut in tqdm(as_completed(jobs), total=len(jobs), desc="tuning", disable=bars,
+                            file=sys.stderr):
+                if (lr := fut.result()) is not None:
+                    tuned[jobs[fut]] = lr
+
+        def run_all(specs: list[EpisodeJob], desc: str) -> None:
+            # One job per key: a baseline whose best trial was its default lr0 runs once
+            # for both tracks.
+            todo = list({_key(j): j for j in specs if _key(j) not in store}.values())
+            futures = [pool.submit(run_job, j) for j in todo]
+            for fut in tqdm(as_completed(futures), total=len(futures), desc=desc,
+                            disable=bars or not futures, file=sys.stderr):
+                store.add(fut.result())
+
+        def _key(j: EpisodeJob) -> tuple:
+            return run_key({"env_id": j.env_id, "controller": j.controller, "agent": j.agent,
+                            "seed": j.seed, "lr0": j.lr, "role": j.role})
+
+        # 2. Target-setting runs of the reference, then every scored episode. The
+        # replay control follows the learned agents' LRs, so it runs last.
+        ref = scoring.REFERENCE
+        specs = [EpisodeJob(e, ref, s, "target", tuned.get((e, ref)), env_kwargs=env_kwargs)
+                 for e in env_ids for s in args.target_seeds]
+        for e in env_ids:
+            for s in args.seeds:
+                specs += [EpisodeJob(e, "ppo", s, agent=a, env_kwargs=env_kwargs)
+                          for a in agents]
+                for b in names:
+                    if b == "avg_lr_replay":
+                        continue
+                    if "self" in tracks:
+                        specs.append(EpisodeJob(e, b, s, env_kwargs=env_kwargs))
+                    if "external" in tracks:
+                        specs.append(EpisodeJob(e, b, s, lr=tuned.get((e, b)),
+                                                env_kwargs=env_kwargs))
+        run_all(specs, "episodes")
+        if "avg_lr_replay" in names:
+            replays = []
+            for a in agents:
+                for e in env_ids:
+                    own = tuple(r for r in store.runs if r["controller"] == "ppo"
+                                and r["agent"] == a and r["env_id"] == e
+                                and r["seed"] in args.seeds and r.get("role") == "eval")
+                    replays += [EpisodeJob(e, "avg_lr_replay", s, agent=a, replay=own,
+                                           env_kwargs=env_kwargs) for s in args.seeds]
+            run_all(replays, "replays")
+
+    # 3. Scores, report, plots: only this invocation's runs.
+    wanted = set(env_ids), set(args.seeds) | set(args.target_seeds)
+    runs = [r for r in store.runs if r["env_id"] in wanted[0] and r["seed"] in wanted[1]
+            and (r["controller"] not in ("ppo", "avg_lr_replay") or r["agent"] in agents)]
+    targets = scoring.targets_from(runs)
+    order = (["ppo"] if agents else []) + names
+    summaries = {t: scoring.summarize_track(scoring.track_runs(runs, t, tuned), order, targets,
+                                            n_boot=args.n_boot) for t in tracks}
+    meta = {**invocation, "targets": targets, "reference_tuned": external and ref in tunable,
+            "tuned_lr0": {f"{e}|{b}": v for (e, b), v in tuned.items()},
+            "seconds": time.perf_counter() - t0}
+    report = report_markdown(summaries, meta)
+    (out / "report.md").write_text(report)
+    (out / "results.json").write_text(json.dumps({"meta": meta, "tracks": summaries},
+                                                 indent=1, default=float))
+    written = ["report.md", "results.json", "runs.jsonl"]
+    if args.plot:
+        for t, summary in summaries.items():
+            title = scoring.TRACKS[t].split(":")[0]
+            plots.plot_curves(scoring.track_runs(runs, t, tuned), out / f"curves_{t}.png", title)
+            written.append(f"curves_{t}.png")
+            if summary["ratios"]:
+                plots.plot_profiles(summary["ratios"],
+                                    {a["controller"]: a["profile_score"]
+                                     for a in summary["aggregate"]},
+                                    out / f"profiles_{t}.png", f"{title}: performance profiles")
+                written.append(f"profiles_{t}.png")
+    print(report)
+    print(f"Wrote {', '.join(written)} to {out} in {meta['seconds']:.0f} s.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

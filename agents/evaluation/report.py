@@ -1,0 +1,114 @@
+"""The markdown report of an evaluation: both tracks, per task and aggregated."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from agents.evaluation.scoring import LEARNED, REFERENCE, TRACKS, verdict
+
+
+def _ms(xs: Sequence[float], fmt: str = ".4f") -> str:
+    arr = np.asarray([x for x in xs if x is not None and math.isfinite(x)], float)
+    if not arr.size:
+        return "n/a"
+    if arr.size == 1:
+        return format(arr[0], fmt)
+    return f"{format(arr.mean(), fmt)} ± {format(arr.std(ddof=1), fmt)}"
+
+
+def _med(xs: Sequence[float], fmt: str = ".0f") -> str:
+    m = float(np.median(xs))
+    return "miss" if math.isinf(m) else ("n/a" if math.isnan(m) else format(m, fmt))
+
+
+def _opt(v: float | None, fmt: str) -> str:
+    if v is None:
+        return "—"
+    return "inf" if math.isinf(v) else format(v, fmt)
+
+
+def aggregate_table(summary: Mapping[str, Any]) -> list[str]:
+    """The aggregate table of one track (what README quotes)."""
+    lines = [
+        "| controller | runs | IQM test metric [95% CI] | profile score | "
+        "P(learned > this) [95% CI] |",
+        "|---|---|---|---|---|",
+    ]
+    for a in summary["aggregate"]:
+        poi = a.get("p_improvement")
+        name = f"**{a['controller']}** (learned)" if a["controller"] == LEARNED else a["controller"]
+        lines.append(
+            f"| {name} | {a['runs']} | {a['iqm_test']:.4f} [{a['iqm_low']:.4f}, "
+            f"{a['iqm_high']:.4f}] | {_opt(a.get('profile_score'), '.3f')} | "
+            + ("—" if poi is None else f"{poi[0]:.2f} [{poi[1]:.2f}, {poi[2]:.2f}]") + " |"
+        )
+    return lines
+
+
+def _track_section(track: str, summary: Mapping[str, Any]) -> list[str]:
+    lines = [f"## {TRACKS[track]}", "", *aggregate_table(summary), ""]
+    v = verdict(summary)
+    if any(v.values()):
+        lines += ["On the final test metric, the learned controller:"]
+        for key, label in (("wins", "beats"), ("ties", "ties with"), ("losses", "loses to")):
+            lines.append(f"- {label}: " + (", ".join(v[key]) if v[key] else "none"))
+        lines.append("")
+    if summary["agents"]:
+        lines += ["Learned controller, agent by agent (its profile score is computed against "
+                  "the baselines alone):", "",
+                  "| agent | IQM test metric [95% CI] | profile score |", "|---|---|---|"]
+        for a in summary["agents"]:
+            lines.append(f"| `{a['agent']}` | {a['iqm_test']:.4f} [{a['iqm_low']:.4f}, "
+                         f"{a['iqm_high']:.4f}] | {_opt(a['profile_score'], '.3f')} |")
+        lines.append("")
+    lines += [
+        "| env | controller | lr0 | final val | test | epochs to 95% of final "
+        "| steps to target | s to target | ratio to fastest | diverged |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in summary["rows"]:
+        lines.append(
+            f"| {r['env_id']} | {r['controller']} | "
+            f"{'default' if r['lr0'] is None else format(r['lr0'], '.3g')} | "
+            f"{_ms(r['final_val'])} | {_ms(r['test'])} | {_ms(r['convergence_epoch'], '.2f')} | "
+            f"{_med(r['steps_to_target'])} | {_med(r['wall_to_target'], '.2f')} | "
+            f"{_opt(r.get('ratio_to_fastest'), '.2f')} | {r['diverged']}/{r['runs']} |"
+        )
+    return [*lines, ""]
+
+
+def report_markdown(summaries: Mapping[str, Mapping[str, Any]], meta: Mapping[str, Any]) -> str:
+    """The whole report: protocol, then one section per track."""
+    agents = meta["agents"] or ["none"]
+    lines = [
+        "# lr_gym evaluation report",
+        "",
+        f"Envs ({meta['split'] or 'custom'}): {', '.join(f'`{e}`' for e in meta['envs'])}.",
+        f"Agents: {', '.join(f'`{a}`' for a in agents)}. Evaluation seeds {meta['seeds']} "
+        f"(paired: every controller gets the same initialisation and data order).",
+        f"Targets: per env, the median over target-setting seeds {meta['target_seeds']} of the "
+        f"best validation metric of `{REFERENCE}`"
+        + (" tuned" if meta["reference_tuned"] else " at lr0")
+        + "; those runs are not scored.",
+        f"External tuning: {meta['tuning_budget']} quasi-random trials per tunable baseline "
+        f"and env within the baseline's own search space, on seed {meta['tuning_seed']}, "
+        "validation metric only. The learned controller is never tuned.",
+        "",
+        "IQM: interquartile mean of the final test metric over envs x runs (a diverged run "
+        "scores 0), rliable's stratified-bootstrap 95% CI; the learned row pools every agent "
+        "with every seed. Profile score: AlgoPerf's area under the performance profile of "
+        "steps to target (r_max 4; 1 = fastest everywhere). P(learned > this): rliable's "
+        "probability of improvement on the test metric, with its 95% CI. Seconds to target "
+        "exclude one-time costs (data loading, agent loading).",
+        "",
+    ]
+    for track, summary in summaries.items():
+        lines += _track_section(track, summary)
+    targets = meta.get("targets", {})
+    if targets:
+        lines += ["Targets: " + ", ".join(f"`{k}` {v:.4f}" for k, v in targets.items()), ""]
+    return "\n".join(lines)

@@ -19,26 +19,23 @@ Every baseline is a factory in :data:`BASELINES`, built by name with :func:`make
 
 The schedule baselines run torch's own schedulers (through the env's base schedule, see
 :mod:`lr_gym.schedules`), so their LR sequences are torch's exactly. Every baseline with
-an LR is tunable: ``baseline.with_lr(lr)`` runs every task at ``lr0 = lr``.
+an LR is tunable: ``baseline.with_lr(lr)`` runs every task at ``lr0 = lr`` (Prodigy:
+at ``d_coef = lr``, the knob its README tunes).
 
 Untuned (self-tuning track) a baseline runs at ``default_lr(task)``; tuned (external
 tuning track) it gets the same number of trials over its own ``search_space(task)``,
 log10 exponents relative to ``default_lr(task)``:
 
-================  ===============================  =====================================
-baseline          ``default_lr(task)``              ``search_space(task)``
-================  ===============================  =====================================
-LR schedules [1]  the task's ``lr0``                ``(-2, 2)``: ``lr0 x 0.01 .. x 100``
-schedulefree      SGD: ``10 x lr0``; Adam(W):       SGD: ``(0, log10 5)``, i.e.
-                  ``lr0`` (README's low end)        ``10 .. 50 x lr0``; Adam(W): ``(0, 1)``,
-                                                    i.e. ``1 .. 10 x lr0`` (README)
-prodigy           1.0 (``d_coef``; ``lr=1.0``)      ``(-1, 1)``: ``d_coef`` 0.1 .. 10
-dadaptation       1.0 (``lr``)                      ``(-1, 1)``: ``lr`` 0.1 .. 10
-avg_lr_replay     not tunable                       --
-================  ===============================  =====================================
-
-[1] ``static``, ``step``, ``cosine``, ``warmup_cosine``, ``onecycle``, ``plateau``,
-``hypergradient``.
+* LR schedules (``static``, ``step``, ``cosine``, ``warmup_cosine``, ``onecycle``,
+  ``plateau``, ``hypergradient``): the task's ``lr0``; space ``(-2, 2)``, i.e.
+  ``lr0 x 0.01 .. x 100``.
+* ``schedulefree``: the low end of its README's range, ``10 x lr0`` (SGD) or ``lr0``
+  (Adam/AdamW); space the README's range, ``(0, log10 5)`` = ``10 .. 50 x lr0`` (SGD)
+  or ``(0, 1)`` = ``1 .. 10 x lr0`` (Adam/AdamW).
+* ``prodigy``: ``d_coef`` 1.0 (its ``lr`` is always 1.0); space ``(-1, 1)``, ``d_coef``
+  0.1 .. 10.
+* ``dadaptation``: ``lr`` 1.0; space ``(-1, 1)``, ``lr`` 0.1 .. 10.
+* ``avg_lr_replay``: not tunable (its ``default_lr`` is the task's ``lr0``).
 """
 
 from __future__ import annotations

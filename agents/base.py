@@ -27,7 +27,11 @@ class Controller(abc.ABC):
         tunable: Whether the controller's ``lr0`` may be tuned per task (baselines);
             learned controllers are evaluated untuned.
         lr: The ``lr0`` this controller runs the task with (set by :meth:`with_lr`);
-            ``None`` keeps the task's own.
+            ``None`` runs it at :meth:`default_lr`.
+
+    Evaluation has two tracks (AlgoPerf): self-tuning runs every controller untuned, at
+    :meth:`default_lr`; external tuning gives every tunable controller the same number
+    of trials over its own :meth:`search_space` around :meth:`default_lr`.
     """
 
     name: str = "controller"
@@ -38,12 +42,31 @@ class Controller(abc.ABC):
         """:class:`~lr_gym.config.EnvConfig` overrides this controller runs under."""
         return {}
 
-    def wrap_task(self, task: Task) -> Task:
-        """The task as this controller runs it: the task's ``lr0`` replaced by ``lr`` if set.
+    def default_lr(self, task: Task) -> float:
+        """The ``lr0`` this controller runs ``task`` with untuned (self-tuning track).
 
-        Subclasses that change the task further call ``super().wrap_task(task)`` first.
+        Default: the task's own ``lr0``. Baselines whose package documents its own
+        default (e.g. ``lr=1.0`` for the learning-rate-free optimizers) override it.
         """
-        return task if self.lr is None else dataclasses.replace(task, lr=self.lr)
+        return float(task.lr)
+
+    def search_space(self, task: Task) -> tuple[float, float]:
+        """The tuning range ``(lo, hi)`` as log10 exponents relative to :meth:`default_lr`.
+
+        Trials run at ``default_lr(task) * 10 ** u`` for ``u`` in ``[lo, hi]``
+        (external-tuning track). Default ``(-2.0, 2.0)``: two decades either side, the
+        LR schedules' space. Baselines with a documented range override it.
+        """
+        return (-2.0, 2.0)
+
+    def wrap_task(self, task: Task) -> Task:
+        """The task as this controller runs it: ``lr0`` = ``lr`` if set, else :meth:`default_lr`.
+
+        The task is only replaced when that ``lr0`` differs from its own. Subclasses that
+        change the task further call ``super().wrap_task(task)`` first.
+        """
+        lr = self.lr if self.lr is not None else self.default_lr(task)
+        return task if lr == task.lr else dataclasses.replace(task, lr=lr)
 
     def with_lr(self, lr: float) -> Controller:
         """A copy that runs every task at ``lr0 = lr`` (what a tuner calls).

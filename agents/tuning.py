@@ -1,19 +1,24 @@
 """Fair tuning of the baselines' initial learning rate ``lr0``.
 
 Every tunable baseline gets the same declared budget per task, as in AlgoPerf's
-external-tuning track (Dahl et al. 2023): ``budget`` trials (default 5) with
+external-tuning track (Dahl et al. 2023): ``budget`` trials (default 5) over its OWN
+declared search space ``(lo, hi)`` of log10 exponents, with
 
-    lr0 = base_lr * 10 ** u,   u = the first ``budget`` points of a deterministic
+    lr0 = base_lr * 10 ** e,   e = lo + (u + 1) / 2 * (hi - lo),
+                               u = the first ``budget`` points of a deterministic
                                    low-discrepancy sequence over [-1, 1]
 
-(:func:`quasi_random_exponents`: the base-2 van der Corput sequence, no scrambling).
-Each trial is one episode (:func:`agents.rollout.run_episode`) on a tuning seed that
-is not an evaluation seed, scored on the VALIDATION metric (final or best); the test
-split is never evaluated (trials run with ``eval_test=False``). The best trial's
-``lr0`` wins. Results are cached in a JSON file so repeated evaluations reuse them.
+(:func:`quasi_random_exponents`: the base-2 van der Corput sequence, no scrambling), so
+the first trial is the centre of the space. :func:`tune_controller` takes ``base_lr``
+and the space from the controller (:meth:`~agents.base.Controller.default_lr`,
+:meth:`~agents.base.Controller.search_space`). Each trial is one episode
+(:func:`agents.rollout.run_episode`) on a tuning seed that is not an evaluation seed,
+scored on the VALIDATION metric (final or best); the test split is never evaluated
+(trials run with ``eval_test=False``). The best trial's ``lr0`` wins. Results are
+cached in a JSON file so repeated evaluations reuse them.
 
-The tuner knows nothing about how a baseline applies ``lr0``: it takes a callable
-``make(lr) -> Controller`` (e.g. a baseline's ``with_lr``), whose controller
+The tuner knows nothing about how a baseline applies ``lr0``: :func:`tune_lr` takes a
+callable ``make(lr) -> Controller`` (e.g. a baseline's ``with_lr``), whose controller
 typically returns ``dataclasses.replace(task, lr=lr)`` from ``wrap_task``.
 """
 
@@ -34,6 +39,7 @@ import numpy as np
 
 from agents.base import Controller
 from agents.rollout import EpisodeResult, run_episode
+from lr_gym.tasks.base import Task
 
 TUNING_SEED = 10_000
 """Default tuning seed, far from the evaluation seeds (which count up from 0)."""
@@ -41,7 +47,10 @@ TUNING_SEED = 10_000
 DEFAULT_BUDGET = 5
 """Trials per (baseline, task): AlgoPerf's external-tuning budget."""
 
-CACHE_VERSION = 1
+DEFAULT_SPACE = (-2.0, 2.0)
+"""Default search space of :func:`tune_lr`: two decades either side of ``base_lr``."""
+
+CACHE_VERSION = 2
 Score = Literal["final", "best"]
 
 
@@ -53,8 +62,8 @@ def quasi_random_exponents(k: int) -> np.ndarray:
     -0.25, 0.75, -0.875, ... It is deterministic, a prefix of it is a sub-budget
     (growing ``k`` keeps the earlier trials), the first ``2**m - 1`` points are the
     regular grid with spacing ``2 / 2**m``, and the first trial (``u = 0``) is the
-    task's own ``lr0``, so tuning never loses to the untuned baseline on the tuning
-    seed.
+    centre of the search space: the untuned ``lr0`` for a space symmetric around it,
+    so tuning then never loses to the untuned baseline on the tuning seed.
     """
     if k < 1:
         raise ValueError(f"The tuning budget must be >= 1 trial, got {k}.")
@@ -69,11 +78,37 @@ def quasi_random_exponents(k: int) -> np.ndarray:
     return out
 
 
-def trial_lrs(base_lr: float, k: int) -> list[float]:
-    """The ``k`` trial learning rates ``base_lr * 10 ** u`` (see :func:`quasi_random_exponents`)."""
+def _check_space(space: tuple[float, float]) -> tuple[float, float]:
+    lo, hi = (float(x) for x in space)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"The search space must be finite exponents lo < hi, got {space}.")
+    return lo, hi
+
+
+def trial_exponents(k: int, space: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+    """The first ``k`` log10 exponents of the tuning trials in ``space = (lo, hi)``.
+
+    The points ``u`` of :func:`quasi_random_exponents` in [-1, 1] mapped linearly onto
+    ``[lo, hi]``: ``lo + (u + 1) / 2 * (hi - lo)``; the first is the centre.
+
+    Raises:
+        ValueError: ``k < 1``, or ``space`` is not finite with ``lo < hi``.
+    """
+    lo, hi = _check_space(space)
+    return lo + (quasi_random_exponents(k) + 1.0) / 2.0 * (hi - lo)
+
+
+def trial_lrs(
+    base_lr: float, k: int, space: tuple[float, float] = (-1.0, 1.0)
+) -> list[float]:
+    """The ``k`` trial learning rates ``base_lr * 10 ** e`` (see :func:`trial_exponents`).
+
+    Raises:
+        ValueError: ``base_lr`` is not positive, ``k < 1`` or ``space`` is invalid.
+    """
     if not base_lr > 0:
         raise ValueError(f"base_lr must be > 0, got {base_lr}.")
-    return [float(base_lr * 10.0**u) for u in quasi_random_exponents(k)]
+    return [float(base_lr * 10.0**e) for e in trial_exponents(k, space)]
 
 
 @dataclass(frozen=True)
@@ -81,7 +116,7 @@ class Trial:
     """One tuning trial.
 
     Attributes:
-        u: Exponent: ``lr = base_lr * 10 ** u``.
+        u: Exponent in the search space: ``lr = base_lr * 10 ** u``.
         lr: The trial's ``lr0``.
         score: Selection score: the final or best validation metric, ``-inf`` if the
             run diverged or the metric is not finite.
@@ -105,12 +140,13 @@ class TuningResult:
     Attributes:
         env_id: The env id.
         baseline: Baseline name.
-        base_lr: The task's own ``lr0`` the trials scale.
+        base_lr: The ``lr0`` the trials scale (the baseline's untuned ``lr0``).
         budget: Number of trials.
         seed: Tuning seed.
         score: ``"final"`` or ``"best"`` validation metric.
         trials: The trials, in sequence order.
         best: Index of the winning trial (the first one on ties).
+        space: The search space ``(lo, hi)``, log10 exponents relative to ``base_lr``.
     """
 
     env_id: str
@@ -121,6 +157,7 @@ class TuningResult:
     score: str
     trials: tuple[Trial, ...]
     best: int
+    space: tuple[float, float] = DEFAULT_SPACE
 
     @property
     def best_lr(self) -> float:
@@ -134,7 +171,13 @@ class TuningResult:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TuningResult:
         """Inverse of :meth:`to_dict`."""
-        return cls(**{**d, "trials": tuple(Trial(**t) for t in d["trials"])})
+        return cls(
+            **{
+                **d,
+                "trials": tuple(Trial(**t) for t in d["trials"]),
+                "space": tuple(float(x) for x in d.get("space", DEFAULT_SPACE)),
+            }
+        )
 
 
 def _trial(u: float, lr: float, res: EpisodeResult, score: Score) -> Trial:
@@ -152,7 +195,12 @@ def _trial(u: float, lr: float, res: EpisodeResult, score: Score) -> Trial:
     )
 
 
-def _base_lr(env_id: str, env_kwargs: Mapping[str, Any]) -> float:
+def _task_of(env_id: str, env_kwargs: Mapping[str, Any]) -> Task:
+    """The task a single-task ``env_id`` runs, built with ``env_kwargs["task_kwargs"]``.
+
+    Raises:
+        ValueError: ``env_id`` is not a single-task env (``lr0`` is tuned per task).
+    """
     from lr_gym.registration import get_task
 
     if "task" not in gym.spec(env_id).kwargs:
@@ -160,7 +208,7 @@ def _base_lr(env_id: str, env_kwargs: Mapping[str, Any]) -> float:
             f"{env_id!r} is not a single-task env; lr0 is tuned per task. "
             "Tune on each task's own env id instead."
         )
-    return float(get_task(env_id, **(env_kwargs.get("task_kwargs") or {})).lr)
+    return get_task(env_id, **(env_kwargs.get("task_kwargs") or {}))
 
 
 def tune_lr(
@@ -174,9 +222,13 @@ def tune_lr(
     env_kwargs: Mapping[str, Any] | None = None,
     score: Score = "final",
     base_lr: float | None = None,
+    space: tuple[float, float] = DEFAULT_SPACE,
     cache: str | os.PathLike[str] | None = None,
 ) -> TuningResult:
     """Tunes a baseline's ``lr0`` on ``env_id`` with ``budget`` quasi-random trials.
+
+    Prefer :func:`tune_controller`, which takes ``base_lr`` and ``space`` from the
+    controller itself.
 
     Args:
         env_id: A single-task ``lr_gym/`` env id.
@@ -189,8 +241,10 @@ def tune_lr(
             ``eval_test`` is forced off.
         score: Rank trials by the ``"final"`` or ``"best"`` validation metric.
         base_lr: The ``lr0`` the trials scale; default the task's ``lr``.
+        space: Search space ``(lo, hi)``: trials at ``base_lr * 10 ** e``, ``e`` in
+            ``[lo, hi]``, the first at the centre.
         cache: JSON cache file, or ``None`` for no caching. Keyed by env id, name,
-            budget, seed, score, base lr and env overrides.
+            budget, seed, score, base lr, search space and env overrides.
 
     Returns:
         The :class:`TuningResult`; ``result.best_lr`` is the tuned ``lr0``.
@@ -202,8 +256,9 @@ def tune_lr(
 
     Raises:
         ValueError: If ``seed`` is an evaluation seed, the env is not single-task,
-            or ``env_kwargs`` cannot be written to the cache.
+            ``space`` is not ``lo < hi`` or ``env_kwargs`` cannot be written to the cache.
     """
+    space = _check_space(space)
     if score not in ("final", "best"):
         raise ValueError(f"score must be 'final' or 'best', got {score!r}.")
     if seed in set(eval_seeds):
@@ -214,8 +269,8 @@ def tune_lr(
     # Tuning never looks at test data: trials do not even evaluate it.
     kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "eval_test"}
     if base_lr is None:
-        base_lr = _base_lr(env_id, kwargs)
-    us, lrs = quasi_random_exponents(budget), trial_lrs(base_lr, budget)
+        base_lr = float(_task_of(env_id, kwargs).lr)
+    us, lrs = trial_exponents(budget, space), trial_lrs(base_lr, budget, space)
     key = {
         "version": CACHE_VERSION,
         "env_id": env_id,
@@ -224,6 +279,7 @@ def tune_lr(
         "seed": seed,
         "score": score,
         "base_lr": base_lr,
+        "space": list(space),
         "env_kwargs": kwargs,
     }
     store = _Cache(Path(cache), key) if cache is not None else None
@@ -242,10 +298,55 @@ def tune_lr(
             f"lr0 = {trials[best].lr:g}.",
             stacklevel=2,
         )
-    result = TuningResult(env_id, name, base_lr, budget, seed, score, tuple(trials), best)
+    result = TuningResult(
+        env_id, name, base_lr, budget, seed, score, tuple(trials), best, space
+    )
     if store is not None:
         store.put(result)
     return result
+
+
+def tune_controller(
+    env_id: str,
+    controller: Controller,
+    *,
+    budget: int = DEFAULT_BUDGET,
+    seed: int = TUNING_SEED,
+    eval_seeds: Iterable[int] = (),
+    env_kwargs: Mapping[str, Any] | None = None,
+    cache: str | os.PathLike[str] | None = None,
+    score: Score = "final",
+) -> TuningResult:
+    """Tunes a controller over its own search space (the external-tuning track).
+
+    The trials scale ``controller.default_lr(task)`` over ``controller.search_space(task)``
+    and run ``controller.with_lr(lr)``; see :func:`tune_lr` for the arguments.
+
+    Returns:
+        The :class:`TuningResult`; ``controller.with_lr(result.best_lr)`` is the tuned
+        controller.
+
+    Raises:
+        TypeError: The controller is not tunable.
+        ValueError: As :func:`tune_lr`.
+    """
+    if not controller.tunable:
+        raise TypeError(f"Controller {controller.name!r} is not tunable; it runs untuned.")
+    kwargs = dict(env_kwargs or {})
+    task = _task_of(env_id, kwargs)
+    return tune_lr(
+        env_id,
+        controller.with_lr,
+        name=controller.name,
+        budget=budget,
+        seed=seed,
+        eval_seeds=eval_seeds,
+        env_kwargs=kwargs,
+        score=score,
+        base_lr=controller.default_lr(task),
+        space=controller.search_space(task),
+        cache=cache,
+    )
 
 
 class _Cache:

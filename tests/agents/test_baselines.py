@@ -1,17 +1,20 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from agents.base import ConstantAction
+from agents.base import ConstantAction, Controller
 from agents.base import make_baseline as make_baseline_reexported
 from agents.baselines import (
     BASELINES,
     AvgLRReplay,
+    DAdaptationBaseline,
     PlateauBaseline,
+    ProdigyBaseline,
     ScheduleFreeBaseline,
     make_baseline,
     mean_interval_lrs,
@@ -20,6 +23,8 @@ from agents.hypergradient import SGDHD, AdamHD
 from agents.rollout import EpisodeResult, run_episode
 from lr_gym.envs.lr_control import LRControlEnv
 from lr_gym.registration import get_task
+from lr_gym.tasks.base import Task
+from lr_gym.tasks.embedded import make_task
 
 ENV = "lr_gym/Digits-MLP-v0"
 LR0 = 0.05  # Digits-MLP's lr0 (SGD, momentum 0.9)
@@ -84,7 +89,11 @@ def test_every_baseline_with_an_lr_is_tunable() -> None:
             continue
         assert c.tunable, name
         task = get_task("Digits-MLP")
-        assert c.with_lr(0.123).wrap_task(task).lr == 0.123
+        wrapped = c.with_lr(0.123).wrap_task(task)
+        if name == "prodigy":  # tuned through d_coef (its README); Prodigy's lr stays 1.0
+            assert wrapped.lr == 1.0 and wrapped.optimizer_kwargs["d_coef"] == 0.123
+        else:
+            assert wrapped.lr == 0.123
     with pytest.raises(TypeError, match="not tunable"):
         ConstantAction(0.3, name="learned").with_lr(0.1)
     with pytest.raises(ValueError, match="> 0"):
@@ -161,26 +170,143 @@ def test_schedulefree_evaluates_at_averaged_weights() -> None:
     assert abs(train_mode - eval_mode) > 1e-6  # the two points differ: eval() mattered
     assert opt.param_groups[0]["train_mode"]  # the env restored train mode
     res = run_episode(ENV, c, seed=0, env_kwargs={"total_steps": 60, "steps_per_action": 6})
-    assert not res.diverged and res.lrs[-1] == LR0
+    assert not res.diverged and res.lrs[-1] == pytest.approx(10 * LR0)  # README's 10x for SGD
+
+
+def test_schedulefree_default_lr_and_space_follow_the_readme() -> None:
+    c = ScheduleFreeBaseline()
+    sgd, adam = get_task("Digits-MLP"), make_task("digits-mlp", optimizer="adam")
+    # SGD: 10x-50x the classical LR; AdamW: 1x-10x. Untuned at the low end.
+    assert c.default_lr(sgd) == pytest.approx(10 * LR0)
+    assert c.search_space(sgd) == pytest.approx((0.0, math.log10(5)))
+    assert c.default_lr(adam) == pytest.approx(1e-3)
+    assert c.search_space(adam) == (0.0, 1.0)
+    assert c.wrap_task(sgd).lr == pytest.approx(10 * LR0)
+    assert c.with_lr(0.7).wrap_task(sgd).lr == 0.7
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_every_baselines_default_lr_is_positive_and_finite(name: str, optimizer: str) -> None:
+    c = make_baseline(name, targets=[0.1]) if name == "avg_lr_replay" else make_baseline(name)
+    task = make_task("digits-mlp", optimizer=optimizer)
+    lr = c.default_lr(task)
+    assert math.isfinite(lr) and lr > 0
+    if c.tunable:
+        lo, hi = c.search_space(task)
+        assert math.isfinite(lo) and math.isfinite(hi) and lo < hi
+
+
+@pytest.mark.parametrize("name", ["prodigy", "dadaptation"])
+def test_lr_free_baselines_run_at_lr_one_on_the_readme_schedule(name: str) -> None:
+    c = make_baseline(name)
+    task = get_task("Digits-MLP")
+    assert c.default_lr(task) == 1.0 and c.search_space(task) == (-1.0, 1.0)
+    assert c.wrap_task(task).lr == 1.0  # not the task's lr0
+    # The env anneals the optimizer's lr = 1.0 exactly as CosineAnnealingLR would.
+    res = run_episode(ENV, c, seed=0, env_kwargs={"total_steps": T, "steps_per_action": 1})
+    assert res.lrs[0] == 1.0
+    np.testing.assert_allclose(res.lrs[1:], torch_lrs("cosine", 1.0, T), rtol=1e-9, atol=1e-15)
+
+
+def _episode(c: Controller, task: Task, seed: int = 0) -> tuple[LRControlEnv, dict]:
+    """Runs ``c`` on ``task`` directly (to inspect the env's optimizer); checks the env's
+    LR writes reach the optimizer each interval."""
+    env = LRControlEnv(c.wrap_task(task), **c.env_kwargs())
+    obs, info = env.reset(seed=seed)
+    c.reset(env, obs, info)
+    done = False
+    while not done:
+        obs, _, terminated, truncated, info = env.step(c.act(obs, info))
+        assert float(env._optimizer.param_groups[0]["lr"]) == pytest.approx(info["lr"])
+        done = terminated or truncated
+    return env, info
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_prodigy_trains_sgd_and_adam_tasks(optimizer: str) -> None:
+    from prodigyopt import Prodigy
+
+    task = make_task("digits-mlp", optimizer=optimizer)  # 300 steps, 15 per interval
+    env, info = _episode(ProdigyBaseline(), task)
+    assert type(env._optimizer) is Prodigy
+    group = env._optimizer.param_groups[0]
+    assert group["d_coef"] == 1.0 and not group["safeguard_warmup"]
+    assert not group["use_bias_correction"]
+    assert group["d"] > group["d0"]  # the step size was adapted
+    assert env.total_steps == 300 and not info["diverged"] and info["val_metric"] > 0.5
+
+
+def test_dadaptation_trains_adam_tasks_and_runs_sgd_tasks() -> None:
+    import dadaptation
+
+    adam = make_task("digits-mlp", optimizer="adam")
+    env, info = _episode(DAdaptationBaseline(), adam)
+    assert type(env._optimizer) is dadaptation.DAdaptAdam
+    assert not env._optimizer.param_groups[0]["decouple"]  # Adam: L2, as torch's Adam
+    assert not info["diverged"] and info["val_metric"] > 0.5
+
+    sgd = make_task("digits-mlp", optimizer="sgd")
+    env, info = _episode(DAdaptationBaseline(), sgd)
+    assert type(env._optimizer) is dadaptation.DAdaptSGD
+    assert env._optimizer.param_groups[0]["momentum"] == 0.9  # the task's momentum kept
+    assert not info["diverged"] and env._optimizer.param_groups[0]["d"] > 1e-6
+    # Measured, not asserted: at lr = 1.0 DAdaptSGD's estimate overshoots on Digits-MLP
+    # (d jumps to ~4-7 within 45 steps; val accuracy 0.10 / 0.47 / 0.65 on seeds 0 / 1 /
+    # 2). The second trial of its search space, lr = 10^-0.5, trains (0.959 on seed 0).
+    env, info = _episode(DAdaptationBaseline().with_lr(10**-0.5), sgd)
+    assert not info["diverged"] and info["val_metric"] > 0.5
+
+
+def test_lr_free_baselines_keep_decay_and_reject_what_has_no_counterpart() -> None:
+    import dadaptation
+    from prodigyopt import Prodigy
+
+    adamw = make_task("digits-mlp", optimizer="adam").__class__(
+        name="t", model_fn=lambda: torch.nn.Linear(2, 2), data_fn=lambda: None,
+        optimizer=torch.optim.AdamW, lr=1e-3, optimizer_kwargs={"betas": (0.8, 0.99)},
+    )
+    p = ProdigyBaseline().wrap_task(adamw)
+    assert p.optimizer is Prodigy and p.lr == 1.0
+    assert p.optimizer_kwargs["decouple"] is True and p.optimizer_kwargs["weight_decay"] == 1e-2
+    assert p.optimizer_kwargs["betas"] == (0.8, 0.99)
+    d = DAdaptationBaseline().wrap_task(adamw)
+    assert d.optimizer is dadaptation.DAdaptAdam and d.optimizer_kwargs["decouple"] is True
+    sgd = get_task("Digits-MLP")
+    sgd_wd = dataclasses.replace(sgd, optimizer_kwargs={"momentum": 0.9, "weight_decay": 5e-4})
+    assert ProdigyBaseline().wrap_task(sgd_wd).optimizer_kwargs["decouple"] is False
+    assert DAdaptationBaseline().wrap_task(sgd_wd).optimizer_kwargs == {
+        "momentum": 0.9, "weight_decay": 5e-4
+    }
+    nesterov = dataclasses.replace(sgd, optimizer_kwargs={"momentum": 0.9, "nesterov": True})
+    with pytest.raises(ValueError, match="nesterov"):
+        DAdaptationBaseline().wrap_task(nesterov)
+    rms = dataclasses.replace(sgd, optimizer=torch.optim.RMSprop)
+    for c in (ProdigyBaseline(), DAdaptationBaseline()):
+        with pytest.raises(ValueError, match="RMSprop"):
+            c.wrap_task(rms)
 
 
 def test_avg_lr_replay_reproduces_mean_lrs() -> None:
     steps = [0, 15, 30, 45, 60]
     a = EpisodeResult(ENV, "ppo", 0, "t", "accuracy", steps=steps,
-                      lrs=[LR0, 0.1, 0.02, 0.01, 0.005])
+                      lrs=[LR0, 0.1, 0.02, 0.01, 0.004])
     b = EpisodeResult(ENV, "ppo", 1, "t", "accuracy", steps=steps,
-                      lrs=[LR0, 0.05, 0.04, 0.03, 0.001])
+                      lrs=[LR0, 0.001, 0.08, 0.04, 0.001])
     c = make_baseline("avg_lr_replay", results=[a, b])
-    expected = [0.075, 0.03, 0.02, 0.003]
+    # Geometric means by hand: sqrt(0.1 * 0.001) = 0.01, sqrt(0.02 * 0.08) = 0.04,
+    # sqrt(0.01 * 0.04) = 0.02, sqrt(0.004 * 0.001) = 0.002 (arithmetic: 0.0505, ...).
+    expected = [0.01, 0.04, 0.02, 0.002]
     np.testing.assert_allclose(c.targets, expected)
     res = run_episode(ENV, c, seed=0, env_kwargs={"total_steps": 60, "steps_per_action": 15})
     np.testing.assert_allclose(res.lrs[1:], expected, rtol=1e-12)
     again = run_episode(ENV, c, seed=1, env_kwargs={"total_steps": 60, "steps_per_action": 15})
     assert again.lrs == res.lrs  # blind to the state: same LRs on another seed
 
+    # cbrt(0.1 * 0.001 * 0.08) = cbrt(8e-6) = 0.02; cbrt(0.02 * 0.08 * 0.005) = 0.02.
     diverged = EpisodeResult(ENV, "ppo", 2, "t", "accuracy", steps=steps[:3],
-                             lrs=[LR0, 0.3, 0.06])
-    np.testing.assert_allclose(mean_interval_lrs([a, b, diverged])[:2], [0.15, 0.04])
+                             lrs=[LR0, 0.08, 0.005])
+    np.testing.assert_allclose(mean_interval_lrs([a, b, diverged])[:2], [0.02, 0.02])
     np.testing.assert_allclose(mean_interval_lrs([a, b, diverged])[2:], expected[2:])
     other = EpisodeResult(ENV, "ppo", 0, "t", "accuracy", steps=[0, 10, 20], lrs=[1, 1, 1])
     with pytest.raises(ValueError, match="interval steps"):

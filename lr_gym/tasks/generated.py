@@ -280,30 +280,49 @@ def variants(family: str) -> list[Task]:
 
 # Registered per-family defaults (the variant a user gets from the plain id).
 def spirals_resmlp() -> Task:
-    """Spirals residual MLP (width 32, 2 blocks, SGD+momentum, lr0 0.05); dev family."""
+    """Spirals residual MLP (width 32, 2 blocks, SGD+momentum, lr0 0.05); dev family.
+
+    Static lr0, seed 0, one thread: final val accuracy 0.756, about 0.4 s an episode.
+    """
     return make_task("spirals-resmlp")
 
 
 def spirals_resmlp_adam() -> Task:
-    """Spirals residual MLP trained with Adam (lr0 3e-3); dev family."""
+    """Spirals residual MLP trained with Adam (lr0 3e-3); dev family.
+
+    Static lr0, seed 0, one thread: final val accuracy 0.876, about 0.5 s an episode.
+    """
     return make_task("spirals-resmlp", optimizer="adam")
 
 
 def waves_conv1d() -> Task:
-    """Waves 1-D CNN (8/16 channels, SGD+momentum, lr0 0.05); test family."""
+    """Waves 1-D CNN (8/16 channels, SGD+momentum, lr0 0.05); test family.
+
+    Static lr0, seed 0, one thread: final val accuracy 0.680, about 0.6 s an episode.
+    """
     return make_task("waves-conv1d")
 
 
 def waves_conv1d_adam() -> Task:
-    """Waves 1-D CNN, 16/32 channels, trained with Adam (lr0 5e-3); test family."""
+    """Waves 1-D CNN, 16/32 channels, trained with Adam (lr0 5e-3); test family.
+
+    Static lr0, seed 0, one thread: final val accuracy 0.700, about 0.9 s an episode.
+    """
     return make_task("waves-conv1d", widths=(16,), optimizer="adam")
 
 
 def seq_gru() -> Task:
-    """Markov-sequence GRU (hidden 32, SGD+momentum, lr0 0.1); test family."""
+    """Markov-sequence GRU (hidden 32, SGD+momentum, lr0 0.1); test family.
+
+    Static lr0, seed 0, one thread: final val accuracy 0.893, about 2.2 s an episode.
+    """
     return make_task("seq-gru")
 
 
 def seq_gru_high_lr() -> Task:
-    """Markov-sequence GRU, half the data, SGD+momentum at a 10x too high lr0 (1.0); test."""
+    """Markov-sequence GRU, half the data, SGD+momentum at a 10x too high lr0 (1.0); test.
+
+    Static lr0, seed 0, one thread: diverges at step 135 (val accuracy 0.393 there),
+    about 1 s; a controller must lower the LR early.
+    """
     return make_task("seq-gru", lr_scale=10.0, train_fraction=0.5)

@@ -2,6 +2,9 @@
 
 Importing the package registers the built-in ``lr_gym/`` env ids; it builds no model
 and loads no data (entry points and tasks are resolved on ``gym.make``).
+:mod:`lr_gym.splits` declares which built-in task families (and ids) are for
+training (:data:`TRAIN`), development choices (:data:`DEV`) and final evaluation
+only (:data:`TEST`).
 """
 
 from __future__ import annotations

@@ -128,15 +128,3 @@ class ScheduleBaseline(ConstantAction):
         """Anchored mode on the named schedule."""
         return self._kwargs
 
-
-_MOVED = ("BASELINES", "make_baseline", "static_lr", "cosine_decay")
-
-
-def __getattr__(name: str) -> Any:
-    # The baselines live in agents.baselines (which imports this module); re-exported
-    # lazily so `from agents.base import make_baseline` keeps working.
-    if name in _MOVED:
-        from agents import baselines
-
-        return getattr(baselines, name)
-    raise AttributeError(f"module 'agents.base' has no attribute {name!r}")

@@ -88,14 +88,12 @@ def run_episode(
     ``controller.wrap_task``. The same seed gives every controller the same model
     initialisation and data order.
     """
-    from lr_gym.registration import get_task
+    from lr_gym.registration import is_multi_task, task_for
 
     kwargs = {**(env_kwargs or {}), **controller.env_kwargs()}
-    spec_kwargs = gym.spec(env_id).kwargs
-    if "task" in spec_kwargs:
+    if not is_multi_task(env_id):
         task_kwargs = kwargs.pop("task_kwargs", None) or {}
-        task = controller.wrap_task(get_task(spec_kwargs["task"], **task_kwargs))
-        kwargs["task"] = task
+        kwargs["task"] = controller.wrap_task(task_for(env_id, **task_kwargs))
     env = gym.make(env_id, disable_env_checker=True, **kwargs)
     try:
         # One-time costs stay off the clock: loading the data (cached per process after

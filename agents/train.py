@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--env",
         nargs="+",
         default=["lr_gym/EmbeddedMix-v0"],
-        help="Env id(s); several ids train one controller across all their tasks.",
+        help="Env id(s); several ids train one controller across all their tasks. "
+        "Test-split ids (lr_gym.TEST) are refused.",
     )
     p.add_argument("-n", "--n-timesteps", type=int, default=None,
                    help="Env steps of training (default: from the hyperparameter file).")
@@ -136,6 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "Register your own with lr_gym.register_task and --gym-packages.",
                   file=sys.stderr)
             return 2
+    try:
+        lr_gym.refuse_split(args.env, "test", what="training")
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     overrides = {
         k: v
         for k, v in {

@@ -34,11 +34,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import gymnasium as gym
 import numpy as np
 
 from agents.base import Controller
 from agents.rollout import EpisodeResult, run_episode
+from lr_gym.registration import task_for
 from lr_gym.tasks.base import Task
 
 TUNING_SEED = 10_000
@@ -199,16 +199,9 @@ def _task_of(env_id: str, env_kwargs: Mapping[str, Any]) -> Task:
     """The task a single-task ``env_id`` runs, built with ``env_kwargs["task_kwargs"]``.
 
     Raises:
-        ValueError: ``env_id`` is not a single-task env (``lr0`` is tuned per task).
+        ValueError: ``env_id`` is a multi-task env (``lr0`` is tuned per task).
     """
-    from lr_gym.registration import get_task
-
-    if "task" not in gym.spec(env_id).kwargs:
-        raise ValueError(
-            f"{env_id!r} is not a single-task env; lr0 is tuned per task. "
-            "Tune on each task's own env id instead."
-        )
-    return get_task(env_id, **(env_kwargs.get("task_kwargs") or {}))
+    return task_for(env_id, **(env_kwargs.get("task_kwargs") or {}))
 
 
 def tune_lr(

@@ -2,27 +2,37 @@
 
 Importing the package registers the built-in ``lr_gym/`` env ids; it builds no model
 and loads no data (entry points and tasks are resolved on ``gym.make``).
+:mod:`lr_gym.splits` declares which built-in task families (and ids) are for
+training (:data:`TRAIN`), development choices (:data:`DEV`) and final evaluation
+only (:data:`TEST`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from lr_gym import splits
 from lr_gym.config import EnvConfig
 from lr_gym.registration import (
     add_task,
     get_task,
+    is_multi_task,
     lr_gym_env_ids,
     register_mix,
     register_task,
+    task_for,
     task_names,
+    tasks_for,
 )
+from lr_gym.splits import DEV, SPLITS, TEST, TRAIN, refuse_split, split_of_env
 from lr_gym.tasks.base import Task, TaskData
 
 __version__ = "0.1.0"
 
 _E = "lr_gym.tasks.embedded"
-# name -> (task factory, description); ids are lr_gym/<name>-v0.
+_G = "lr_gym.tasks.generated"
+# name -> task factory; ids are lr_gym/<name>-v0. Which id is in which split (train,
+# dev, test) is declared in lr_gym.splits.
 BUILTIN_TASKS: dict[str, str] = {
     "Digits-MLP": f"{_E}:digits_mlp",
     "Wine-MLP": f"{_E}:wine_mlp",
@@ -30,6 +40,12 @@ BUILTIN_TASKS: dict[str, str] = {
     "Digits-CNN": f"{_E}:digits_cnn_task",
     "Digits-CNN-Adam": f"{_E}:digits_cnn_adam",
     "Digits-CNN-LowLR": f"{_E}:digits_cnn_low_lr",
+    "Spirals-ResMLP": f"{_G}:spirals_resmlp",
+    "Spirals-ResMLP-Adam": f"{_G}:spirals_resmlp_adam",
+    "Waves-Conv1D": f"{_G}:waves_conv1d",
+    "Waves-Conv1D-Adam": f"{_G}:waves_conv1d_adam",
+    "Seq-GRU": f"{_G}:seq_gru",
+    "Seq-GRU-HighLR": f"{_G}:seq_gru_high_lr",
     "SQuADv2-RoBERTa": "lr_gym.tasks.squad:squad_v2_roberta_full",
     "SQuADv2-RoBERTa-CPU": "lr_gym.tasks.squad:squad_v2_roberta_cpu",
     "CoNLL2003-BiLSTMCRF": "lr_gym.tasks.conll:conll2003_bilstm_crf_full",
@@ -44,14 +60,10 @@ for _name, _ref in BUILTIN_TASKS.items():
 
 TRAIN_MIX_ID = register_mix("EmbeddedMix", f"{_E}:train_variants")
 """Default training env: every variant of the training families."""
-HELD_OUT_MIX_ID = register_mix("EmbeddedHeldOut", f"{_E}:held_out_variants")
-"""Every variant of the held-out family (never used by default training)."""
-DEFAULT_EVAL_IDS: tuple[str, ...] = (
-    "lr_gym/Digits-CNN-v0",
-    "lr_gym/Digits-CNN-Adam-v0",
-    "lr_gym/Digits-CNN-LowLR-v0",
-)
-"""Held-out ids (the digits-cnn family) that ``evaluate_agent.py`` uses by default."""
+DEV_MIX_ID = register_mix("EmbeddedDev", "lr_gym.splits:dev_variants")
+"""Every variant of the dev families (for development choices; never for training)."""
+TEST_MIX_ID = register_mix("EmbeddedTest", "lr_gym.splits:test_variants")
+"""Every variant of the test families (final evaluation only)."""
 
 
 def __getattr__(name: str) -> Any:
@@ -64,8 +76,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "DEFAULT_EVAL_IDS",
-    "HELD_OUT_MIX_ID",
+    "DEV",
+    "DEV_MIX_ID",
+    "SPLITS",
+    "TEST",
+    "TEST_MIX_ID",
+    "TRAIN",
     "TRAIN_MIX_ID",
     "EnvConfig",
     "LRControlEnv",
@@ -74,8 +90,14 @@ __all__ = [
     "TaskData",
     "add_task",
     "get_task",
+    "is_multi_task",
     "lr_gym_env_ids",
+    "refuse_split",
     "register_mix",
     "register_task",
+    "split_of_env",
+    "splits",
+    "task_for",
     "task_names",
+    "tasks_for",
 ]

@@ -8,7 +8,7 @@ Each task ``name`` gets the env id ``lr_gym/<Name>-v<version>``.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -125,6 +125,77 @@ def register_mix(name: str, tasks: list[str], *, version: int = 0, **env_kwargs:
     eid = env_id(name, version)
     gym.register(id=eid, entry_point=MULTI_ENTRY_POINT, kwargs={"tasks": tasks, **env_kwargs})
     return eid
+
+
+def is_multi_task(env_id: str) -> bool:
+    """Whether ``env_id`` is a multi-task env (a mix) rather than a single-task one.
+
+    Raises:
+        gymnasium.error.Error: ``env_id`` is not registered.
+    """
+    return "tasks" in gym.spec(env_id).kwargs
+
+
+def task_for(env_id: str, **task_kwargs: Any) -> Task:
+    """The :class:`Task` a single-task env id runs (builds no model, loads no data).
+
+    Args:
+        env_id: A single-task env id, e.g. ``"lr_gym/Digits-MLP-v0"``.
+        **task_kwargs: Passed to the task's factory (e.g. ``data_dir=...``).
+
+    Raises:
+        ValueError: ``env_id`` is a multi-task env (use :func:`tasks_for`) or not an
+            env built from a task.
+        gymnasium.error.Error: ``env_id`` is not registered.
+    """
+    kwargs = gym.spec(env_id).kwargs
+    if "tasks" in kwargs:
+        raise ValueError(
+            f"{env_id!r} is a multi-task env; pass one of its task ids (a single-task "
+            "env id such as 'lr_gym/Digits-MLP-v0'), or use lr_gym.tasks_for for all "
+            "of its tasks."
+        )
+    if "task" not in kwargs:
+        raise ValueError(f"{env_id!r} is not an lr_gym task env (its spec names no task).")
+    task = kwargs["task"]
+    if isinstance(task, Task):
+        if task_kwargs:
+            raise TypeError(f"{env_id!r} holds a fixed Task; it takes no task_kwargs.")
+        return task
+    return get_task(task, **task_kwargs)
+
+
+def tasks_for(env_id: str) -> list[Task]:
+    """Every task an env id may run: its one task, or all tasks of a multi-task env."""
+    if is_multi_task(env_id):
+        return resolve_tasks(gym.spec(env_id).kwargs["tasks"])
+    return [task_for(env_id)]
+
+
+def resolve_tasks(tasks: str | Sequence[str | Task]) -> list[Task]:
+    """Turns task specs into tasks.
+
+    Args:
+        tasks: Either an import string ``"module:function"`` returning a list of tasks,
+            or a sequence of tasks, registered task names and ``lr_gym/`` env ids
+            (a multi-task id expands to all of its tasks).
+
+    Raises:
+        ValueError: No task at all.
+    """
+    if isinstance(tasks, str):
+        if ":" in tasks:
+            tasks = _load(tasks)()
+        elif tasks.startswith(f"{NAMESPACE}/"):
+            tasks = tasks_for(tasks)
+        else:
+            tasks = [get_task(tasks)]
+    resolved: list[Task] = []
+    for t in tasks:
+        resolved.extend([t] if isinstance(t, Task) else resolve_tasks(t))
+    if not resolved:
+        raise ValueError("MultiTaskEnv needs at least one task.")
+    return resolved
 
 
 def lr_gym_env_ids() -> list[str]:

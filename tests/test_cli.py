@@ -136,3 +136,12 @@ def test_evaluation_resumes_after_kill(tmp_path):
     assert after[: len(before)] == before  # finished runs were kept, not redone
     keys = {(r["controller"], r["seed"], r["role"]) for r in map(json.loads, after)}
     assert len(keys) == len(after) == 9 + 1  # 3 controllers x 3 seeds + 1 target run
+
+
+def test_train_refuses_test_split_ids(tmp_path):
+    out = run(str(ROOT / "train_agent.py"), "--env", "lr_gym/Seq-GRU-v0", "-f", "logs",
+              cwd=tmp_path)
+    assert out.returncode == 2
+    assert "'lr_gym/Seq-GRU-v0' belong(s) to the test split" in out.stderr
+    assert "must not be used for training" in out.stderr and "lr_gym/EmbeddedMix-v0" in out.stderr
+    assert not (tmp_path / "logs").exists()

@@ -10,32 +10,10 @@ import numpy as np
 
 from lr_gym.config import EnvConfig
 from lr_gym.envs.lr_control import LRControlEnv
+from lr_gym.registration import resolve_tasks
 from lr_gym.tasks.base import Task
 
-
-def resolve_tasks(tasks: str | Sequence[str | Task]) -> list[Task]:
-    """Turns task specs into tasks.
-
-    Args:
-        tasks: Either an import string ``"module:function"`` returning a list of tasks,
-            or a sequence of tasks, registered task names and ``lr_gym/`` env ids
-            (a multi-task id expands to all of its tasks).
-    """
-    from lr_gym.registration import NAMESPACE, _load, get_task
-
-    if isinstance(tasks, str):
-        if ":" in tasks:
-            tasks = _load(tasks)()
-        elif tasks.startswith(f"{NAMESPACE}/") and "tasks" in gym.spec(tasks).kwargs:
-            tasks = resolve_tasks(gym.spec(tasks).kwargs["tasks"])
-        else:
-            tasks = [get_task(tasks)]
-    resolved: list[Task] = []
-    for t in tasks:
-        resolved.extend([t] if isinstance(t, Task) else resolve_tasks(t))
-    if not resolved:
-        raise ValueError("MultiTaskEnv needs at least one task.")
-    return resolved
+__all__ = ["MultiTaskEnv", "resolve_tasks"]
 
 
 class MultiTaskEnv(gym.Env[np.ndarray, np.ndarray]):

@@ -163,8 +163,8 @@ class Task:
             observation and in convergence times.
         collate_fn: Collation for non-tensor datasets.
         grad_clip: Optional max gradient norm (clipping happens after measuring it).
-        family: Task family; families listed as held out are never used by default
-            training.
+        family: Task family: the key of the train/dev/test split declared in
+            :mod:`lr_gym.splits` (families outside it, e.g. ``"custom"``, are in none).
         description: One line for docs and ``--help``.
     """
 

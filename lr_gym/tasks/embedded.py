@@ -1,7 +1,8 @@
 """Embedded default tasks: small real datasets shipped with scikit-learn, offline.
 
-Three families train controllers (digits/MLP, wine/MLP, breast-cancer/MLP); one is
-held out for evaluation (digits/CNN: an architecture no training task has). Each
+Three families train controllers (digits/MLP, wine/MLP, breast-cancer/MLP); the
+fourth (digits/CNN: an architecture no training task has) is in the dev split (see
+:mod:`lr_gym.splits`, which declares which family is in which split). Each
 family comes in variants (widths and depths, SGD+momentum or Adam, initial LRs over
 two decades, full or half training data) so a controller cannot memorise one schedule.
 An episode takes about one to three seconds on one CPU core.
@@ -18,12 +19,13 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from lr_gym.splits import FAMILIES, TRAIN
 from lr_gym.tasks.base import Task, TaskData
 
-HELD_OUT_FAMILIES: tuple[str, ...] = ("digits-cnn",)
-"""Families never used by default training; default evaluation uses them."""
-
-TRAIN_FAMILIES: tuple[str, ...] = ("digits-mlp", "wine-mlp", "cancer-mlp")
+EMBEDDED_FAMILIES: tuple[str, ...] = tuple(
+    name for name, fam in FAMILIES.items() if fam.module == __name__
+)
+"""The families this module builds (their splits are declared in :mod:`lr_gym.splits`)."""
 
 _LOADERS = {"digits": "load_digits", "wine": "load_wine", "cancer": "load_breast_cancer"}
 
@@ -116,7 +118,8 @@ def make_task(
     dataset, arch = family.split("-")
     if dataset not in _SHAPES or arch not in ("mlp", "cnn") or family == "wine-cnn":
         raise KeyError(f"Unknown embedded family {family!r}; choose from "
-                       f"{list(TRAIN_FAMILIES + HELD_OUT_FAMILIES)}.")
+                       f"{list(EMBEDDED_FAMILIES)} (generated-data families are built by "
+                       "lr_gym.tasks.generated.make_task).")
     n_in, n_out = _SHAPES[dataset]
     opt_cls, opt_kwargs, lr0 = {"sgd": _SGD, "adam": _ADAM}[optimizer]
     image = arch == "cnn"
@@ -160,12 +163,12 @@ def digits_mlp() -> Task:
 
 
 def digits_cnn_task() -> Task:
-    """Digits CNN (16/32 channels, SGD+momentum, lr0 0.05); held-out family."""
+    """Digits CNN (16/32 channels, SGD+momentum, lr0 0.05); dev family."""
     return make_task("digits-cnn", widths=(16,))
 
 
 def digits_cnn_adam() -> Task:
-    """Digits CNN trained with Adam (lr0 1e-3); held-out family."""
+    """Digits CNN trained with Adam (lr0 1e-3); dev family."""
     return make_task("digits-cnn", widths=(16,), optimizer="adam")
 
 
@@ -186,9 +189,4 @@ def cancer_mlp() -> Task:
 
 def train_variants() -> list[Task]:
     """Every variant of the training families (the default training mix)."""
-    return [t for fam in TRAIN_FAMILIES for t in variants(fam)]
-
-
-def held_out_variants() -> list[Task]:
-    """Every variant of the held-out families (the default evaluation set)."""
-    return [t for fam in HELD_OUT_FAMILIES for t in variants(fam)]
+    return [t for fam in TRAIN.families for t in variants(fam)]

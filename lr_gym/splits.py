@@ -1,0 +1,186 @@
+"""The train / dev / test split of the built-in task families, declared in one place.
+
+* **train**: the families controllers are trained on (``lr_gym/EmbeddedMix-v0``).
+* **dev**: families for choices made while developing controllers (env defaults,
+  hyperparameters, ablations such as ``benchmarks/mode_ablation.py``).
+* **test**: families for the final evaluation only (the default set of
+  ``evaluate_agent.py``). Nothing may be trained or tuned on them:
+  :func:`refuse_split` is the guard scripts call.
+
+Every test family differs from every training family in both its data and its
+architecture (see :data:`FAMILIES`). Importing this module builds no model and loads no
+data; only :func:`split_of_env` on an undeclared id resolves that id's task.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import gymnasium as gym
+
+if TYPE_CHECKING:
+    from lr_gym.tasks.base import Task
+
+
+@dataclass(frozen=True)
+class Family:
+    """What a task family trains: the split key is :attr:`name` (``Task.family``).
+
+    Attributes:
+        name: Family name, e.g. ``"digits-mlp"``.
+        dataset: Data source, e.g. ``"sklearn-digits"`` or ``"generated-waves"``.
+        architecture: Model kind, e.g. ``"mlp"``, ``"cnn2d"``, ``"conv1d"``, ``"gru"``.
+        module: Module that builds the family's tasks.
+    """
+
+    name: str
+    dataset: str
+    architecture: str
+    module: str
+
+
+@dataclass(frozen=True)
+class Split:
+    """A set of task families with their registered env ids and their mix.
+
+    Attributes:
+        name: ``"train"``, ``"dev"`` or ``"test"``.
+        families: Names of the families in the split.
+        env_ids: Registered single-task ids of the split's families (for ``test``:
+            the default evaluation set).
+        mix_id: Multi-task id over every variant of the split's families.
+    """
+
+    name: str
+    families: tuple[str, ...]
+    env_ids: tuple[str, ...]
+    mix_id: str
+
+
+_EMB = "lr_gym.tasks.embedded"
+_GEN = "lr_gym.tasks.generated"
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family("digits-mlp", "sklearn-digits", "mlp", _EMB),
+        Family("wine-mlp", "sklearn-wine", "mlp", _EMB),
+        Family("cancer-mlp", "sklearn-cancer", "mlp", _EMB),
+        Family("digits-cnn", "sklearn-digits", "cnn2d", _EMB),
+        Family("spirals-resmlp", "generated-spirals", "resmlp-layernorm", _GEN),
+        Family("waves-conv1d", "generated-waves", "conv1d", _GEN),
+        Family("seq-gru", "generated-markov-sequences", "gru", _GEN),
+    )
+}
+"""Every built-in family with its data source and architecture."""
+
+TRAIN = Split(
+    name="train",
+    families=("digits-mlp", "wine-mlp", "cancer-mlp"),
+    env_ids=("lr_gym/Digits-MLP-v0", "lr_gym/Wine-MLP-v0", "lr_gym/BreastCancer-MLP-v0"),
+    mix_id="lr_gym/EmbeddedMix-v0",
+)
+DEV = Split(
+    name="dev",
+    families=("digits-cnn", "spirals-resmlp"),
+    env_ids=(
+        "lr_gym/Digits-CNN-v0",
+        "lr_gym/Digits-CNN-Adam-v0",
+        "lr_gym/Digits-CNN-LowLR-v0",
+        "lr_gym/Spirals-ResMLP-v0",
+        "lr_gym/Spirals-ResMLP-Adam-v0",
+    ),
+    mix_id="lr_gym/EmbeddedDev-v0",
+)
+TEST = Split(
+    name="test",
+    families=("waves-conv1d", "seq-gru"),
+    env_ids=(
+        "lr_gym/Waves-Conv1D-v0",
+        "lr_gym/Waves-Conv1D-Adam-v0",
+        "lr_gym/Seq-GRU-v0",
+        "lr_gym/Seq-GRU-HighLR-v0",
+    ),
+    mix_id="lr_gym/EmbeddedTest-v0",
+)
+SPLITS: dict[str, Split] = {s.name: s for s in (TRAIN, DEV, TEST)}
+"""The splits by name."""
+
+_PROTECTION = ("test", "dev", "train")  # a mix spanning splits counts as the most protected
+
+
+def split_of_family(family: str) -> str | None:
+    """The split name of a task family, or None for families outside the split."""
+    return next((s.name for s in SPLITS.values() if family in s.families), None)
+
+
+def split_of_env(env_id: str) -> str | None:
+    """The split an env id belongs to, or None for ids outside the split.
+
+    Declared ids and mixes answer from the declaration; any other ``lr_gym/`` id is
+    resolved to its task(s) (builds no model, loads no data) and answers by their
+    families. A multi-task id spanning several splits gets the most protected one
+    (test, then dev, then train).
+
+    Raises:
+        gymnasium.error.Error: ``env_id`` is not registered.
+    """
+    for s in SPLITS.values():
+        if env_id in s.env_ids or env_id == s.mix_id:
+            return s.name
+    from lr_gym.registration import NAMESPACE, tasks_for
+
+    if not env_id.startswith(f"{NAMESPACE}/"):
+        gym.spec(env_id)  # unknown ids raise gymnasium's clear error
+        return None
+    found = {split_of_family(t.family) for t in tasks_for(env_id)} - {None}
+    return next((name for name in _PROTECTION if name in found), None)
+
+
+def refuse_split(env_ids: Iterable[str], split: str = "test", what: str = "this") -> None:
+    """Raises if any of ``env_ids`` belongs to ``split``: the guard of train/tune scripts.
+
+    Args:
+        env_ids: Env ids about to be used.
+        split: The split they must not come from.
+        what: What they are about to be used for, e.g. ``"training"``.
+
+    Raises:
+        ValueError: Naming the refused ids and what to use instead.
+        KeyError: ``split`` is not a split name.
+    """
+    if split not in SPLITS:
+        raise KeyError(f"Unknown split {split!r}; choose from {sorted(SPLITS)}.")
+    bad = [e for e in env_ids if split_of_env(e) == split]
+    if bad:
+        others = [s for s in SPLITS.values() if s.name not in (split, "test")]
+        instead = "; ".join(f"{s.name}: {', '.join((s.mix_id, *s.env_ids))}" for s in others)
+        raise ValueError(
+            f"{', '.join(map(repr, bad))} belong(s) to the {split} split (families "
+            f"{', '.join(SPLITS[split].families)}), which must not be used for {what}. "
+            f"Use ids of another split instead ({instead})."
+        )
+
+
+def family_variants(family: str) -> list[Task]:
+    """The variant grid of a built-in family (imports the family's module)."""
+    if family not in FAMILIES:
+        raise KeyError(f"Unknown family {family!r}; choose from {sorted(FAMILIES)}.")
+    return importlib.import_module(FAMILIES[family].module).variants(family)
+
+
+def split_variants(split: str) -> list[Task]:
+    """Every variant of every family of ``split`` (what its mix id samples from)."""
+    return [t for fam in SPLITS[split].families for t in family_variants(fam)]
+
+
+def dev_variants() -> list[Task]:
+    """Every variant of the dev families (``lr_gym/EmbeddedDev-v0``)."""
+    return split_variants("dev")
+
+
+def test_variants() -> list[Task]:
+    """Every variant of the test families (``lr_gym/EmbeddedTest-v0``)."""
+    return split_variants("test")

@@ -31,6 +31,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from agents.help_format import DefaultsHelpFormatter
 from lr_gym.config import EnvConfig
 from lr_gym.envs.lr_control import action_to_multiplier, lr_bounds, next_multiplier
 from lr_gym.features import FEATURE_NAMES, OBS_BOUND, FeatureTracker
@@ -143,6 +145,10 @@ def export_controller(agent: Any, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=metadata)
+    # safetensors creates files 0600; a controller file is meant to be shared.
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
     return path
 
 
@@ -624,11 +630,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m agents.deploy",
         description="Export a trained PPO learning-rate controller to one safetensors file.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("export", help="Write a run folder's controller to a .safetensors file.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=DefaultsHelpFormatter)
     e.add_argument("--agent", default=None,
                    help="Run folder (default: the latest under --log-folder).")
     e.add_argument("-f", "--log-folder", default="logs", help="Where run folders are.")

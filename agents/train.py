@@ -19,13 +19,15 @@ from typing import Any
 
 import gymnasium as gym
 
+from agents.help_format import DefaultsHelpFormatter
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     p = argparse.ArgumentParser(
         prog="train_agent.py",
         description="Train a PPO learning-rate controller on lr_gym envs.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument(
         "--env",
@@ -46,10 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-conf", "--conf-file", default=None,
                    help="PPO hyperparameter YAML keyed by env id (default: the packaged one).")
     p.add_argument("--eval-freq", type=int, default=None,
-                   help="Env steps between periodic evaluations; 0 disables.")
-    p.add_argument("--eval-episodes", type=int, default=None, help="Episodes per evaluation.")
+                   help="Env steps between periodic evaluations; 0 disables (default: from "
+                        "the file).")
+    p.add_argument("--eval-episodes", type=int, default=None,
+                   help="Episodes per evaluation (default: from the file).")
     p.add_argument("--save-freq", type=int, default=None,
-                   help="Env steps between checkpoints; 0 disables.")
+                   help="Env steps between checkpoints; 0 disables (default: from the file).")
     p.add_argument("--gym-packages", nargs="*", default=[],
                    help="Modules to import first (they register your own tasks).")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
@@ -217,13 +221,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
 
+    # PPO collects whole rollouts: round the budget up so the progress bar ends at 100%.
+    rollout = hp.n_steps * max(hp.n_envs, 1)
+    total = -(-hp.n_timesteps // rollout) * rollout
     if args.verbose:
-        print(f"Training PPO on {', '.join(args.env)} for {hp.n_timesteps} env steps "
+        rounded = (f" ({hp.n_timesteps} rounded up to whole rollouts of {rollout})"
+                   if total != hp.n_timesteps else "")
+        print(f"Training PPO on {', '.join(args.env)} for {total} env steps{rounded} "
               f"({hp.n_envs} env(s)); run folder: {run_dir}")
     t0 = time.perf_counter()
     interrupted = False
     try:
-        model.learn(total_timesteps=hp.n_timesteps, callback=callbacks, progress_bar=args.progress)
+        model.learn(total_timesteps=total, callback=callbacks, progress_bar=args.progress)
     except KeyboardInterrupt:
         interrupted = True
         print("\nInterrupted: saving the agent before exiting.", file=sys.stderr)
@@ -237,7 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         mean_r = f"{np.mean(rewards):.3f}" if len(rewards) else "n/a"
         print(f"Saved {run_dir / 'model.zip'} after {model.num_timesteps} env steps "
               f"in {elapsed:.0f} s (mean episode reward of the last episodes: {mean_r}).")
-        print(f"Evaluate it: python evaluate_agent.py --agent {run_dir}")
+        packages = (f" --gym-packages {' '.join(args.gym_packages)}"
+                    if args.gym_packages else "")
+        print(f"Evaluate it: python evaluate_agent.py --agent {run_dir}{packages}")
     return 130 if interrupted else 0
 
 

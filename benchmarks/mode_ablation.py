@@ -1,20 +1,27 @@
-"""Anchored vs recursive action mode: the measurement behind the env's default.
+"""Anchored vs recursive action mode, chosen on the dev families: the env's default.
 
-Trains one PPO controller per mode on the default training mix with the same seed
-and budget (the packaged hyperparameters, ``-n`` env steps), then evaluates each on
-the **dev** split (``lr_gym.DEV.env_ids`` by default) against the static and cosine
-baselines (self-tuning track: no per-task tuning), 5 paired seeds. The mode is a
-design choice, so it is made on dev ids: test ids are refused (exit code 2). Prints
-both evaluation reports; the JSON results land in ``<log-folder>/eval_<mode>/``.
+Trains PPO controllers per mode on the default training mix (the packaged
+hyperparameters, ``-n`` env steps, one run per ``--seeds`` entry, periodic evaluation
+off), then evaluates each mode's agents pooled on the **dev** split
+(``lr_gym.DEV.env_ids``) against the static and cosine baselines in the self-tuning
+track, 5 paired seeds. The mode is a design choice, so it is made on dev ids: test ids
+are refused (exit code 2). Finished training runs are reused, and the evaluation
+resumes, so a stopped ablation picks up where it was.
+
+Writes ``<results>/report_<mode>.md`` and ``results_<mode>.json`` (the evaluation
+reports) and ``summary.md`` / ``summary.json`` (one row per mode); training runs and
+episode logs stay under ``-f``.
 
 Usage:
-    python benchmarks/mode_ablation.py [-n 12000] [-f benchmarks/results/mode_ablation]
-        [--env ID ...]
+    python benchmarks/mode_ablation.py [-n 20000] [--seeds 0 1 2]
+        [-f logs/mode_ablation] [--results benchmarks/results/mode_ablation] [--env ID ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -38,9 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     import lr_gym
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("-n", "--n-timesteps", type=int, default=12000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-f", "--log-folder", default="benchmarks/results/mode_ablation")
+    p.add_argument("-n", "--n-timesteps", type=int, default=20000)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                   help="PPO seeds per mode (one agent each, pooled in the evaluation).")
+    p.add_argument("-f", "--log-folder", default="logs/mode_ablation",
+                   help="Training runs and evaluation logs.")
+    p.add_argument("--results", default="benchmarks/results/mode_ablation",
+                   help="Where the reports and the summary are written.")
     p.add_argument("--env", nargs="+", default=list(lr_gym.DEV.env_ids),
                    help="Evaluation env ids (dev split by default; test ids are refused).")
     return p
@@ -62,11 +73,23 @@ def check_envs(env_ids: Sequence[str]) -> str | None:
     return None
 
 
-def evaluate_command(run: Path, env_ids: Sequence[str], out: Path) -> list[str]:
-    """The ``evaluate_agent.py`` command line that evaluates ``run`` on ``env_ids``."""
-    return [sys.executable, str(ROOT / "evaluate_agent.py"), "--agent", str(run),
+def evaluate_command(runs: Path | Sequence[Path], env_ids: Sequence[str],
+                     out: str | Path) -> list[str]:
+    """The ``evaluate_agent.py`` command line that evaluates ``runs`` on ``env_ids``."""
+    runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
+    return [sys.executable, str(ROOT / "evaluate_agent.py"), "--agent", *map(str, runs),
             "--env", *env_ids, "--baselines", "static", "cosine", "--track", "self",
-            "-o", str(out), "--no-progress"]
+            "-o", str(out), "--no-progress", "--no-plot"]
+
+
+def trained_run(folder: Path, seed: int, n_timesteps: int) -> Path | None:
+    """A finished run of ``seed`` and budget under ``folder`` (model.zip written last)."""
+    for cfg in sorted((folder / "ppo").glob("*/config.yml")):
+        meta = yaml.safe_load(cfg.read_text()) or {}
+        if (meta.get("seed") == seed and (cfg.parent / "model.zip").is_file()
+                and meta.get("hyperparams", {}).get("n_timesteps") == n_timesteps):
+            return cfg.parent
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,21 +98,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (error := check_envs(args.env)) is not None:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    root = Path(args.log_folder)
+    root, results = Path(args.log_folder), Path(args.results)
     root.mkdir(parents=True, exist_ok=True)
+    results.mkdir(parents=True, exist_ok=True)
     base = yaml.safe_load(HYPERPARAMS_FILE.read_text())["default"]
+    summary = {}
     for mode, env_kwargs in MODES.items():
         conf = root / f"{mode}.yml"
         conf.write_text(yaml.safe_dump({TRAIN_ENV: {
             **base, "env_kwargs": env_kwargs, "eval_freq": 0}}))
-        code = train.main(["--env", TRAIN_ENV, "-conf", str(conf), "-n", str(args.n_timesteps),
-                           "--seed", str(args.seed), "-f", str(root / mode), "--no-progress"])
-        if code != 0:
-            return code
-        run = next((root / mode / "ppo").glob(f"{train.run_name([TRAIN_ENV])}_*"))
-        done = subprocess.run(evaluate_command(run, args.env, root / f"eval_{mode}"), cwd=ROOT)
+        runs = []
+        for seed in args.seeds:
+            run = trained_run(root / mode, seed, args.n_timesteps)
+            if run is None:
+                code = train.main(["--env", TRAIN_ENV, "-conf", str(conf), "-n",
+                                   str(args.n_timesteps), "--seed", str(seed),
+                                   "-f", str(root / mode), "--no-progress"])
+                if code != 0:
+                    return code
+                run = trained_run(root / mode, seed, args.n_timesteps)
+            runs.append(run)
+        out = root / f"eval_{mode}"
+        done = subprocess.run(evaluate_command(runs, args.env, out), cwd=ROOT)
         if done.returncode != 0:
             return done.returncode
+        shutil.copy(out / "report.md", results / f"report_{mode}.md")
+        shutil.copy(out / "results.json", results / f"results_{mode}.json")
+        agg = {a["controller"]: a for a in
+               json.loads((out / "results.json").read_text())["tracks"]["self"]["aggregate"]}
+        summary[mode] = {**env_kwargs, "agents": len(runs), **{
+            f"{c}_{k}": agg[c].get(k)
+            for c in agg for k in ("iqm_test", "iqm_low", "iqm_high", "profile_score",
+                                   "p_improvement")}}
+    lines = ["| mode (base schedule, max_factor) | agents | IQM dev test acc [95% CI] | "
+             "profile score | P(PPO > static) [95% CI] | P(PPO > cosine) [95% CI] |",
+             "|---|---|---|---|---|---|"]
+    for mode, s in summary.items():
+        pois = [s.get(f"{b}_p_improvement") for b in ("static", "cosine")]
+        lines.append(
+            f"| {mode} ({s['schedule']}, {s['max_factor']:g}) | {s['agents']} | "
+            f"{s['ppo_iqm_test']:.4f} [{s['ppo_iqm_low']:.4f}, {s['ppo_iqm_high']:.4f}] | "
+            f"{s['ppo_profile_score']:.3f} | "
+            + " | ".join("—" if p is None else f"{p[0]:.2f} [{p[1]:.2f}, {p[2]:.2f}]"
+                         for p in pois) + " |")
+    table = "\n".join(lines)
+    (results / "summary.md").write_text(
+        f"Mode ablation on the dev envs {', '.join(args.env)}; PPO seeds {args.seeds}, "
+        f"{args.n_timesteps} env steps each; self-tuning track.\n\n{table}\n")
+    (results / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(table)
     return 0
 
 

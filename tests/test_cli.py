@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -28,6 +29,9 @@ def test_help(script, tmp_path):
     for flag in ("--env", "--seed" if script == "train_agent.py" else "--seeds", "--device",
                  "--log-folder"):
         assert flag in out.stdout
+    help_text = " ".join(out.stdout.split())
+    assert "(default: None)" not in help_text
+    assert not re.search(r"\(default: [^)]*\)\. \(default:", help_text)  # said twice
 
 
 @pytest.mark.slow

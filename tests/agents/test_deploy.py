@@ -305,6 +305,9 @@ def test_cli_export(run_dir, tmp_path, capsys):
     text = capsys.readouterr().out
     assert f"Wrote {out}" in text and "mode=anchored" in text and "[64, 32] relu" in text
     assert ControllerPolicy.load(out).config["source"]["run"] == str(run_dir)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # shareable, not 0600
     assert main(["export", "--agent", str(tmp_path / "nope"), "-o", str(out)]) == 2
     assert "No agent at" in capsys.readouterr().err
 

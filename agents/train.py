@@ -13,13 +13,15 @@ import importlib
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
 from agents.help_format import DefaultsHelpFormatter
+
+DEFAULT_ENV = "lr_gym/EmbeddedMix-v0"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--env",
         nargs="+",
-        default=["lr_gym/EmbeddedMix-v0"],
+        default=[DEFAULT_ENV],
         help="Env id(s); several ids train one controller across all their tasks. "
         "Test-split ids (lr_gym.TEST) are refused.",
     )
@@ -250,6 +252,50 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if args.gym_packages else "")
         print(f"Evaluate it: python evaluate_agent.py --agent {run_dir}{packages}")
     return 130 if interrupted else 0
+
+
+def trained_run(folder: Path, seed: int, n_timesteps: int) -> Path | None:
+    """A finished run of ``seed`` and budget under ``folder`` (model.zip is written last)."""
+    import yaml
+
+    for cfg in sorted((folder / "ppo").glob("*/config.yml")):
+        meta = yaml.safe_load(cfg.read_text()) or {}
+        if (meta.get("seed") == seed and (cfg.parent / "model.zip").is_file()
+                and meta.get("hyperparams", {}).get("n_timesteps") == n_timesteps):
+            return cfg.parent
+    return None
+
+
+def train_seeds(folder: Path, seeds: Sequence[int], n_timesteps: int,
+                env_kwargs: Mapping[str, Any] | None = None) -> list[Path]:
+    """One finished run per seed on the default mix under ``folder``, training what is missing.
+
+    Runs use the packaged hyperparameters with ``env_kwargs`` and no periodic
+    evaluation; benchmarks call this so that a stopped benchmark resumes.
+
+    Raises:
+        RuntimeError: A training run failed.
+    """
+    import yaml
+
+    from agents.ppo import HYPERPARAMS_FILE
+
+    folder.mkdir(parents=True, exist_ok=True)
+    conf = folder / "hyperparams.yml"
+    base = yaml.safe_load(HYPERPARAMS_FILE.read_text())["default"]
+    conf.write_text(yaml.safe_dump({DEFAULT_ENV: {
+        **base, "env_kwargs": dict(env_kwargs or {}), "eval_freq": 0}}))
+    runs = []
+    for seed in seeds:
+        run = trained_run(folder, seed, n_timesteps)
+        if run is None:
+            code = main(["--env", DEFAULT_ENV, "-conf", str(conf), "-n", str(n_timesteps),
+                         "--seed", str(seed), "-f", str(folder), "--no-progress"])
+            run = trained_run(folder, seed, n_timesteps)
+            if code != 0 or run is None:
+                raise RuntimeError(f"training seed {seed} under {folder} failed (exit {code}).")
+        runs.append(run)
+    return runs
 
 
 if __name__ == "__main__":

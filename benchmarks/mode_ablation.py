@@ -27,13 +27,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-
-from agents import train
-from agents.ppo import HYPERPARAMS_FILE
+from agents.train import train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN_ENV = "lr_gym/EmbeddedMix-v0"
 MODES = {
     "anchored": {"mode": "anchored", "schedule": "cosine", "max_factor": 4.0},
     "recursive": {"mode": "recursive", "schedule": "constant", "max_factor": 2.0},
@@ -82,16 +78,6 @@ def evaluate_command(runs: Path | Sequence[Path], env_ids: Sequence[str],
             "-o", str(out), "--no-progress", "--no-plot"]
 
 
-def trained_run(folder: Path, seed: int, n_timesteps: int) -> Path | None:
-    """A finished run of ``seed`` and budget under ``folder`` (model.zip written last)."""
-    for cfg in sorted((folder / "ppo").glob("*/config.yml")):
-        meta = yaml.safe_load(cfg.read_text()) or {}
-        if (meta.get("seed") == seed and (cfg.parent / "model.zip").is_file()
-                and meta.get("hyperparams", {}).get("n_timesteps") == n_timesteps):
-            return cfg.parent
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -101,23 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     root, results = Path(args.log_folder), Path(args.results)
     root.mkdir(parents=True, exist_ok=True)
     results.mkdir(parents=True, exist_ok=True)
-    base = yaml.safe_load(HYPERPARAMS_FILE.read_text())["default"]
     summary = {}
     for mode, env_kwargs in MODES.items():
-        conf = root / f"{mode}.yml"
-        conf.write_text(yaml.safe_dump({TRAIN_ENV: {
-            **base, "env_kwargs": env_kwargs, "eval_freq": 0}}))
-        runs = []
-        for seed in args.seeds:
-            run = trained_run(root / mode, seed, args.n_timesteps)
-            if run is None:
-                code = train.main(["--env", TRAIN_ENV, "-conf", str(conf), "-n",
-                                   str(args.n_timesteps), "--seed", str(seed),
-                                   "-f", str(root / mode), "--no-progress"])
-                if code != 0:
-                    return code
-                run = trained_run(root / mode, seed, args.n_timesteps)
-            runs.append(run)
+        try:
+            runs = train_seeds(root / mode, args.seeds, args.n_timesteps, env_kwargs)
+        except RuntimeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         out = root / f"eval_{mode}"
         done = subprocess.run(evaluate_command(runs, args.env, out), cwd=ROOT)
         if done.returncode != 0:

@@ -4,7 +4,7 @@ Trains one controller per ``--seeds`` entry with the packaged hyperparameters on
 default training mix (periodic evaluation off; a finished run of the same seed and
 budget is reused), then runs the default evaluation protocol (``evaluate_agent.py``:
 the test families, both tracks, every baseline) with the agents pooled, and copies
-``report.md``, ``results.json`` and the figures to ``--results``.
+``report.md``, ``table.md``, ``results.json`` and the figures to ``--results``.
 
 Usage:
     python benchmarks/headline.py [--seeds 0 1 2] [-n 20000] [-f logs/headline]
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if done.returncode != 0:
         return done.returncode
     results.mkdir(parents=True, exist_ok=True)
-    for f in ("report.md", "results.json", *(p.name for p in out.glob("*.png"))):
+    for f in ("report.md", "table.md", "results.json", *(p.name for p in out.glob("*.png"))):
         shutil.copy(out / f, results / f)
     print(f"Copied the report, results and figures to {results}.")
     return 0

@@ -52,3 +52,21 @@ def test_readme_deployment_example_is_the_tested_script():
     code = textwrap.dedent(block.group(1))
     assert code in (ROOT / "README.md").read_text()
     assert len(code.strip().splitlines()) < 15
+
+
+def test_readme_results_come_from_committed_files():
+    from benchmarks.readme_results import render, sources
+
+    text = (ROOT / "README.md").read_text()
+    assert "benchmarks/results/headline/table.md" in sources(text)
+    assert render(text) == text, "stale: run python benchmarks/readme_results.py"
+
+
+def test_readme_results_blocks_are_filled_from_files(tmp_path):
+    from benchmarks.readme_results import render
+
+    (tmp_path / "r.md").write_text("| a | 1 |\n")
+    text = "x\n<!-- results: r.md -->\nold\n<!-- /results -->\ny\n"
+    assert render(text, tmp_path) == "x\n<!-- results: r.md -->\n| a | 1 |\n<!-- /results -->\ny\n"
+    with pytest.raises(FileNotFoundError, match="nope.md"):
+        render("<!-- results: nope.md -->\n<!-- /results -->", tmp_path)

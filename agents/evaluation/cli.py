@@ -2,9 +2,10 @@
 
 See :mod:`agents.evaluation` for the protocol. Outputs go to one folder per
 invocation (``<log-folder>/eval/<envs>-<hash>`` unless ``-o``): ``report.md``,
-``results.json``, ``runs.jsonl`` (every finished episode; a rerun of the same
-invocation resumes from it), ``invocation.json`` and, with ``--plot``, curves and
-performance profiles per track.
+``table.md`` (the aggregate tables and verdicts alone), ``results.json``,
+``runs.jsonl`` (every finished episode; a rerun of the same invocation resumes from
+it), ``invocation.json`` and, with ``--plot``, curves and performance profiles per
+track.
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ def _main(args: argparse.Namespace) -> int:
 
     from agents.baselines import BASELINES, make_baseline
     from agents.evaluation import plots, scoring
-    from agents.evaluation.report import report_markdown
+    from agents.evaluation.report import report_markdown, tables_markdown
     from agents.evaluation.runner import EpisodeJob, make_pool, run_job, tune_job
     from agents.evaluation.store import RunStore, run_key
     from lr_gym.splits import SPLITS
@@ -282,9 +283,10 @@ def _main(args: argparse.Namespace) -> int:
             "seconds": time.perf_counter() - t0}
     report = report_markdown(summaries, meta)
     (out / "report.md").write_text(report)
+    (out / "table.md").write_text(tables_markdown(summaries))
     (out / "results.json").write_text(json.dumps({"meta": meta, "tracks": summaries},
                                                  indent=1, default=float))
-    written = ["report.md", "results.json", "runs.jsonl"]
+    written = ["report.md", "table.md", "results.json", "runs.jsonl"]
     if args.plot:
         for t, summary in summaries.items():
             title = scoring.TRACKS[t].split(":")[0]

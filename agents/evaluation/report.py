@@ -49,14 +49,26 @@ def aggregate_table(summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _track_section(track: str, summary: Mapping[str, Any]) -> list[str]:
-    lines = [f"## {TRACKS[track]}", "", *aggregate_table(summary), ""]
+def track_summary(track: str, summary: Mapping[str, Any], heading: str = "##") -> list[str]:
+    """A track's heading, aggregate table and verdict (what ``table.md`` and README hold)."""
+    lines = [f"{heading} {TRACKS[track]}", "", *aggregate_table(summary), ""]
     v = verdict(summary)
     if any(v.values()):
         lines += ["On the final test metric, the learned controller:"]
         for key, label in (("wins", "beats"), ("ties", "ties with"), ("losses", "loses to")):
             lines.append(f"- {label}: " + (", ".join(v[key]) if v[key] else "none"))
         lines.append("")
+    return lines
+
+
+def tables_markdown(summaries: Mapping[str, Mapping[str, Any]]) -> str:
+    """Every track's summary, for ``table.md``."""
+    return "\n".join(line for t, s in summaries.items()
+                     for line in track_summary(t, s, heading="####"))
+
+
+def _track_section(track: str, summary: Mapping[str, Any]) -> list[str]:
+    lines = track_summary(track, summary)
     if summary["agents"]:
         lines += ["Learned controller, agent by agent (its profile score is computed against "
                   "the baselines alone):", "",

@@ -1,0 +1,66 @@
+"""Copies committed result files into README, so every quoted number has a source.
+
+README marks each quoted result with the file it comes from::
+
+    <!-- results: benchmarks/results/headline/table.md -->
+    ...the file's content, verbatim...
+    <!-- /results -->
+
+``python benchmarks/readme_results.py`` rewrites those blocks from the files;
+``--check`` only reports blocks that differ (the test suite runs the check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"(<!-- results: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+
+
+def render(readme: str, root: Path = ROOT) -> str:
+    """README with every results block replaced by its file's current content.
+
+    Raises:
+        FileNotFoundError: A block names a file that does not exist.
+    """
+    def fill(m: re.Match[str]) -> str:
+        source = root / m.group("path")
+        if not source.is_file():
+            raise FileNotFoundError(f"README quotes {m.group('path')}, which does not exist; "
+                                    "run the benchmark that writes it, or drop the block.")
+        return f"{m.group(1)}{source.read_text().strip()}\n{m.group(4)}"
+
+    return BLOCK.sub(fill, readme)
+
+
+def sources(readme: str) -> list[str]:
+    """The result files README quotes."""
+    return [m.group("path") for m in BLOCK.finditer(readme)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (1 with ``--check`` when README is stale)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="Report stale blocks, change nothing.")
+    args = p.parse_args(argv)
+    path = ROOT / "README.md"
+    text = path.read_text()
+    new = render(text)
+    if args.check:
+        if new != text:
+            print("README.md quotes results that differ from their files; run "
+                  "`python benchmarks/readme_results.py`.", file=sys.stderr)
+            return 1
+        return 0
+    path.write_text(new)
+    print(f"Updated {len(sources(text))} results blocks in README.md.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

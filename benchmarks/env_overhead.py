@@ -105,14 +105,14 @@ def main() -> None:
             "ratio": env_med / plain_med,
         })
 
-    print("| env | optimizer steps | env steps | env (s, median) | plain loop (s, median) "
-          "| ratio |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['env_id']} | {r['optimizer_steps']} | {r['env_steps']} | {r['env_s']:.3f} | "
-              f"{r['plain_s']:.3f} | {r['ratio']:.3f} |")
+    table = ["| env | optimizer steps | env steps | env (s, median) | plain loop (s, median) "
+             "| env / plain |", "|---|---|---|---|---|---|"]
+    table += [f"| {r['env_id']} | {r['optimizer_steps']} | {r['env_steps']} | {r['env_s']:.3f} "
+              f"| {r['plain_s']:.3f} | {r['ratio']:.3f} |" for r in rows]
+    print("\n".join(table))
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text("\n".join(table) + "\n")
     meta = {"python": platform.python_version(), "torch": str(torch.__version__),
             "machine": platform.machine(), "threads": args.threads, "repeats": args.repeats}
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

@@ -196,6 +196,21 @@ class PPOHyperparams:
         d["env_kwargs"] = dict(self.env_kwargs)
         return d
 
+    def ppo_kwargs(self) -> dict[str, Any]:
+        """The SB3 ``PPO`` arguments these hyperparameters set (besides the network)."""
+        return {
+            "learning_rate": self.learning_rate,
+            "n_steps": self.n_steps,
+            "batch_size": self.batch_size,
+            "n_epochs": self.n_epochs,
+            "gamma": self.gamma,
+            "gae_lambda": self.gae_lambda,
+            "clip_range": self.clip_range,
+            "ent_coef": self.ent_coef,
+            "vf_coef": self.vf_coef,
+            "max_grad_norm": self.max_grad_norm,
+        }
+
     def policy_kwargs(self) -> dict[str, Any]:
         """SB3 ``policy_kwargs``: separate pi/vf MLPs with ``net_arch`` hidden layers."""
         arch = list(self.net_arch)
@@ -234,16 +249,7 @@ def make_ppo(venv: Any, hp: PPOHyperparams, *, seed: int | None, device: str = "
     return PPO(
         hp.policy,
         venv,
-        learning_rate=hp.learning_rate,
-        n_steps=hp.n_steps,
-        batch_size=hp.batch_size,
-        n_epochs=hp.n_epochs,
-        gamma=hp.gamma,
-        gae_lambda=hp.gae_lambda,
-        clip_range=hp.clip_range,
-        ent_coef=hp.ent_coef,
-        vf_coef=hp.vf_coef,
-        max_grad_norm=hp.max_grad_norm,
+        **hp.ppo_kwargs(),
         policy_kwargs=hp.policy_kwargs(),
         seed=seed,
         device=device,
@@ -269,8 +275,8 @@ def latest_run(log_folder: str | Path) -> Path:
               file=sys.stderr)
     if not runs:
         raise FileNotFoundError(
-            f"No complete trained agent under {root}: train one with `python "
-            "train_agent.py` or pass --agent PATH."
+            f"No trained agent under {root} (no complete run, i.e. none with {COMPLETE}): "
+            "train one with `python train_agent.py` or pass --agent PATH."
         )
     return max(runs, key=lambda p: (p / COMPLETE).stat().st_mtime)
 

@@ -161,8 +161,8 @@ def check_real(
     bad = bad or (lo is not None and (x <= lo if lo_open else x < lo))
     bad = bad or (hi is not None and (x >= hi if hi_open else x > hi))
     if bad:
-        finite = "" if allow_inf else "finite and "
-        raise ValueError(f"{name} must be {finite}{_range(lo, hi, lo_open, hi_open)}, got {x}.")
+        finite = "" if allow_inf else ", finite"
+        raise ValueError(f"{name} must be {_range(lo, hi, lo_open, hi_open)}{finite}, got {x}.")
     return x
 
 

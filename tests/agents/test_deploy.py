@@ -491,15 +491,15 @@ def _set(section, key, value):
 
 
 @pytest.mark.parametrize(("edit_config", "edit_tensors", "message"), [
-    (_set("env_config", "lr_min", 0.0), None, "lr_min must be finite and > 0"),
-    (_set("env_config", "lr_min", -1.0), None, "lr_min must be finite and >= 0"),
+    (_set("env_config", "lr_min", 0.0), None, "lr_min must be > 0, finite"),
+    (_set("env_config", "lr_min", -1.0), None, "lr_min must be >= 0, finite"),
     (lambda c: c["env_config"].update(lr_min=0.5, lr_max=0.1), None, "lr_min .* below lr_max"),
     (_set("env_config", "max_factor", 1e6), None, "max_factor must be .*<= 10"),
-    (_set("env_config", "max_factor", 1.0), None, "max_factor must be finite and > 1"),
-    (_set("env_config", "reward_scale", float("nan")), None, "reward_scale must be finite"),
-    (_set("normalization", "clip_obs", float("inf")), None, "clip_obs must be finite"),
-    (_set("normalization", "epsilon", -1.0), None, "epsilon must be finite and >= 0"),
-    (_set("tracker", "short_halflife", 0.0), None, "short_halflife must be finite and > 0"),
+    (_set("env_config", "max_factor", 1.0), None, "max_factor must be > 1, finite"),
+    (_set("env_config", "reward_scale", float("nan")), None, "reward_scale must be > 0, finite"),
+    (_set("normalization", "clip_obs", float("inf")), None, "clip_obs must be > 0, finite"),
+    (_set("normalization", "epsilon", -1.0), None, "epsilon must be >= 0, finite"),
+    (_set("tracker", "short_halflife", 0.0), None, "short_halflife must be > 0, finite"),
     (_set("policy", "net_arch", [64, 16]), None, r"policy.1.weight.*shape \(32, 64\).*\(16, 64\)"),
     (_set("policy", "obs_dim", 12), None, "obs_dim is 12"),
     (_set("policy", "activation", "gelu"), None, "metadata is missing or malformed"),

@@ -230,14 +230,14 @@ def test_multi_task_env_samples_tasks():
     ({"steps_per_action": -1}, "steps_per_action must be >= 1"),
     ({"total_steps": 2.5}, "total_steps must be an integer"),
     ({"lr_max": -0.1}, "lr_max must be > 0"),
-    ({"lr_min": -1e-4}, "lr_min must be finite and >= 0"),
+    ({"lr_min": -1e-4}, "lr_min must be >= 0, finite"),
     ({"lr_min": 0.5, "lr_max": 0.1}, r"lr_min \(0.5\) must be below lr_max \(0.1\)"),
     ({"lr_min": 5.0}, r"lr_min \(5\) must be below lr_max \(3\)"),  # lr0 * 30 by default
-    ({"reward_scale": math.nan}, "reward_scale must be finite and > 0"),
-    ({"divergence_penalty": math.nan}, "divergence_penalty must be finite and >= 0"),
+    ({"reward_scale": math.nan}, "reward_scale must be > 0, finite"),
+    ({"divergence_penalty": math.nan}, "divergence_penalty must be >= 0, finite"),
     ({"divergence_factor": math.nan}, "divergence_factor must be > 1"),
-    ({"final_lr_frac": math.inf}, "final_lr_frac must be finite"),
-    ({"max_factor": math.inf}, "max_factor must be finite and > 1"),
+    ({"final_lr_frac": math.inf}, "final_lr_frac must be >= 0 and <= 1, finite"),
+    ({"max_factor": math.inf}, "max_factor must be > 1, finite"),
     ({"max_factor": "2"}, "max_factor must be a number"),
     ({"eval_test": "yes"}, "eval_test must be True or False"),
     ({"device": "toaster"}, "not a torch device"),
@@ -255,12 +255,12 @@ def test_explicit_budget_is_never_replaced_by_the_tasks():
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"lr": math.inf}, "lr must be finite and > 0"),
-    ({"lr": math.nan}, "lr must be finite and > 0"),
-    ({"lr": -0.1}, "lr must be finite and > 0"),
+    ({"lr": math.inf}, "lr must be > 0, finite"),
+    ({"lr": math.nan}, "lr must be > 0, finite"),
+    ({"lr": -0.1}, "lr must be > 0, finite"),
     ({"batch_size": 0}, "batch_size must be >= 1"),
     ({"total_steps": "40"}, "total_steps must be an integer"),
-    ({"grad_clip": math.nan}, "grad_clip must be finite and > 0"),
+    ({"grad_clip": math.nan}, "grad_clip must be > 0, finite"),
 ])
 def test_bad_task_values_are_refused(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=f"Task 'blobs': {message}"):

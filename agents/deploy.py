@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from agents.base import Controller
 from agents.help_format import DefaultsHelpFormatter
 from agents.runs import CONTROLLER, atomic_write, run_files
-from lr_gym.config import EnvConfig, check_real
+from lr_gym.config import EnvConfig, check_int, check_real
 from lr_gym.envs.lr_control import action_to_multiplier, lr_bounds, next_multiplier
 from lr_gym.features import FEATURE_NAMES, OBS_BOUND, FeatureTracker
 from lr_gym.schedules import schedule_factor
@@ -524,8 +524,6 @@ class LRController:
         lr_min: float | None = None,
         lr_max: float | None = None,
     ) -> None:
-        from lr_gym.config import check_int
-
         check_int("total_steps", total_steps, lo=1)
         check_int("steps_per_action", steps_per_action, lo=1)
         if not 1 <= steps_per_action <= total_steps:
@@ -543,7 +541,7 @@ class LRController:
         self._group_lr0 = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
         self.lr0 = float(lr0) if lr0 is not None else self._group_lr0[0]
         if not (self.lr0 > 0 and math.isfinite(self.lr0)):
-            raise ValueError(f"lr0 must be finite and > 0, got {self.lr0}; give the optimizer "
+            raise ValueError(f"lr0 must be > 0, finite, got {self.lr0}; give the optimizer "
                              "an lr.")
         c = self.config
         if lr_min is not None:

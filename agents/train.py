@@ -74,10 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-conf", "--conf-file", default=None,
                    help="PPO hyperparameter YAML keyed by env id (default: the packaged one, "
                         "or the trained agent's config.yml with -i).")
-    p.add_argument("--hyperparams", nargs="+", type=_key_value, default=[], metavar="KEY:VALUE",
+    p.add_argument("--hyperparams", nargs="+", type=_key_value, default=[], action="extend",
+                   metavar="KEY:VALUE",
                    help="Hyperparameter overrides, values in YAML, e.g. n_steps:128 "
                         "learning_rate:3e-4.")
-    p.add_argument("--env-kwargs", nargs="+", type=_key_value, default=[], metavar="KEY:VALUE",
+    p.add_argument("--env-kwargs", nargs="+", type=_key_value, default=[], action="extend",
+                   metavar="KEY:VALUE",
                    help="EnvConfig overrides, values in YAML, e.g. mode:anchored "
                         "max_factor:4; saved with the agent.")
     p.add_argument("-i", "--trained-agent", default=None, metavar="PATH",
@@ -262,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_files,
         write_text_atomic,
     )
+    from lr_gym.envs.lr_control import resolve_device
 
     _import_packages(args.gym_packages)
     # The meta-network is a 64-32 MLP: extra intra-op threads only spin and steal the
@@ -311,7 +314,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.env_kwargs:
             hp = PPOHyperparams.from_dict(
                 {**hp.to_dict(), "env_kwargs": {**hp.env_kwargs, **dict(args.env_kwargs)}})
-    except (ValueError, OSError, yaml.YAMLError) as err:
+        resolve_device(args.device)
+        # Built once here (cheap: data loads at reset) so that e.g. a budget the task
+        # cannot hold fails now, not as a dead subprocess worker.
+        env_factory(env_ids, {**hp.env_kwargs, "device": args.env_device},
+                    args.gym_packages)().close()
+    except (ValueError, TypeError, OSError, yaml.YAMLError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyError as err:

@@ -64,6 +64,9 @@ TINY = ["--env", "lr_gym/Digits-MLP-v0", "--n-envs", "1", "--no-progress", "-v",
     (["--seed", "-1"], "--seed must be >= 0"),
     (["-i", "nowhere/model.zip"], "No model file nowhere/model.zip"),
     (["--env", "lr_gym/Nope-v0"], "unknown env id 'lr_gym/Nope-v0'"),
+    (["--env-device", "toaster"], "device='toaster' is not a torch device"),
+    (["--device", "toaster"], "device='toaster' is not a torch device"),
+    (["--env-kwargs", "steps_per_action:50"], "steps_per_action (50) exceeds total_steps (20)"),
 ])
 def test_bad_flags_exit_2_before_any_run_folder(tmp_path, capsys, args, message):
     assert main([*TINY, "-f", str(tmp_path / "logs"), *args]) == 2
@@ -93,6 +96,9 @@ def test_key_value_flags_are_parsed_as_yaml():
                                      "eval_test": False}
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--hyperparams", "n_steps"])  # no colon: argparse error
+    twice = build_parser().parse_args(["--env-kwargs", "mode:anchored", "--env-kwargs",
+                                       "max_factor:4"])
+    assert dict(twice.env_kwargs) == {"mode": "anchored", "max_factor": 4}  # both kept
 
 
 def test_tensorboard_flag_names_the_extra_when_missing(tmp_path, capsys, monkeypatch):

@@ -2,9 +2,20 @@
 
 ``export_controller`` writes a ``.safetensors`` file with the policy weights needed for
 the deterministic action, the observation normalisation and, in its metadata, the
-feature and LR configuration the agent was trained under. Loading it never unpickles
-anything and verifies a SHA-256 of its content, so a file from someone else cannot
-run code and a tampered one is refused.
+feature and LR configuration the agent was trained under. Training writes one into
+every run folder (``controller.safetensors``) and every checkpoint.
+
+Trust model. Loading a controller file never unpickles anything, so a file from
+someone else cannot run code; evaluation (``evaluate_agent.py``) and deployment load
+agents only this way. The SHA-256 stored in the file is an *integrity* check (it
+catches truncation, bit rot and careless edits), not *authenticity*: anyone can write
+a file with a matching checksum. So :meth:`ControllerPolicy.load` also validates
+everything a file may ask for (``0 < lr_min < lr_max``, ``1 < max_factor <= 10``,
+finite numbers, weight shapes that match the declared network) and refuses a file
+that breaks a rule with :class:`ControllerFileError`, at load time, never at the
+first decision. Check where a file comes from as you would for any input that sets
+your learning rate. ``model.zip`` and ``vecnormalize.pkl`` are pickles: only
+``export`` (from your own runs) and resuming training read them.
 
 ``LRController`` drives any torch optimizer with that file, computing the same
 features (``lr_gym.features.FeatureTracker``) and the same LR rule as
@@ -21,7 +32,9 @@ features (``lr_gym.features.FeatureTracker``) and the same LR rule as
 
 ``LRControllerCallback`` does the same inside a Hugging Face ``Trainer``.
 
-CLI: ``python -m agents.deploy export --agent RUN_DIR -o controller.safetensors``.
+CLI: ``python -m agents.deploy export --agent RUN_DIR`` (re)writes
+``RUN_DIR/controller.safetensors``; it unpickles the run's files, so run it only on
+runs you trained yourself.
 """
 
 from __future__ import annotations
@@ -33,7 +46,8 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +56,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from agents.base import Controller
 from agents.help_format import DefaultsHelpFormatter
-from lr_gym.config import EnvConfig
+from agents.runs import CONTROLLER, atomic_write, run_files
+from lr_gym.config import EnvConfig, check_int, check_real
 from lr_gym.envs.lr_control import action_to_multiplier, lr_bounds, next_multiplier
 from lr_gym.features import FEATURE_NAMES, OBS_BOUND, FeatureTracker
 from lr_gym.schedules import schedule_factor
@@ -54,8 +70,90 @@ _ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh"}
 _ACT_FNS = {"relu": torch.relu, "tanh": torch.tanh}
 
 
+MAX_FACTOR_LIMIT = 10.0
+"""The largest ``max_factor`` a controller file may ask for (one action: at most x10)."""
+
+
 class ControllerFileError(ValueError):
     """A controller file that is not valid, not supported, or was tampered with."""
+
+
+def check_deployable(env_config: EnvConfig | Mapping[str, Any]) -> None:
+    """The LR rule limits of a controller file, beyond :class:`EnvConfig`'s own checks.
+
+    A file may ask for ``1 < max_factor <= 10`` and, when set, finite bounds with
+    ``0 < lr_min < lr_max``. Training checks its ``env_kwargs`` with this too, so no
+    agent is trained that could not be exported.
+
+    Raises:
+        ValueError: A rule is broken; the message names the field and the valid range.
+    """
+    c = dict(env_config) if isinstance(env_config, Mapping) else env_config.to_dict()
+    check_real("max_factor", c.get("max_factor", EnvConfig.max_factor), lo=1.0, lo_open=True,
+               hi=MAX_FACTOR_LIMIT)
+    if c.get("lr_min") is not None:
+        check_real("lr_min", c["lr_min"], lo=0.0, lo_open=True)
+    if c.get("lr_max") is not None:
+        check_real("lr_max", c["lr_max"], lo=0.0, lo_open=True)
+    lo, hi = c.get("lr_min"), c.get("lr_max")
+    if lo is not None and hi is not None and not lo < hi:
+        raise ValueError(f"lr_min ({lo}) must be below lr_max ({hi}).")
+
+
+def _check_tensor(name: str, t: torch.Tensor, shape: tuple[int, ...], float32: bool) -> None:
+    if tuple(t.shape) != shape:
+        raise ValueError(f"tensor {name!r} has shape {tuple(t.shape)}; the declared network "
+                         f"needs {shape}")
+    if float32 and t.dtype != torch.float32:
+        raise ValueError(f"tensor {name!r} is {t.dtype}; the policy runs in torch.float32")
+    if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+        raise ValueError(f"tensor {name!r} holds non-finite or non-float values")
+
+
+def validate_controller(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
+    """Checks everything a controller file asks for (see the module docstring).
+
+    Raises:
+        ValueError: The first broken rule, naming the field or tensor.
+    """
+    env_config = EnvConfig().replace(**config["env_config"])
+    check_deployable(env_config)
+    if list(config["feature_names"]) != list(FEATURE_NAMES) or (
+            float(config["obs_bound"]) != OBS_BOUND):
+        raise ValueError(
+            f"features {config['feature_names']} clipped to {config['obs_bound']}, but this "
+            f"lr_gym computes {list(FEATURE_NAMES)} clipped to {OBS_BOUND}; use the lr_gym "
+            "version it was exported with"
+        )
+    for key in ("short_halflife", "long_halflife"):
+        check_real(f"tracker.{key}", config["tracker"][key], lo=0.0, lo_open=True)
+    p, norm = config["policy"], config["normalization"]
+    if p["activation"] not in _ACT_FNS:
+        raise ValueError(f"unknown activation {p['activation']!r}; supported: {sorted(_ACT_FNS)}")
+    arch = list(p["net_arch"])
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in arch):
+        raise ValueError(f"policy.net_arch must be positive integers, got {arch}")
+    if p["obs_dim"] != len(FEATURE_NAMES):
+        raise ValueError(f"policy.obs_dim is {p['obs_dim']}, expected {len(FEATURE_NAMES)}")
+    low = check_real("policy.action_low", p["action_low"], lo=-1.0)
+    check_real("policy.action_high", p["action_high"], lo=low, lo_open=True, hi=1.0)
+    check_real("normalization.clip_obs", norm["clip_obs"], lo=0.0, lo_open=True)
+    eps = check_real("normalization.epsilon", norm["epsilon"], lo=0.0)
+    if not isinstance(norm["enabled"], bool):
+        raise ValueError(f"normalization.enabled must be true or false, got {norm['enabled']!r}")
+    fan_in = len(FEATURE_NAMES)
+    for i, n in enumerate(arch):
+        _check_tensor(f"policy.{i}.weight", tensors[f"policy.{i}.weight"], (n, fan_in), True)
+        _check_tensor(f"policy.{i}.bias", tensors[f"policy.{i}.bias"], (n,), True)
+        fan_in = n
+    _check_tensor("action.weight", tensors["action.weight"], (1, fan_in), True)
+    _check_tensor("action.bias", tensors["action.bias"], (1,), True)
+    if norm["enabled"]:
+        for key in ("obs_mean", "obs_var"):
+            _check_tensor(key, tensors[key], (len(FEATURE_NAMES),), False)
+        if not bool((tensors["obs_var"] >= 0).all()) or not bool(
+                (tensors["obs_var"] + eps > 0).all()):
+            raise ValueError("obs_var must be >= 0 and obs_var + epsilon > 0")
 
 
 # ------------------------------------------------------------------------- export
@@ -69,27 +167,37 @@ def _digest(config_json: str, tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def export_controller(agent: Any, path: str | Path) -> Path:
-    """Writes a trained PPO controller to one ``.safetensors`` file.
+def export_controller(agent: Any, path: str | Path,
+                      source: Mapping[str, Any] | None = None) -> Path:
+    """Writes a trained PPO controller to one ``.safetensors`` file (atomically).
+
+    Exporting a run folder unpickles its ``model.zip`` and ``vecnormalize.pkl``: do it
+    only for runs you trained yourself (training already writes the file).
 
     Args:
-        agent: A run folder (``model.zip`` + ``vecnormalize.pkl`` + ``config.yml``) or a
-            loaded :class:`~agents.ppo.PPOController`.
+        agent: A run folder (``model.zip`` + ``vecnormalize.pkl`` + ``config.yml``), a
+            checkpoint ``.zip``, or a loaded :class:`~agents.ppo.PPOController`.
         path: Output file.
+        source: Provenance recorded in the file (default: the run folder's env ids
+            and versions).
 
     Returns:
         The path written.
+
+    Raises:
+        ValueError: The agent breaks a rule of :func:`validate_controller` (nothing is
+            written).
     """
     from safetensors.torch import save_file
 
     from agents.ppo import PPOController
 
-    source: dict[str, Any] = {}
+    source = dict(source or {})
     if not isinstance(agent, PPOController):
         run = Path(agent)
         source["run"] = str(run)
         agent = PPOController.load(run, device="cpu")  # our own run: unpickling is fine here
-        cfg = run / "config.yml"
+        cfg = run_files(run).config
         if cfg.is_file():
             import yaml
 
@@ -135,6 +243,10 @@ def export_controller(agent: Any, path: str | Path) -> Path:
                           "epsilon": float(agent.epsilon)},
         "source": source,
     }
+    try:
+        validate_controller(config, tensors)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"cannot export this agent: {e}.") from e
     config_json = json.dumps(config, sort_keys=True)
     metadata = {
         "format": FORMAT,
@@ -142,14 +254,15 @@ def export_controller(agent: Any, path: str | Path) -> Path:
         "config": config_json,
         "sha256": _digest(config_json, tensors),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=metadata)
     # safetensors creates files 0600; a controller file is meant to be shared.
     umask = os.umask(0)
     os.umask(umask)
-    path.chmod(0o666 & ~umask)
-    return path
+
+    def write(tmp: Path) -> None:
+        save_file(tensors, str(tmp), metadata=metadata)
+        tmp.chmod(0o666 & ~umask)
+
+    return atomic_write(path, write)
 
 
 # ------------------------------------------------------------------------- policy
@@ -178,12 +291,16 @@ class ControllerPolicy:
 
     @classmethod
     def load(cls, path: str | Path) -> ControllerPolicy:
-        """Loads and verifies a file from :func:`export_controller` (no pickle involved).
+        """Loads, verifies and validates a file from :func:`export_controller` (no pickle).
+
+        The stored SHA-256 proves integrity, not authenticity (see the module
+        docstring), so every value the file asks for is validated here too.
 
         Raises:
             FileNotFoundError: No such file.
             ControllerFileError: Not a controller file, unsupported version, missing
-                tensors, or content that does not match its checksum.
+                tensors, content that does not match its checksum, or values outside
+                what a controller may ask for (:func:`validate_controller`).
         """
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -236,16 +353,20 @@ class ControllerPolicy:
         missing = [k for k in need if k not in tensors]
         if missing:
             raise ControllerFileError(f"{path} lacks tensor(s) {missing}.")
+        odd = sorted(k for k, t in tensors.items() if t.dtype not in (torch.float32, torch.float64))
+        if odd:
+            raise ControllerFileError(f"{path}: tensor(s) {odd} are not float32/float64.")
         if _digest(meta["config"], tensors) != digest:
             raise ControllerFileError(
                 f"{path} was tampered with or is corrupt: its content does not match the "
                 "SHA-256 stored at export. Re-export it from the run folder."
             )
-        if list(config["feature_names"]) != list(FEATURE_NAMES):
+        try:
+            validate_controller(config, tensors)
+        except (KeyError, TypeError, ValueError) as e:
             raise ControllerFileError(
-                f"{path} was trained on features {config['feature_names']}, but this lr_gym "
-                f"computes {list(FEATURE_NAMES)}; use the lr_gym version it was exported with."
-            )
+                f"{path} asks for what a controller file may not: {e}."
+            ) from e
         layers = tuple(
             (tensors[f"policy.{i}.weight"], tensors[f"policy.{i}.bias"]) for i in range(len(arch))
         )
@@ -261,11 +382,18 @@ class ControllerPolicy:
 
     @classmethod
     def from_run(cls, run_dir: str | Path) -> ControllerPolicy:
-        """Exports a run folder to a temporary file and loads it back (one code path)."""
+        """The run folder's ``controller.safetensors``; else an export of its pickles.
+
+        Without the file it exports the run to a temporary file and loads it back (one
+        code path), which unpickles the run: only for runs you trained yourself.
+        """
         import tempfile
 
+        own = controller_file_for(run_dir)
+        if own.is_file():
+            return cls.load(own)
         with tempfile.TemporaryDirectory() as tmp:
-            return cls.load(export_controller(run_dir, Path(tmp) / "controller.safetensors"))
+            return cls.load(export_controller(run_dir, Path(tmp) / CONTROLLER))
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         """The saved running normalisation, computed exactly as VecNormalize does."""
@@ -285,6 +413,80 @@ class ControllerPolicy:
             a = F.linear(x, *self.action)
         p = self.config["policy"]
         return float(np.clip(a.numpy().reshape(-1)[0], p["action_low"], p["action_high"]))
+
+
+def controller_file_for(agent: str | Path) -> Path:
+    """The pickle-free controller file of an agent path (which need not exist yet).
+
+    ``*.safetensors`` is the file itself; a run folder has ``controller.safetensors``;
+    a checkpoint ``model_N_steps.zip`` has ``controller_N_steps.safetensors`` beside it,
+    and any other ``.zip`` (``model.zip``, ``best_model.zip``) ``controller.safetensors``.
+    """
+    path = Path(agent)
+    return path if path.suffix == ".safetensors" else run_files(path).controller
+
+
+def load_controller_file(agent: str | Path) -> ControllerPolicy:
+    """Loads the controller file of ``agent`` (see :func:`controller_file_for`).
+
+    Raises:
+        FileNotFoundError: No controller file; the message says how to write one.
+        ControllerFileError: The file is not a valid controller file.
+    """
+    path = controller_file_for(agent)
+    if not path.is_file():
+        if not Path(agent).exists() or path == Path(agent):
+            raise FileNotFoundError(
+                f"No agent at {agent}: expected a run folder (from train_agent.py) with "
+                f"{CONTROLLER}, a checkpoint .zip, or a .safetensors controller file."
+            )
+        raise FileNotFoundError(
+            f"No controller file {path} for {agent}: evaluation and deployment load only "
+            f"this pickle-free file (training writes it). For a run you trained yourself "
+            f"with an older lr_gym, write it with `python -m agents.deploy export --agent "
+            f"{agent}` (that unpickles the run: never do it for a run you did not make)."
+        )
+    return ControllerPolicy.load(path)
+
+
+class PolicyController(Controller):
+    """A controller file acting in an :class:`~lr_gym.envs.LRControlEnv` (evaluation).
+
+    The pickle-free twin of :class:`~agents.ppo.PPOController`: the same normalisation,
+    network and clipping, so the same actions on the same observations, and the same
+    training-time ``env_kwargs`` (read from the file's ``env_config``).
+
+    Args:
+        policy: A loaded :class:`ControllerPolicy`.
+        name: Table name.
+    """
+
+    RUNTIME_FIELDS = ("device", "eval_test")
+    """EnvConfig fields that belong to where an episode runs, not to the agent."""
+
+    def __init__(self, policy: ControllerPolicy, name: str = "ppo") -> None:
+        self.policy = policy
+        self.name = name
+        default = EnvConfig().to_dict()
+        # The file stores the full config; overriding only what differs from the
+        # defaults reproduces it exactly.
+        self._env_kwargs = {
+            k: v for k, v in policy.env_config.to_dict().items()
+            if k not in self.RUNTIME_FIELDS and v != default[k]
+        }
+
+    @classmethod
+    def load(cls, agent: str | Path, name: str = "ppo") -> PolicyController:
+        """From a controller file, or the controller file of a run folder or checkpoint."""
+        return cls(load_controller_file(agent), name=name)
+
+    def env_kwargs(self) -> Mapping[str, Any]:
+        """The EnvConfig overrides the agent was trained under."""
+        return self._env_kwargs
+
+    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        """Deterministic policy action."""
+        return np.array([self.policy.act(obs)], dtype=np.float32)
 
 
 # --------------------------------------------------------------------- controller
@@ -322,6 +524,8 @@ class LRController:
         lr_min: float | None = None,
         lr_max: float | None = None,
     ) -> None:
+        check_int("total_steps", total_steps, lo=1)
+        check_int("steps_per_action", steps_per_action, lo=1)
         if not 1 <= steps_per_action <= total_steps:
             raise ValueError(
                 f"Need 1 <= steps_per_action <= total_steps, got steps_per_action="
@@ -336,14 +540,23 @@ class LRController:
         # Torch schedulers record each group's starting LR as "initial_lr".
         self._group_lr0 = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
         self.lr0 = float(lr0) if lr0 is not None else self._group_lr0[0]
-        if not self.lr0 > 0:
-            raise ValueError(f"lr0 must be > 0, got {self.lr0}; give the optimizer an lr.")
+        if not (self.lr0 > 0 and math.isfinite(self.lr0)):
+            raise ValueError(f"lr0 must be > 0, finite, got {self.lr0}; give the optimizer "
+                             "an lr.")
         c = self.config
+        if lr_min is not None:
+            check_real("lr_min", lr_min, lo=0.0)
+        if lr_max is not None:
+            check_real("lr_max", lr_max, lo=0.0, lo_open=True, allow_inf=True)
         self.lr_min, self.lr_max = lr_bounds(
             self.lr0,
             lr_min if lr_min is not None else c.lr_min,
             lr_max if lr_max is not None else c.lr_max,
         )
+        if not self.lr_min < self.lr_max:
+            raise ValueError(f"lr_min ({self.lr_min:g}) must be below lr_max ({self.lr_max:g}) "
+                             f"(lr0={self.lr0:g}).")
+        self._warned_nonfinite = False
         halflives = self.policy.config.get("tracker", {})
         self._tracker = FeatureTracker(self.lr0, **halflives)
         self._t = 0
@@ -446,14 +659,26 @@ class LRController:
         close the interval since the previous one: call them when ``eval_due`` is True
         for decisions identical to the env's (other times work, on shorter intervals).
 
+        Non-finite training losses are skipped (one ``RuntimeWarning`` per controller).
+        If none of the interval's losses is finite, or the validation result is not,
+        the controller holds its LR rule for the next interval instead of deciding on
+        meaningless features.
+
         Args:
             val_loss: Validation loss.
             val_metric: Main validation metric (higher is better, e.g. accuracy).
             grad_norm: Gradient norm at the interval's last step, if not given to ``step``.
             **_ignored: Other metrics (so ``observe(**evaluate(model))`` works).
         """
+        val_loss, val_metric = float(val_loss), float(val_metric)
         if not self._started:
-            self._last_obs = self._tracker.reset(float(val_loss), float(val_metric))
+            if not (math.isfinite(val_loss) and val_loss > 0 and math.isfinite(val_metric)):
+                raise ValueError(
+                    f"The first observe() needs a finite validation loss > 0 and a finite "
+                    f"metric (every feature is relative to them), got val_loss={val_loss}, "
+                    f"val_metric={val_metric}."
+                )
+            self._last_obs = self._tracker.reset(val_loss, val_metric)
             self._started = True
         else:
             if self._t == self._interval_start:
@@ -463,18 +688,43 @@ class LRController:
                 )
             if grad_norm is not None:
                 self._grad_norm = float(grad_norm)
+            losses = np.array([float(x) for x in self._losses], dtype=np.float64)
+            finite = np.isfinite(losses)
+            if not finite.all():
+                self._warn_nonfinite(int((~finite).sum()), len(losses))
+            if not finite.any() or not (math.isfinite(val_loss) and math.isfinite(val_metric)):
+                self._hold()
+                return self._action
             self._last_obs = self._tracker.update(
                 progress=self._t / self.total_steps,
                 lr=self._prev_lr,
                 base_lr=self.base_lr(self._t - 1),
-                step_losses=np.array([float(x) for x in self._losses], dtype=np.float64),
-                val_loss=float(val_loss),
-                val_metric=float(val_metric),
+                step_losses=losses[finite],
+                val_loss=val_loss,
+                val_metric=val_metric,
                 grad_norm=self._grad_norm,
                 action=self._action,
             )
         self._decide(self._last_obs)
         return self._action
+
+    def _warn_nonfinite(self, bad: int, total: int) -> None:
+        if not self._warned_nonfinite:
+            self._warned_nonfinite = True
+            warnings.warn(
+                f"LRController: {bad} of {total} training losses in the interval ending at "
+                f"step {self._t} are not finite; they are skipped (further ones silently), "
+                "and an interval with no finite loss keeps the LR rule unchanged.",
+                RuntimeWarning, stacklevel=3,
+            )
+
+    def _hold(self) -> None:
+        """Keeps the multiplier and action for the next interval (no decision)."""
+        self._interval_start = self._t
+        self._losses = []
+        self._grad_norm = math.nan
+        self._set_lr(self._lr_at(self._t))
+        self.history.append((self._t, self._action, self._lr))
 
     @property
     def _prev_lr(self) -> float:
@@ -633,12 +883,22 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=DefaultsHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("export", help="Write a run folder's controller to a .safetensors file.",
-                       formatter_class=DefaultsHelpFormatter)
+    e = sub.add_parser(
+        "export", formatter_class=DefaultsHelpFormatter,
+        help="Write a run folder's controller to a .safetensors file.",
+        description="Write a run folder's (or checkpoint's) controller to a pickle-free "
+                    ".safetensors file. This reads model.zip and vecnormalize.pkl, which are "
+                    "pickles that can run code: only export runs you trained yourself. "
+                    "Training already writes controller.safetensors; this is for runs of "
+                    "older lr_gym versions.",
+    )
     e.add_argument("--agent", default=None,
-                   help="Run folder (default: the latest under --log-folder).")
+                   help="Run folder or checkpoint .zip (default: the latest complete run "
+                        "under --log-folder).")
     e.add_argument("-f", "--log-folder", default="logs", help="Where run folders are.")
-    e.add_argument("-o", "--output", default="controller.safetensors", help="Output file.")
+    e.add_argument("-o", "--output", default=None,
+                   help="Output file (default: the agent's own controller file, e.g. "
+                        "RUN/controller.safetensors, which evaluate_agent.py reads).")
     return p
 
 
@@ -647,13 +907,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from agents.ppo import latest_run
 
+    print("note: export unpickles model.zip and vecnormalize.pkl, which can run code: only "
+          "export runs you trained yourself.", file=sys.stderr)
     try:
         run = Path(args.agent) if args.agent else latest_run(args.log_folder)
-        out = export_controller(run, args.output)
+        out = export_controller(run, args.output or controller_file_for(run))
         policy = ControllerPolicy.load(out)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"error: could not write the controller file: {e}", file=sys.stderr)
+        return 1
     c, p = policy.env_config, policy.config["policy"]
     print(f"Wrote {out} ({out.stat().st_size} bytes) from {run}")
     print(f"  policy: {len(FEATURE_NAMES)} features -> {p['net_arch']} {p['activation']} -> 1; "

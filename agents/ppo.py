@@ -1,13 +1,23 @@
 """The learned controller: PPO (stable-baselines3) with the design's meta-network.
 
 Hyperparameters live in ``agents/hyperparams/ppo.yml`` keyed by env id (RL Zoo
-style). A trained agent is a run folder holding ``model.zip`` (SB3), the observation
-normalisation ``vecnormalize.pkl`` and the exact ``config.yml`` it was trained with.
+style). A trained agent is a run folder (:mod:`agents.runs`) holding ``model.zip``
+(SB3), the observation normalisation ``vecnormalize.pkl``, the exact ``config.yml`` it
+was trained with, the pickle-free ``controller.safetensors`` and, written last,
+``complete.json``.
+
+Trust boundary: ``model.zip`` (SB3's cloudpickled data) and ``vecnormalize.pkl`` are
+pickles, and unpickling a file runs whatever code its author put in it.
+:meth:`PPOController.load` reads them, so it is only for your own runs: resuming
+training (``train_agent.py -i``) and ``python -m agents.deploy export``. Evaluation
+and deployment load ``controller.safetensors`` (:mod:`agents.deploy`) instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +28,45 @@ import yaml
 from torch import nn
 
 from agents.base import Controller
+from agents.runs import COMPLETE, MODEL, completion, run_files
 
 HYPERPARAMS_FILE = Path(__file__).parent / "hyperparams" / "ppo.yml"
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+# (type, lowest, highest, lowest excluded) of each number; checked before any run starts.
+_INTS = {"n_timesteps": 1, "n_envs": 1, "batch_size": 2, "n_epochs": 1, "n_steps": 1,
+         "eval_freq": 0, "n_eval_episodes": 1, "checkpoint_freq": 0}
+_FLOATS: dict[str, tuple[float, float, bool]] = {
+    "learning_rate": (0.0, math.inf, True),
+    "gamma": (0.0, 1.0, False),
+    "gae_lambda": (0.0, 1.0, False),
+    "clip_range": (0.0, math.inf, True),
+    "ent_coef": (0.0, math.inf, False),
+    "vf_coef": (0.0, math.inf, False),
+    "max_grad_norm": (0.0, math.inf, True),
+}
+
+
+class AgentFileError(ValueError):
+    """A saved SB3 model or normalisation file that cannot be read (truncated, corrupt)."""
+
+
+def _as_number(name: str, value: Any, kind: type) -> Any:
+    """``value`` as ``kind``; YAML strings such as ``3e-4`` or ``1e5`` are parsed."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}.")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"{name} must be a number, got {value!r}.") from None
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    ok = isinstance(value, int) if kind is int else isinstance(value, (int, float))
+    if not ok:
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what}, got {value!r}.")
+    return kind(value)
 
 
 @dataclass(frozen=True)
@@ -49,6 +95,10 @@ class PPOHyperparams:
         n_eval_episodes: Episodes per periodic evaluation.
         checkpoint_freq: Env steps between checkpoints (0: none).
         env_kwargs: EnvConfig overrides used in training and saved with the agent.
+
+    Raises:
+        ValueError: A value of the wrong type or out of range (checked at construction,
+            so a bad file or flag fails before a run folder exists).
     """
 
     n_timesteps: int = 20000
@@ -73,18 +123,70 @@ class PPOHyperparams:
     checkpoint_freq: int = 4096
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        from agents.deploy import check_deployable
+        from lr_gym.config import EnvConfig, check_int, check_real
+
+        try:
+            for name, lo in _INTS.items():
+                check_int(name, getattr(self, name), lo=lo)
+            for name, (lo, hi, lo_open) in _FLOATS.items():
+                check_real(name, getattr(self, name), lo=lo, hi=None if math.isinf(hi) else hi,
+                           lo_open=lo_open)
+        except TypeError as err:
+            raise ValueError(str(err)) from None
+        if self.n_steps * self.n_envs < 2:
+            raise ValueError(f"n_steps * n_envs must be >= 2 (PPO's advantage normalisation), "
+                             f"got {self.n_steps} * {self.n_envs}.")
+        if self.policy != "MlpPolicy":
+            raise ValueError(f"policy must be 'MlpPolicy' (what agents.deploy exports), got "
+                             f"{self.policy!r}.")
+        arch = self.net_arch
+        if not isinstance(arch, tuple) or any(
+                isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in arch):
+            raise ValueError(f"net_arch must be a list of positive integers, got {arch!r}.")
+        if self.activation_fn not in ACTIVATIONS:
+            raise ValueError(f"activation_fn must be one of {sorted(ACTIVATIONS)}, got "
+                             f"{self.activation_fn!r}.")
+        for name in ("normalize_obs", "normalize_reward"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}.")
+        if not isinstance(self.env_kwargs, Mapping):
+            raise ValueError(f"env_kwargs must be a mapping of EnvConfig options, got "
+                             f"{self.env_kwargs!r}.")
+        try:
+            check_deployable(EnvConfig().replace(**self.env_kwargs))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"env_kwargs: {err}") from None
+
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> PPOHyperparams:
-        """Builds from a YAML mapping; unknown keys raise a clear error."""
+        """Builds from a YAML mapping, validating every value.
+
+        Numbers may be YAML strings such as ``3e-4`` (YAML 1.1 reads those as text).
+
+        Raises:
+            ValueError: Unknown keys, or a value of the wrong type or out of range; the
+                message names the key and the valid range.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"Unknown PPO hyperparameter(s) {unknown}; valid: {sorted(known)}.")
         values = dict(values)
+        for name in _INTS:
+            if name in values:
+                values[name] = _as_number(name, values[name], int)
+        for name in _FLOATS:
+            if name in values:
+                values[name] = _as_number(name, values[name], float)
         if "net_arch" in values:
-            values["net_arch"] = tuple(int(x) for x in values["net_arch"])
-        if values.get("activation_fn", "relu") not in ACTIVATIONS:
-            raise ValueError(f"activation_fn must be one of {sorted(ACTIVATIONS)}.")
+            arch = values["net_arch"]
+            if not isinstance(arch, (list, tuple)):
+                raise ValueError(f"net_arch must be a list of positive integers, got {arch!r}.")
+            values["net_arch"] = tuple(_as_number("net_arch", x, int) for x in arch)
+        if values.get("env_kwargs") is None:
+            values["env_kwargs"] = {}
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,6 +195,21 @@ class PPOHyperparams:
         d["net_arch"] = list(self.net_arch)
         d["env_kwargs"] = dict(self.env_kwargs)
         return d
+
+    def ppo_kwargs(self) -> dict[str, Any]:
+        """The SB3 ``PPO`` arguments these hyperparameters set (besides the network)."""
+        return {
+            "learning_rate": self.learning_rate,
+            "n_steps": self.n_steps,
+            "batch_size": self.batch_size,
+            "n_epochs": self.n_epochs,
+            "gamma": self.gamma,
+            "gae_lambda": self.gae_lambda,
+            "clip_range": self.clip_range,
+            "ent_coef": self.ent_coef,
+            "vf_coef": self.vf_coef,
+            "max_grad_norm": self.max_grad_norm,
+        }
 
     def policy_kwargs(self) -> dict[str, Any]:
         """SB3 ``policy_kwargs``: separate pi/vf MLPs with ``net_arch`` hidden layers."""
@@ -132,16 +249,7 @@ def make_ppo(venv: Any, hp: PPOHyperparams, *, seed: int | None, device: str = "
     return PPO(
         hp.policy,
         venv,
-        learning_rate=hp.learning_rate,
-        n_steps=hp.n_steps,
-        batch_size=hp.batch_size,
-        n_epochs=hp.n_epochs,
-        gamma=hp.gamma,
-        gae_lambda=hp.gae_lambda,
-        clip_range=hp.clip_range,
-        ent_coef=hp.ent_coef,
-        vf_coef=hp.vf_coef,
-        max_grad_norm=hp.max_grad_norm,
+        **hp.ppo_kwargs(),
         policy_kwargs=hp.policy_kwargs(),
         seed=seed,
         device=device,
@@ -150,19 +258,34 @@ def make_ppo(venv: Any, hp: PPOHyperparams, *, seed: int | None, device: str = "
 
 
 def latest_run(log_folder: str | Path) -> Path:
-    """The most recently written run folder under ``<log_folder>/ppo``."""
+    """The most recently completed run folder under ``<log_folder>/ppo``.
+
+    A run is complete when its ``complete.json`` exists (written after every other
+    file). Incomplete ones (killed, still training, disk full, or from an lr_gym older
+    than the marker) are skipped with a note on stderr.
+    """
     root = Path(log_folder) / "ppo"
-    runs = [p for p in root.glob("*") if (p / "model.zip").is_file()]
+    folders = sorted(p for p in root.glob("*") if p.is_dir())
+    runs = [p for p in folders if completion(p) is not None]
+    skipped = [p.name for p in folders if p not in runs]
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        print(f"note: skipping {len(skipped)} incomplete run folder(s) under {root} (no "
+              f"{COMPLETE}: killed, still training, or from an older lr_gym): {shown}",
+              file=sys.stderr)
     if not runs:
         raise FileNotFoundError(
-            f"No trained agent under {root}: train one with `python train_agent.py` "
-            "or pass --agent PATH."
+            f"No trained agent under {root} (no complete run, i.e. none with {COMPLETE}): "
+            "train one with `python train_agent.py` or pass --agent PATH."
         )
-    return max(runs, key=lambda p: (p / "model.zip").stat().st_mtime)
+    return max(runs, key=lambda p: (p / COMPLETE).stat().st_mtime)
 
 
 class PPOController(Controller):
     """A trained PPO policy acting deterministically, with its saved normalisation.
+
+    :meth:`load` unpickles SB3 files: use it only on runs you trained yourself (see the
+    module docstring); evaluation uses :class:`agents.deploy.PolicyController`.
 
     Args:
         model: The SB3 PPO model.
@@ -192,41 +315,51 @@ class PPOController(Controller):
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto", name: str = "ppo") -> PPOController:
-        """Loads a run folder (or a ``model.zip`` inside one)."""
-        from stable_baselines3 import PPO
+        """Loads a run folder, its ``model.zip``, a checkpoint or a ``best_model.zip``.
 
-        path = Path(path)
-        run = path.parent if path.suffix == ".zip" else path
-        model_file = path if path.suffix == ".zip" else run / "model.zip"
-        if not model_file.is_file():
+        Unpickles the files: only for your own runs. A checkpoint
+        ``model_N_steps.zip`` gets its own ``vecnormalize_N_steps.pkl`` and the run's
+        ``config.yml`` (one folder up), so it acts exactly as it did in training.
+
+        Raises:
+            FileNotFoundError: No model, or no normalisation file beside it.
+            AgentFileError: A file that cannot be read (truncated, corrupt).
+        """
+        files = run_files(path)
+        if not files.model.is_file():
             raise FileNotFoundError(
-                f"No agent at {path}: expected a run folder with model.zip (from train_agent.py)."
+                f"No agent at {path}: expected a run folder with {MODEL} (from train_agent.py)."
             )
-        model = PPO.load(model_file, device=device)
+        if not files.vecnormalize.is_file():
+            raise FileNotFoundError(
+                f"No observation normalisation for {files.model}: expected "
+                f"{files.vecnormalize}; without it the policy would act on unnormalised "
+                "observations."
+            )
+        model = load_model(files.model, device=device)
+        vn = load_vecnormalize(files.vecnormalize)
         mean = var = None
-        clip_obs, eps = 10.0, 1e-8
-        norm_file = run / "vecnormalize.pkl"
-        if norm_file.is_file():
-            import pickle
-
-            with open(norm_file, "rb") as f:
-                vn = pickle.load(f)  # SB3's own format; issue #4 adds a pickle-free export
-            if vn.norm_obs:
-                mean, var = vn.obs_rms.mean.copy(), vn.obs_rms.var.copy()
-            clip_obs, eps = vn.clip_obs, vn.epsilon
+        if vn.norm_obs:
+            mean, var = vn.obs_rms.mean.copy(), vn.obs_rms.var.copy()
         env_kwargs = {}
-        cfg = run / "config.yml"
-        if cfg.is_file():
-            env_kwargs = (yaml.safe_load(cfg.read_text()) or {}).get("hyperparams", {}).get(
-                "env_kwargs", {}
-            )
-        return cls(
-            model, mean, var, clip_obs=clip_obs, epsilon=eps, env_kwargs=env_kwargs, name=name
-        )
+        if files.config.is_file():
+            env_kwargs = (yaml.safe_load(files.config.read_text()) or {}).get(
+                "hyperparams", {}).get("env_kwargs", {}) or {}
+        return cls(model, mean, var, clip_obs=vn.clip_obs, epsilon=vn.epsilon,
+                   env_kwargs=env_kwargs, name=name)
 
     def env_kwargs(self) -> Mapping[str, Any]:
         """The EnvConfig overrides the agent was trained under."""
         return self._env_kwargs
+
+    @classmethod
+    def from_training(cls, model: Any, venv: Any, env_kwargs: Mapping[str, Any]
+                      ) -> PPOController:
+        """The controller of a model being trained, with its VecNormalize statistics."""
+        norm = venv.norm_obs
+        return cls(model, venv.obs_rms.mean.copy() if norm else None,
+                   venv.obs_rms.var.copy() if norm else None, clip_obs=venv.clip_obs,
+                   epsilon=venv.epsilon, env_kwargs=env_kwargs)
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         """Applies the saved running normalisation, as VecNormalize does."""
@@ -239,3 +372,67 @@ class PPOController(Controller):
         """Deterministic policy action."""
         action, _ = self.model.predict(self.normalize(obs), deterministic=True)
         return np.asarray(action, dtype=np.float32).reshape(1)
+
+
+def check_model_zip(path: str | Path) -> None:
+    """Checks that ``path`` is a whole SB3 zip (every member's CRC), without unpickling.
+
+    Raises:
+        FileNotFoundError: No such file.
+        AgentFileError: Truncated, corrupt, or not an SB3 model.
+    """
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No model file {path}.")
+    try:
+        with zipfile.ZipFile(path) as z:
+            names, bad = set(z.namelist()), z.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
+        raise AgentFileError(
+            f"{path} is not a readable SB3 model (truncated or corrupt: {type(err).__name__}: "
+            f"{err}). Use a checkpoint from the run's checkpoints/ folder, or retrain."
+        ) from err
+    if bad is not None or not {"data", "policy.pth"} <= names:
+        why = f"member {bad} fails its CRC" if bad else "no SB3 'data' and 'policy.pth' entries"
+        raise AgentFileError(
+            f"{path} is not a readable SB3 model (truncated or corrupt: {why}). Use a "
+            "checkpoint from the run's checkpoints/ folder, or retrain."
+        )
+
+
+def load_model(path: str | Path, *, env: Any = None, device: str = "auto", **kwargs: Any) -> Any:
+    """``PPO.load`` (unpickles: own runs only) after :func:`check_model_zip`.
+
+    Raises:
+        AgentFileError: The zip is truncated or corrupt.
+    """
+    from stable_baselines3 import PPO
+
+    check_model_zip(path)
+    return PPO.load(path, env=env, device=device, **kwargs)
+
+
+def load_vecnormalize(path: str | Path) -> Any:
+    """Unpickles a ``VecNormalize`` (own runs only) with a clear error for a damaged file.
+
+    Raises:
+        AgentFileError: The file is truncated, corrupt or not a VecNormalize.
+    """
+    import pickle
+
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    try:
+        with open(path, "rb") as f:
+            vn = pickle.load(f)
+    except (EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError,
+            TypeError, ValueError) as err:
+        raise AgentFileError(
+            f"{path} is not a readable VecNormalize file (truncated or corrupt: "
+            f"{type(err).__name__}: {err})."
+        ) from err
+    if not isinstance(vn, VecNormalize):
+        raise AgentFileError(f"{path} holds a {type(vn).__name__}, not a VecNormalize.")
+    return vn

@@ -1,14 +1,19 @@
 """Train a PPO learning-rate controller (``train_agent.py`` / ``lr-gym-train``).
 
 Flags follow RL Zoo's spelling. With no flags it trains on the default task mix
-(``lr_gym/EmbeddedMix-v0``) and writes a run folder ``logs/ppo/<Env>_<N>/`` with
-``model.zip``, ``vecnormalize.pkl``, ``config.yml``, ``checkpoints/`` and
-``evaluations.npz``. Ctrl-C saves the agent before exiting.
+(``lr_gym/EmbeddedMix-v0``) and writes a run folder ``logs/ppo/<Env>_<N>/`` (layout:
+:mod:`agents.runs`) with ``model.zip``, ``vecnormalize.pkl``, ``config.yml``, the
+pickle-free ``controller.safetensors`` that evaluation and deployment load,
+``checkpoints/`` (each with its own normalisation and controller file),
+``evaluations.npz`` and ``best/``, and last ``complete.json``. Every file is written
+atomically. Ctrl-C saves the agent before exiting (exit code 130).
+``-i/--trained-agent`` continues a run or checkpoint of your own.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import platform
 import sys
@@ -24,6 +29,23 @@ from agents.help_format import DefaultsHelpFormatter
 DEFAULT_ENV = "lr_gym/EmbeddedMix-v0"
 
 
+def _key_value(text: str) -> tuple[str, Any]:
+    """``key:value`` with the value read as YAML (``3e-4`` too, which YAML 1.1 keeps as text)."""
+    import yaml
+
+    key, sep, raw = text.partition(":")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected key:value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not YAML ({err})") from None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    return key.strip(), value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     p = argparse.ArgumentParser(
@@ -34,12 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--env",
         nargs="+",
-        default=[DEFAULT_ENV],
-        help="Env id(s); several ids train one controller across all their tasks. "
-        "Test-split ids (lr_gym.TEST) are refused.",
+        default=None,
+        help=f"Env id(s); several ids train one controller across all their tasks. "
+        f"Test-split ids (lr_gym.TEST) are refused (default: {DEFAULT_ENV}, or the "
+        "trained agent's with -i).",
     )
     p.add_argument("-n", "--n-timesteps", type=int, default=None,
-                   help="Env steps of training (default: from the hyperparameter file).")
+                   help="Env steps of training, counted on from the trained agent's with -i "
+                        "(default: from the hyperparameter file).")
     p.add_argument("--seed", type=int, default=0, help="Seed of PPO and of the envs.")
     p.add_argument("-f", "--log-folder", default="logs", help="Where run folders go.")
     p.add_argument("--n-envs", type=int, default=None,
@@ -48,7 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env-device", default="cpu",
                    help="Device of the primary models inside the envs (cpu, cuda, auto).")
     p.add_argument("-conf", "--conf-file", default=None,
-                   help="PPO hyperparameter YAML keyed by env id (default: the packaged one).")
+                   help="PPO hyperparameter YAML keyed by env id (default: the packaged one, "
+                        "or the trained agent's config.yml with -i).")
+    p.add_argument("--hyperparams", nargs="+", type=_key_value, default=[], action="extend",
+                   metavar="KEY:VALUE",
+                   help="Hyperparameter overrides, values in YAML, e.g. n_steps:128 "
+                        "learning_rate:3e-4.")
+    p.add_argument("--env-kwargs", nargs="+", type=_key_value, default=[], action="extend",
+                   metavar="KEY:VALUE",
+                   help="EnvConfig overrides, values in YAML, e.g. mode:anchored "
+                        "max_factor:4; saved with the agent.")
+    p.add_argument("-i", "--trained-agent", default=None, metavar="PATH",
+                   help="Continue training a run folder or checkpoint .zip of your own (it "
+                        "unpickles them): its normalisation statistics, timesteps counted on.")
+    p.add_argument("-tb", "--tensorboard-log", default=None, metavar="DIR",
+                   help="TensorBoard log folder (needs the extra: pip install "
+                        "'lr-gym[tensorboard]').")
     p.add_argument("--eval-freq", type=int, default=None,
                    help="Env steps between periodic evaluations; 0 disables (default: from "
                         "the file).")
@@ -73,12 +112,13 @@ def env_factory(
     env_ids: Sequence[str],
     env_kwargs: dict[str, Any],
     packages: Sequence[str] = (),
-    single_thread: bool = False,
+    worker: bool = False,
 ) -> Callable[[], gym.Env]:
     """A picklable thunk building the training env in any process.
 
     One id is built with ``gym.make``; several become one
-    :class:`~lr_gym.envs.MultiTaskEnv` over all their tasks.
+    :class:`~lr_gym.envs.MultiTaskEnv` over all their tasks. ``worker``: the env runs
+    in a ``SubprocVecEnv`` worker, with one torch thread and Ctrl-C ignored.
     """
     env_ids, env_kwargs, packages = list(env_ids), dict(env_kwargs), list(packages)
 
@@ -86,10 +126,15 @@ def env_factory(
         import lr_gym  # noqa: F401 - registers the ids in subprocesses
 
         _import_packages(packages)
-        if single_thread:
+        if worker:
+            import signal
+
             import torch
 
             torch.set_num_threads(1)  # one core per env subprocess
+            # A terminal's Ctrl-C reaches the whole process group: a worker that died
+            # of it would break the main process's save-then-close (EOFError).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         if len(env_ids) == 1:
             return gym.make(env_ids[0], **env_kwargs)
         from lr_gym.envs.multi_task import MultiTaskEnv
@@ -118,6 +163,86 @@ def next_run_dir(log_folder: Path, name: str) -> Path:
     return path
 
 
+def _tensorboard_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def _close(venv: Any) -> None:
+    # A worker already gone (killed, out of memory) leaves nothing to close.
+    with contextlib.suppress(EOFError, BrokenPipeError, ConnectionResetError):
+        venv.close()
+
+
+def save_agent(model: Any, venv: Any, folder: Path, names: Sequence[str],
+               env_kwargs: Mapping[str, Any], source: Mapping[str, Any]) -> None:
+    """Writes an agent's normalisation, controller file and model, each atomically.
+
+    The model goes last, so a ``.zip`` that exists has its companions.
+
+    Args:
+        model: The PPO model.
+        venv: Its ``VecNormalize``.
+        folder: Where the files go.
+        names: ``(model, vecnormalize, controller)`` file names.
+        env_kwargs: The EnvConfig overrides the agent trains under.
+        source: Provenance recorded in the controller file.
+    """
+    from agents.deploy import export_controller
+    from agents.ppo import PPOController
+    from agents.runs import atomic_write
+
+    model_name, norm_name, ctl_name = names
+    atomic_write(folder / norm_name, lambda tmp: venv.save(str(tmp)))
+    export_controller(PPOController.from_training(model, venv, env_kwargs), folder / ctl_name,
+                      source={**source, "num_timesteps": int(model.num_timesteps)})
+    atomic_write(folder / model_name, lambda tmp: model.save(tmp))
+
+
+def _callbacks(run_dir: Path, hp: Any, source: Mapping[str, Any], eval_env: Any,
+               verbose: int) -> list:
+    """Checkpoints and periodic evaluation, each saving a complete agent."""
+    from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+
+    from agents.runs import BEST_MODEL, CONTROLLER, VECNORMALIZE, checkpoint_names
+
+    def save(cb: BaseCallback, folder: Path, names: Sequence[str]) -> None:
+        save_agent(cb.model, cb.model.get_vec_normalize_env(), folder, names, hp.env_kwargs,
+                   source)
+
+    class Checkpoint(BaseCallback):
+        def __init__(self, every: int) -> None:
+            super().__init__()
+            self.every = every
+
+        def _on_step(self) -> bool:
+            if self.n_calls % self.every == 0:
+                save(self, run_dir / "checkpoints", checkpoint_names(self.num_timesteps))
+            return True
+
+    class SaveBest(BaseCallback):
+        def _on_step(self) -> bool:
+            save(self, run_dir / "best", (BEST_MODEL, VECNORMALIZE, CONTROLLER))
+            return True
+
+    callbacks: list = []
+    every = max(hp.n_envs, 1)
+    if hp.checkpoint_freq > 0:
+        callbacks.append(Checkpoint(max(hp.checkpoint_freq // every, 1)))
+    if eval_env is not None:
+        callbacks.append(EvalCallback(
+            eval_env,
+            n_eval_episodes=hp.n_eval_episodes,
+            eval_freq=max(hp.eval_freq // every, 1),
+            log_path=str(run_dir),
+            callback_on_new_best=SaveBest(),
+            deterministic=True,
+            verbose=verbose,
+        ))
+    return callbacks
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -125,142 +250,250 @@ def main(argv: Sequence[str] | None = None) -> int:
     import stable_baselines3
     import torch
     import yaml
-    from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
     import lr_gym
-    from agents.ppo import load_hyperparams, make_ppo
+    from agents.ppo import PPOHyperparams, check_model_zip, load_hyperparams
+    from agents.runs import (
+        CONTROLLER,
+        DISK_FULL,
+        MODEL,
+        VECNORMALIZE,
+        mark_complete,
+        run_files,
+        write_text_atomic,
+    )
+    from lr_gym.envs.lr_control import resolve_device
 
     _import_packages(args.gym_packages)
     # The meta-network is a 64-32 MLP: extra intra-op threads only spin and steal the
     # cores the env subprocesses train on.
     torch.set_num_threads(1)
-    for eid in args.env:
-        if eid not in gym.registry:
-            known = ", ".join(lr_gym.lr_gym_env_ids())
-            print(f"error: unknown env id {eid!r}. Registered lr_gym ids: {known}. "
-                  "Register your own with lr_gym.register_task and --gym-packages.",
-                  file=sys.stderr)
-            return 2
+
+    # Everything a run needs is checked before its folder exists: a bad flag or file
+    # leaves nothing behind.
+    resume, source_cfg = None, {}
     try:
-        lr_gym.refuse_split(args.env, "test", what="training")
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    overrides = {
-        k: v
-        for k, v in {
+        if args.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {args.seed}.")
+        if args.tensorboard_log and not _tensorboard_available():
+            raise ValueError("-tb/--tensorboard-log needs TensorBoard, which is not installed: "
+                             "pip install 'lr-gym[tensorboard]' (or pip install tensorboard).")
+        if args.trained_agent:
+            resume = run_files(args.trained_agent)
+            check_model_zip(resume.model)
+            if not resume.vecnormalize.is_file():
+                raise FileNotFoundError(
+                    f"No normalisation statistics for {resume.model}: expected "
+                    f"{resume.vecnormalize}; resuming without them would change every action."
+                )
+            if resume.config.is_file():
+                source_cfg = yaml.safe_load(resume.config.read_text()) or {}
+        env_ids = list(args.env or source_cfg.get("env") or [DEFAULT_ENV])
+        for eid in env_ids:
+            if eid not in gym.registry:
+                known = ", ".join(lr_gym.lr_gym_env_ids())
+                raise ValueError(f"unknown env id {eid!r}. Registered lr_gym ids: {known}. "
+                                 "Register your own with lr_gym.register_task and "
+                                 "--gym-packages.")
+        lr_gym.refuse_split(env_ids, "test", what="training")
+        flags = {
             "n_timesteps": args.n_timesteps,
             "n_envs": args.n_envs,
             "eval_freq": args.eval_freq,
             "n_eval_episodes": args.eval_episodes,
             "checkpoint_freq": args.save_freq,
-        }.items()
-        if v is not None
-    }
-    key = args.env[0] if len(args.env) == 1 else "default"
-    hp = load_hyperparams(key, args.conf_file, **overrides)
+        }
+        overrides = {**dict(args.hyperparams), **{k: v for k, v in flags.items() if v is not None}}
+        key = env_ids[0] if len(env_ids) == 1 else "default"
+        if args.conf_file or not source_cfg.get("hyperparams"):
+            hp = load_hyperparams(key, args.conf_file, **overrides)
+        else:  # resuming: the trained agent's own hyperparameters
+            hp = PPOHyperparams.from_dict({**source_cfg["hyperparams"], **overrides})
+        if args.env_kwargs:
+            hp = PPOHyperparams.from_dict(
+                {**hp.to_dict(), "env_kwargs": {**hp.env_kwargs, **dict(args.env_kwargs)}})
+        resolve_device(args.device)
+        # Built once here (cheap: data loads at reset) so that e.g. a budget the task
+        # cannot hold fails now, not as a dead subprocess worker.
+        env_factory(env_ids, {**hp.env_kwargs, "device": args.env_device},
+                    args.gym_packages)().close()
+    except (ValueError, TypeError, OSError, yaml.YAMLError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyError as err:
+        print(f"error: {err.args[0]}", file=sys.stderr)
+        return 2
     env_kwargs = {**hp.env_kwargs, "device": args.env_device}
 
-    run_dir = next_run_dir(Path(args.log_folder), run_name(args.env))
-    config = {
-        "env": list(args.env),
-        "seed": args.seed,
-        "device": args.device,
-        "hyperparams": hp.to_dict(),
-        "gym_packages": list(args.gym_packages),
-        "versions": {
-            "lr_gym": lr_gym.__version__,
-            "stable_baselines3": stable_baselines3.__version__,
-            "torch": str(torch.__version__),
-            "gymnasium": gym.__version__,
-            "python": platform.python_version(),
-        },
+    versions = {
+        "lr_gym": lr_gym.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "torch": str(torch.__version__),
+        "gymnasium": gym.__version__,
+        "python": platform.python_version(),
     }
-    (run_dir / "config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    run_dir = next_run_dir(Path(args.log_folder), run_name(env_ids))
+    source = {"run": str(run_dir), "env": env_ids, "versions": versions}
+    venv = None
+    try:
+        config = {
+            "env": env_ids,
+            "seed": args.seed,
+            "device": args.device,
+            "hyperparams": hp.to_dict(),
+            "gym_packages": list(args.gym_packages),
+            "trained_agent": str(Path(args.trained_agent).resolve()) if resume else None,
+            "tensorboard_log": args.tensorboard_log,
+            "versions": versions,
+        }
+        write_text_atomic(run_dir / "config.yml", yaml.safe_dump(config, sort_keys=False))
 
-    parallel = hp.n_envs > 1
-    venv = make_vec_env(
-        env_factory(args.env, env_kwargs, args.gym_packages, single_thread=parallel),
-        n_envs=hp.n_envs,
-        seed=args.seed,
-        monitor_dir=str(run_dir / "monitor"),
-        vec_env_cls=SubprocVecEnv if parallel else DummyVecEnv,
-    )
-    venv = VecNormalize(
-        venv, norm_obs=hp.normalize_obs, norm_reward=hp.normalize_reward, gamma=hp.gamma
-    )
-    model = make_ppo(venv, hp, seed=args.seed, device=args.device, verbose=0)
+        parallel = hp.n_envs > 1
+        venv = make_vec_env(
+            env_factory(env_ids, env_kwargs, args.gym_packages, worker=parallel),
+            n_envs=hp.n_envs,
+            seed=args.seed,
+            monitor_dir=str(run_dir / "monitor"),
+            vec_env_cls=SubprocVecEnv if parallel else DummyVecEnv,
+        )
+        if resume:
+            model, venv = load_for_resume(resume, venv, hp, args.device, args.tensorboard_log)
+            model.set_random_seed(args.seed)
+        else:
+            venv = VecNormalize(venv, norm_obs=hp.normalize_obs,
+                                norm_reward=hp.normalize_reward, gamma=hp.gamma)
+            from agents.ppo import make_ppo
 
-    callbacks = []
-    every = max(hp.n_envs, 1)
-    if hp.checkpoint_freq > 0:
-        callbacks.append(
-            CheckpointCallback(
-                save_freq=max(hp.checkpoint_freq // every, 1),
-                save_path=str(run_dir / "checkpoints"),
-                name_prefix="model",
-                save_vecnormalize=True,
+            model = make_ppo(venv, hp, seed=args.seed, device=args.device, verbose=0,
+                             tensorboard_log=args.tensorboard_log)
+        eval_env = None
+        if hp.eval_freq > 0:
+            eval_env = VecNormalize(
+                make_vec_env(env_factory(env_ids, env_kwargs, args.gym_packages), n_envs=1,
+                             seed=args.seed + 10_000),
+                training=False,
+                norm_reward=False,
             )
-        )
-    if hp.eval_freq > 0:
-        eval_env = VecNormalize(
-            make_vec_env(env_factory(args.env, env_kwargs, args.gym_packages), n_envs=1,
-                         seed=args.seed + 10_000),
-            training=False,
-            norm_reward=False,
-        )
-        callbacks.append(
-            EvalCallback(
-                eval_env,
-                n_eval_episodes=hp.n_eval_episodes,
-                eval_freq=max(hp.eval_freq // every, 1),
-                log_path=str(run_dir),
-                best_model_save_path=str(run_dir / "best"),
-                deterministic=True,
-                verbose=args.verbose,
-            )
-        )
+        callbacks = _callbacks(run_dir, hp, source, eval_env, args.verbose)
+    except BaseException as err:
+        if venv is not None:
+            _close(venv)
+        import shutil
 
+        shutil.rmtree(run_dir, ignore_errors=True)  # ours, made above: no orphan folder
+        if isinstance(err, ValueError):  # e.g. a damaged or mismatched trained agent
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        raise
+
+    start = int(model.num_timesteps)
     # PPO collects whole rollouts: round the budget up so the progress bar ends at 100%.
     rollout = hp.n_steps * max(hp.n_envs, 1)
     total = -(-hp.n_timesteps // rollout) * rollout
     if args.verbose:
         rounded = (f" ({hp.n_timesteps} rounded up to whole rollouts of {rollout})"
                    if total != hp.n_timesteps else "")
-        print(f"Training PPO on {', '.join(args.env)} for {total} env steps{rounded} "
-              f"({hp.n_envs} env(s)); run folder: {run_dir}")
+        resumed = f", continuing {args.trained_agent} at {start}" if resume else ""
+        print(f"Training PPO on {', '.join(env_ids)} for {total} env steps{rounded} "
+              f"({hp.n_envs} env(s){resumed}); run folder: {run_dir}")
     t0 = time.perf_counter()
-    interrupted = False
+    interrupted, failure = False, None
     try:
-        model.learn(total_timesteps=total, callback=callbacks, progress_bar=args.progress)
+        model.learn(total_timesteps=total, callback=callbacks, progress_bar=args.progress,
+                    reset_num_timesteps=resume is None, tb_log_name=run_dir.name)
     except KeyboardInterrupt:
         interrupted = True
         print("\nInterrupted: saving the agent before exiting.", file=sys.stderr)
+    except Exception as err:  # saved below (no completion marker), then re-raised
+        failure = err
+    files = (MODEL, VECNORMALIZE, CONTROLLER)
+    try:
+        save_agent(model, venv, run_dir, files, hp.env_kwargs, source)
+        if failure is None:
+            mark_complete(run_dir, num_timesteps=int(model.num_timesteps), start=start,
+                          interrupted=interrupted, seconds=round(time.perf_counter() - t0, 1),
+                          files=list(files))
+    except OSError as err:
+        print(f"error: could not save the agent to {run_dir}: {err}. The run is incomplete "
+              f"(no complete.json); its last checkpoint is in {run_dir / 'checkpoints'}.",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"error: interrupted while saving; {run_dir} is incomplete (no complete.json).",
+              file=sys.stderr)
+        return 130
     finally:
-        model.save(run_dir / "model.zip")
-        venv.save(str(run_dir / "vecnormalize.pkl"))
-        venv.close()
+        _close(venv)
+    if failure is not None:
+        if isinstance(failure, OSError) and failure.errno in DISK_FULL:
+            print(f"error: training stopped: {failure}. Saved what fits in {run_dir} "
+                  "(incomplete: no complete.json).", file=sys.stderr)
+            return 1
+        raise failure
     elapsed = time.perf_counter() - t0
-    if args.verbose:
+    if args.verbose or interrupted:
         rewards = [ep["r"] for ep in model.ep_info_buffer]
         mean_r = f"{np.mean(rewards):.3f}" if len(rewards) else "n/a"
-        print(f"Saved {run_dir / 'model.zip'} after {model.num_timesteps} env steps "
-              f"in {elapsed:.0f} s (mean episode reward of the last episodes: {mean_r}).")
+        print(f"Saved {run_dir / MODEL} and {CONTROLLER} after {model.num_timesteps} env "
+              f"steps in {elapsed:.0f} s (mean episode reward of the last episodes: {mean_r}).",
+              file=sys.stderr if interrupted else sys.stdout)
+    if args.verbose:
         packages = (f" --gym-packages {' '.join(args.gym_packages)}"
                     if args.gym_packages else "")
         print(f"Evaluate it: python evaluate_agent.py --agent {run_dir}{packages}")
     return 130 if interrupted else 0
 
 
+def load_for_resume(files: Any, venv: Any, hp: Any, device: str,
+                    tensorboard_log: str | None = None) -> tuple[Any, Any]:
+    """The trained agent of ``files`` (:class:`~agents.runs.RunFiles`) on ``venv``.
+
+    Unpickles ``model.zip`` and its normalisation: only for your own runs. The
+    normalisation statistics are restored exactly (and keep updating); the PPO
+    settings of ``hp`` apply, the network is the agent's.
+
+    Returns:
+        ``(model, VecNormalize-wrapped venv)``.
+
+    Raises:
+        ValueError: A damaged file, or ``hp`` asks for another network.
+    """
+    from agents.ppo import ACTIVATIONS, load_model, load_vecnormalize
+
+    vn = load_vecnormalize(files.vecnormalize)
+    vn.set_venv(venv)
+    vn.training = True
+    model = load_model(files.model, env=vn, device=device, tensorboard_log=tensorboard_log,
+                       **hp.ppo_kwargs())
+    saved = model.policy_kwargs
+    want = hp.policy_kwargs()
+    if saved.get("net_arch") != want["net_arch"] or (
+            saved.get("activation_fn") is not ACTIVATIONS[hp.activation_fn]):
+        raise ValueError(
+            f"{files.model} has the network {saved.get('net_arch')} "
+            f"{getattr(saved.get('activation_fn'), '__name__', '?')}, but the hyperparameters "
+            f"ask for {want['net_arch']} {hp.activation_fn}: a resumed agent keeps its "
+            "network; drop the override."
+        )
+    return model, vn
+
+
 def trained_run(folder: Path, seed: int, n_timesteps: int) -> Path | None:
-    """A finished run of ``seed`` and budget under ``folder`` (model.zip is written last)."""
+    """A finished run of ``seed`` and budget under ``folder``.
+
+    Finished: ``complete.json`` exists (it is written after every other file) and
+    training was not interrupted (a Ctrl-C'd run has fewer steps than its budget).
+    """
     import yaml
+
+    from agents.runs import completion
 
     for cfg in sorted((folder / "ppo").glob("*/config.yml")):
         meta = yaml.safe_load(cfg.read_text()) or {}
-        if (meta.get("seed") == seed and (cfg.parent / "model.zip").is_file()
+        done = completion(cfg.parent)
+        if (meta.get("seed") == seed and done is not None and not done.get("interrupted")
                 and meta.get("hyperparams", {}).get("n_timesteps") == n_timesteps):
             return cfg.parent
     return None

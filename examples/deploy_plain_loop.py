@@ -3,7 +3,8 @@
 Usage:
     python examples/deploy_plain_loop.py [RUN_DIR | controller.safetensors]
 
-With a run folder (from ``train_agent.py``) it first exports the controller file;
+With a run folder (from ``train_agent.py``) it uses the run's ``controller.safetensors``
+(exporting one only for runs of older versions, which unpickles: your own runs only);
 with no argument it trains a tiny agent on the fly (``train_agent.py -n 256``, minutes).
 The block between the markers is all a training loop needs.
 """
@@ -21,8 +22,8 @@ from sklearn.datasets import load_digits
 
 
 def controller_file(arg: str | None, workdir: Path) -> Path:
-    """A controller file: the argument itself, exported from a run folder, or trained here."""
-    from agents.deploy import export_controller
+    """A controller file: the argument itself, a run folder's, or one trained here."""
+    from agents.deploy import controller_file_for, export_controller
 
     if arg and arg.endswith(".safetensors"):
         return Path(arg)
@@ -33,6 +34,9 @@ def controller_file(arg: str | None, workdir: Path) -> Path:
         train(["-n", "256", "--n-envs", "1", "--eval-freq", "0", "--save-freq", "0",
                "--no-progress", "-v", "0", "-f", str(workdir)])
         arg = str(next((workdir / "ppo").glob("*")))
+    own = controller_file_for(arg)
+    if own.is_file():
+        return own
     return export_controller(arg, workdir / "controller.safetensors")
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -37,18 +39,19 @@ class EnvConfig:
         final_lr_frac: Final base LR as a fraction of ``lr0`` for decaying schedules.
         max_factor: Largest multiplier per action, ``m(a) = max_factor ** a`` for
             ``a`` in [-1, 1].
-        lr_min: Lowest LR; ``None`` means ``lr0 * 1e-3``.
-        lr_max: Highest LR; ``None`` means ``lr0 * 30``.
+        lr_min: Lowest LR (finite, >= 0); ``None`` means ``lr0 * 1e-3``.
+        lr_max: Highest LR (> 0, ``inf`` for no cap); ``None`` means ``lr0 * 30``.
         reward: ``"val_loss"`` (log decrease of validation loss, telescopes to
             ``log(L0 / L_T)``), ``"train_loss"`` (same on the train-loss EMA),
             ``"metric"`` (gain of the validation metric) or ``"terminal_metric"``
             (validation metric at the end of the budget, 0 before).
-        reward_scale: Multiplies every non-penalty reward.
+        reward_scale: Multiplies every non-penalty reward (finite, > 0).
         divergence_factor: The run diverged if a training loss is not finite or
-            exceeds ``divergence_factor`` times the initial validation loss.
-        divergence_penalty: Reward on divergence (subtracted).
-        total_steps: Optimizer steps per episode; ``None`` takes the task's.
-        steps_per_action: Optimizer steps per env step; ``None`` takes the task's.
+            exceeds ``divergence_factor`` times the initial validation loss (> 1; ``inf``
+            counts only non-finite losses).
+        divergence_penalty: Reward on divergence (subtracted; finite, >= 0).
+        total_steps: Optimizer steps per episode (>= 1); ``None`` takes the task's.
+        steps_per_action: Optimizer steps per env step (>= 1); ``None`` takes the task's.
         eval_test: Evaluate the task's test split once when the budget runs out.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... or ``"auto"``.
         optimizer_sets_lr: The inner optimizer adapts its own LR (e.g. hypergradient
@@ -75,15 +78,35 @@ class EnvConfig:
     optimizer_sets_lr: bool = False
 
     def __post_init__(self) -> None:
+        # Every field is checked here: a bad value must fail at construction, not turn
+        # into NaN rewards (which poison PPO) or a silently different run.
         _check_choice("mode", self.mode, ("anchored", "recursive"))
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("reward", self.reward, REWARDS)
-        if not self.max_factor > 1.0:
-            raise ValueError(f"max_factor must be > 1, got {self.max_factor}.")
-        if not 0.0 <= self.warmup_frac < 1.0:
-            raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}.")
-        if self.divergence_factor <= 1.0:
-            raise ValueError(f"divergence_factor must be > 1, got {self.divergence_factor}.")
+        check_real("warmup_frac", self.warmup_frac, lo=0.0, hi=1.0, hi_open=True)
+        check_real("final_lr_frac", self.final_lr_frac, lo=0.0, hi=1.0)
+        check_real("max_factor", self.max_factor, lo=1.0, lo_open=True)
+        if self.lr_min is not None:
+            check_real("lr_min", self.lr_min, lo=0.0)
+        if self.lr_max is not None:
+            check_real("lr_max", self.lr_max, lo=0.0, lo_open=True, allow_inf=True)
+        if self.lr_min is not None and self.lr_max is not None and not self.lr_min < self.lr_max:
+            raise ValueError(
+                f"lr_min ({self.lr_min}) must be below lr_max ({self.lr_max})."
+            )
+        check_real("reward_scale", self.reward_scale, lo=0.0, lo_open=True)
+        check_real("divergence_factor", self.divergence_factor, lo=1.0, lo_open=True,
+                   allow_inf=True)
+        check_real("divergence_penalty", self.divergence_penalty, lo=0.0)
+        for name in ("total_steps", "steps_per_action"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), lo=1, none_hint=" (or None: the task's)")
+        for name in ("eval_test", "optimizer_sets_lr"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        if not isinstance(self.device, str):
+            raise TypeError(f"device must be a string such as 'cpu', 'cuda' or 'auto', got "
+                            f"{self.device!r}.")
 
     def replace(self, **overrides: Any) -> EnvConfig:
         """Returns a copy with ``overrides``; unknown names raise a clear error."""
@@ -101,5 +124,58 @@ class EnvConfig:
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name}={value!r} is not valid; choose one of {list(choices)}.")
+
+
+def _range(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+    if hi is not None:
+        parts.append(f"{'<' if hi_open else '<='} {hi:g}")
+    return " and ".join(parts)
+
+
+def check_real(
+    name: str,
+    value: object,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    allow_inf: bool = False,
+) -> float:
+    """Checks that ``value`` is a real number in a range; returns it as a float.
+
+    Raises:
+        TypeError: Not a real number (``bool`` and strings included).
+        ValueError: NaN, infinite (unless ``allow_inf``) or out of range; the message
+            names ``name`` and the valid range.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+    x = float(value)
+    bad = math.isnan(x) or (math.isinf(x) and not allow_inf)
+    bad = bad or (lo is not None and (x <= lo if lo_open else x < lo))
+    bad = bad or (hi is not None and (x >= hi if hi_open else x > hi))
+    if bad:
+        finite = "" if allow_inf else ", finite"
+        raise ValueError(f"{name} must be {_range(lo, hi, lo_open, hi_open)}{finite}, got {x}.")
+    return x
+
+
+def check_int(name: str, value: object, *, lo: int | None = None, none_hint: str = "") -> int:
+    """Checks that ``value`` is an integer (not a bool) ``>= lo``; returns it as an int.
+
+    Raises:
+        TypeError: Not an integer.
+        ValueError: Below ``lo``; the message names ``name`` and the valid range.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer{none_hint}, got {value!r} "
+                        f"({type(value).__name__}).")
+    if lo is not None and value < lo:
+        raise ValueError(f"{name} must be >= {lo}{none_hint}, got {value}.")
+    return int(value)

@@ -43,9 +43,14 @@ def test_train_then_evaluate(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     run_dir = tmp_path / "logs" / "ppo" / "Digits-MLP-v0_1"
-    for name in ("model.zip", "vecnormalize.pkl", "config.yml", "evaluations.npz"):
+    for name in ("model.zip", "vecnormalize.pkl", "config.yml", "evaluations.npz",
+                 "controller.safetensors", "complete.json"):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "checkpoints").glob("model_*_steps.zip"))
+    for ckpt in (run_dir / "checkpoints").glob("model_*_steps.zip"):  # each one whole
+        steps = ckpt.stem.split("_")[1]
+        for name in (f"vecnormalize_{steps}_steps.pkl", f"controller_{steps}_steps.safetensors"):
+            assert (run_dir / "checkpoints" / name).is_file(), name
     config = yaml.safe_load((run_dir / "config.yml").read_text())
     assert config["env"] == ["lr_gym/Digits-MLP-v0"] and config["seed"] == 1
     assert config["hyperparams"]["n_timesteps"] == 64
@@ -103,6 +108,73 @@ def test_ctrl_c_keeps_the_agent(tmp_path):
     assert proc.returncode == 130, err
     assert "Interrupted: saving" in err
     assert (run_dir / "model.zip").is_file() and (run_dir / "vecnormalize.pkl").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_subprocess_envs_saves_and_exits_130(tmp_path):
+    import signal
+    import time
+
+    # A terminal's Ctrl-C goes to the whole process group, env workers included.
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train_agent.py"), "--env", "lr_gym/Digits-MLP-v0",
+         "-n", "100000", "--n-envs", "2", "--eval-freq", "0", "--no-progress", "-f", "logs",
+         "--env-kwargs", "total_steps:20", "steps_per_action:10"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        start_new_session=True,
+    )
+    run_dir = tmp_path / "logs" / "ppo" / "Digits-MLP-v0_1"
+    monitor = run_dir / "monitor" / "0.monitor.csv"
+    deadline = time.time() + 180
+    while time.time() < deadline and (
+            not monitor.exists() or len(monitor.read_text().splitlines()) < 4):
+        time.sleep(0.3)  # until the workers have finished episodes: mid-rollout
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "EOFError" not in err and "Traceback" not in err, err
+    assert f"Saved {Path('logs') / 'ppo' / 'Digits-MLP-v0_1' / 'model.zip'}" in err
+    for name in ("model.zip", "vecnormalize.pkl", "controller.safetensors"):
+        assert (run_dir / name).is_file(), name
+    assert json.loads((run_dir / "complete.json").read_text())["interrupted"] is True
+
+
+@pytest.mark.slow
+def test_bad_training_flags_exit_2_without_a_run_folder(tmp_path):
+    (tmp_path / "bad.yml").write_text("default:\n  n_steps: abc\n")
+    for args, message in [(["-n", "0"], "n_timesteps must be >= 1"),
+                          (["-conf", "bad.yml"], "n_steps must be a number, got 'abc'"),
+                          (["--n-envs", "0"], "n_envs must be >= 1")]:
+        out = run(str(ROOT / "train_agent.py"), *args, "-f", "logs", cwd=tmp_path)
+        assert out.returncode == 2 and f"error: {message}" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
+        assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.slow
+def test_resume_and_export_from_the_command_line(tmp_path):
+    tiny = ["--env", "lr_gym/Digits-MLP-v0", "--n-envs", "1", "--eval-freq", "0",
+            "--no-progress", "-f", "logs", "--hyperparams", "n_steps:16", "batch_size:16",
+            "--env-kwargs", "total_steps:20", "steps_per_action:10"]
+    out = run(str(ROOT / "train_agent.py"), *tiny, "-n", "32", "--save-freq", "16",
+              cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    ckpt = Path("logs") / "ppo" / "Digits-MLP-v0_1" / "checkpoints" / "model_16_steps.zip"
+    out = run(str(ROOT / "train_agent.py"), *tiny, "-i", str(ckpt), "-n", "16",
+              "--save-freq", "0", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "continuing" in out.stdout
+    done = json.loads((tmp_path / "logs" / "ppo" / "Digits-MLP-v0_2" / "complete.json")
+                      .read_text())
+    assert (done["start"], done["num_timesteps"]) == (16, 32)
+    # A damaged zip: an error line naming the file, for export and resume alike.
+    bad = tmp_path / "logs" / "ppo" / "Digits-MLP-v0_1" / "model.zip"
+    bad.write_bytes(bad.read_bytes()[:-100])
+    out = run("-m", "agents.deploy", "export", "--agent", str(bad.parent), cwd=tmp_path)
+    assert out.returncode == 2 and f"error: {bad} is not a readable SB3 model" in out.stderr
+    out = run(str(ROOT / "train_agent.py"), "-i", str(bad.parent), "-f", "logs", cwd=tmp_path)
+    assert out.returncode == 2 and f"error: {bad} is not a readable SB3 model" in out.stderr
+    assert not (tmp_path / "logs" / "ppo" / "Digits-MLP-v0_3").exists()
 
 
 @pytest.mark.slow

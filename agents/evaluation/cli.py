@@ -42,9 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--agent", nargs="+", default=None,
-                   help="Run folder(s) (or model.zip) of trained agents; several (e.g. PPO "
-                        "seeds) are pooled. Default: the latest run under --log-folder; "
-                        "'none' evaluates baselines only.")
+                   help="Trained agents: run folders, checkpoint .zip files or .safetensors "
+                        "controller files, always loaded from the pickle-free controller "
+                        "file; several (e.g. PPO seeds) are pooled. Default: the latest "
+                        "complete run under --log-folder; 'none' evaluates baselines only.")
     p.add_argument("--split", choices=("test", "dev"), default="test",
                    help="Which held-out families to evaluate on when --env is not given: "
                         "'test' reports, 'dev' is for choices.")
@@ -116,7 +117,14 @@ def _check_args(args: argparse.Namespace, env_ids: list[str], names: list[str]) 
 
 
 def _resolve_agents(args: argparse.Namespace) -> list[str]:
+    """The agents to evaluate, each checked by loading its controller file here.
+
+    A run folder (or its ``model.zip``) stays the agent's name; a checkpoint is named
+    by its controller file. Only ``.safetensors`` files are read: never a pickle.
+    """
+    from agents.deploy import ControllerFileError, controller_file_for, load_controller_file
     from agents.ppo import latest_run
+    from agents.runs import MODEL
 
     if args.agent and [a.lower() for a in args.agent] == ["none"]:
         return []
@@ -126,11 +134,13 @@ def _resolve_agents(args: argparse.Namespace) -> list[str]:
         raise UsageError(str(err)) from err
     out = []
     for p in paths:
-        run = p.parent if p.suffix == ".zip" else p
-        if not (run / "model.zip").is_file():
-            raise UsageError(f"no agent at {p}: expected a run folder with model.zip "
-                             "(from train_agent.py), or --agent none.")
-        out.append(str(run.resolve()))
+        try:
+            load_controller_file(p)  # a bad file is an error line now, not a worker traceback
+        except (FileNotFoundError, ControllerFileError) as err:
+            raise UsageError(f"{err} Or pass --agent none.") from err
+        run = p.parent if p.name == MODEL else p
+        agent = run if run.is_dir() else controller_file_for(p)
+        out.append(str(agent.resolve()))
     if len(set(out)) != len(out):
         raise UsageError(f"--agent names the same run twice: {out}.")
     return out
@@ -158,19 +168,30 @@ def _output_dir(args: argparse.Namespace, invocation: dict[str, Any]) -> Path:
             raise UsageError(f"{out} holds the results of another evaluation (it differs in: "
                              f"{', '.join(diff)}); pass another -o, or drop -o to get a "
                              "folder of its own.")
+    from agents.runs import write_text_atomic
+
     out.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(invocation, indent=1, sort_keys=True))
+    write_text_atomic(marker, json.dumps(invocation, indent=1, sort_keys=True))
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    from agents.runs import DISK_FULL
+
     args = build_parser().parse_args(argv)
     try:
         return _main(args)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.errno not in DISK_FULL:
+            raise
+        print(f"error: the disk is full ({err}). Finished runs are kept in runs.jsonl: free "
+              "some space and rerun the same command to resume (nothing is rerun).",
+              file=sys.stderr)
+        return 1
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -183,6 +204,7 @@ def _main(args: argparse.Namespace) -> int:
     from agents.evaluation.report import report_markdown, tables_markdown
     from agents.evaluation.runner import EpisodeJob, make_pool, run_job, tune_job
     from agents.evaluation.store import RunStore, run_key
+    from agents.runs import write_text_atomic
     from lr_gym.splits import SPLITS
 
     for name in args.gym_packages:
@@ -282,10 +304,11 @@ def _main(args: argparse.Namespace) -> int:
             "tuned_lr0": {f"{e}|{b}": v for (e, b), v in tuned.items()},
             "seconds": time.perf_counter() - t0}
     report = report_markdown(summaries, meta)
-    (out / "report.md").write_text(report)
-    (out / "table.md").write_text(tables_markdown(summaries))
-    (out / "results.json").write_text(json.dumps({"meta": meta, "tracks": summaries},
-                                                 indent=1, default=float))
+    # Atomic: a full disk leaves the previous report (or none), never a truncated one.
+    write_text_atomic(out / "report.md", report)
+    write_text_atomic(out / "table.md", tables_markdown(summaries))
+    write_text_atomic(out / "results.json", json.dumps({"meta": meta, "tracks": summaries},
+                                                       indent=1, default=float))
     written = ["report.md", "table.md", "results.json", "runs.jsonl"]
     if args.plot:
         for t, summary in summaries.items():

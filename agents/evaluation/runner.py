@@ -46,11 +46,20 @@ class EpisodeJob:
 
 
 @functools.cache
-def load_agent(run_dir: str) -> Controller:
-    """A learned agent, loaded once per process."""
-    from agents.ppo import PPOController
+def load_agent(agent: str) -> Controller:
+    """A learned agent, loaded once per process, from its pickle-free controller file.
 
-    return PPOController.load(run_dir, device="cpu")
+    ``agent`` is a run folder (its ``controller.safetensors``), a checkpoint ``.zip``
+    (its ``controller_N_steps.safetensors``) or a ``.safetensors`` file. Nothing is
+    unpickled, so a run folder from someone else cannot run code here.
+
+    Raises:
+        FileNotFoundError: No controller file; the message says how to write one.
+        agents.deploy.ControllerFileError: The file is not a valid controller file.
+    """
+    from agents.deploy import PolicyController
+
+    return PolicyController.load(agent, name="ppo")
 
 
 def build_controller(job: EpisodeJob) -> Controller:

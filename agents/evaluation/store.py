@@ -63,7 +63,8 @@ class RunStore:
             # A kill mid-write left a partial last line: cut it off, or the next append
             # would be glued to it.
             text = text[: text.rfind("\n") + 1]
-            self.path.write_text(text)
+            # In place: truncating needs no free space, and never loses the finished runs.
+            os.truncate(self.path, len(text.encode()))
             warnings.warn(f"{self.path}: dropped an incomplete last line (interrupted write); "
                           "that run is done again.", stacklevel=3)
         for i, line in enumerate(text.splitlines()):

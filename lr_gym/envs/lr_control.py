@@ -21,7 +21,12 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` picks CUDA when available; anything else goes to ``torch.device``."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"device={device!r} is not a torch device; use 'cpu', 'cuda', 'cuda:1' or 'auto'."
+        ) from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device={str(device)!r} was requested but CUDA is not available; "
@@ -96,7 +101,8 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     the LR at optimizer step ``t`` is ``lr0 * schedule(t) * m``, a bounded residual
     around the base schedule. The LR is always clamped to ``[lr_min, lr_max]``
     (default ``[lr0 / 1000, 30 lr0]``). Out-of-range actions are clipped; NaN counts
-    as 0 (keep the LR).
+    as 0 (keep the LR); an action that is not one number (e.g. shape ``(3,)``) raises
+    ``ValueError``.
 
     ## Observation Space
 
@@ -128,7 +134,9 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ``reset(seed=s)`` seeds the model initialisation, the data order and the training
     RNG (dropout) from ``s``: the same seed and actions give the same trajectory on
-    CPU. The first observation describes the untrained model (progress 0).
+    CPU. The first observation describes the untrained model (progress 0). Its
+    validation loss must be finite and > 0 and the main metric finite (``ValueError``
+    otherwise: every feature and reward is relative to them).
 
     ## Episode End
 
@@ -176,15 +184,26 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         # Other modes (SB3's make_vec_env asks for "rgb_array") render nothing; gym.make
         # already warns about them, so they must not be fatal.
         self.render_mode = render_mode
-        self.total_steps = self.config.total_steps or self.task.total_steps
-        self.steps_per_action = self.config.steps_per_action or self.task.steps_per_action
+        c = self.config
+        # `is None`, not `or`: an explicit 0 must be refused (EnvConfig does), never
+        # silently replaced by the task's value.
+        self.total_steps = self.task.total_steps if c.total_steps is None else c.total_steps
+        self.steps_per_action = (
+            self.task.steps_per_action if c.steps_per_action is None else c.steps_per_action
+        )
         if self.steps_per_action > self.total_steps:
             raise ValueError(
                 f"steps_per_action ({self.steps_per_action}) exceeds total_steps "
                 f"({self.total_steps}); lower steps_per_action."
             )
         self.lr0 = self.task.lr
-        self.lr_min, self.lr_max = lr_bounds(self.lr0, self.config.lr_min, self.config.lr_max)
+        self.lr_min, self.lr_max = lr_bounds(self.lr0, c.lr_min, c.lr_max)
+        if not self.lr_min < self.lr_max:
+            raise ValueError(
+                f"lr_min ({self.lr_min:g}) must be below lr_max ({self.lr_max:g}) for task "
+                f"{self.task.name!r} (lr0={self.lr0:g}; unset bounds default to "
+                f"lr0*{LR_MIN_FACTOR:g} and lr0*{LR_MAX_FACTOR:g})."
+            )
         self.device = resolve_device(self.config.device)
         # Precomputed once (a list: the per-step lookup is on the training hot path).
         self._base_lrs: list[float] = (self.lr0 * schedule_factors(
@@ -267,7 +286,17 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"Task {self.task.name!r}: eval_fn must return 'loss' and "
                 f"{self.task.metric!r}, got {sorted(metrics)}."
             )
-        return {k: float(v) for k, v in metrics.items()}
+        out = {k: float(v) for k, v in metrics.items()}
+        if (split == "val" and math.isfinite(out["loss"])
+                and not math.isfinite(out[self.task.metric])):
+            # A NaN metric would become a NaN reward (metric rewards) and poison PPO; with
+            # a non-finite loss the run diverged, which step() reports as such.
+            raise ValueError(
+                f"Task {self.task.name!r}: eval_fn returned {self.task.metric}="
+                f"{out[self.task.metric]} on the validation split; the main metric must be "
+                "a finite number."
+            )
+        return out
 
     def _swap_rng(self) -> None:
         """Swaps the env's private torch RNG state with the global one.
@@ -309,6 +338,13 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         self._train_loss = math.nan
 
         val = self._evaluate("val")
+        if not (math.isfinite(val["loss"]) and val["loss"] > 0):
+            # Every feature and reward is relative to this loss: a bad one would only
+            # surface later, misreported as a divergence.
+            raise ValueError(
+                f"Task {self.task.name!r}: eval_fn returned loss={val['loss']} for the "
+                "untrained model; the initial validation loss must be finite and > 0."
+            )
         self._tracker = FeatureTracker(self.lr0)
         obs = self._tracker.reset(val["loss"], val[self.task.metric])
         self._val = val
@@ -326,6 +362,11 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         """Trains one control interval at the LR chosen by ``action``."""
         if self._done:
             raise RuntimeError("The episode has ended (or never started): call reset() first.")
+        if np.asarray(action, dtype=object).size != 1:
+            raise ValueError(
+                f"action must hold exactly one number (action space Box(-1, 1, (1,))), got "
+                f"shape {np.shape(action)}."
+            )
         c = self.config
         a, m = action_to_multiplier(action, c.max_factor)
         self._multiplier = next_multiplier(

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from lr_gym.config import check_int, check_real
+
 Batch = Any
 """Whatever the task's batches are: a tuple of tensors, a dict of tensors, ..."""
 
@@ -147,8 +149,8 @@ class Task:
             seeded torch RNG, so all randomness must come from torch's global RNG.
         data_fn: Returns the :class:`TaskData`. Called once per environment instance;
             cache expensive loading inside it (e.g. ``functools.cache``).
-        lr: Initial learning rate ``lr0`` of the inner optimizer; every LR schedule and
-            multiplier in the environment is relative to it.
+        lr: Initial learning rate ``lr0`` of the inner optimizer (finite, > 0); every LR
+            schedule and multiplier in the environment is relative to it.
         optimizer: Inner optimizer class, built as ``optimizer(params, lr=lr, **optimizer_kwargs)``.
         optimizer_kwargs: Extra optimizer arguments (momentum, weight decay, ...).
         param_groups_fn: Optional ``model -> list of param-group dicts`` (e.g. no weight
@@ -188,15 +190,19 @@ class Task:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if not self.name:
-            raise ValueError("Task.name must be a non-empty string.")
-        if not (self.lr > 0):
-            raise ValueError(f"Task {self.name!r}: lr must be > 0, got {self.lr}.")
-        if self.total_steps <= 0 or self.steps_per_action <= 0:
-            raise ValueError(
-                f"Task {self.name!r}: total_steps and steps_per_action must be positive, "
-                f"got {self.total_steps} and {self.steps_per_action}."
-            )
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Task.name must be a non-empty string, got {self.name!r}.")
+        try:
+            check_real("lr", self.lr, lo=0.0, lo_open=True)
+            for name in ("total_steps", "steps_per_action", "batch_size", "eval_batch_size"):
+                check_int(name, getattr(self, name), lo=1)
+            if self.grad_clip is not None:
+                check_real("grad_clip", self.grad_clip, lo=0.0, lo_open=True)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"Task {self.name!r}: {err}") from None
+        if not isinstance(self.metric, str) or not self.metric:
+            raise ValueError(f"Task {self.name!r}: metric must be a metric name, got "
+                             f"{self.metric!r}.")
         if self.steps_per_action > self.total_steps:
             raise ValueError(
                 f"Task {self.name!r}: steps_per_action ({self.steps_per_action}) exceeds "

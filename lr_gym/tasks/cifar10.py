@@ -50,6 +50,9 @@ from lr_gym.tasks.base import Batch, Task, TaskData
 from lr_gym.tasks.data import load_split
 from lr_gym.tasks.seed_utils import holdout_indices, load_with_data_dir, step_budget
 
+HF_COLUMNS = {"img|image": "PIL image, 32x32 RGB", "label": "int class id 0-9"}
+"""The HF ``cifar10`` columns this task reads."""
+
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 HUB_TRAIN_SIZE = 50_000
@@ -156,9 +159,11 @@ def load_cifar10(
         max_test_examples: Keep at most this many test images.
         split_seed: Seed of the train/validation permutation.
     """
-    x, y = decode_images(load_split("cifar10", "train", hub_name=hub_name, data_dir_=data_dir))
+    x, y = decode_images(load_split("cifar10", "train", hub_name=hub_name, data_dir_=data_dir,
+                                      columns=HF_COLUMNS))
     train_idx, val_idx = holdout_indices(len(y), val_size, split_seed, max_train_examples)
-    xt, yt = decode_images(load_split("cifar10", "test", hub_name=hub_name, data_dir_=data_dir))
+    xt, yt = decode_images(load_split("cifar10", "test", hub_name=hub_name, data_dir_=data_dir,
+                                        columns=HF_COLUMNS))
     if max_test_examples is not None:
         xt, yt = xt[:max_test_examples], yt[:max_test_examples]
     return TaskData(

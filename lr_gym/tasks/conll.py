@@ -55,6 +55,9 @@ from lr_gym.tasks.base import Task, TaskData, iterate_batches, move_to
 from lr_gym.tasks.batching import DictDataset, dict_collate
 from lr_gym.tasks.data import load_split
 
+HF_COLUMNS = {"tokens": "list[str]", "ner_tags": "list[int] (conll2003 ClassLabel ids)"}
+"""The HF ``conll2003`` columns this task reads."""
+
 HUB_NAME = "conll2003"
 TAG_NAMES: tuple[str, ...] = (
     "O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC",
@@ -250,7 +253,8 @@ def load_conll(
     validation (None: all of it).
     """
     def split(name: str, limit: int | None) -> tuple[list[list[str]], list[list[int]]]:
-        return _columns(load_split("conll2003", name, hub_name=HUB_NAME, data_dir_=data_dir),
+        return _columns(load_split("conll2003", name, hub_name=HUB_NAME, data_dir_=data_dir,
+                                   columns=HF_COLUMNS),
                         limit)
 
     train_s, train_t = split("train", max_train_examples)

@@ -12,6 +12,7 @@ is used, which needs a network (or a warm HF cache).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 DATA_DIR_ENV = "LR_GYM_DATA_DIR"
@@ -20,6 +21,14 @@ _EXTS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".arrow": "ar
 
 class DataNotFoundError(FileNotFoundError):
     """A dataset is neither in the local data directory nor reachable on the hub."""
+
+
+class DataFormatError(ValueError):
+    """A data file that cannot be read, or lacks a column its task reads."""
+
+
+def _schema(columns: Mapping[str, str]) -> str:
+    return ", ".join(f"{name.replace('|', ' or ')} ({kind})" for name, kind in columns.items())
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
@@ -43,6 +52,7 @@ def load_split(
     *,
     hub_name: str | None = None,
     data_dir_: str | os.PathLike | None = None,
+    columns: Mapping[str, str] | None = None,
 ):  # noqa: ANN201 - datasets.Dataset, imported lazily
     """Loads one split as a ``datasets.Dataset``.
 
@@ -51,13 +61,20 @@ def load_split(
         split: ``"train"``, ``"validation"`` or ``"test"``.
         hub_name: HF hub name when it differs from ``dataset``.
         data_dir_: Local data directory (overrides ``$LR_GYM_DATA_DIR``).
+        columns: The HF schema the task reads, ``{column: what it holds}``; a key may
+            name alternatives as ``"img|image"``. Checked here, so a wrong file fails
+            with its name instead of a bare ``KeyError`` deep in the task.
 
     Raises:
         DataNotFoundError: Naming the variable, the argument and the expected files
             when no local file exists and the hub cannot be reached.
+        DataFormatError: Naming the file, the dataset and the expected schema when a
+            local file cannot be read (e.g. not parquet) or a column is missing.
     """
     import datasets
 
+    hub = hub_name or dataset
+    expected = f" Expected the HF {hub!r} schema: {_schema(columns)}." if columns else ""
     root = data_dir(data_dir_)
     if root is not None:
         path = local_split_file(dataset, split, root)
@@ -67,12 +84,29 @@ def load_split(
                 f"{root / dataset / (split + '.parquet')} (or .json/.jsonl/.arrow). "
                 f"Point {DATA_DIR_ENV} or the data_dir argument at a folder with that layout."
             )
-        return datasets.load_dataset(_EXTS[path.suffix], data_files=str(path), split="train")
-    try:
-        return datasets.load_dataset(hub_name or dataset, split=split)
-    except Exception as err:  # offline: ConnectionError, HfHubHTTPError, ValueError, ...
-        raise DataNotFoundError(
-            f"Could not load {hub_name or dataset!r} split {split!r} from the HF hub ({err}). "
-            f"Offline, set {DATA_DIR_ENV}=/path/to/data or pass data_dir=... with files "
-            f"laid out as <data_dir>/{dataset}/{split}.parquet."
-        ) from err
+        try:
+            ds = datasets.load_dataset(_EXTS[path.suffix], data_files=str(path), split="train")
+        except Exception as err:  # ArrowInvalid, DatasetGenerationError, JSONDecodeError...
+            raise DataFormatError(
+                f"{path} (dataset {dataset!r}, split {split!r}) is not a readable "
+                f"{_EXTS[path.suffix]} file ({type(err).__name__}: {err}).{expected}"
+            ) from err
+        where = str(path)
+    else:
+        try:
+            ds = datasets.load_dataset(hub, split=split)
+        except Exception as err:  # offline: ConnectionError, HfHubHTTPError, ValueError, ...
+            raise DataNotFoundError(
+                f"Could not load {hub!r} split {split!r} from the HF hub ({err}). "
+                f"Offline, set {DATA_DIR_ENV}=/path/to/data or pass data_dir=... with files "
+                f"laid out as <data_dir>/{dataset}/{split}.parquet."
+            ) from err
+        where = f"HF hub dataset {hub!r}"
+    missing = [name for name in (columns or {})
+               if not set(name.split("|")) & set(ds.column_names)]
+    if missing:
+        raise DataFormatError(
+            f"{where} (dataset {dataset!r}, split {split!r}) lacks column(s) "
+            f"{[m.replace('|', ' or ') for m in missing]}; it has {ds.column_names}.{expected}"
+        )
+    return ds

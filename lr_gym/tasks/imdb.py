@@ -51,6 +51,9 @@ from lr_gym.tasks.base import Batch, Task, TaskData, iterate_batches, move_to
 from lr_gym.tasks.data import load_split
 from lr_gym.tasks.seed_utils import holdout_indices, load_with_data_dir, step_budget
 
+HF_COLUMNS = {"text": "string", "label": "int 0 (negative) or 1 (positive)"}
+"""The HF ``imdb`` columns this task reads."""
+
 HUB_TRAIN_SIZE = 25_000
 """Rows of the hub ``imdb`` train split (total_steps is derived from it)."""
 LOCAL_TRAIN_SIZE = 10_000
@@ -162,8 +165,10 @@ def load_imdb(
         tokenizer_cache: Folder of trained tokenizers (see :func:`cache_dir`).
         split_seed: Seed of the train/validation permutation and test subset.
     """
-    train = load_split("imdb", "train", hub_name=hub_name, data_dir_=data_dir)
-    test = load_split("imdb", "test", hub_name=hub_name, data_dir_=data_dir)
+    train = load_split("imdb", "train", hub_name=hub_name, data_dir_=data_dir,
+                       columns=HF_COLUMNS)
+    test = load_split("imdb", "test", hub_name=hub_name, data_dir_=data_dir,
+                      columns=HF_COLUMNS)
     for ds in (train, test):
         if not {"text", "label"} <= set(ds.column_names):
             raise KeyError(f"IMDB data needs 'text' and 'label' columns, got {ds.column_names}.")

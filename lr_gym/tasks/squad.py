@@ -77,6 +77,10 @@ from lr_gym.tasks.base import Task, TaskData, iterate_batches, move_to
 from lr_gym.tasks.batching import DictDataset, dict_collate
 from lr_gym.tasks.data import load_split
 
+HF_COLUMNS = {"id": "string", "title": "string", "context": "string", "question": "string",
+              "answers": "{text: list[str], answer_start: list[int]}"}
+"""The HF ``squad_v2`` columns this task reads."""
+
 HUB_NAME = "squad_v2"
 SQUAD_V2_TRAIN_QUESTIONS = 130_319
 FEATURES_PER_QUESTION = 1.012
@@ -467,10 +471,12 @@ def load_squad_full(
     from transformers import AutoTokenizer
 
     train_all = Examples.from_hf(
-        load_split("squad_v2", "train", hub_name=HUB_NAME, data_dir_=data_dir)
+        load_split("squad_v2", "train", hub_name=HUB_NAME, data_dir_=data_dir,
+                   columns=HF_COLUMNS)
     )
     test = Examples.from_hf(
-        load_split("squad_v2", "validation", hub_name=HUB_NAME, data_dir_=data_dir)
+        load_split("squad_v2", "validation", hub_name=HUB_NAME, data_dir_=data_dir,
+                   columns=HF_COLUMNS)
     )
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
     train_idx, val_idx = carve_val_by_context(train_all.contexts, val_size)
@@ -496,7 +502,8 @@ def load_squad_cpu(
 ) -> SquadData:
     """The local dev half split by article, with a BPE tokenizer trained on its train part."""
     dev = Examples.from_hf(
-        load_split("squad_v2", "validation", hub_name=HUB_NAME, data_dir_=data_dir)
+        load_split("squad_v2", "validation", hub_name=HUB_NAME, data_dir_=data_dir,
+                   columns=HF_COLUMNS)
     )
     train_idx, test_idx = split_by_article(dev.titles)
     if not train_idx or not test_idx:

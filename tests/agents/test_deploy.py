@@ -441,3 +441,159 @@ def test_trainer_callback_needs_an_initial_evaluation(exported):
     before = opt.param_groups[0]["lr"]
     cb.on_evaluate(args, state, control, metrics={"eval_loss": 0.8, "eval_accuracy": 0.6})
     assert len(cb.controller.history) == 2 and opt.param_groups[0]["lr"] != before
+
+
+# ------------------------------------------------------------------ issue #8
+def test_policy_controller_acts_exactly_like_ppo_controller(run_dir, exported):
+    from agents.deploy import PolicyController
+    from agents.rollout import run_episode
+    from lr_gym.config import EnvConfig
+
+    ppo = PPOController.load(run_dir, device="cpu")
+    ours = PolicyController.load(exported)
+    assert ours.name == "ppo" and not ours.tunable
+    assert EnvConfig().replace(**ours.env_kwargs()) == EnvConfig().replace(**ppo.env_kwargs())
+    obs = np.random.default_rng(2).normal(0, 2, size=(300, 11)).astype(np.float32)
+    for o in obs:
+        a, b = ours.act(o, {}), ppo.act(o, {})
+        assert a.dtype == b.dtype == np.float32 and a.shape == b.shape == (1,)
+        np.testing.assert_array_equal(a, b)
+    # Whole episodes: the same LRs, losses and rewards, step for step.
+    env_id = lr_gym.register_task(dataclasses.replace(blob_task(), name="DeployTwin"))
+    r1 = run_episode(env_id, ppo, seed=4).to_dict()
+    r2 = run_episode(env_id, ours, seed=4).to_dict()
+    for key in ("wall",):
+        r1.pop(key), r2.pop(key)
+    assert r1 == r2 and len(set(r1["lrs"])) > 2
+
+
+def _forge(src: Path, dst: Path, edit_config=None, edit_tensors=None) -> Path:
+    """A file whose checksum matches its (edited) content: what a malicious author writes."""
+    from agents.deploy import _digest
+
+    meta = load_meta(src)
+    config = json.loads(meta["config"])
+    tensors = load_file(str(src))
+    if edit_config:
+        edit_config(config)
+    if edit_tensors:
+        edit_tensors(tensors)
+    config_json = json.dumps(config, sort_keys=True)
+    meta.update(config=config_json, sha256=_digest(config_json, tensors))
+    save_file(tensors, str(dst), metadata=meta)
+    return dst
+
+
+def _set(section, key, value):
+    def edit(config):
+        config[section][key] = value
+    return edit
+
+
+@pytest.mark.parametrize(("edit_config", "edit_tensors", "message"), [
+    (_set("env_config", "lr_min", 0.0), None, "lr_min must be > 0, finite"),
+    (_set("env_config", "lr_min", -1.0), None, "lr_min must be >= 0, finite"),
+    (lambda c: c["env_config"].update(lr_min=0.5, lr_max=0.1), None, "lr_min .* below lr_max"),
+    (_set("env_config", "max_factor", 1e6), None, "max_factor must be .*<= 10"),
+    (_set("env_config", "max_factor", 1.0), None, "max_factor must be > 1, finite"),
+    (_set("env_config", "reward_scale", float("nan")), None, "reward_scale must be > 0, finite"),
+    (_set("normalization", "clip_obs", float("inf")), None, "clip_obs must be > 0, finite"),
+    (_set("normalization", "epsilon", -1.0), None, "epsilon must be >= 0, finite"),
+    (_set("tracker", "short_halflife", 0.0), None, "short_halflife must be > 0, finite"),
+    (_set("policy", "net_arch", [64, 16]), None, r"policy.1.weight.*shape \(32, 64\).*\(16, 64\)"),
+    (_set("policy", "obs_dim", 12), None, "obs_dim is 12"),
+    (_set("policy", "activation", "gelu"), None, "metadata is missing or malformed"),
+    (None, lambda t: t.update({"action.weight": t["action.weight"][:, :16].clone()}),
+     r"action.weight.*shape \(1, 16\)"),
+    (None, lambda t: t["policy.0.weight"].__setitem__((0, 0), float("nan")),
+     "policy.0.weight.*non-finite"),
+    (None, lambda t: t.update({"action.bias": t["action.bias"].double()}),
+     "action.bias.*torch.float32"),
+    (None, lambda t: t.update({"obs_var": -t["obs_var"]}), "obs_var must be >= 0"),
+    (None, lambda t: t.update({"action.bias": t["action.bias"].half()}), "not float32/float64"),
+])
+def test_files_asking_for_invalid_values_are_refused_at_load(exported, tmp_path, edit_config,
+                                                             edit_tensors, message):
+    forged = _forge(exported, tmp_path / "f.safetensors", edit_config, edit_tensors)
+    with pytest.raises(ControllerFileError, match=message):
+        ControllerPolicy.load(forged)
+
+
+def test_forged_checksum_is_integrity_not_authenticity(exported, tmp_path):
+    # A consistent edit with a recomputed checksum loads: the checksum only proves that
+    # the file is whole. What it may ask for is bounded by validation instead.
+    forged = _forge(exported, tmp_path / "ok.safetensors", _set("env_config", "max_factor", 3.0))
+    assert ControllerPolicy.load(forged).env_config.max_factor == 3.0
+    assert "not authenticity" in ControllerPolicy.load.__doc__ + (
+        sys.modules["agents.deploy"].__doc__)
+
+
+def test_export_refuses_an_agent_a_file_could_not_hold(run_dir, tmp_path):
+    ppo = PPOController.load(run_dir, device="cpu")
+    ppo._env_kwargs = {"max_factor": 50.0}
+    with pytest.raises(ValueError, match="cannot export this agent: max_factor"):
+        export_controller(ppo, tmp_path / "x.safetensors")
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_nan_losses_are_skipped_once_warned_and_a_nan_interval_holds_the_lr(exported):
+    import warnings
+
+    def fresh():
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        ctl = LRController(opt, exported, total_steps=20, steps_per_action=4)
+        ctl.observe(val_loss=1.0, val_metric=0.2)
+        return ctl
+
+    clean, dirty = fresh(), fresh()
+    with pytest.warns(RuntimeWarning, match="not finite; they are skipped") as record:
+        for i in range(4):
+            clean.step(0.9 - 0.1 * i)
+            dirty.step(0.9 - 0.1 * i)
+            dirty.record(float("nan"))  # an extra NaN loss in the same interval
+        clean.observe(val_loss=0.8, val_metric=0.3)
+        dirty.observe(val_loss=0.8, val_metric=0.3)
+        np.testing.assert_array_equal(dirty.last_observation, clean.last_observation)
+        # A whole interval of NaN losses: no decision on zeroed features, the LR holds.
+        before = (dirty.last_action, dirty._multiplier, dirty.last_observation.copy())
+        for _ in range(4):
+            dirty.step(torch.tensor(float("nan")))
+        assert dirty.observe(val_loss=0.7, val_metric=0.4) == before[0]
+        assert dirty._multiplier == before[1]
+        np.testing.assert_array_equal(dirty.last_observation, before[2])
+        assert dirty.history[-1][0] == 8 and not dirty.eval_due
+        for _ in range(4):  # and NaN validation results hold it too
+            dirty.step(0.5)
+        assert dirty.observe(val_loss=float("nan"), val_metric=0.4) == before[0]
+    assert len(record) == 1  # one warning, not one per loss
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(4):
+            dirty.step(0.4)
+        dirty.observe(val_loss=0.6, val_metric=0.5)  # finite again: decides normally
+    assert dirty.history[-1][0] == 16
+
+
+def test_controller_bounds_and_initial_result_are_validated(exported):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError, match=r"lr_min \(0.5\) must be below lr_max \(0.2\)"):
+        LRController(opt, exported, total_steps=8, steps_per_action=4, lr_min=0.5, lr_max=0.2)
+    with pytest.raises(ValueError, match="lr_max must be > 0"):
+        LRController(opt, exported, total_steps=8, steps_per_action=4, lr_max=-1.0)
+    with pytest.raises(TypeError, match="total_steps must be an integer"):
+        LRController(opt, exported, total_steps=8.5, steps_per_action=4)
+    ctl = LRController(opt, exported, total_steps=8, steps_per_action=4)
+    with pytest.raises(ValueError, match="first observe.*finite validation loss"):
+        ctl.observe(val_loss=float("nan"), val_metric=0.1)
+
+
+def test_cli_export_defaults_to_the_runs_own_file_and_warns_about_pickles(tmp_path, capsys):
+    run = make_run(tmp_path, {"mode": "anchored"})
+    assert main(["export", "--agent", str(run)]) == 0
+    captured = capsys.readouterr()
+    assert "only export runs you trained yourself" in captured.err
+    assert f"Wrote {run / 'controller.safetensors'}" in captured.out
+    assert ControllerPolicy.load(run / "controller.safetensors").env_config.mode == "anchored"
+    (run / "model.zip").write_bytes(b"PK\x03\x04 cut short")
+    assert main(["export", "--agent", str(run)]) == 2
+    assert f"error: {run / 'model.zip'} is not a readable SB3 model" in capsys.readouterr().err

@@ -9,7 +9,15 @@ from stable_baselines3.common.vec_env import VecNormalize
 from torch import nn
 
 import lr_gym  # noqa: F401 - registers the ids
-from agents.ppo import PPOController, PPOHyperparams, latest_run, load_hyperparams, make_ppo
+from agents.ppo import (
+    AgentFileError,
+    PPOController,
+    PPOHyperparams,
+    latest_run,
+    load_hyperparams,
+    make_ppo,
+)
+from agents.runs import mark_complete
 
 
 def test_hyperparams_from_yaml_and_fallback(tmp_path):
@@ -49,6 +57,7 @@ def test_train_save_load_predict_round_trip(tmp_path):
     venv.save(str(run / "vecnormalize.pkl"))
     config = {"hyperparams": {"env_kwargs": {"mode": "recursive"}}}
     (run / "config.yml").write_text(yaml.safe_dump(config))
+    mark_complete(run)
 
     assert latest_run(tmp_path) == run
     ctrl = PPOController.load(run, device="cpu")
@@ -65,3 +74,86 @@ def test_latest_run_missing_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="model.zip"):
         PPOController.load(tmp_path)
 
+
+
+# ------------------------------------------------------------------ issue #8
+@pytest.mark.parametrize(("values", "message"), [
+    ({"n_steps": "abc"}, "n_steps must be a number, got 'abc'"),
+    ({"batch_size": 0}, "batch_size must be >= 2"),
+    ({"n_envs": 0}, "n_envs must be >= 1"),
+    ({"n_timesteps": 0}, "n_timesteps must be >= 1"),
+    ({"n_timesteps": -5}, "n_timesteps must be >= 1"),
+    ({"n_epochs": 2.5}, "n_epochs must be an integer"),
+    ({"learning_rate": "nan"}, "learning_rate must be > 0, finite"),
+    ({"gamma": 1.5}, "gamma must be >= 0 and <= 1, finite"),
+    ({"normalize_obs": "yes"}, "normalize_obs must be true or false"),
+    ({"net_arch": [64, 0]}, "net_arch must be a list of positive integers"),
+    ({"activation_fn": "gelu"}, "activation_fn must be one of"),
+    ({"policy": "CnnPolicy"}, "policy must be 'MlpPolicy'"),
+    ({"n_steps": 1, "n_envs": 1}, "n_steps \\* n_envs must be >= 2"),
+    ({"env_kwargs": {"total_steps": 0}}, "env_kwargs: total_steps must be >= 1"),
+    ({"env_kwargs": {"max_factor": 20.0}}, "env_kwargs: max_factor must be .*<= 10"),
+    ({"env_kwargs": {"learning_rte": 1}}, "env_kwargs: Unknown EnvConfig option"),
+])
+def test_bad_hyperparams_are_refused_with_the_key_and_range(values, message):
+    with pytest.raises(ValueError, match=message):
+        PPOHyperparams.from_dict(values)
+
+
+def test_yaml_number_strings_are_parsed():
+    hp = PPOHyperparams.from_dict({"learning_rate": "3e-4", "n_timesteps": "1e3",
+                                   "env_kwargs": None})
+    assert (hp.learning_rate, hp.n_timesteps, hp.env_kwargs) == (3e-4, 1000, {})
+
+
+def _saved_run(root, name, complete=True, zip_bytes=None):
+    run = root / "ppo" / name
+    run.mkdir(parents=True)
+    (run / "model.zip").write_bytes(zip_bytes or b"PK")
+    if complete:
+        mark_complete(run, num_timesteps=1)
+    return run
+
+
+def test_latest_run_skips_incomplete_runs_with_a_note(tmp_path, capsys):
+    import os
+
+    done = _saved_run(tmp_path, "Env_1")
+    cut = _saved_run(tmp_path, "Env_2", complete=False, zip_bytes=b"PK\x03\x04trunc")
+    os.utime(cut / "model.zip", (2e9, 2e9))  # the newest model.zip: used to be picked
+    assert latest_run(tmp_path) == done
+    assert "skipping 1 incomplete run folder(s)" in capsys.readouterr().err
+    (done / "complete.json").unlink()
+    with pytest.raises(FileNotFoundError, match="No trained agent .*no complete run"):
+        latest_run(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def saved_agent(tmp_path_factory):
+    venv = VecNormalize(make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v0"), n_envs=1))
+    model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=0, device="cpu")
+    run = tmp_path_factory.mktemp("agent")
+    model.save(run / "model.zip")
+    venv.save(str(run / "vecnormalize.pkl"))
+    return run
+
+
+def test_corrupt_model_or_normalisation_is_an_error_naming_the_file(saved_agent, tmp_path):
+    raw = (saved_agent / "model.zip").read_bytes()
+    for name, data in {"half": raw[: len(raw) // 2], "tail": raw[:-10],
+                       "flip": raw[:1000] + bytes([raw[1000] ^ 0xFF]) + raw[1001:]}.items():
+        run = tmp_path / name
+        run.mkdir()
+        (run / "model.zip").write_bytes(data)
+        (run / "vecnormalize.pkl").write_bytes((saved_agent / "vecnormalize.pkl").read_bytes())
+        with pytest.raises(AgentFileError, match=f"{run / 'model.zip'} is not a readable SB3"):
+            PPOController.load(run)
+    run = tmp_path / "norm"
+    run.mkdir()
+    (run / "model.zip").write_bytes(raw)
+    (run / "vecnormalize.pkl").write_bytes((saved_agent / "vecnormalize.pkl").read_bytes()[:50])
+    with pytest.raises(AgentFileError, match="vecnormalize.pkl is not a readable VecNormalize"):
+        PPOController.load(run)
+    (run / "vecnormalize.pkl").unlink()
+    with pytest.raises(FileNotFoundError, match="No observation normalisation"):
+        PPOController.load(run)  # never silently without normalisation

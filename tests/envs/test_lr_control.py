@@ -221,3 +221,162 @@ def test_multi_task_env_samples_tasks():
     assert len(names) >= 4
     _, info = env.unwrapped.reset(seed=0, options={"task": 2})
     assert info["task"] == env.unwrapped.tasks[2].name
+
+
+# ------------------------------------------------------- validated configs (issue #8)
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"total_steps": 0}, "total_steps must be >= 1"),
+    ({"steps_per_action": 0}, "steps_per_action must be >= 1"),
+    ({"steps_per_action": -1}, "steps_per_action must be >= 1"),
+    ({"total_steps": 2.5}, "total_steps must be an integer"),
+    ({"lr_max": -0.1}, "lr_max must be > 0"),
+    ({"lr_min": -1e-4}, "lr_min must be >= 0, finite"),
+    ({"lr_min": 0.5, "lr_max": 0.1}, r"lr_min \(0.5\) must be below lr_max \(0.1\)"),
+    ({"lr_min": 5.0}, r"lr_min \(5\) must be below lr_max \(3\)"),  # lr0 * 30 by default
+    ({"reward_scale": math.nan}, "reward_scale must be > 0, finite"),
+    ({"divergence_penalty": math.nan}, "divergence_penalty must be >= 0, finite"),
+    ({"divergence_factor": math.nan}, "divergence_factor must be > 1"),
+    ({"final_lr_frac": math.inf}, "final_lr_frac must be >= 0 and <= 1, finite"),
+    ({"max_factor": math.inf}, "max_factor must be > 1, finite"),
+    ({"max_factor": "2"}, "max_factor must be a number"),
+    ({"eval_test": "yes"}, "eval_test must be True or False"),
+    ({"device": "toaster"}, "not a torch device"),
+])
+def test_bad_env_config_values_are_refused(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        LRControlEnv(blob_task(), **kwargs)
+
+
+def test_explicit_budget_is_never_replaced_by_the_tasks():
+    env = LRControlEnv(blob_task(), total_steps=16, steps_per_action=8)
+    assert (env.total_steps, env.steps_per_action) == (16, 8)
+    with pytest.raises(ValueError, match="total_steps must be >= 1"):
+        LRControlEnv(blob_task(), total_steps=0)  # used to mean "the task's 40" silently
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"lr": math.inf}, "lr must be > 0, finite"),
+    ({"lr": math.nan}, "lr must be > 0, finite"),
+    ({"lr": -0.1}, "lr must be > 0, finite"),
+    ({"batch_size": 0}, "batch_size must be >= 1"),
+    ({"total_steps": "40"}, "total_steps must be an integer"),
+    ({"grad_clip": math.nan}, "grad_clip must be > 0, finite"),
+])
+def test_bad_task_values_are_refused(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=f"Task 'blobs': {message}"):
+        blob_task(**kwargs)
+
+
+@pytest.mark.parametrize("loss", [math.nan, 0.0, -1.0, math.inf])
+def test_bad_initial_validation_loss_is_an_error_at_reset(loss):
+    import dataclasses
+
+    task = dataclasses.replace(blob_task(), eval_fn=lambda *a: {"loss": loss, "accuracy": 0.5})
+    env = LRControlEnv(task)
+    with pytest.raises(ValueError, match="initial validation loss must be finite and > 0"):
+        env.reset(seed=0)
+
+
+def test_nan_metric_is_an_error_not_a_nan_reward():
+    import dataclasses
+
+    task = dataclasses.replace(blob_task(),
+                               eval_fn=lambda *a: {"loss": 0.7, "accuracy": math.nan})
+    with pytest.raises(ValueError, match="accuracy=nan.*must be a finite number"):
+        LRControlEnv(task, reward="metric").reset(seed=0)
+
+
+@pytest.mark.parametrize("action", [np.zeros(3, np.float32), np.zeros(0, np.float32),
+                                    [0.1, 0.2]])
+def test_wrongly_shaped_action_is_refused(action):
+    env = LRControlEnv(blob_task())
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="exactly one number"):
+        env.step(action)
+    # The refused action changed nothing: the episode goes on.
+    _, r, *_ = env.step(np.array([np.nan], np.float32))  # NaN still counts as 0
+    assert math.isfinite(r) and env._action == 0.0
+
+
+# ------------------------------------------------------------ property-based test
+BAD_VALUES = [None, math.nan, math.inf, -math.inf, -1, 0, 1e308, "1", True, [1]]
+
+
+@pytest.mark.slow
+def test_random_configs_actions_and_tasks_give_clear_errors_or_finite_steps():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    def real(lo, hi, **kw):
+        return st.floats(lo, hi, allow_nan=False, **kw)
+
+    # Mostly valid values (so most examples reach reset and step), then at most one field
+    # of the config and one of the task replaced by a bad value.
+    config = st.fixed_dictionaries({}, optional={
+        "mode": st.sampled_from(["anchored", "recursive"]),
+        "schedule": st.sampled_from(["constant", "cosine", "linear", "step", "warmup_cosine",
+                                     "onecycle"]),
+        "warmup_frac": st.sampled_from([0.0, 0.0, 0.0, 0.1, 0.5]),
+        "final_lr_frac": real(0.0, 1.0),
+        "max_factor": real(1.0, 1e3, exclude_min=True),
+        "lr_min": real(0.0, 1.0),
+        "lr_max": st.one_of(real(1e-6, 1e3), st.just(math.inf)),
+        "reward": st.sampled_from(["val_loss", "train_loss", "metric", "terminal_metric"]),
+        "reward_scale": real(1e-3, 1e6),
+        "divergence_factor": st.one_of(real(1.0, 100.0, exclude_min=True), st.just(math.inf)),
+        "divergence_penalty": real(0.0, 100.0),
+        "total_steps": st.integers(8, 24),
+        "steps_per_action": st.integers(1, 12),
+        "eval_test": st.booleans(),
+        "device": st.sampled_from(["cpu", "auto", "nope"]),
+    })
+    config_fields = ["mode", "schedule", "warmup_frac", "final_lr_frac", "max_factor", "lr_min",
+                     "lr_max", "reward", "reward_scale", "divergence_factor",
+                     "divergence_penalty", "total_steps", "steps_per_action", "eval_test",
+                     "device"]
+    task = st.fixed_dictionaries({
+        "lr": st.one_of(real(1e-4, 100.0), st.sampled_from([1e-3, 0.1, 50.0])),
+        "total_steps": st.integers(8, 24),
+        "steps_per_action": st.integers(1, 10),
+        "batch_size": st.integers(1, 40),
+    })
+    task_fields = ["lr", "total_steps", "steps_per_action", "batch_size"]
+    bad = st.sampled_from(BAD_VALUES)
+    # About one example in four corrupts the config, one in four the task.
+    corrupt = st.tuples(st.integers(0, 3), st.sampled_from(config_fields), bad)
+    corrupt_task = st.tuples(st.integers(0, 3), st.sampled_from(task_fields), bad)
+    action = st.one_of(
+        st.floats(width=32).map(lambda x: np.array([x], np.float32)),
+        st.lists(st.floats(width=32), min_size=0, max_size=3).map(
+            lambda xs: np.array(xs, np.float32)),
+    )
+    seen = {"stepped": 0}
+
+    @settings(max_examples=40, deadline=None, derandomize=True)
+    @given(config=config, corrupt=corrupt, task_kw=task, corrupt_task=corrupt_task,
+           actions=st.lists(action, min_size=1, max_size=6), seed=st.integers(0, 3))
+    def check(config, corrupt, task_kw, corrupt_task, actions, seed):
+        if corrupt[0] == 3:
+            config = {**config, corrupt[1]: corrupt[2]}
+        if corrupt_task[0] == 3:
+            task_kw = {**task_kw, corrupt_task[1]: corrupt_task[2]}
+        try:
+            env = LRControlEnv(blob_task(**task_kw), **config)
+            obs, _ = env.reset(seed=seed)
+        except (ValueError, TypeError):
+            return
+        assert env.observation_space.contains(obs)
+        for a in actions:
+            try:
+                obs, r, term, trunc, _ = env.step(a)
+            except ValueError as err:
+                assert np.asarray(a).size != 1, err  # only a misshaped action may be refused
+                continue
+            seen["stepped"] += 1
+            assert env.observation_space.contains(obs), obs
+            assert math.isfinite(r), (config, task_kw, a)
+            if term or trunc:
+                break
+
+    check()
+    assert seen["stepped"] >= 10  # the examples exercised the env, not only the checks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import lr_gym
@@ -71,3 +72,145 @@ def test_both_tracks_in_one_report(tmp_path, capsys):
     # Paired seeds: every controller starts from the same initial model on a seed.
     starts = {(r["seed"], r["val_loss"][0]) for r in runs if r["role"] == "eval"}
     assert len(starts) == 2
+
+
+# ------------------------------------------------------ trust boundary (issue #8)
+class _Payload:
+    """Unpickling this runs code: it creates the file at ``path``."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _crafted_run(root, marker):
+    """A run folder whose model.zip and vecnormalize.pkl run code when unpickled."""
+    import base64
+    import pickle
+    import zipfile
+
+    run = root / "ppo" / "Crafted_1"
+    run.mkdir(parents=True)
+    blob = base64.b64encode(pickle.dumps(_Payload(marker))).decode()
+    data = {"policy_class": {":type:": "<class 'abc.ABCMeta'>", ":serialized:": blob}}
+    with zipfile.ZipFile(run / "model.zip", "w") as z:
+        z.writestr("data", json.dumps(data))
+    (run / "vecnormalize.pkl").write_bytes(pickle.dumps(_Payload(marker)))
+    (run / "config.yml").write_text("env: [lr_gym/Digits-MLP-v0]\n")
+    return run
+
+
+@pytest.fixture(scope="module")
+def controller_file(tmp_path_factory):
+    import gymnasium as gym
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from agents.deploy import export_controller
+    from agents.ppo import PPOController, PPOHyperparams, make_ppo
+
+    venv = make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v0"), n_envs=1)
+    model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=0, device="cpu")
+    ctl = PPOController(model, np.zeros(11), np.ones(11), env_kwargs={"mode": "anchored"})
+    return export_controller(ctl, tmp_path_factory.mktemp("ctl") / "controller.safetensors")
+
+
+def _eval_agent(tmp_path, agent, *extra):
+    return main(["--agent", str(agent), "--env", ENV, "--workers", "1", "--n-boot", "50",
+                 "--no-plot", "--no-progress", "--baselines", "static", "--track", "self",
+                 "--seeds", "0", "--target-seeds", "7", "-f", str(tmp_path / "logs"),
+                 "-o", str(tmp_path / "ev"), *extra])
+
+
+def test_crafted_run_folder_never_runs_code(tmp_path, capsys, controller_file, monkeypatch):
+    import pickle
+    import warnings
+
+    import torch
+
+    marker = tmp_path / "pwned"
+    run = _crafted_run(tmp_path, marker)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pickle.loads((run / "vecnormalize.pkl").read_bytes())  # the payload is live...
+    assert marker.exists()
+    marker.unlink()
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the payload's open file
+        load_from_zip_file(run / "model.zip")  # ...in the SB3 zip too (what PPO.load does)
+    assert marker.exists()
+    marker.unlink()
+
+    # Without a controller file: a clear error saying how to make one, and no code ran.
+    assert _eval_agent(tmp_path, run) == 2
+    err = capsys.readouterr().err
+    assert "error: No controller file" in err and "python -m agents.deploy export --agent" in err
+    assert "never do it for a run you did not make" in err
+    assert not marker.exists()
+
+    # With one, the evaluation runs from it alone: nothing is unpickled at all.
+    (run / "controller.safetensors").write_bytes(controller_file.read_bytes())
+
+    def refuse(*a, **k):
+        raise AssertionError("evaluation unpickled something")
+
+    for name in ("load", "loads"):
+        monkeypatch.setattr(pickle, name, refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    assert _eval_agent(tmp_path, run) == 0
+    assert not marker.exists()
+    results = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert results["meta"]["agents"] == [str(run.resolve())]
+    assert any(r["controller"] == "ppo" for r in results["tracks"]["self"]["rows"])
+
+
+def test_bad_controller_files_and_checkpoint_agents(tmp_path, capsys, controller_file):
+    run = tmp_path / "logs" / "ppo" / "Env_1"
+    (run / "checkpoints").mkdir(parents=True)
+    raw = controller_file.read_bytes()
+    (run / "controller.safetensors").write_bytes(raw[: len(raw) // 2])
+    assert _eval_agent(tmp_path, run) == 2
+    assert "truncated or corrupt" in capsys.readouterr().err
+    assert not (tmp_path / "ev").exists()
+    # A checkpoint is evaluated from its own controller file, named by it.
+    (run / "checkpoints" / "model_64_steps.zip").write_bytes(b"never read")
+    ckpt_ctl = run / "checkpoints" / "controller_64_steps.safetensors"
+    ckpt_ctl.write_bytes(raw)
+    assert _eval_agent(tmp_path, run / "checkpoints" / "model_64_steps.zip") == 0
+    results = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert results["meta"]["agents"] == [str(ckpt_ctl.resolve())]
+    capsys.readouterr()
+    assert _eval_agent(tmp_path, tmp_path / "nowhere") == 2
+    assert "No agent at" in capsys.readouterr().err
+
+
+def test_disk_full_at_report_time_is_a_clear_error_and_resumes(tmp_path, capsys, monkeypatch):
+    import errno
+    import pathlib
+
+    real = pathlib.Path.write_text
+
+    def full(self, *a, **k):
+        if "report.md" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", full)
+    out = tmp_path / "ev"
+    args = ["--baselines", "static", "--track", "self", "--seeds", "0", "1", "--target-seeds",
+            "7", "-o", str(out)]
+    assert _eval(tmp_path, *args) == 1
+    err = capsys.readouterr().err
+    assert "error: the disk is full" in err and "No space left on device" in err
+    assert "rerun the same command to resume" in err
+    assert not (out / "report.md").exists() and not list(out.glob(".*.tmp*"))
+    finished = len((out / "runs.jsonl").read_text().splitlines())
+    assert finished == 3
+    monkeypatch.setattr(pathlib.Path, "write_text", real)
+    assert _eval(tmp_path, *args) == 0
+    assert f"Resuming: {finished} finished runs" in capsys.readouterr().err
+    assert (out / "report.md").is_file()

@@ -1,0 +1,133 @@
+"""The files of a training run folder, how they are written, and when a run is complete.
+
+A run folder ``logs/ppo/<Env>_<N>/`` holds::
+
+    config.yml                  the exact hyperparameters, env options and versions
+    model.zip                   SB3 model (pickled data: only for resuming your own runs)
+    vecnormalize.pkl            observation normalisation (pickle: the same)
+    controller.safetensors      the pickle-free controller evaluation and deployment load
+    complete.json               written last: the run finished (or was stopped by Ctrl-C)
+    checkpoints/model_<N>_steps.zip, vecnormalize_<N>_steps.pkl,
+                controller_<N>_steps.safetensors
+    best/best_model.zip, vecnormalize.pkl, controller.safetensors
+
+Every file is written to a temporary name and renamed into place (:func:`atomic_write`),
+so a full disk or a kill never leaves a truncated file under a real name.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MODEL = "model.zip"
+VECNORMALIZE = "vecnormalize.pkl"
+CONTROLLER = "controller.safetensors"
+CONFIG = "config.yml"
+COMPLETE = "complete.json"
+BEST_MODEL = "best_model.zip"
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+"""``OSError.errno`` values of a full disk or an exhausted quota."""
+
+_CHECKPOINT = re.compile(r"(?P<prefix>.*?)_(?P<steps>\d+)_steps")
+
+
+def checkpoint_names(steps: int) -> tuple[str, str, str]:
+    """``(model, vecnormalize, controller)`` file names of the checkpoint at ``steps``."""
+    return (f"model_{steps}_steps.zip", f"vecnormalize_{steps}_steps.pkl",
+            f"controller_{steps}_steps.safetensors")
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where the pieces of one saved agent are (they need not exist).
+
+    Attributes:
+        model: The SB3 ``.zip``.
+        vecnormalize: Its observation normalisation.
+        controller: Its pickle-free controller file.
+        config: The ``config.yml`` of the run it belongs to.
+    """
+
+    model: Path
+    vecnormalize: Path
+    controller: Path
+    config: Path
+
+
+def run_files(path: str | os.PathLike) -> RunFiles:
+    """The files of a run folder, a checkpoint ``.zip`` or a ``best_model.zip``.
+
+    A checkpoint ``checkpoints/model_N_steps.zip`` pairs with ``vecnormalize_N_steps.pkl``
+    (or SB3's ``model_vecnormalize_N_steps.pkl``) and ``controller_N_steps.safetensors``
+    beside it; any other ``.zip`` with ``vecnormalize.pkl`` and ``controller.safetensors``
+    beside it. ``config.yml`` is looked up beside the zip, then one folder up.
+    """
+    path = Path(path)
+    if path.suffix != ".zip":
+        return RunFiles(path / MODEL, path / VECNORMALIZE, path / CONTROLLER, path / CONFIG)
+    folder = path.parent
+    config = folder / CONFIG if (folder / CONFIG).is_file() else folder.parent / CONFIG
+    m = _CHECKPOINT.fullmatch(path.stem)
+    if m is None:
+        return RunFiles(path, folder / VECNORMALIZE, folder / CONTROLLER, config)
+    _, norm, ctl = checkpoint_names(int(m["steps"]))
+    sb3_norm = folder / f"{m['prefix']}_vecnormalize_{m['steps']}_steps.pkl"
+    norm_path = folder / norm
+    if not norm_path.is_file() and sb3_norm.is_file():
+        norm_path = sb3_norm
+    return RunFiles(path, norm_path, folder / ctl, config)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Calls ``write(tmp)`` on a temporary file beside ``path``, then renames it to ``path``.
+
+    The data is flushed to disk before the rename, so ``path`` holds either its old
+    content or the complete new one, never a truncated file (``os.replace`` is atomic
+    on POSIX and Windows). If ``write`` fails (e.g. ``ENOSPC``) the temporary file is
+    removed and the error propagates.
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write` of a text file."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def mark_complete(run_dir: str | os.PathLike, **info: Any) -> Path:
+    """Writes ``complete.json`` (with ``info``): call it after every other file is saved."""
+    return write_text_atomic(Path(run_dir) / COMPLETE, json.dumps(info, indent=1, sort_keys=True))
+
+
+def completion(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The content of ``complete.json``, or None when the run is not complete."""
+    try:
+        info = json.loads((Path(run_dir) / COMPLETE).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None

@@ -33,13 +33,17 @@ class Family:
         name: Family name, e.g. ``"digits-mlp"``.
         dataset: Data source, e.g. ``"sklearn-digits"`` or ``"generated-waves"``.
         architecture: Model kind, e.g. ``"mlp"``, ``"cnn2d"``, ``"conv1d"``, ``"gru"``.
-        module: Module that builds the family's tasks.
+        module: Module whose ``variants(name)`` builds the family's fixed variant grid,
+            or None (a family that only samples).
+        sampler: Import string ``"module:ATTR"`` of the family's
+            :class:`~lr_gym.tasks.family.TaskFamily`, or None (a grid only).
     """
 
     name: str
     dataset: str
     architecture: str
-    module: str
+    module: str | None = None
+    sampler: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,34 @@
 """The train / dev / test split of the built-in task families, declared in one place.
 
-* **train**: the families controllers are trained on (``lr_gym/EmbeddedMix-v0``).
+* **train**: the families controllers are trained on (``lr_gym/EmbeddedMix-v0``: the
+  fixed variant grids).
 * **dev**: families for choices made while developing controllers (env defaults,
   hyperparameters, ablations such as ``benchmarks/mode_ablation.py``).
 * **test**: families for the final evaluation only (the default set of
   ``evaluate_agent.py``). Nothing may be trained or tuned on them:
   :func:`refuse_split` is the guard scripts call.
 
+A family has a fixed variant grid (:attr:`Family.module`), a sampler of fresh tasks
+(:attr:`Family.sampler`, a :class:`~lr_gym.tasks.family.TaskFamily`), or both.
+
 Every test family differs from every training family in both its data and its
-architecture (see :data:`FAMILIES`). Importing this module builds no model and loads no
-data; only :func:`split_of_env` on an undeclared id resolves that id's task.
+architecture (see :data:`FAMILIES`), so a test score measures transfer to data and
+models never trained on:
+
+* train: MLPs on scikit-learn tables (``digits-mlp``, ``wine-mlp``, ``cancer-mlp``,
+  sampled ``tabular-mlp``), MLP students of random teachers (``teacher-mlp``,
+  regression) and transformer encoders on parity, majority and adding sequences
+  (``seq-transformer``).
+* dev: CNNs on digits (``digits-cnn``), residual MLPs on spirals (``spirals-resmlp``)
+  and LSTMs on adding and counting sequences (``seq-lstm``). The LSTM is in dev, not
+  train, because it is too close to the test split's GRU: a test score on ``seq-gru``
+  would then measure a recurrent model already trained on.
+* test: 1-D CNNs on waveforms (``waves-conv1d``) and GRUs classifying Markov-chain
+  sequences (``seq-gru``): no training family has convolutions over time or
+  recurrence, nor these data.
+
+Importing this module builds no model and loads no data; only :func:`split_of_env` on
+an undeclared id resolves that id's task.
 """
 
 from __future__ import annotations
@@ -55,7 +74,8 @@ class Split:
         families: Names of the families in the split.
         env_ids: Registered single-task ids of the split's families (for ``test``:
             the default evaluation set).
-        mix_id: Multi-task id over every variant of the split's families.
+        mix_id: Multi-task id over every variant of the split's families that have
+            a variant grid.
     """
 
     name: str
@@ -63,32 +83,55 @@ class Split:
     env_ids: tuple[str, ...]
     mix_id: str
 
+    @property
+    def grid_families(self) -> tuple[str, ...]:
+        """The families with a fixed variant grid (what :attr:`mix_id` samples from)."""
+        return tuple(f for f in self.families if FAMILIES[f].module is not None)
+
+    @property
+    def sampled_families(self) -> tuple[str, ...]:
+        """The families that sample tasks."""
+        return tuple(f for f in self.families if FAMILIES[f].sampler is not None)
+
 
 _EMB = "lr_gym.tasks.embedded"
 _GEN = "lr_gym.tasks.generated"
+_FAM = "lr_gym.tasks.families"
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
         Family("digits-mlp", "sklearn-digits", "mlp", _EMB),
         Family("wine-mlp", "sklearn-wine", "mlp", _EMB),
         Family("cancer-mlp", "sklearn-cancer", "mlp", _EMB),
-        Family("digits-cnn", "sklearn-digits", "cnn2d", _EMB),
-        Family("spirals-resmlp", "generated-spirals", "resmlp-layernorm", _GEN),
-        Family("waves-conv1d", "generated-waves", "conv1d", _GEN),
-        Family("seq-gru", "generated-markov-sequences", "gru", _GEN),
+        Family("tabular-mlp", "sklearn-tabular", "mlp", sampler=f"{_FAM}.tabular:TABULAR_MLP"),
+        Family("teacher-mlp", "generated-teacher-regression", "mlp",
+               sampler=f"{_FAM}.teacher:TEACHER_MLP"),
+        Family("seq-transformer", "generated-sequences-parity-majority-adding",
+               "transformer-encoder", sampler=f"{_FAM}.sequences:SEQ_TRANSFORMER"),
+        Family("digits-cnn", "sklearn-digits", "cnn2d", _EMB,
+               sampler=f"{_FAM}.tabular:DIGITS_CNN"),
+        Family("spirals-resmlp", "generated-spirals", "resmlp-layernorm", _GEN,
+               sampler=f"{_FAM}.generated:SPIRALS_RESMLP"),
+        Family("seq-lstm", "generated-sequences-adding-counting", "lstm",
+               sampler=f"{_FAM}.sequences:SEQ_LSTM"),
+        Family("waves-conv1d", "generated-waves", "conv1d", _GEN,
+               sampler=f"{_FAM}.generated:WAVES_CONV1D"),
+        Family("seq-gru", "generated-markov-sequences", "gru", _GEN,
+               sampler=f"{_FAM}.generated:SEQ_GRU"),
     )
 }
 """Every built-in family with its data source and architecture."""
 
 TRAIN = Split(
     name="train",
-    families=("digits-mlp", "wine-mlp", "cancer-mlp"),
+    families=("digits-mlp", "wine-mlp", "cancer-mlp", "tabular-mlp", "teacher-mlp",
+              "seq-transformer"),
     env_ids=("lr_gym/Digits-MLP-v0", "lr_gym/Wine-MLP-v0", "lr_gym/BreastCancer-MLP-v0"),
     mix_id="lr_gym/EmbeddedMix-v0",
 )
 DEV = Split(
     name="dev",
-    families=("digits-cnn", "spirals-resmlp"),
+    families=("digits-cnn", "spirals-resmlp", "seq-lstm"),
     env_ids=(
         "lr_gym/Digits-CNN-v0",
         "lr_gym/Digits-CNN-Adam-v0",
@@ -169,15 +212,25 @@ def refuse_split(env_ids: Iterable[str], split: str = "test", what: str = "this"
 
 
 def family_variants(family: str) -> list[Task]:
-    """The variant grid of a built-in family (imports the family's module)."""
+    """The variant grid of a built-in family (imports the family's module).
+
+    Raises:
+        KeyError: Unknown family.
+        ValueError: The family only samples tasks (use
+            :func:`lr_gym.tasks.family.get_family`).
+    """
     if family not in FAMILIES:
         raise KeyError(f"Unknown family {family!r}; choose from {sorted(FAMILIES)}.")
-    return importlib.import_module(FAMILIES[family].module).variants(family)
+    module = FAMILIES[family].module
+    if module is None:
+        raise ValueError(f"Family {family!r} samples tasks and has no variant grid; draw "
+                         "one with lr_gym.tasks.family.get_family(name).sample(rng).")
+    return importlib.import_module(module).variants(family)
 
 
 def split_variants(split: str) -> list[Task]:
-    """Every variant of every family of ``split`` (what its mix id samples from)."""
-    return [t for fam in SPLITS[split].families for t in family_variants(fam)]
+    """Every variant of the grid families of ``split`` (what its mix id samples from)."""
+    return [t for fam in SPLITS[split].grid_families for t in family_variants(fam)]
 
 
 def dev_variants() -> list[Task]:

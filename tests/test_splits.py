@@ -31,7 +31,8 @@ def test_import_builds_and_loads_nothing_of_the_families():
     code = (
         "import sys, lr_gym\n"
         "assert lr_gym.TEST.env_ids and lr_gym.splits.FAMILIES\n"
-        "for m in ('lr_gym.tasks.embedded', 'lr_gym.tasks.generated', 'sklearn'):\n"
+        "for m in ('lr_gym.tasks.embedded', 'lr_gym.tasks.generated', 'sklearn',\n"
+        "          'lr_gym.tasks.families'):\n"
         "    assert m not in sys.modules, m\n"
         "print('ok')\n"
     )
@@ -60,9 +61,18 @@ def test_declared_ids_are_registered_and_run_their_splits_families():
             assert eid in gym.registry
             assert lr_gym.task_for(eid).family in s.families, eid
         mix_families = {t.family for t in lr_gym.tasks_for(s.mix_id)}
-        assert mix_families == set(s.families), s.name
+        assert mix_families == set(s.grid_families), s.name
+        # Every family is reachable: through the mix's grid or the sampler (or both).
+        assert set(s.grid_families) | set(s.sampled_families) == set(s.families)
+        assert len(s.sampled_families) >= 2, s.name
     mix_ids = (lr_gym.TRAIN_MIX_ID, lr_gym.DEV_MIX_ID, lr_gym.TEST_MIX_ID)
     assert mix_ids == tuple(s.mix_id for s in SPLITS.values())
+
+
+def test_grid_only_and_sampled_only_families():
+    assert lr_gym.splits.family_variants("digits-cnn")  # both: a grid and a sampler
+    with pytest.raises(ValueError, match="samples tasks and has no variant grid"):
+        lr_gym.splits.family_variants("tabular-mlp")
 
 
 @pytest.mark.parametrize("env_id", BUILTIN_IDS)
@@ -99,6 +109,23 @@ def test_test_families_differ_from_every_train_family_in_data_and_architecture()
     # The dev split also holds a family on data no training family has.
     train_data = {FAMILIES[f].dataset for f in TRAIN.families}
     assert any(FAMILIES[f].dataset not in train_data for f in DEV.families)
+
+
+# Architectures close enough that training on one is not a held-out test of the other.
+KIN = [{"gru", "lstm"}, {"mlp", "resmlp-layernorm"}, {"conv1d", "cnn2d"}]
+
+
+def test_no_test_family_has_a_kin_of_a_train_family():
+    def kin(arch):
+        return set().union({arch}, *(group for group in KIN if arch in group))
+
+    train_archs = {FAMILIES[f].architecture for f in TRAIN.families}
+    for t in TEST.families:
+        assert not kin(FAMILIES[t].architecture) & train_archs, t
+    # The new sampled families are covered by the rule too.
+    assert {"tabular-mlp", "teacher-mlp", "seq-transformer"} <= set(TRAIN.families)
+    assert "seq-lstm" in DEV.families
+    assert FAMILIES["seq-lstm"].architecture == "lstm"
 
 
 def test_refuse_split_names_the_ids_and_the_alternatives():

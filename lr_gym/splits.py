@@ -1,7 +1,7 @@
 """The train / dev / test split of the built-in task families, declared in one place.
 
 * **train**: the families controllers are trained on (``lr_gym/EmbeddedMix-v0``: the
-  fixed variant grids).
+  fixed variant grids; ``lr_gym/TrainFamilies-v0``: a fresh sampled task every episode).
 * **dev**: families for choices made while developing controllers (env defaults,
   hyperparameters, ablations such as ``benchmarks/mode_ablation.py``).
 * **test**: families for the final evaluation only (the default set of
@@ -76,12 +76,15 @@ class Split:
             the default evaluation set).
         mix_id: Multi-task id over every variant of the split's families that have
             a variant grid.
+        sampler_id: Id of the env that samples a fresh task of the split's sampling
+            families every episode.
     """
 
     name: str
     families: tuple[str, ...]
     env_ids: tuple[str, ...]
     mix_id: str
+    sampler_id: str
 
     @property
     def grid_families(self) -> tuple[str, ...]:
@@ -90,8 +93,13 @@ class Split:
 
     @property
     def sampled_families(self) -> tuple[str, ...]:
-        """The families that sample tasks."""
+        """The families that sample tasks (what :attr:`sampler_id` samples from)."""
         return tuple(f for f in self.families if FAMILIES[f].sampler is not None)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Every declared id of the split: the mix, the sampler and the single tasks."""
+        return (self.mix_id, self.sampler_id, *self.env_ids)
 
 
 _EMB = "lr_gym.tasks.embedded"
@@ -128,6 +136,7 @@ TRAIN = Split(
               "seq-transformer"),
     env_ids=("lr_gym/Digits-MLP-v0", "lr_gym/Wine-MLP-v0", "lr_gym/BreastCancer-MLP-v0"),
     mix_id="lr_gym/EmbeddedMix-v0",
+    sampler_id="lr_gym/TrainFamilies-v0",
 )
 DEV = Split(
     name="dev",
@@ -140,6 +149,7 @@ DEV = Split(
         "lr_gym/Spirals-ResMLP-Adam-v0",
     ),
     mix_id="lr_gym/EmbeddedDev-v0",
+    sampler_id="lr_gym/DevFamilies-v0",
 )
 TEST = Split(
     name="test",
@@ -151,6 +161,7 @@ TEST = Split(
         "lr_gym/Seq-GRU-HighLR-v0",
     ),
     mix_id="lr_gym/EmbeddedTest-v0",
+    sampler_id="lr_gym/TestFamilies-v0",
 )
 SPLITS: dict[str, Split] = {s.name: s for s in (TRAIN, DEV, TEST)}
 """The splits by name."""
@@ -166,23 +177,27 @@ def split_of_family(family: str) -> str | None:
 def split_of_env(env_id: str) -> str | None:
     """The split an env id belongs to, or None for ids outside the split.
 
-    Declared ids and mixes answer from the declaration; any other ``lr_gym/`` id is
-    resolved to its task(s) (builds no model, loads no data) and answers by their
-    families. A multi-task id spanning several splits gets the most protected one
-    (test, then dev, then train).
+    Declared ids, mixes and samplers answer from the declaration; any other
+    ``lr_gym/`` id is resolved to its families (a sampler's from its spec, a task id's
+    from its task(s), building no model and loading no data). An id spanning several
+    splits gets the most protected one (test, then dev, then train).
 
     Raises:
         gymnasium.error.Error: ``env_id`` is not registered.
     """
     for s in SPLITS.values():
-        if env_id in s.env_ids or env_id == s.mix_id:
+        if env_id in s.ids:
             return s.name
     from lr_gym.registration import NAMESPACE, tasks_for
 
+    spec = gym.spec(env_id)  # unknown ids raise gymnasium's clear error
     if not env_id.startswith(f"{NAMESPACE}/"):
-        gym.spec(env_id)  # unknown ids raise gymnasium's clear error
         return None
-    found = {split_of_family(t.family) for t in tasks_for(env_id)} - {None}
+    if "families" in spec.kwargs:
+        families = [getattr(f, "name", f) for f in spec.kwargs["families"]]
+    else:
+        families = [t.family for t in tasks_for(env_id)]
+    found = {split_of_family(f) for f in families} - {None}
     return next((name for name in _PROTECTION if name in found), None)
 
 
@@ -203,7 +218,7 @@ def refuse_split(env_ids: Iterable[str], split: str = "test", what: str = "this"
     bad = [e for e in env_ids if split_of_env(e) == split]
     if bad:
         others = [s for s in SPLITS.values() if s.name not in (split, "test")]
-        instead = "; ".join(f"{s.name}: {', '.join((s.mix_id, *s.env_ids))}" for s in others)
+        instead = "; ".join(f"{s.name}: {', '.join(s.ids)}" for s in others)
         raise ValueError(
             f"{', '.join(map(repr, bad))} belong(s) to the {split} split (families "
             f"{', '.join(SPLITS[split].families)}), which must not be used for {what}. "

@@ -15,8 +15,12 @@ other family:
 * budget ``T`` log-uniform over 100-3,000 optimizer steps, and a decision count
   log-uniform over 10-50, from which ``K = steps_per_action = round(T / decisions)``
   and ``T`` is rounded to a multiple of ``K`` (so an episode has 10-50 decisions);
-* batch size from {16, 32, 64, 128} ({16, 32, 64} for the convolutional, recurrent and
-  attention families, :data:`SMALL_BATCH_RUNS`), capped by the training-set size.
+* batch size from {16, 32, 64, 128}, capped by the training-set size.
+
+Families whose optimizer step costs several milliseconds on one CPU core (convolutions,
+recurrences, attention) use :data:`HEAVY_MODEL_RUNS` instead: budgets of 100-1,000
+steps and batches of at most 64, which keeps their median episode within about 2 s on
+one core (measured by ``benchmarks/family_costs.py``).
 
 Every range is an explicit attribute, so tests can check that samples lie in them.
 Sampling is cheap (no model, no data); sampled tasks are plain, picklable
@@ -219,9 +223,9 @@ class RunSpace:
         )
 
 
-SMALL_BATCH_RUNS = RunSpace(batch_sizes=(16, 32, 64))
-"""The shared run space without batch 128, for families whose step cost grows fast with
-the batch (convolutions, recurrences, attention): keeps their median episode cheap."""
+HEAVY_MODEL_RUNS = RunSpace(budget=Range(100, 1000, log=True), batch_sizes=(16, 32, 64))
+"""The shared run space with budgets of 100-1,000 steps and batches of at most 64, for
+families whose step costs 3-10 ms on one CPU core (their median episode stays cheap)."""
 
 
 # --------------------------------------------------------------------------- families

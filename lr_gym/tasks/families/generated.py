@@ -6,11 +6,13 @@ architectures at other sizes, on data variants (training fraction, label noise),
 the shared run configuration:
 
 * ``spirals-resmlp`` (dev): residual MLP of width 16-96 with 1-3 blocks.
-* ``waves-conv1d`` (test): 1-D CNN with 4-16 channels, batches of at most 64.
-* ``seq-gru`` (test): GRU with hidden size 16-48 on Markov sequences of 8, 12 or 16
-  tokens (the fixed ids use 24), batches of at most 64.
+* ``waves-conv1d`` (test): 1-D CNN with 4-16 channels.
+* ``seq-gru`` (test): GRU with hidden size 16-32 on Markov sequences of 8 or 12 tokens
+  (the fixed ids use 24).
 
-Sizes, batches and lengths are capped so that a median episode stays cheap on one core
+Sizes and lengths are capped, and the CNN and the GRU run with
+:data:`lr_gym.tasks.family.HEAVY_MODEL_RUNS` (budgets of 100-1,000 steps, batches of at
+most 64), so that a median episode stays cheap on one core
 (``benchmarks/family_costs.py``).
 
 The test samplers are for evaluation only (``lr_gym/TestFamilies-v0``).
@@ -26,7 +28,7 @@ from typing import Any
 from lr_gym.tasks.base import TaskData
 from lr_gym.tasks.data_variants import train_size, vary
 from lr_gym.tasks.families.tabular import LABEL_NOISE, TRAIN_FRACTION
-from lr_gym.tasks.family import SMALL_BATCH_RUNS, Choice, Range, TaskFamily, reference_lrs
+from lr_gym.tasks.family import HEAVY_MODEL_RUNS, Choice, Range, TaskFamily, reference_lrs
 from lr_gym.tasks.generated import (
     N_CHAINS,
     SPIRAL_ARMS,
@@ -118,7 +120,7 @@ WAVES_CONV1D = GeneratedFamily(
         "train_fraction": TRAIN_FRACTION,
         "label_noise": LABEL_NOISE,
     },
-    run_space=SMALL_BATCH_RUNS,
+    run_space=HEAVY_MODEL_RUNS,
     data="waves",
 )
 """``waves-conv1d``: test split (evaluation only)."""
@@ -129,12 +131,12 @@ SEQ_GRU = GeneratedFamily(
     architecture="gru",
     reference_lrs=reference_lrs(momentum=0.1, adam=1e-2),
     space={
-        "hidden": Range(16, 48, log=True, integer=True),
-        "length": Choice((8, 12, 16)),
+        "hidden": Range(16, 32, log=True, integer=True),
+        "length": Choice((8, 12)),
         "train_fraction": TRAIN_FRACTION,
         "label_noise": LABEL_NOISE,
     },
-    run_space=SMALL_BATCH_RUNS,
+    run_space=HEAVY_MODEL_RUNS,
     data="seq",
 )
 """``seq-gru``: test split (evaluation only)."""

@@ -4,7 +4,9 @@
 cancer, iris), an MLP of 1-3 hidden layers of width 16-256 with or without LayerNorm
 and dropout, and an overfitting-prone data variant (training fraction 0.1-1.0, label
 noise 0-30%). ``digits-cnn`` (dev split) samples CNNs of 1-3 conv layers with 4-16
-channels on 8x8 digits, with the same data variants and batches of at most 64. Data come from
+channels on 8x8 digits, with the same data variants and
+:data:`lr_gym.tasks.family.HEAVY_MODEL_RUNS` (budgets of 100-1,000 steps, batches of at
+most 64). Data come from
 :func:`lr_gym.tasks.embedded.load_sklearn_data`.
 """
 
@@ -20,7 +22,7 @@ from torch import nn
 from lr_gym.tasks.base import TaskData
 from lr_gym.tasks.data_variants import train_size, vary
 from lr_gym.tasks.embedded import load_sklearn_data
-from lr_gym.tasks.family import SMALL_BATCH_RUNS, Choice, Range, TaskFamily, reference_lrs
+from lr_gym.tasks.family import HEAVY_MODEL_RUNS, Choice, Range, TaskFamily, reference_lrs
 
 N_EXAMPLES = {"digits": 1797, "wine": 178, "cancer": 569, "iris": 150}
 """Examples per scikit-learn dataset (before the 65/15/20 split)."""
@@ -145,7 +147,7 @@ DIGITS_CNN = DigitsCNNFamily(
         "train_fraction": TRAIN_FRACTION,
         "label_noise": LABEL_NOISE,
     },
-    run_space=SMALL_BATCH_RUNS,
+    run_space=HEAVY_MODEL_RUNS,
     description="CNNs on 8x8 scikit-learn digits",
 )
 """``digits-cnn``: dev split (the family of the fixed ``lr_gym/Digits-CNN*`` ids)."""

@@ -8,6 +8,10 @@ sampled budgets and decision counts, the share of runs that diverged and the fin
 validation metric (10th/50th/90th percentile; diverged runs count at their last
 value). The acceptance bar is a median episode of at most 2 s on one core.
 
+Seconds are the process's CPU time (one thread, so one core's work): on a shared
+machine wall time also counts the time other processes held the core. The median wall
+time is reported beside it.
+
 Usage:
     python benchmarks/family_costs.py [--samples 30] [--families tabular-mlp ...]
 """
@@ -62,6 +66,7 @@ def summarize(family: str, runs: list[dict]) -> dict:
         "median_s": float(np.median(secs)),
         "p90_s": float(np.percentile(secs, 90)),
         "max_s": float(secs.max()),
+        "median_wall_s": float(np.median([r["wall_seconds"] for r in runs])),
         "median_total_steps": float(np.median([r["total_steps"] for r in runs])),
         "decisions_range": [min(r["decisions"] for r in runs),
                             max(r["decisions"] for r in runs)],
@@ -74,11 +79,12 @@ def summarize(family: str, runs: list[dict]) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| family | split | n | median s | p90 s | max s | median T | decisions "
-             "| diverged | metric | p10 | median | p90 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| family | split | n | median CPU s | p90 CPU s | max CPU s | median wall s "
+             "| median T | decisions | diverged | metric | p10 | median | p90 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['family']} | {r['split']} | {r['samples']} | {r['median_s']:.2f} "
-              f"| {r['p90_s']:.2f} | {r['max_s']:.2f} | {r['median_total_steps']:.0f} "
+              f"| {r['p90_s']:.2f} | {r['max_s']:.2f} | {r['median_wall_s']:.2f} "
+              f"| {r['median_total_steps']:.0f} "
               f"| {r['decisions_range'][0]}-{r['decisions_range'][1]} "
               f"| {r['diverged_frac']:.0%} | {r['metric']} | {r['metric_p10']:.3f} "
               f"| {r['metric_median']:.3f} | {r['metric_p90']:.3f} |" for r in rows]
@@ -106,9 +112,11 @@ def main() -> None:
     meta = {"python": platform.python_version(), "torch": str(torch.__version__),
             "machine": platform.machine(), "cpus": os.cpu_count(), "threads": 1,
             "load_avg_1min_at_end": os.getloadavg()[0], "median_bar_s": MEDIAN_BAR_S}
-    note = (f"\nOne episode per sample, constant LR at the sampled lr0, one torch thread; "
-            f"{args.samples} samples per family; load average at the end "
-            f"{meta['load_avg_1min_at_end']:.1f} on {meta['cpus']} CPUs.\n")
+    note = (f"\nOne episode per sample (seeds 0-{args.samples - 1}), constant LR at the "
+            "sampled lr0, one torch thread; CPU seconds per episode (bar: median <= "
+            f"{MEDIAN_BAR_S:g} s); final validation metric percentiles over the samples. "
+            f"Load average at the end {meta['load_avg_1min_at_end']:.1f} on "
+            f"{meta['cpus']} CPUs.\n")
     out.with_suffix(".md").write_text(md + "\n" + note)
     out.write_text(json.dumps({"meta": meta, "rows": rows, "runs": runs}, indent=1))
     print(f"\nWrote {out} and {out.with_suffix('.md')}")

@@ -4,7 +4,10 @@ Importing the package registers the built-in ``lr_gym/`` env ids; it builds no m
 and loads no data (entry points and tasks are resolved on ``gym.make``).
 :mod:`lr_gym.splits` declares which built-in task families (and ids) are for
 training (:data:`TRAIN`), development choices (:data:`DEV`) and final evaluation
-only (:data:`TEST`).
+only (:data:`TEST`). Each split has a mix of fixed variants (``lr_gym/EmbeddedMix-v0``,
+...) and a sampler that draws a fresh task of its families every episode
+(``lr_gym/TrainFamilies-v0``, ``lr_gym/DevFamilies-v0``, ``lr_gym/TestFamilies-v0``;
+see :mod:`lr_gym.tasks.family`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from lr_gym.registration import (
     is_multi_task,
     lr_gym_env_ids,
     register_mix,
+    register_sampler,
     register_task,
     task_for,
     task_names,
@@ -64,11 +68,17 @@ DEV_MIX_ID = register_mix("EmbeddedDev", "lr_gym.splits:dev_variants")
 """Every variant of the dev families (for development choices; never for training)."""
 TEST_MIX_ID = register_mix("EmbeddedTest", "lr_gym.splits:test_variants")
 """Every variant of the test families (final evaluation only)."""
+TRAIN_FAMILIES_ID = register_sampler("TrainFamilies", TRAIN.sampled_families)
+"""A fresh task of a training family every episode (broad training distribution)."""
+DEV_FAMILIES_ID = register_sampler("DevFamilies", DEV.sampled_families)
+"""A fresh task of a dev family every episode (for development choices; never training)."""
+TEST_FAMILIES_ID = register_sampler("TestFamilies", TEST.sampled_families)
+"""A fresh task of a test family every episode (final evaluation only)."""
 
 
 def __getattr__(name: str) -> Any:
     # Env classes import lazily so `import lr_gym` stays cheap.
-    if name in ("LRControlEnv", "MultiTaskEnv"):
+    if name in ("LRControlEnv", "MultiTaskEnv", "SampledTaskEnv"):
         from lr_gym import envs
 
         return getattr(envs, name)
@@ -77,15 +87,19 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEV",
+    "DEV_FAMILIES_ID",
     "DEV_MIX_ID",
     "SPLITS",
     "TEST",
+    "TEST_FAMILIES_ID",
     "TEST_MIX_ID",
     "TRAIN",
+    "TRAIN_FAMILIES_ID",
     "TRAIN_MIX_ID",
     "EnvConfig",
     "LRControlEnv",
     "MultiTaskEnv",
+    "SampledTaskEnv",
     "Task",
     "TaskData",
     "add_task",
@@ -94,6 +108,7 @@ __all__ = [
     "lr_gym_env_ids",
     "refuse_split",
     "register_mix",
+    "register_sampler",
     "register_task",
     "split_of_env",
     "splits",

@@ -18,6 +18,7 @@ from lr_gym.tasks.base import Task
 NAMESPACE = "lr_gym"
 ENV_ENTRY_POINT = "lr_gym.envs.lr_control:LRControlEnv"
 MULTI_ENTRY_POINT = "lr_gym.envs.multi_task:MultiTaskEnv"
+SAMPLED_ENTRY_POINT = "lr_gym.envs.sampled:SampledTaskEnv"
 
 TaskFactory = Callable[[], Task]
 _TASKS: dict[str, Task | TaskFactory | str] = {}
@@ -127,13 +128,44 @@ def register_mix(name: str, tasks: list[str], *, version: int = 0, **env_kwargs:
     return eid
 
 
-def is_multi_task(env_id: str) -> bool:
-    """Whether ``env_id`` is a multi-task env (a mix) rather than a single-task one.
+def register_sampler(
+    name: str, families: Sequence[str], *, version: int = 0, **env_kwargs: Any
+) -> str:
+    """Registers an env that samples a fresh task of ``families`` every episode.
+
+    Args:
+        name: Env name (the id is ``lr_gym/<name>-v<version>``).
+        families: Names of families that sample tasks (see
+            :func:`lr_gym.tasks.family.get_family`); nothing is imported now.
+        version: Version suffix.
+        **env_kwargs: Default :class:`~lr_gym.config.EnvConfig` overrides for this id.
+
+    Returns:
+        The registered env id.
+    """
+    eid = env_id(name, version)
+    gym.register(id=eid, entry_point=SAMPLED_ENTRY_POINT,
+                 kwargs={"families": tuple(families), **env_kwargs})
+    return eid
+
+
+def is_sampler(env_id: str) -> bool:
+    """Whether ``env_id`` samples a fresh task of its families every episode.
 
     Raises:
         gymnasium.error.Error: ``env_id`` is not registered.
     """
-    return "tasks" in gym.spec(env_id).kwargs
+    return "families" in gym.spec(env_id).kwargs
+
+
+def is_multi_task(env_id: str) -> bool:
+    """Whether ``env_id`` runs several tasks (a mix or a sampler) rather than one.
+
+    Raises:
+        gymnasium.error.Error: ``env_id`` is not registered.
+    """
+    kwargs = gym.spec(env_id).kwargs
+    return "tasks" in kwargs or "families" in kwargs
 
 
 def task_for(env_id: str, **task_kwargs: Any) -> Task:
@@ -144,11 +176,17 @@ def task_for(env_id: str, **task_kwargs: Any) -> Task:
         **task_kwargs: Passed to the task's factory (e.g. ``data_dir=...``).
 
     Raises:
-        ValueError: ``env_id`` is a multi-task env (use :func:`tasks_for`) or not an
-            env built from a task.
+        ValueError: ``env_id`` is a multi-task env (use :func:`tasks_for`), a sampler,
+            or not an env built from a task.
         gymnasium.error.Error: ``env_id`` is not registered.
     """
     kwargs = gym.spec(env_id).kwargs
+    if "families" in kwargs:
+        raise ValueError(
+            f"{env_id!r} samples a fresh task every episode; pass a single-task env id "
+            "such as 'lr_gym/Digits-MLP-v0', or draw tasks with "
+            "lr_gym.tasks.family.get_family(name).sample(rng)."
+        )
     if "tasks" in kwargs:
         raise ValueError(
             f"{env_id!r} is a multi-task env; pass one of its task ids (a single-task "
@@ -166,7 +204,17 @@ def task_for(env_id: str, **task_kwargs: Any) -> Task:
 
 
 def tasks_for(env_id: str) -> list[Task]:
-    """Every task an env id may run: its one task, or all tasks of a multi-task env."""
+    """Every task an env id may run: its one task, or all tasks of a multi-task env.
+
+    Raises:
+        ValueError: ``env_id`` samples its tasks (there is no finite list).
+    """
+    if is_sampler(env_id):
+        raise ValueError(
+            f"{env_id!r} samples a fresh task of its families "
+            f"{list(gym.spec(env_id).kwargs['families'])} every episode; draw tasks with "
+            "lr_gym.tasks.family.get_family(name).sample(rng)."
+        )
     if is_multi_task(env_id):
         return resolve_tasks(gym.spec(env_id).kwargs["tasks"])
     return [task_for(env_id)]

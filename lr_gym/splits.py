@@ -1,15 +1,34 @@
 """The train / dev / test split of the built-in task families, declared in one place.
 
-* **train**: the families controllers are trained on (``lr_gym/EmbeddedMix-v0``).
+* **train**: the families controllers are trained on (``lr_gym/EmbeddedMix-v0``: the
+  fixed variant grids; ``lr_gym/TrainFamilies-v0``: a fresh sampled task every episode).
 * **dev**: families for choices made while developing controllers (env defaults,
   hyperparameters, ablations such as ``benchmarks/mode_ablation.py``).
 * **test**: families for the final evaluation only (the default set of
   ``evaluate_agent.py``). Nothing may be trained or tuned on them:
   :func:`refuse_split` is the guard scripts call.
 
+A family has a fixed variant grid (:attr:`Family.module`), a sampler of fresh tasks
+(:attr:`Family.sampler`, a :class:`~lr_gym.tasks.family.TaskFamily`), or both.
+
 Every test family differs from every training family in both its data and its
-architecture (see :data:`FAMILIES`). Importing this module builds no model and loads no
-data; only :func:`split_of_env` on an undeclared id resolves that id's task.
+architecture (see :data:`FAMILIES`), so a test score measures transfer to data and
+models never trained on:
+
+* train: MLPs on scikit-learn tables (``digits-mlp``, ``wine-mlp``, ``cancer-mlp``,
+  sampled ``tabular-mlp``), MLP students of random teachers (``teacher-mlp``,
+  regression) and transformer encoders on parity, majority and adding sequences
+  (``seq-transformer``).
+* dev: CNNs on digits (``digits-cnn``), residual MLPs on spirals (``spirals-resmlp``)
+  and LSTMs on adding and counting sequences (``seq-lstm``). The LSTM is in dev, not
+  train, because it is too close to the test split's GRU: a test score on ``seq-gru``
+  would then measure a recurrent model already trained on.
+* test: 1-D CNNs on waveforms (``waves-conv1d``) and GRUs classifying Markov-chain
+  sequences (``seq-gru``): no training family has convolutions over time or
+  recurrence, nor these data.
+
+Importing this module builds no model and loads no data; only :func:`split_of_env` on
+an undeclared id resolves that id's task.
 """
 
 from __future__ import annotations
@@ -33,13 +52,17 @@ class Family:
         name: Family name, e.g. ``"digits-mlp"``.
         dataset: Data source, e.g. ``"sklearn-digits"`` or ``"generated-waves"``.
         architecture: Model kind, e.g. ``"mlp"``, ``"cnn2d"``, ``"conv1d"``, ``"gru"``.
-        module: Module that builds the family's tasks.
+        module: Module whose ``variants(name)`` builds the family's fixed variant grid,
+            or None (a family that only samples).
+        sampler: Import string ``"module:ATTR"`` of the family's
+            :class:`~lr_gym.tasks.family.TaskFamily`, or None (a grid only).
     """
 
     name: str
     dataset: str
     architecture: str
-    module: str
+    module: str | None = None
+    sampler: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,40 +74,73 @@ class Split:
         families: Names of the families in the split.
         env_ids: Registered single-task ids of the split's families (for ``test``:
             the default evaluation set).
-        mix_id: Multi-task id over every variant of the split's families.
+        mix_id: Multi-task id over every variant of the split's families that have
+            a variant grid.
+        sampler_id: Id of the env that samples a fresh task of the split's sampling
+            families every episode.
     """
 
     name: str
     families: tuple[str, ...]
     env_ids: tuple[str, ...]
     mix_id: str
+    sampler_id: str
+
+    @property
+    def grid_families(self) -> tuple[str, ...]:
+        """The families with a fixed variant grid (what :attr:`mix_id` samples from)."""
+        return tuple(f for f in self.families if FAMILIES[f].module is not None)
+
+    @property
+    def sampled_families(self) -> tuple[str, ...]:
+        """The families that sample tasks (what :attr:`sampler_id` samples from)."""
+        return tuple(f for f in self.families if FAMILIES[f].sampler is not None)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Every declared id of the split: the mix, the sampler and the single tasks."""
+        return (self.mix_id, self.sampler_id, *self.env_ids)
 
 
 _EMB = "lr_gym.tasks.embedded"
 _GEN = "lr_gym.tasks.generated"
+_FAM = "lr_gym.tasks.families"
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
         Family("digits-mlp", "sklearn-digits", "mlp", _EMB),
         Family("wine-mlp", "sklearn-wine", "mlp", _EMB),
         Family("cancer-mlp", "sklearn-cancer", "mlp", _EMB),
-        Family("digits-cnn", "sklearn-digits", "cnn2d", _EMB),
-        Family("spirals-resmlp", "generated-spirals", "resmlp-layernorm", _GEN),
-        Family("waves-conv1d", "generated-waves", "conv1d", _GEN),
-        Family("seq-gru", "generated-markov-sequences", "gru", _GEN),
+        Family("tabular-mlp", "sklearn-tabular", "mlp", sampler=f"{_FAM}.tabular:TABULAR_MLP"),
+        Family("teacher-mlp", "generated-teacher-regression", "mlp",
+               sampler=f"{_FAM}.teacher:TEACHER_MLP"),
+        Family("seq-transformer", "generated-sequences-parity-majority-adding",
+               "transformer-encoder", sampler=f"{_FAM}.sequences:SEQ_TRANSFORMER"),
+        Family("digits-cnn", "sklearn-digits", "cnn2d", _EMB,
+               sampler=f"{_FAM}.tabular:DIGITS_CNN"),
+        Family("spirals-resmlp", "generated-spirals", "resmlp-layernorm", _GEN,
+               sampler=f"{_FAM}.generated:SPIRALS_RESMLP"),
+        Family("seq-lstm", "generated-sequences-adding-counting", "lstm",
+               sampler=f"{_FAM}.sequences:SEQ_LSTM"),
+        Family("waves-conv1d", "generated-waves", "conv1d", _GEN,
+               sampler=f"{_FAM}.generated:WAVES_CONV1D"),
+        Family("seq-gru", "generated-markov-sequences", "gru", _GEN,
+               sampler=f"{_FAM}.generated:SEQ_GRU"),
     )
 }
 """Every built-in family with its data source and architecture."""
 
 TRAIN = Split(
     name="train",
-    families=("digits-mlp", "wine-mlp", "cancer-mlp"),
+    families=("digits-mlp", "wine-mlp", "cancer-mlp", "tabular-mlp", "teacher-mlp",
+              "seq-transformer"),
     env_ids=("lr_gym/Digits-MLP-v0", "lr_gym/Wine-MLP-v0", "lr_gym/BreastCancer-MLP-v0"),
     mix_id="lr_gym/EmbeddedMix-v0",
+    sampler_id="lr_gym/TrainFamilies-v0",
 )
 DEV = Split(
     name="dev",
-    families=("digits-cnn", "spirals-resmlp"),
+    families=("digits-cnn", "spirals-resmlp", "seq-lstm"),
     env_ids=(
         "lr_gym/Digits-CNN-v0",
         "lr_gym/Digits-CNN-Adam-v0",
@@ -93,6 +149,7 @@ DEV = Split(
         "lr_gym/Spirals-ResMLP-Adam-v0",
     ),
     mix_id="lr_gym/EmbeddedDev-v0",
+    sampler_id="lr_gym/DevFamilies-v0",
 )
 TEST = Split(
     name="test",
@@ -104,6 +161,7 @@ TEST = Split(
         "lr_gym/Seq-GRU-HighLR-v0",
     ),
     mix_id="lr_gym/EmbeddedTest-v0",
+    sampler_id="lr_gym/TestFamilies-v0",
 )
 SPLITS: dict[str, Split] = {s.name: s for s in (TRAIN, DEV, TEST)}
 """The splits by name."""
@@ -119,23 +177,27 @@ def split_of_family(family: str) -> str | None:
 def split_of_env(env_id: str) -> str | None:
     """The split an env id belongs to, or None for ids outside the split.
 
-    Declared ids and mixes answer from the declaration; any other ``lr_gym/`` id is
-    resolved to its task(s) (builds no model, loads no data) and answers by their
-    families. A multi-task id spanning several splits gets the most protected one
-    (test, then dev, then train).
+    Declared ids, mixes and samplers answer from the declaration; any other
+    ``lr_gym/`` id is resolved to its families (a sampler's from its spec, a task id's
+    from its task(s), building no model and loading no data). An id spanning several
+    splits gets the most protected one (test, then dev, then train).
 
     Raises:
         gymnasium.error.Error: ``env_id`` is not registered.
     """
     for s in SPLITS.values():
-        if env_id in s.env_ids or env_id == s.mix_id:
+        if env_id in s.ids:
             return s.name
     from lr_gym.registration import NAMESPACE, tasks_for
 
+    spec = gym.spec(env_id)  # unknown ids raise gymnasium's clear error
     if not env_id.startswith(f"{NAMESPACE}/"):
-        gym.spec(env_id)  # unknown ids raise gymnasium's clear error
         return None
-    found = {split_of_family(t.family) for t in tasks_for(env_id)} - {None}
+    if "families" in spec.kwargs:
+        families = [getattr(f, "name", f) for f in spec.kwargs["families"]]
+    else:
+        families = [t.family for t in tasks_for(env_id)]
+    found = {split_of_family(f) for f in families} - {None}
     return next((name for name in _PROTECTION if name in found), None)
 
 
@@ -156,7 +218,7 @@ def refuse_split(env_ids: Iterable[str], split: str = "test", what: str = "this"
     bad = [e for e in env_ids if split_of_env(e) == split]
     if bad:
         others = [s for s in SPLITS.values() if s.name not in (split, "test")]
-        instead = "; ".join(f"{s.name}: {', '.join((s.mix_id, *s.env_ids))}" for s in others)
+        instead = "; ".join(f"{s.name}: {', '.join(s.ids)}" for s in others)
         raise ValueError(
             f"{', '.join(map(repr, bad))} belong(s) to the {split} split (families "
             f"{', '.join(SPLITS[split].families)}), which must not be used for {what}. "
@@ -165,15 +227,25 @@ def refuse_split(env_ids: Iterable[str], split: str = "test", what: str = "this"
 
 
 def family_variants(family: str) -> list[Task]:
-    """The variant grid of a built-in family (imports the family's module)."""
+    """The variant grid of a built-in family (imports the family's module).
+
+    Raises:
+        KeyError: Unknown family.
+        ValueError: The family only samples tasks (use
+            :func:`lr_gym.tasks.family.get_family`).
+    """
     if family not in FAMILIES:
         raise KeyError(f"Unknown family {family!r}; choose from {sorted(FAMILIES)}.")
-    return importlib.import_module(FAMILIES[family].module).variants(family)
+    module = FAMILIES[family].module
+    if module is None:
+        raise ValueError(f"Family {family!r} samples tasks and has no variant grid; draw "
+                         "one with lr_gym.tasks.family.get_family(name).sample(rng).")
+    return importlib.import_module(module).variants(family)
 
 
 def split_variants(split: str) -> list[Task]:
-    """Every variant of every family of ``split`` (what its mix id samples from)."""
-    return [t for fam in SPLITS[split].families for t in family_variants(fam)]
+    """Every variant of the grid families of ``split`` (what its mix id samples from)."""
+    return [t for fam in SPLITS[split].grid_families for t in family_variants(fam)]
 
 
 def dev_variants() -> list[Task]:

@@ -31,7 +31,8 @@ def test_import_builds_and_loads_nothing_of_the_families():
     code = (
         "import sys, lr_gym\n"
         "assert lr_gym.TEST.env_ids and lr_gym.splits.FAMILIES\n"
-        "for m in ('lr_gym.tasks.embedded', 'lr_gym.tasks.generated', 'sklearn'):\n"
+        "for m in ('lr_gym.tasks.embedded', 'lr_gym.tasks.generated', 'sklearn',\n"
+        "          'lr_gym.tasks.families', 'lr_gym.envs.sampled'):\n"
         "    assert m not in sys.modules, m\n"
         "print('ok')\n"
     )
@@ -46,7 +47,8 @@ def test_splits_are_disjoint():
     for a, b in itertools.combinations(SPLITS.values(), 2):
         assert not set(a.families) & set(b.families), (a.name, b.name)
         assert not set(a.env_ids) & set(b.env_ids), (a.name, b.name)
-        assert a.mix_id != b.mix_id
+        assert a.mix_id != b.mix_id and a.sampler_id != b.sampler_id
+        assert not set(a.ids) & set(b.ids), (a.name, b.name)
     assert len(DEV.families) >= 2 and len(TEST.families) >= 2
     # Every declared family is in exactly one split, and every split family is declared.
     in_splits = [f for s in SPLITS.values() for f in s.families]
@@ -60,16 +62,31 @@ def test_declared_ids_are_registered_and_run_their_splits_families():
             assert eid in gym.registry
             assert lr_gym.task_for(eid).family in s.families, eid
         mix_families = {t.family for t in lr_gym.tasks_for(s.mix_id)}
-        assert mix_families == set(s.families), s.name
+        assert mix_families == set(s.grid_families), s.name
+        assert gym.spec(s.sampler_id).kwargs["families"] == s.sampled_families
+        # Every family is reachable: through the mix's grid or the sampler (or both).
+        assert set(s.grid_families) | set(s.sampled_families) == set(s.families)
+        assert len(s.sampled_families) >= 2, s.name
     mix_ids = (lr_gym.TRAIN_MIX_ID, lr_gym.DEV_MIX_ID, lr_gym.TEST_MIX_ID)
     assert mix_ids == tuple(s.mix_id for s in SPLITS.values())
+    sampler_ids = (lr_gym.TRAIN_FAMILIES_ID, lr_gym.DEV_FAMILIES_ID, lr_gym.TEST_FAMILIES_ID)
+    assert sampler_ids == tuple(s.sampler_id for s in SPLITS.values())
+
+
+def test_grid_only_and_sampled_only_families():
+    assert lr_gym.splits.family_variants("digits-cnn")  # both: a grid and a sampler
+    with pytest.raises(ValueError, match="samples tasks and has no variant grid"):
+        lr_gym.splits.family_variants("tabular-mlp")
 
 
 @pytest.mark.parametrize("env_id", BUILTIN_IDS)
 def test_every_builtin_id_is_in_exactly_one_split(env_id):
     split = split_of_env(env_id)
     assert split in SPLITS
-    families = {t.family for t in lr_gym.tasks_for(env_id)}
+    if lr_gym.registration.is_sampler(env_id):
+        families = set(gym.spec(env_id).kwargs["families"])
+    else:
+        families = {t.family for t in lr_gym.tasks_for(env_id)}
     assert {split_of_family(f) for f in families} == {split}
 
 
@@ -99,6 +116,23 @@ def test_test_families_differ_from_every_train_family_in_data_and_architecture()
     # The dev split also holds a family on data no training family has.
     train_data = {FAMILIES[f].dataset for f in TRAIN.families}
     assert any(FAMILIES[f].dataset not in train_data for f in DEV.families)
+
+
+# Architectures close enough that training on one is not a held-out test of the other.
+KIN = [{"gru", "lstm"}, {"mlp", "resmlp-layernorm"}, {"conv1d", "cnn2d"}]
+
+
+def test_no_test_family_has_a_kin_of_a_train_family():
+    def kin(arch):
+        return set().union({arch}, *(group for group in KIN if arch in group))
+
+    train_archs = {FAMILIES[f].architecture for f in TRAIN.families}
+    for t in TEST.families:
+        assert not kin(FAMILIES[t].architecture) & train_archs, t
+    # The new sampled families are covered by the rule too.
+    assert {"tabular-mlp", "teacher-mlp", "seq-transformer"} <= set(TRAIN.families)
+    assert "seq-lstm" in DEV.families
+    assert FAMILIES["seq-lstm"].architecture == "lstm"
 
 
 def test_refuse_split_names_the_ids_and_the_alternatives():
@@ -142,7 +176,7 @@ def test_task_for_passes_task_kwargs():
     assert lr_gym.task_for(eid, lr=0.02).lr == pytest.approx(0.02)
 
 
-@pytest.mark.parametrize("env_id", ["lr_gym/Waves-Conv1D-v0", TEST.mix_id])
+@pytest.mark.parametrize("env_id", ["lr_gym/Waves-Conv1D-v0", TEST.mix_id, TEST.sampler_id])
 def test_run_episode_single_and_mix_ids(env_id):
     res = run_episode(env_id, ConstantAction(), 3, env_kwargs=SHORT)
     assert res.steps == [0, 15, 30] and res.task

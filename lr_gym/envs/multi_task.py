@@ -1,7 +1,13 @@
-"""`MultiTaskEnv`: one task sampled per episode, to train one controller across tasks."""
+"""Envs that run one task per episode: `MultiTaskEnv` picks it from a fixed list.
+
+:class:`PerEpisodeTaskEnv` is what every such env shares (delegation to the current
+task's :class:`LRControlEnv`); :class:`MultiTaskEnv` picks from a fixed list of tasks
+and :class:`lr_gym.envs.sampled.SampledTaskEnv` samples a fresh task from families.
+"""
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, SupportsFloat
 
@@ -13,10 +19,62 @@ from lr_gym.envs.lr_control import LRControlEnv
 from lr_gym.registration import resolve_tasks
 from lr_gym.tasks.base import Task
 
-__all__ = ["MultiTaskEnv", "resolve_tasks"]
+__all__ = ["MultiTaskEnv", "PerEpisodeTaskEnv", "resolve_tasks"]
 
 
-class MultiTaskEnv(gym.Env[np.ndarray, np.ndarray]):
+class PerEpisodeTaskEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Runs one :class:`LRControlEnv` per episode, chosen at ``reset``.
+
+    Subclasses set ``config``, ``render_mode``, the spaces and a first ``current``
+    env in ``__init__``, and implement :meth:`_next_env`. Spaces, rewards,
+    ``terminated``/``truncated`` and ``info`` are the inner env's, forwarded as is.
+    """
+
+    metadata = LRControlEnv.metadata
+    config: EnvConfig
+    current: LRControlEnv
+
+    @abstractmethod
+    def _next_env(self, options: dict[str, Any] | None) -> LRControlEnv:
+        """The env of the next episode, drawn from ``self.np_random``."""
+        raise NotImplementedError
+
+    @property
+    def total_steps(self) -> int:
+        """The current episode's budget in optimizer steps."""
+        return self.current.total_steps
+
+    @property
+    def steps_per_action(self) -> int:
+        """The current episode's optimizer steps per env step."""
+        return self.current.steps_per_action
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Picks the episode's task from the seed and starts its run."""
+        super().reset(seed=seed)
+        env = self._next_env(options)
+        inner_seed = int(self.np_random.integers(0, 2**31 - 1))
+        self.current = env
+        return env.reset(seed=inner_seed)
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Delegates to the current task's env."""
+        return self.current.step(action)
+
+    def render(self) -> str | None:
+        """The current task's one-line status."""
+        return self.current.render()
+
+    def close(self) -> None:
+        """Closes the current task's env."""
+        self.current.close()
+
+
+class MultiTaskEnv(PerEpisodeTaskEnv):
     """Samples one task per episode (uniformly, from the episode seed) and runs it.
 
     Spaces, rewards and ``info`` are those of :class:`LRControlEnv` (which documents
@@ -29,8 +87,6 @@ class MultiTaskEnv(gym.Env[np.ndarray, np.ndarray]):
         render_mode: ``"ansi"`` or None.
         **overrides: :class:`EnvConfig` fields.
     """
-
-    metadata = LRControlEnv.metadata
 
     def __init__(
         self,
@@ -46,34 +102,19 @@ class MultiTaskEnv(gym.Env[np.ndarray, np.ndarray]):
         first = self._env(0)
         self.observation_space = first.observation_space
         self.action_space = first.action_space
-        self.current: LRControlEnv = first
+        self.current = first
 
     def _env(self, i: int) -> LRControlEnv:
         if i not in self._envs:
             self._envs[i] = LRControlEnv(self.tasks[i], self.config, render_mode=self.render_mode)
         return self._envs[i]
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Samples a task and starts its run; ``options={"task": i}`` forces task ``i``."""
-        super().reset(seed=seed)
+    def _next_env(self, options: dict[str, Any] | None) -> LRControlEnv:
+        """A uniformly drawn task; ``options={"task": i}`` forces task ``i``."""
         i = int(self.np_random.integers(len(self.tasks)))
         if options and "task" in options:
             i = int(options["task"])
-        inner_seed = int(self.np_random.integers(0, 2**31 - 1))
-        self.current = self._env(i)
-        return self.current.reset(seed=inner_seed)
-
-    def step(
-        self, action: np.ndarray
-    ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Delegates to the current task's env."""
-        return self.current.step(action)
-
-    def render(self) -> str | None:
-        """The current task's one-line status."""
-        return self.current.render()
+        return self._env(i)
 
     def close(self) -> None:
         """Closes every task env."""

@@ -27,7 +27,9 @@ EMBEDDED_FAMILIES: tuple[str, ...] = tuple(
 )
 """The families this module builds (their splits are declared in :mod:`lr_gym.splits`)."""
 
-_LOADERS = {"digits": "load_digits", "wine": "load_wine", "cancer": "load_breast_cancer"}
+# Iris is only sampled by the tabular-mlp family (lr_gym.tasks.families.tabular).
+_LOADERS = {"digits": "load_digits", "wine": "load_wine", "cancer": "load_breast_cancer",
+            "iris": "load_iris"}
 
 
 @functools.cache
@@ -46,7 +48,7 @@ def load_sklearn_data(dataset: str, train_fraction: float = 1.0, image: bool = F
     """Splits a scikit-learn dataset 65/15/20 (train/val/test) with a fixed permutation.
 
     Args:
-        dataset: ``"digits"``, ``"wine"`` or ``"cancer"``.
+        dataset: ``"digits"``, ``"wine"``, ``"cancer"`` or ``"iris"``.
         train_fraction: Keep only this leading fraction of the training split.
         image: Reshape digits to ``(N, 1, 8, 8)`` for CNNs.
     """
@@ -189,4 +191,4 @@ def cancer_mlp() -> Task:
 
 def train_variants() -> list[Task]:
     """Every variant of the training families (the default training mix)."""
-    return [t for fam in TRAIN.families for t in variants(fam)]
+    return [t for fam in TRAIN.families if fam in EMBEDDED_FAMILIES for t in variants(fam)]

@@ -11,7 +11,15 @@ import lr_gym
 from agents.evaluation.cli import main
 from tests.helpers import blob_task
 
-ENV = lr_gym.register_task(blob_task("EvalBlobs", total_steps=24, steps_per_action=8))
+ENV = "lr_gym/EvalBlobs-v0"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _registered():
+    # Registered when the tests run, not at import: other modules list the built-in ids
+    # while collecting.
+    assert lr_gym.register_task(blob_task("EvalBlobs", total_steps=24,
+                                          steps_per_action=8)) == ENV
 
 
 def _eval(tmp_path, *extra: str) -> int:

@@ -503,8 +503,9 @@ def train_seeds(folder: Path, seeds: Sequence[int], n_timesteps: int,
                 env_kwargs: Mapping[str, Any] | None = None) -> list[Path]:
     """One finished run per seed on the default mix under ``folder``, training what is missing.
 
-    Runs use the packaged hyperparameters with ``env_kwargs`` and no periodic
-    evaluation; benchmarks call this so that a stopped benchmark resumes.
+    Runs use the packaged hyperparameters (with ``env_kwargs`` instead of the packaged
+    ones, if given) and no periodic evaluation; benchmarks call this so that a stopped
+    benchmark resumes.
 
     Raises:
         RuntimeError: A training run failed.
@@ -516,8 +517,9 @@ def train_seeds(folder: Path, seeds: Sequence[int], n_timesteps: int,
     folder.mkdir(parents=True, exist_ok=True)
     conf = folder / "hyperparams.yml"
     base = yaml.safe_load(HYPERPARAMS_FILE.read_text())["default"]
-    conf.write_text(yaml.safe_dump({DEFAULT_ENV: {
-        **base, "env_kwargs": dict(env_kwargs or {}), "eval_freq": 0}}))
+    if env_kwargs is not None:
+        base = {**base, "env_kwargs": dict(env_kwargs)}
+    conf.write_text(yaml.safe_dump({DEFAULT_ENV: {**base, "eval_freq": 0}}))
     runs = []
     for seed in seeds:
         run = trained_run(folder, seed, n_timesteps)

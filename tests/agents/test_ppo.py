@@ -24,6 +24,8 @@ def test_hyperparams_from_yaml_and_fallback(tmp_path):
     hp = load_hyperparams("lr_gym/EmbeddedMix-v0")
     assert (hp.learning_rate, hp.batch_size, hp.n_epochs) == (0.001, 32, 5)  # the plan's
     assert hp.net_arch == (64, 32) and hp.activation_fn == "relu"
+    # The action mode chosen on the dev families (README, "Action mode: chosen on dev").
+    assert dict(hp.env_kwargs) == {"mode": "anchored", "schedule": "cosine", "max_factor": 4.0}
     other = load_hyperparams("lr_gym/Unlisted-v0", n_timesteps=7)
     assert other.n_timesteps == 7
     f = tmp_path / "hp.yml"

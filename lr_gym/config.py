@@ -59,7 +59,8 @@ class EnvConfig:
             first param group's LR in observations and ``info["lr"]``.
     """
 
-    # Defaults chosen by measurement (README, "Why recursive by default").
+    # The design's LR multiplier; trained controllers carry their own mode (the packaged
+    # PPO hyperparameters use the dev-chosen anchored mode: README, "Action mode").
     mode: Mode = "recursive"
     schedule: Schedule = "constant"
     warmup_frac: float = 0.0

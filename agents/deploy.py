@@ -59,8 +59,8 @@ import torch.nn.functional as F
 from agents.base import Controller
 from agents.help_format import DefaultsHelpFormatter
 from agents.runs import CONTROLLER, atomic_write, run_files
+from lr_gym import lr_rule
 from lr_gym.config import EnvConfig, check_int, check_real
-from lr_gym.envs.lr_control import action_to_multiplier, lr_bounds, next_multiplier
 from lr_gym.features import FEATURE_NAMES, OBS_BOUND, FeatureTracker
 from lr_gym.schedules import schedule_factor
 
@@ -548,7 +548,7 @@ class LRController:
             check_real("lr_min", lr_min, lo=0.0)
         if lr_max is not None:
             check_real("lr_max", lr_max, lo=0.0, lo_open=True, allow_inf=True)
-        self.lr_min, self.lr_max = lr_bounds(
+        self.lr_min, self.lr_max = lr_rule.lr_bounds(
             self.lr0,
             lr_min if lr_min is not None else c.lr_min,
             lr_max if lr_max is not None else c.lr_max,
@@ -581,13 +581,11 @@ class LRController:
         )
 
     def _lr_at(self, step: int) -> float:
-        return min(max(self.base_lr(step) * self._multiplier, self.lr_min), self.lr_max)
+        return lr_rule.clamped_lr(self.base_lr(step), self._multiplier, self.lr_min, self.lr_max)
 
     def _set_lr(self, lr: float) -> None:
         self._lr = lr
-        scale = lr / self.lr0
-        for group, base in zip(self.optimizer.param_groups, self._group_lr0, strict=True):
-            group["lr"] = base * scale
+        lr_rule.set_lr(self.optimizer, self._group_lr0, lr, self.lr0)
 
     def _interval_len(self) -> int:
         return min(self.steps_per_action, self.total_steps - self._interval_start)
@@ -632,12 +630,9 @@ class LRController:
         self._t += 1
         self.record(loss, grad_norm=grad_norm)
         if grad_norm is None and self.eval_due and not math.isfinite(self._grad_norm):
-            grads = [p.grad for g in self.optimizer.param_groups for p in g["params"]
-                     if p.grad is not None]
-            if grads:
-                self._grad_norm = float(
-                    torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-                )
+            norm = lr_rule.grad_norm(p for g in self.optimizer.param_groups for p in g["params"])
+            if norm is not None:
+                self._grad_norm = float(norm)
         self._set_lr(self._lr_at(self._t))
 
     def record(self, loss: float | torch.Tensor | None, *, grad_norm: float | None = None
@@ -733,8 +728,8 @@ class LRController:
 
     def _decide(self, obs: np.ndarray) -> None:
         c = self.config
-        a, m = action_to_multiplier(self.policy.act(obs), c.max_factor)
-        self._multiplier = next_multiplier(
+        a, m = lr_rule.action_to_multiplier(self.policy.act(obs), c.max_factor)
+        self._multiplier = lr_rule.next_multiplier(
             c.mode, self._multiplier, m, self.base_lr(self._t), self.lr_min, self.lr_max
         )
         self._action = a

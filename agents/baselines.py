@@ -51,6 +51,7 @@ import torch
 
 from agents.base import Controller, ScheduleBaseline
 from agents.hypergradient import ADAM_HD_BETA, SGD_HD_BETA, SGDHD, AdamHD
+from lr_gym.lr_rule import multiplier_to_action
 from lr_gym.schedules import ALGOPERF_WARMUP_FRAC
 from lr_gym.tasks.base import Task
 
@@ -174,7 +175,7 @@ class PlateauBaseline(Controller):
         before = self.scheduler_lr
         self._scheduler.step(float(info[self.monitor]))
         ratio = self.scheduler_lr / before
-        return _action(math.log(ratio) / math.log(self.max_factor) if ratio != 1.0 else 0.0)
+        return _action(multiplier_to_action(ratio, self.max_factor) if ratio != 1.0 else 0.0)
 
 
 # ---------------------------------------------------------- optimizer-level baselines
@@ -625,7 +626,7 @@ class AvgLRReplay(Controller):
         """The action that sets this interval's target LR."""
         target = self.targets[min(self._k, len(self.targets) - 1)]
         self._k += 1
-        return _action(math.log(target / self._lr0) / math.log(self.max_factor))
+        return _action(multiplier_to_action(target / self._lr0, self.max_factor))
 
 
 # ------------------------------------------------------------------------ registry

@@ -10,7 +10,7 @@ Trust boundary: ``model.zip`` (SB3's cloudpickled data) and ``vecnormalize.pkl``
 pickles, and unpickling a file runs whatever code its author put in it.
 :meth:`PPOController.load` reads them, so it is only for your own runs: resuming
 training (``train_agent.py -i``) and ``python -m agents.deploy export``. Evaluation
-and deployment load ``controller.safetensors`` (:mod:`agents.deploy`) instead.
+and deployment load ``controller.safetensors`` (:mod:`agents.controller`) instead.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class PPOHyperparams:
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from agents.deploy import check_deployable
+        from agents.controller import check_deployable
         from lr_gym.config import EnvConfig, check_int, check_real
 
         try:
@@ -285,7 +285,7 @@ class PPOController(Controller):
     """A trained PPO policy acting deterministically, with its saved normalisation.
 
     :meth:`load` unpickles SB3 files: use it only on runs you trained yourself (see the
-    module docstring); evaluation uses :class:`agents.deploy.PolicyController`.
+    module docstring); evaluation uses :class:`agents.controller.PolicyController`.
 
     Args:
         model: The SB3 PPO model.

@@ -14,7 +14,7 @@ The protocol, AlgoPerf-style (``python evaluate_agent.py``):
    gives every controller the same initialisation and data order. Several learned
    agents (``--agent RUN1 RUN2 ...``, e.g. PPO seeds) are pooled into one row. Agents
    are loaded only from their pickle-free ``controller.safetensors``
-   (:mod:`agents.deploy`): evaluating a run folder from someone else runs no code.
+   (:mod:`agents.controller`): evaluating a run folder from someone else runs no code.
 4. **Targets from runs that are not scored.** Per env, the median over
    target-setting seeds of the best validation metric of the (tuned) reference,
    ``warmup_cosine``.

@@ -122,7 +122,7 @@ def _resolve_agents(args: argparse.Namespace) -> list[str]:
     A run folder (or its ``model.zip``) stays the agent's name; a checkpoint is named
     by its controller file. Only ``.safetensors`` files are read: never a pickle.
     """
-    from agents.deploy import ControllerFileError, controller_file_for, load_controller_file
+    from agents.controller import ControllerFileError, controller_file_for, load_controller_file
     from agents.ppo import latest_run
     from agents.runs import MODEL
 

@@ -55,9 +55,9 @@ def load_agent(agent: str) -> Controller:
 
     Raises:
         FileNotFoundError: No controller file; the message says how to write one.
-        agents.deploy.ControllerFileError: The file is not a valid controller file.
+        agents.controller.ControllerFileError: The file is not a valid controller file.
     """
-    from agents.deploy import PolicyController
+    from agents.controller import PolicyController
 
     return PolicyController.load(agent, name="ppo")
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from lr_gym import lr_rule
 from lr_gym.config import EnvConfig
 from lr_gym.features import FEATURE_NAMES, OBS_BOUND, OBS_DIM, FeatureTracker
 from lr_gym.schedules import schedule_factors
@@ -33,50 +34,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
             "use device='cpu' or device='auto'."
         )
     return dev
-
-
-def action_to_multiplier(action: Any, max_factor: float) -> tuple[float, float]:
-    """Maps a raw action to ``(a, max_factor ** a)``.
-
-    The action is clipped to [-1, 1]; NaN (or a non-numeric entry) counts as 0, i.e.
-    "no change", so a broken policy output cannot crash or derail a run.
-    """
-    try:
-        a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
-    except (TypeError, ValueError, IndexError):
-        a = 0.0
-    if math.isnan(a):
-        a = 0.0
-    a = min(max(a, -1.0), 1.0)
-    return a, math.exp(a * math.log(max_factor))
-
-
-LR_MIN_FACTOR = 1e-3
-"""``lr_min=None`` means ``lr0 * LR_MIN_FACTOR``."""
-LR_MAX_FACTOR = 30.0
-"""``lr_max=None`` means ``lr0 * LR_MAX_FACTOR``."""
-
-
-def lr_bounds(lr0: float, lr_min: float | None, lr_max: float | None) -> tuple[float, float]:
-    """The LR clamp ``(lr_min, lr_max)``; ``None`` takes the default factor of ``lr0``."""
-    return (
-        lr_min if lr_min is not None else lr0 * LR_MIN_FACTOR,
-        lr_max if lr_max is not None else lr0 * LR_MAX_FACTOR,
-    )
-
-
-def next_multiplier(
-    mode: str, multiplier: float, m: float, base_lr: float, lr_min: float, lr_max: float
-) -> float:
-    """The LR multiplier after an action's factor ``m`` (shared with the deployed controller).
-
-    ``"anchored"`` replaces the multiplier with ``m``; ``"recursive"`` accumulates it and
-    keeps it inside the LR bounds at ``base_lr`` so it cannot wind up.
-    """
-    if mode != "recursive":
-        return m
-    base = max(base_lr, 1e-30)
-    return min(max(multiplier * m, lr_min / base), lr_max / base)
 
 
 class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -197,12 +154,12 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"({self.total_steps}); lower steps_per_action."
             )
         self.lr0 = self.task.lr
-        self.lr_min, self.lr_max = lr_bounds(self.lr0, c.lr_min, c.lr_max)
+        self.lr_min, self.lr_max = lr_rule.lr_bounds(self.lr0, c.lr_min, c.lr_max)
         if not self.lr_min < self.lr_max:
             raise ValueError(
                 f"lr_min ({self.lr_min:g}) must be below lr_max ({self.lr_max:g}) for task "
                 f"{self.task.name!r} (lr0={self.lr0:g}; unset bounds default to "
-                f"lr0*{LR_MIN_FACTOR:g} and lr0*{LR_MAX_FACTOR:g})."
+                f"lr0*{lr_rule.LR_MIN_FACTOR:g} and lr0*{lr_rule.LR_MAX_FACTOR:g})."
             )
         self.device = resolve_device(self.config.device)
         # Precomputed once (a list: the per-step lookup is on the training hot path).
@@ -244,12 +201,10 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         return self._base_lrs[min(step, self.total_steps)]
 
     def _lr_at(self, step: int) -> float:
-        return min(max(self.base_lr(step) * self._multiplier, self.lr_min), self.lr_max)
+        return lr_rule.clamped_lr(self.base_lr(step), self._multiplier, self.lr_min, self.lr_max)
 
     def _set_lr(self, lr: float) -> None:
-        scale = lr / self.lr0
-        for group, base in zip(self._optimizer.param_groups, self._group_lr0, strict=True):
-            group["lr"] = base * scale
+        lr_rule.set_lr(self._optimizer, self._group_lr0, lr, self.lr0)
 
     def _next_batch(self) -> Any:
         try:
@@ -368,8 +323,8 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"shape {np.shape(action)}."
             )
         c = self.config
-        a, m = action_to_multiplier(action, c.max_factor)
-        self._multiplier = next_multiplier(
+        a, m = lr_rule.action_to_multiplier(action, c.max_factor)
+        self._multiplier = lr_rule.next_multiplier(
             c.mode, self._multiplier, m, self.base_lr(self._t), self.lr_min, self.lr_max
         )
         self._action = a
@@ -394,16 +349,12 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
                 opt.zero_grad(set_to_none=True)
                 loss = task.loss_fn(model, batch)
                 loss.backward()
-                if i == n - 1 or task.grad_clip is not None:
-                    grads = [p.grad for p in model.parameters() if p.grad is not None]
-                    if task.grad_clip is not None:
-                        grad_norm = torch.nn.utils.clip_grad_norm_(
-                            model.parameters(), task.grad_clip
-                        )
-                    elif grads:
-                        grad_norm = torch.linalg.vector_norm(
-                            torch.stack(torch._foreach_norm(grads))
-                        )
+                if task.grad_clip is not None:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), task.grad_clip)
+                elif i == n - 1:
+                    norm = lr_rule.grad_norm(model.parameters())
+                    if norm is not None:
+                        grad_norm = norm
                 opt.step()
                 self._t += 1
                 losses.append(loss.detach())

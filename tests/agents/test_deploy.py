@@ -340,6 +340,41 @@ def test_example_script_runs_on_a_trained_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+def test_runtime_never_imports_stable_baselines3(exported):
+    # Deploying a controller needs torch and safetensors only: the runtime module loads
+    # a file and drives an optimizer without stable-baselines3 (nor the export side).
+    code = (
+        "import sys, torch\n"
+        "from agents.controller import LRController\n"
+        "opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)\n"
+        f"ctl = LRController(opt, {str(exported)!r}, total_steps=4, steps_per_action=2)\n"
+        "ctl.observe(val_loss=1.0, val_metric=0.5)\n"
+        "ctl.step(0.9); ctl.step(0.8)\n"
+        "ctl.observe(val_loss=0.8, val_metric=0.6)\n"
+        "bad = sorted(m for m in sys.modules\n"
+        "             if m.split('.')[0] == 'stable_baselines3' or m == 'agents.export')\n"
+        "print(bad)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_deploy_reexports_the_runtime_and_the_export_side():
+    import agents.controller
+    import agents.deploy
+    import agents.export
+
+    assert agents.deploy.LRController is agents.controller.LRController
+    assert agents.deploy.LRControllerCallback is agents.controller.LRControllerCallback
+    assert agents.deploy.ControllerPolicy is agents.controller.ControllerPolicy
+    assert agents.deploy.export_controller is agents.export.export_controller
+    assert agents.deploy.main is agents.export.main
+
+
 # ------------------------------------------------------------------ HF Trainer
 class _ListDataset(torch.utils.data.Dataset):
     def __init__(self, n: int, seed: int):

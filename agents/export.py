@@ -1,0 +1,197 @@
+"""Writing a trained PPO controller (stable-baselines3) to one pickle-free file.
+
+``export_controller`` writes a ``.safetensors`` file with the policy weights needed for
+the deterministic action, the observation normalisation and, in its metadata, the
+feature and LR configuration the agent was trained under; :mod:`agents.controller`
+loads and runs it without stable-baselines3. ``model.zip`` and ``vecnormalize.pkl``
+are pickles: only ``export`` (from your own runs) and resuming training read them.
+
+CLI: ``python -m agents.deploy export --agent RUN_DIR`` (or ``python -m
+agents.export export ...``) (re)writes ``RUN_DIR/controller.safetensors``; it
+unpickles the run's files, so run it only on runs you trained yourself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.controller import (
+    FORMAT,
+    FORMAT_VERSION,
+    ControllerPolicy,
+    _digest,
+    controller_file_for,
+    validate_controller,
+)
+from agents.help_format import DefaultsHelpFormatter
+from agents.runs import atomic_write, run_files
+from lr_gym.config import EnvConfig
+from lr_gym.features import FEATURE_NAMES, OBS_BOUND, FeatureTracker
+
+_ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh"}
+
+
+def export_controller(agent: Any, path: str | Path,
+                      source: Mapping[str, Any] | None = None) -> Path:
+    """Writes a trained PPO controller to one ``.safetensors`` file (atomically).
+
+    Exporting a run folder unpickles its ``model.zip`` and ``vecnormalize.pkl``: do it
+    only for runs you trained yourself (training already writes the file).
+
+    Args:
+        agent: A run folder (``model.zip`` + ``vecnormalize.pkl`` + ``config.yml``), a
+            checkpoint ``.zip``, or a loaded :class:`~agents.ppo.PPOController`.
+        path: Output file.
+        source: Provenance recorded in the file (default: the run folder's env ids
+            and versions).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: The agent breaks a rule of :func:`validate_controller` (nothing is
+            written).
+    """
+    from safetensors.torch import save_file
+
+    from agents.ppo import PPOController
+
+    source = dict(source or {})
+    if not isinstance(agent, PPOController):
+        run = Path(agent)
+        source["run"] = str(run)
+        agent = PPOController.load(run, device="cpu")  # our own run: unpickling is fine here
+        cfg = run_files(run).config
+        if cfg.is_file():
+            import yaml
+
+            meta = yaml.safe_load(cfg.read_text()) or {}
+            source.update(env=meta.get("env"), versions=meta.get("versions"))
+    policy = agent.model.policy
+    tensors: dict[str, torch.Tensor] = {}
+    arch, activation = [], None
+    linears = [m for m in policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)]
+    for m in policy.mlp_extractor.policy_net:
+        if not isinstance(m, torch.nn.Linear):
+            name = _ACTIVATIONS.get(type(m).__name__)
+            if name is None or activation not in (None, name):
+                raise ValueError(f"Cannot export activation {type(m).__name__}; "
+                                 f"supported: {sorted(_ACTIVATIONS)}.")
+            activation = name
+    for i, lin in enumerate(linears):
+        tensors[f"policy.{i}.weight"] = lin.weight.detach().cpu().float().clone()
+        tensors[f"policy.{i}.bias"] = lin.bias.detach().cpu().float().clone()
+        arch.append(lin.out_features)
+    tensors["action.weight"] = policy.action_net.weight.detach().cpu().float().clone()
+    tensors["action.bias"] = policy.action_net.bias.detach().cpu().float().clone()
+    normalize = agent.obs_mean is not None
+    if normalize:
+        tensors["obs_mean"] = torch.from_numpy(np.asarray(agent.obs_mean, dtype=np.float64))
+        tensors["obs_var"] = torch.from_numpy(np.asarray(agent.obs_var, dtype=np.float64))
+
+    fields = {f.name for f in dataclasses.fields(EnvConfig)}
+    env_config = EnvConfig().replace(
+        **{k: v for k, v in agent.env_kwargs().items() if k in fields}
+    ).to_dict()
+    tracker = FeatureTracker(1.0)
+    config = {
+        "feature_names": list(FEATURE_NAMES),
+        "obs_bound": OBS_BOUND,
+        "tracker": {"short_halflife": tracker.short_halflife,
+                    "long_halflife": tracker.long_halflife},
+        "env_config": env_config,
+        "policy": {"net_arch": arch, "activation": activation or "relu",
+                   "obs_dim": linears[0].in_features if linears else
+                   policy.action_net.in_features, "action_low": -1.0, "action_high": 1.0},
+        "normalization": {"enabled": normalize, "clip_obs": float(agent.clip_obs),
+                          "epsilon": float(agent.epsilon)},
+        "source": source,
+    }
+    try:
+        validate_controller(config, tensors)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"cannot export this agent: {e}.") from e
+    config_json = json.dumps(config, sort_keys=True)
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": config_json,
+        "sha256": _digest(config_json, tensors),
+    }
+    # safetensors creates files 0600; a controller file is meant to be shared.
+    umask = os.umask(0)
+    os.umask(umask)
+
+    def write(tmp: Path) -> None:
+        save_file(tensors, str(tmp), metadata=metadata)
+        tmp.chmod(0o666 & ~umask)
+
+    return atomic_write(path, write)
+
+# -------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(
+        prog="python -m agents.deploy",
+        description="Export a trained PPO learning-rate controller to one safetensors file.",
+        formatter_class=DefaultsHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser(
+        "export", formatter_class=DefaultsHelpFormatter,
+        help="Write a run folder's controller to a .safetensors file.",
+        description="Write a run folder's (or checkpoint's) controller to a pickle-free "
+                    ".safetensors file. This reads model.zip and vecnormalize.pkl, which are "
+                    "pickles that can run code: only export runs you trained yourself. "
+                    "Training already writes controller.safetensors; this is for runs of "
+                    "older lr_gym versions.",
+    )
+    e.add_argument("--agent", default=None,
+                   help="Run folder or checkpoint .zip (default: the latest complete run "
+                        "under --log-folder).")
+    e.add_argument("-f", "--log-folder", default="logs", help="Where run folders are.")
+    e.add_argument("-o", "--output", default=None,
+                   help="Output file (default: the agent's own controller file, e.g. "
+                        "RUN/controller.safetensors, which evaluate_agent.py reads).")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    from agents.ppo import latest_run
+
+    print("note: export unpickles model.zip and vecnormalize.pkl, which can run code: only "
+          "export runs you trained yourself.", file=sys.stderr)
+    try:
+        run = Path(args.agent) if args.agent else latest_run(args.log_folder)
+        out = export_controller(run, args.output or controller_file_for(run))
+        policy = ControllerPolicy.load(out)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: could not write the controller file: {e}", file=sys.stderr)
+        return 1
+    c, p = policy.env_config, policy.config["policy"]
+    print(f"Wrote {out} ({out.stat().st_size} bytes) from {run}")
+    print(f"  policy: {len(FEATURE_NAMES)} features -> {p['net_arch']} {p['activation']} -> 1; "
+          f"normalisation: {'yes' if policy.obs_mean is not None else 'no'}")
+    print(f"  LR rule: mode={c.mode} schedule={c.schedule} warmup_frac={c.warmup_frac} "
+          f"final_lr_frac={c.final_lr_frac} max_factor={c.max_factor} "
+          f"lr_min={c.lr_min} lr_max={c.lr_max} (None: lr0*1e-3 / lr0*30)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -565,31 +565,39 @@ class AvgLRReplay(Controller):
     Each interval's LR is the learned controller's geometric mean over seeds
     (:func:`mean_interval_lrs`). Compared with the learned controller on the same task
     and seeds, it tells whether the controller helps by reacting to the run or only by
-    finding a better fixed schedule. It runs the env anchored on a constant schedule
-    without warmup, with ``max_factor`` large enough that ``a = log(lr_target / lr0) /
-    log(max_factor)`` reaches every target in one action, and bounds wide enough not to
-    clip them. The LR is constant within an interval: exact for controllers on a
-    constant base schedule; for one anchored on a decaying schedule each interval
-    replays its last step's LR. Past the last recorded interval (all runs diverged) the
-    last target is held. Not tunable: the replayed LRs are the controller's, not
-    derived from ``lr0``.
+    finding a better fixed schedule.
+
+    It runs the env anchored on the replayed controller's own base schedule and LR
+    bounds (``controller_kwargs``), with a ``max_factor`` large enough to reach any
+    target in one action: interval ``k`` gets the constant multiplier ``m_k = target_k /
+    base_lr(last step of k)``, so every step of the interval runs at ``lr0 * schedule(t)
+    * m_k``. For an anchored controller (its multiplier is constant within an interval)
+    that is its geometric-mean LR at every step, except where the LR bounds clipped the
+    interval's last step; for a controller on a constant base it is the interval's LR.
+    Past the last recorded interval (all runs diverged) the last target is held. Not
+    tunable: the replayed LRs are the controller's, not derived from ``lr0``.
 
     Args:
         results: The learned controller's episodes on one env (any number of seeds),
             replayed at their per-interval geometric mean LR; or use ``targets``.
         targets: The LR of each interval, if not computed from ``results``.
-        max_factor: The env's ``max_factor``.
+        controller_kwargs: The replayed controller's EnvConfig overrides (its base
+            ``schedule``, ``warmup_frac``, ``final_lr_frac``, ``lr_min``, ``lr_max``);
+            empty: the env's defaults (a constant base).
+        max_factor: The replay env's ``max_factor``.
         name: Table name.
     """
 
     tunable = False
+    _FROM_CONTROLLER = ("schedule", "warmup_frac", "final_lr_frac", "lr_min", "lr_max")
 
     def __init__(
         self,
         results: Sequence[EpisodeResult] | None = None,
         *,
         targets: Sequence[float] | None = None,
-        max_factor: float = 1e3,
+        controller_kwargs: Mapping[str, Any] | None = None,
+        max_factor: float = 1e6,
         name: str = "avg_lr_replay",
     ) -> None:
         if (results is None) == (targets is None):
@@ -602,31 +610,37 @@ class AvgLRReplay(Controller):
         )
         if self.targets.size == 0 or not np.all(self.targets > 0):
             raise ValueError("avg_lr_replay: the target LRs must be a non-empty positive list.")
+        self._base_kwargs = {k: v for k, v in (controller_kwargs or {}).items()
+                             if k in self._FROM_CONTROLLER}
         self.max_factor, self.name = max_factor, name
-        self._k, self._lr0 = 0, float("nan")
+        self._k, self._multipliers = 0, np.ones_like(self.targets)
 
     def env_kwargs(self) -> Mapping[str, Any]:
-        """Anchored on a constant schedule; bounds and range cover the targets."""
-        return {
-            "mode": "anchored", "schedule": "constant", "warmup_frac": 0.0,
-            "max_factor": self.max_factor, "lr_min": 0.0, "lr_max": math.inf,
-        }
+        """Anchored on the controller's base schedule and bounds; the range covers the targets."""
+        return {"mode": "anchored", "schedule": "constant", "warmup_frac": 0.0,
+                **self._base_kwargs, "max_factor": self.max_factor}
 
     def reset(self, env: gym.Env, obs: np.ndarray, info: dict[str, Any]) -> None:
-        """Starts at the first interval; ``lr0`` is the reset LR (constant schedule)."""
-        self._k, self._lr0 = 0, float(info["lr"])
-        ratios = self.targets / self._lr0
-        if ratios.min() < 1.0 / self.max_factor or ratios.max() > self.max_factor:
+        """Turns the target LRs into per-interval multipliers of the env's base schedule."""
+        inner = env.unwrapped
+        k, total = inner.steps_per_action, inner.total_steps
+        last = [min((i + 1) * k, total) - 1 for i in range(len(self.targets))]
+        base = np.array([inner.base_lr(t) for t in last], dtype=float)
+        # A base of 0 (a warmup's first step) cannot be scaled: keep the schedule there.
+        self._multipliers = np.where(base > 0, self.targets / np.where(base > 0, base, 1), 1.0)
+        self._k = 0
+        m = self._multipliers
+        if m.min() < 1.0 / self.max_factor or m.max() > self.max_factor:
             raise ValueError(
-                f"avg_lr_replay: targets span {ratios.min():.3g}..{ratios.max():.3g} x lr0, "
-                f"beyond max_factor={self.max_factor:g}; pass a larger max_factor."
+                f"avg_lr_replay: targets span {m.min():.3g}..{m.max():.3g} x the base "
+                f"schedule, beyond max_factor={self.max_factor:g}; pass a larger max_factor."
             )
 
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        """The action that sets this interval's target LR."""
-        target = self.targets[min(self._k, len(self.targets) - 1)]
+        """The action that sets this interval's multiplier."""
+        m = self._multipliers[min(self._k, len(self._multipliers) - 1)]
         self._k += 1
-        return _action(multiplier_to_action(target / self._lr0, self.max_factor))
+        return _action(multiplier_to_action(m, self.max_factor))
 
 
 # ------------------------------------------------------------------------ registry

@@ -70,8 +70,10 @@ def build_controller(job: EpisodeJob) -> Controller:
     if job.controller == "ppo":
         return load_agent(job.agent)
     if job.controller == "avg_lr_replay":
+        # Replayed on the agent's own base schedule and LR bounds.
         return make_baseline(job.controller,
-                             results=[EpisodeResult.from_dict(r) for r in job.replay])
+                             results=[EpisodeResult.from_dict(r) for r in job.replay],
+                             controller_kwargs=load_agent(job.agent).env_kwargs())
     ctrl = make_baseline(job.controller)
     return ctrl if job.lr is None else ctrl.with_lr(job.lr)
 

@@ -312,7 +312,22 @@ def test_avg_lr_replay_reproduces_mean_lrs() -> None:
     with pytest.raises(ValueError, match="interval steps"):
         mean_interval_lrs([a, other])
     with pytest.raises(ValueError, match="max_factor"):
-        AvgLRReplay(targets=[LR0 * 1e4]).reset(None, np.zeros(11), {"lr": LR0})
+        run_episode(ENV, AvgLRReplay(targets=[LR0 * 1e4], max_factor=1e3), seed=0,
+                    env_kwargs={"total_steps": 60, "steps_per_action": 15})
+
+
+def test_avg_lr_replay_follows_an_anchored_controllers_base_schedule() -> None:
+    # An anchored controller on a cosine base, multiplier 4 ** 0.5 = 2 in every interval:
+    # its replay runs the same cosine at the same multiplier, so the LRs match exactly.
+    anchored = {"mode": "anchored", "schedule": "cosine", "max_factor": 4.0}
+    short = {"total_steps": 60, "steps_per_action": 15}
+    ctrl = ConstantAction(0.5, name="ppo")
+    ctrl.env_kwargs = lambda: anchored  # type: ignore[method-assign]
+    runs = [run_episode(ENV, ctrl, seed=s, env_kwargs=short) for s in (0, 1)]
+    replay = make_baseline("avg_lr_replay", results=runs, controller_kwargs=anchored)
+    res = run_episode(ENV, replay, seed=0, env_kwargs=short)
+    np.testing.assert_allclose(res.lrs, runs[0].lrs, rtol=1e-9)
+    assert res.lrs[1] > res.lrs[2] > res.lrs[3]  # it decays with the cosine, not in steps
 
 
 def test_unknown_or_incomplete_baseline_errors_are_clear() -> None:

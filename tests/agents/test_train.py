@@ -9,6 +9,7 @@ import yaml
 
 from agents.runs import mark_complete
 from agents.train import main, train_seeds, trained_run
+from lr_gym.config import EnvConfig
 
 
 def _fake_run(root, name, seed, n, model=True, interrupted=False):
@@ -125,7 +126,7 @@ def trained(tmp_path_factory):
     logs = tmp_path_factory.mktemp("train") / "logs"
     assert main([*TINY, "-n", "48", "--save-freq", "16", "--eval-freq", "16",
                  "--eval-episodes", "1", "--env-kwargs", "total_steps:20",
-                 "steps_per_action:10", "mode:anchored", "-f", str(logs)]) == 0
+                 "steps_per_action:10", "mode:recursive", "-f", str(logs)]) == 0
     return logs / "ppo" / "Digits-MLP-v0_1"
 
 
@@ -156,12 +157,16 @@ def test_checkpoints_keep_their_normalisation_and_config(trained, which):
     with open(norm_file, "rb") as f:
         own = pickle.load(f)
     np.testing.assert_array_equal(ckpt.obs_mean, own.obs_rms.mean)  # its own statistics
-    assert ckpt.env_kwargs() == {"total_steps": 20, "steps_per_action": 10, "mode": "anchored"}
+    # The flags' env options over the packaged ones (anchored mode on a cosine base).
+    assert ckpt.env_kwargs() == {"total_steps": 20, "steps_per_action": 10, "mode": "recursive",
+                                 "schedule": "cosine", "max_factor": 4.0}
     final = PPOController.load(trained, device="cpu")
     if "checkpoints" in which:  # the run's final statistics differ: they would change actions
         assert not np.array_equal(final.obs_mean, ckpt.obs_mean)
     safe = PolicyController.load(path)
-    assert controller_file_for(path).is_file() and safe.env_kwargs() == ckpt.env_kwargs()
+    assert controller_file_for(path).is_file()
+    # The same env configuration (the file leaves out values equal to the env's defaults).
+    assert EnvConfig(**safe.env_kwargs()) == EnvConfig(**ckpt.env_kwargs())
     obs = np.random.default_rng(0).normal(0, 1, (100, 11)).astype(np.float32)
     for o in obs:
         np.testing.assert_array_equal(safe.act(o, {}), ckpt.act(o, {}))
@@ -200,7 +205,7 @@ def test_resume_from_a_checkpoint_restores_normalisation_and_counts_on(trained):
     assert (done["start"], done["num_timesteps"]) == (16, 32)  # counted on, not reset
     config = yaml.safe_load((resumed / "config.yml").read_text())
     assert config["trained_agent"] == str(ckpt.resolve())
-    assert config["hyperparams"]["env_kwargs"]["mode"] == "anchored"  # the agent's own
+    assert config["hyperparams"]["env_kwargs"]["mode"] == "recursive"  # the agent's own
 
 
 @pytest.mark.slow

@@ -9,15 +9,15 @@ from typing import Any
 import numpy as np
 
 from agents.evaluation.scoring import LEARNED, REFERENCE, TRACKS, verdict
+from agents.stats import mean_std
 
 
 def _ms(xs: Sequence[float], fmt: str = ".4f") -> str:
-    arr = np.asarray([x for x in xs if x is not None and math.isfinite(x)], float)
-    if not arr.size:
+    finite = [x for x in xs if x is not None and math.isfinite(x)]
+    if not finite:
         return "n/a"
-    if arr.size == 1:
-        return format(arr[0], fmt)
-    return f"{format(arr.mean(), fmt)} ± {format(arr.std(ddof=1), fmt)}"
+    mean, std = mean_std(finite)
+    return format(mean, fmt) if len(finite) == 1 else f"{format(mean, fmt)} ± {format(std, fmt)}"
 
 
 def _med(xs: Sequence[float], fmt: str = ".0f") -> str:

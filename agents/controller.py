@@ -56,7 +56,8 @@ from agents.base import Controller
 from agents.runs import CONTROLLER, run_files
 from lr_gym import lr_rule
 from lr_gym.config import EnvConfig, check_int, check_real
-from lr_gym.features import FEATURE_NAMES, OBS_BOUND, FeatureTracker
+from lr_gym import features as feats
+from lr_gym.features import OBS_BOUND, FeatureTracker
 from lr_gym.schedules import schedule_factor
 
 FORMAT = "lr_gym.controller"
@@ -104,21 +105,33 @@ def _check_tensor(name: str, t: torch.Tensor, shape: tuple[int, ...], float32: b
         raise ValueError(f"tensor {name!r} holds non-finite or non-float values")
 
 
+def file_env_config(config: Mapping[str, Any]) -> EnvConfig:
+    """The :class:`EnvConfig` of a controller file's configuration.
+
+    Files exported before features were configurable (v0 envs) name their features
+    only in ``feature_names``; those become the config's ``features``.
+    """
+    env_config = dict(config["env_config"])
+    env_config.setdefault("features", feats.check_features(config["feature_names"]))
+    return EnvConfig().replace(**env_config)
+
+
 def validate_controller(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
     """Checks everything a controller file asks for (see the module docstring).
 
     Raises:
         ValueError: The first broken rule, naming the field or tensor.
     """
-    env_config = EnvConfig().replace(**config["env_config"])
+    env_config = file_env_config(config)
     check_deployable(env_config)
-    if list(config["feature_names"]) != list(FEATURE_NAMES) or (
-            float(config["obs_bound"]) != OBS_BOUND):
+    names = list(config["feature_names"])
+    if names != list(env_config.features) or float(config["obs_bound"]) != OBS_BOUND:
         raise ValueError(
-            f"features {config['feature_names']} clipped to {config['obs_bound']}, but this "
-            f"lr_gym computes {list(FEATURE_NAMES)} clipped to {OBS_BOUND}; use the lr_gym "
-            "version it was exported with"
+            f"features {names} clipped to {config['obs_bound']}, but the file's env_config "
+            f"observes {list(env_config.features)} and this lr_gym clips to {OBS_BOUND}; use "
+            "the lr_gym version it was exported with"
         )
+    n_features = len(names)
     for key in ("short_halflife", "long_halflife"):
         check_real(f"tracker.{key}", config["tracker"][key], lo=0.0, lo_open=True)
     p, norm = config["policy"], config["normalization"]
@@ -127,15 +140,15 @@ def validate_controller(config: Mapping[str, Any], tensors: Mapping[str, torch.T
     arch = list(p["net_arch"])
     if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in arch):
         raise ValueError(f"policy.net_arch must be positive integers, got {arch}")
-    if p["obs_dim"] != len(FEATURE_NAMES):
-        raise ValueError(f"policy.obs_dim is {p['obs_dim']}, expected {len(FEATURE_NAMES)}")
+    if p["obs_dim"] != n_features:
+        raise ValueError(f"policy.obs_dim is {p['obs_dim']}, expected {n_features}")
     low = check_real("policy.action_low", p["action_low"], lo=-1.0)
     check_real("policy.action_high", p["action_high"], lo=low, lo_open=True, hi=1.0)
     check_real("normalization.clip_obs", norm["clip_obs"], lo=0.0, lo_open=True)
     eps = check_real("normalization.epsilon", norm["epsilon"], lo=0.0)
     if not isinstance(norm["enabled"], bool):
         raise ValueError(f"normalization.enabled must be true or false, got {norm['enabled']!r}")
-    fan_in = len(FEATURE_NAMES)
+    fan_in = n_features
     for i, n in enumerate(arch):
         _check_tensor(f"policy.{i}.weight", tensors[f"policy.{i}.weight"], (n, fan_in), True)
         _check_tensor(f"policy.{i}.bias", tensors[f"policy.{i}.bias"], (n,), True)
@@ -144,7 +157,7 @@ def validate_controller(config: Mapping[str, Any], tensors: Mapping[str, torch.T
     _check_tensor("action.bias", tensors["action.bias"], (1,), True)
     if norm["enabled"]:
         for key in ("obs_mean", "obs_var"):
-            _check_tensor(key, tensors[key], (len(FEATURE_NAMES),), False)
+            _check_tensor(key, tensors[key], (n_features,), False)
         if not bool((tensors["obs_var"] >= 0).all()) or not bool(
                 (tensors["obs_var"] + eps > 0).all()):
             raise ValueError("obs_var must be >= 0 and obs_var + epsilon > 0")
@@ -235,7 +248,7 @@ class ControllerPolicy:
             digest = meta["sha256"]
             arch = [int(n) for n in config["policy"]["net_arch"]]
             norm = config["normalization"]
-            env_config = EnvConfig().replace(**config["env_config"])
+            env_config = file_env_config(config)
             if config["policy"]["activation"] not in _ACT_FNS:
                 raise ValueError(f"unknown activation {config['policy']['activation']!r}")
             float(norm["clip_obs"]), float(norm["epsilon"])
@@ -456,7 +469,10 @@ class LRController:
                              f"(lr0={self.lr0:g}).")
         self._warned_nonfinite = False
         halflives = self.policy.config.get("tracker", {})
-        self._tracker = FeatureTracker(self.lr0, **halflives)
+        self._tracker = FeatureTracker(self.lr0, **halflives, features=self.config.features)
+        self._measure_update = "update_ratio" in self.config.features
+        self._before: list[torch.Tensor] | None = None  # weights before an interval's last step
+        self._update_ratio = math.nan
         self._t = 0
         self._multiplier = 1.0
         self._action = 0.0
@@ -528,10 +544,25 @@ class LRController:
         self._t += 1
         self.record(loss, grad_norm=grad_norm)
         if grad_norm is None and self.eval_due and not math.isfinite(self._grad_norm):
-            norm = lr_rule.grad_norm(p for g in self.optimizer.param_groups for p in g["params"])
+            norm = lr_rule.grad_norm(self._params())
             if norm is not None:
                 self._grad_norm = float(norm)
+        if self._before is not None:
+            self._update_ratio = feats.update_ratio(self._before, self._params())
+            self._before = None
         self._set_lr(self._lr_at(self._t))
+        self._snapshot_if_last()
+
+    def _params(self) -> list[torch.Tensor]:
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def _snapshot_if_last(self) -> None:
+        """Copies the weights when the next optimizer step is the interval's last.
+
+        ``update_ratio`` is then measured on that step, as the env does.
+        """
+        if self._measure_update and self._t - self._interval_start == self._interval_len() - 1:
+            self._before = feats.snapshot(self._params())
 
     def record(self, loss: float | torch.Tensor | None, *, grad_norm: float | None = None
                ) -> None:
@@ -597,6 +628,7 @@ class LRController:
                 val_metric=val_metric,
                 grad_norm=self._grad_norm,
                 action=self._action,
+                update_ratio=self._update_ratio,
             )
         self._decide(self._last_obs)
         return self._action
@@ -615,9 +647,10 @@ class LRController:
         """Keeps the multiplier and action for the next interval (no decision)."""
         self._interval_start = self._t
         self._losses = []
-        self._grad_norm = math.nan
+        self._grad_norm = self._update_ratio = math.nan
         self._set_lr(self._lr_at(self._t))
         self.history.append((self._t, self._action, self._lr))
+        self._snapshot_if_last()
 
     @property
     def _prev_lr(self) -> float:
@@ -633,9 +666,10 @@ class LRController:
         self._action = a
         self._interval_start = self._t
         self._losses = []
-        self._grad_norm = math.nan
+        self._grad_norm = self._update_ratio = math.nan
         self._set_lr(self._lr_at(self._t))
         self.history.append((self._t, a, self._lr))
+        self._snapshot_if_last()
 
     # -------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -663,8 +697,9 @@ class LRController:
         self._losses = list(state["losses"])
         self._grad_norm = float(state["grad_norm"])
         self.lr0, self._group_lr0 = float(state["lr0"]), list(state["group_lr0"])
-        self._tracker = FeatureTracker(self.lr0)
+        self._tracker = FeatureTracker(self.lr0, features=self.config.features)
         vars(self._tracker).update(state["tracker"])
+        self._before, self._update_ratio = None, math.nan
         obs = state["last_obs"]
         self._last_obs = None if obs is None else np.asarray(obs, dtype=np.float32)
         self.history = [(int(t), float(a), float(lr)) for t, a, lr in state.get("history", [])]

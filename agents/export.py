@@ -36,7 +36,7 @@ from agents.controller import (
 from agents.help_format import DefaultsHelpFormatter
 from agents.runs import atomic_write, run_files
 from lr_gym.config import EnvConfig
-from lr_gym.features import FEATURE_NAMES, OBS_BOUND, FeatureTracker
+from lr_gym.features import OBS_BOUND, FeatureTracker
 
 _ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh"}
 
@@ -105,7 +105,7 @@ def export_controller(agent: Any, path: str | Path,
     ).to_dict()
     tracker = FeatureTracker(1.0)
     config = {
-        "feature_names": list(FEATURE_NAMES),
+        "feature_names": list(env_config["features"]),
         "obs_bound": OBS_BOUND,
         "tracker": {"short_halflife": tracker.short_halflife,
                     "long_halflife": tracker.long_halflife},
@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     c, p = policy.env_config, policy.config["policy"]
     print(f"Wrote {out} ({out.stat().st_size} bytes) from {run}")
-    print(f"  policy: {len(FEATURE_NAMES)} features -> {p['net_arch']} {p['activation']} -> 1; "
+    print(f"  policy: {len(c.features)} features -> {p['net_arch']} {p['activation']} -> 1; "
           f"normalisation: {'yes' if policy.obs_mean is not None else 'no'}")
     print(f"  LR rule: mode={c.mode} schedule={c.schedule} warmup_frac={c.warmup_frac} "
           f"final_lr_frac={c.final_lr_frac} max_factor={c.max_factor} "

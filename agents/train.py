@@ -1,7 +1,7 @@
 """Train a PPO learning-rate controller (``train_agent.py`` / ``lr-gym-train``).
 
 Flags follow RL Zoo's spelling. With no flags it trains on the default task mix
-(``lr_gym/EmbeddedMix-v0``) and writes a run folder ``logs/ppo/<Env>_<N>/`` (layout:
+(``lr_gym/EmbeddedMix-v1``) and writes a run folder ``logs/ppo/<Env>_<N>/`` (layout:
 :mod:`agents.runs`) with ``model.zip``, ``vecnormalize.pkl``, ``config.yml``, the
 pickle-free ``controller.safetensors`` that evaluation and deployment load,
 ``checkpoints/`` (each with its own normalisation and controller file),
@@ -26,7 +26,7 @@ import gymnasium as gym
 
 from agents.help_format import DefaultsHelpFormatter
 
-DEFAULT_ENV = "lr_gym/EmbeddedMix-v0"
+DEFAULT_ENV = "lr_gym/EmbeddedMix-v1"
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -145,7 +145,7 @@ def env_factory(
 
 
 def run_name(env_ids: Sequence[str]) -> str:
-    """Folder-friendly name of the env list, e.g. ``EmbeddedMix-v0``."""
+    """Folder-friendly name of the env list, e.g. ``EmbeddedMix-v1``."""
     return "+".join(e.split("/")[-1] for e in env_ids)
 
 

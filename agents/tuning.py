@@ -243,7 +243,7 @@ def tune_lr(
         The :class:`TuningResult`; ``result.best_lr`` is the tuned ``lr0``.
 
     Example:
-        >>> res = tune_lr("lr_gym/Digits-MLP-v0", baseline.with_lr, name=baseline.name,
+        >>> res = tune_lr("lr_gym/Digits-MLP-v1", baseline.with_lr, name=baseline.name,
         ...               eval_seeds=range(10), cache="runs/tuning.json")  # doctest: +SKIP
         >>> controller = baseline.with_lr(res.best_lr)                      # doctest: +SKIP
 

@@ -40,7 +40,7 @@ def _policy(arg: str | None) -> ControllerPolicy:
     from agents.deploy import export_controller
     from agents.ppo import PPOController, PPOHyperparams, make_ppo
 
-    venv = VecNormalize(make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v0"), n_envs=1))
+    venv = VecNormalize(make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1"), n_envs=1))
     model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=0, device="cpu")
     ctl = PPOController(model, venv.obs_rms.mean, venv.obs_rms.var + 1.0)
     tmp = Path(tempfile.mkdtemp()) / "c.safetensors"

@@ -8,7 +8,7 @@ computes features and rewards, and checks for divergence. Repeats alternate the 
 sides; the ratio of medians is reported.
 
 Usage:
-    python benchmarks/env_overhead.py [--env lr_gym/Digits-CNN-v0 ...] [--repeats 7]
+    python benchmarks/env_overhead.py [--env lr_gym/Digits-CNN-v1 ...] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def time_plain_loop(env_id: str, seed: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--env", nargs="+", default=["lr_gym/Digits-CNN-v0", "lr_gym/Digits-MLP-v0"])
+    p.add_argument("--env", nargs="+", default=["lr_gym/Digits-CNN-v1", "lr_gym/Digits-MLP-v1"])
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: least noise)")
     p.add_argument("-o", "--output", default="benchmarks/results/env_overhead.json")

@@ -84,16 +84,16 @@ def main() -> None:
     k = max(args.steps // 2, 1)
     common = {"data_dir": args.data_dir, "total_steps": args.steps, "steps_per_action": k}
     presets = {
-        "lr_gym/CIFAR10-ResNet18-v0": {**common, "max_train_examples": 4000, "val_size": 500,
+        "lr_gym/CIFAR10-ResNet18-v1": {**common, "max_train_examples": 4000, "val_size": 500,
                                        "max_test_examples": 1000},
-        "lr_gym/IMDB-BERT-v0": {**common, "max_train_examples": 2000, "val_size": 256,
+        "lr_gym/IMDB-BERT-v1": {**common, "max_train_examples": 2000, "val_size": 256,
                                 "max_test_examples": 512,
                                 **({"model_name_or_path": models["imdb"]} if models else {})},
-        "lr_gym/SQuADv2-RoBERTa-v0": {**common, "max_train_examples": 2000, "val_size": 200,
+        "lr_gym/SQuADv2-RoBERTa-v1": {**common, "max_train_examples": 2000, "val_size": 200,
                                       "max_eval_examples": 300,
                                       **({"model_name_or_path": models["squad"]}
                                          if models else {})},
-        "lr_gym/CoNLL2003-BiLSTMCRF-v0": {**common, "max_train_examples": 4000,
+        "lr_gym/CoNLL2003-BiLSTMCRF-v1": {**common, "max_train_examples": 4000,
                                           "val_size": 500, "max_eval_examples": 500},
     }
     rows = []

@@ -6,7 +6,7 @@ test metrics, and convergence time (steps and epochs to 95% of the final validat
 metric). Prints a markdown table and writes JSON.
 
 Usage:
-    python benchmarks/seed_tasks.py [--env lr_gym/CoNLL2003-BiLSTMCRF-CPU-v0 ...]
+    python benchmarks/seed_tasks.py [--env lr_gym/CoNLL2003-BiLSTMCRF-CPU-v1 ...]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import lr_gym
 from agents.baselines import make_baseline
 from agents.rollout import run_episode
 
-CPU_IDS = [e for e in lr_gym.lr_gym_env_ids() if e.endswith("-CPU-v0")]
+CPU_IDS = [e for e in lr_gym.lr_gym_env_ids() if e.endswith("-CPU-v1")]
 
 
 def main() -> None:

@@ -4,9 +4,9 @@ Importing the package registers the built-in ``lr_gym/`` env ids; it builds no m
 and loads no data (entry points and tasks are resolved on ``gym.make``).
 :mod:`lr_gym.splits` declares which built-in task families (and ids) are for
 training (:data:`TRAIN`), development choices (:data:`DEV`) and final evaluation
-only (:data:`TEST`). Each split has a mix of fixed variants (``lr_gym/EmbeddedMix-v0``,
+only (:data:`TEST`). Each split has a mix of fixed variants (``lr_gym/EmbeddedMix-v1``,
 ...) and a sampler that draws a fresh task of its families every episode
-(``lr_gym/TrainFamilies-v0``, ``lr_gym/DevFamilies-v0``, ``lr_gym/TestFamilies-v0``;
+(``lr_gym/TrainFamilies-v1``, ``lr_gym/DevFamilies-v1``, ``lr_gym/TestFamilies-v1``;
 see :mod:`lr_gym.tasks.family`).
 """
 
@@ -35,7 +35,7 @@ __version__ = "0.1.0"
 
 _E = "lr_gym.tasks.embedded"
 _G = "lr_gym.tasks.generated"
-# name -> task factory; ids are lr_gym/<name>-v0. Which id is in which split (train,
+# name -> task factory; ids are lr_gym/<name>-v1. Which id is in which split (train,
 # dev, test) is declared in lr_gym.splits.
 BUILTIN_TASKS: dict[str, str] = {
     "Digits-MLP": f"{_E}:digits_mlp",

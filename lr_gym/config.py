@@ -8,14 +8,15 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from lr_gym.features import DEFAULT_FEATURES, check_features
 from lr_gym.schedules import SCHEDULES
 
 Mode = Literal["anchored", "recursive"]
-Reward = Literal["val_loss", "train_loss", "metric", "terminal_metric"]
+Reward = Literal["val_loss", "val_loss_area", "train_loss", "metric", "terminal_metric"]
 Schedule = Literal["constant", "cosine", "linear", "step", "warmup_cosine", "onecycle"]
 
 
-REWARDS = ("val_loss", "train_loss", "metric", "terminal_metric")
+REWARDS = ("val_loss", "val_loss_area", "train_loss", "metric", "terminal_metric")
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class EnvConfig:
     """How the learning rate is controlled, observed and rewarded.
 
     Every field can be passed as a keyword to ``gym.make``, e.g.
-    ``gym.make("lr_gym/Digits-MLP-v0", mode="recursive", max_factor=2.0)``.
+    ``gym.make("lr_gym/Digits-MLP-v1", mode="recursive", max_factor=2.0)``.
 
     Attributes:
         mode: ``"anchored"``: ``lr_t = lr0 * schedule(t) * m(a)``, a bounded residual
@@ -42,7 +43,10 @@ class EnvConfig:
         lr_min: Lowest LR (finite, >= 0); ``None`` means ``lr0 * 1e-3``.
         lr_max: Highest LR (> 0, ``inf`` for no cap); ``None`` means ``lr0 * 30``.
         reward: ``"val_loss"`` (log decrease of validation loss, telescopes to
-            ``log(L0 / L_T)``), ``"train_loss"`` (same on the train-loss EMA),
+            ``log(L0 / L_T)``), ``"val_loss_area"`` (speed-aware: ``log(L0 / L_t)``
+            weighted by the interval's share ``K / T`` of the budget, so the episode
+            sum is the area under the log-loss curve), ``"train_loss"`` (same on the
+            train-loss EMA),
             ``"metric"`` (gain of the validation metric) or ``"terminal_metric"``
             (validation metric at the end of the budget, 0 before).
         reward_scale: Multiplies every non-penalty reward (finite, > 0).
@@ -54,6 +58,9 @@ class EnvConfig:
         steps_per_action: Optimizer steps per env step (>= 1); ``None`` takes the task's.
         eval_test: Evaluate the task's test split once when the budget runs out.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... or ``"auto"``.
+        features: Observed features, in order (names from
+            :data:`lr_gym.features.ALL_FEATURES`; default
+            :data:`~lr_gym.features.DEFAULT_FEATURES`). The observation has one entry each.
         optimizer_sets_lr: The inner optimizer adapts its own LR (e.g. hypergradient
             descent): the env never writes group LRs, ignores actions, and reports the
             first param group's LR in observations and ``info["lr"]``.
@@ -77,8 +84,11 @@ class EnvConfig:
     eval_test: bool = True
     device: str = "cpu"
     optimizer_sets_lr: bool = False
+    features: tuple[str, ...] = DEFAULT_FEATURES
 
     def __post_init__(self) -> None:
+        # YAML and JSON give lists; a frozen dataclass keeps the hashable tuple.
+        object.__setattr__(self, "features", check_features(self.features))
         # Every field is checked here: a bad value must fail at construction, not turn
         # into NaN rewards (which poison PPO) or a silently different run.
         _check_choice("mode", self.mode, ("anchored", "recursive"))
@@ -120,8 +130,10 @@ class EnvConfig:
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (YAML/JSON friendly)."""
-        return dataclasses.asdict(self)
+        """Plain dict (YAML/JSON friendly: tuples become lists)."""
+        d = dataclasses.asdict(self)
+        d["features"] = list(d["features"])
+        return d
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -2,30 +2,57 @@
 
 Every feature is a log-ratio, a fraction or a bounded statistic, so one controller
 can read runs of different models, losses and initial learning rates (the lesson of
-DAC4SGD's diverging critic: unnormalized inputs break PPO).
+DAC4SGD's diverging critic: unnormalized inputs break PPO). An env observes a subset
+(:attr:`~lr_gym.config.EnvConfig.features`, default :data:`DEFAULT_FEATURES`), in the
+order given; a controller file records the subset it was trained on.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-FEATURE_NAMES: tuple[str, ...] = (
-    "progress",
-    "log_lr_ratio",
-    "log_train_loss",
-    "loss_trend",
-    "loss_cv",
-    "log_val_loss",
-    "val_metric",
-    "log_grad_norm",
-    "grad_norm_change",
-    "prev_action",
-    "log_multiplier",
+ALL_FEATURES: dict[str, str] = {
+    "progress": "optimizer steps done / T",
+    "log_lr_ratio": "log(lr / lr0)",
+    "log_train_loss": "log(train-loss EMA / L0), L0 = initial validation loss",
+    "loss_trend": "log(short EMA / long EMA) of the training loss (< 0: improving)",
+    "loss_cv": "std / mean of the interval's step losses",
+    "log_val_loss": "log(validation loss / L0)",
+    "val_metric": "main validation metric (e.g. accuracy in [0, 1])",
+    "log_grad_norm": "log(gradient norm / first measured gradient norm)",
+    "grad_norm_change": "log(gradient norm / previous interval's)",
+    "prev_action": "the last action, in [-1, 1]",
+    "log_multiplier": "log(lr / (lr0 * schedule(t))); equals log_lr_ratio in recursive "
+                      "constant mode and a multiple of prev_action in anchored mode",
+    "gen_gap": "log(validation loss / train-loss EMA) (> 0: generalization gap)",
+    "val_trend": "log(validation loss / previous interval's)",
+    "val_vs_best": "log(validation loss / lowest validation loss so far) (> 0: overfitting "
+                   "or instability)",
+    "update_ratio": "log(||w_t - w_t-1|| / ||w_t-1||) of the interval's last optimizer step",
+}
+"""Every feature lr_gym computes, with its meaning."""
+
+V0_FEATURES: tuple[str, ...] = (
+    "progress", "log_lr_ratio", "log_train_loss", "loss_trend", "loss_cv", "log_val_loss",
+    "val_metric", "log_grad_norm", "grad_norm_change", "prev_action", "log_multiplier",
 )
-"""Order of the observation vector; documented in ``LRControlEnv``'s docstring."""
+"""The observation of the v0 envs (11 features)."""
+
+DEFAULT_FEATURES: tuple[str, ...] = (
+    "progress", "log_lr_ratio", "log_train_loss", "loss_trend", "loss_cv", "log_val_loss",
+    "val_metric", "log_grad_norm", "grad_norm_change", "prev_action",
+    "gen_gap", "val_trend", "val_vs_best", "update_ratio",
+)
+"""The v1 observation: v0 without the duplicate ``log_multiplier``, plus the features
+that expose generalization and step size (README, "Feature and reward ablation")."""
+
+FEATURE_NAMES = DEFAULT_FEATURES
+"""Order of the default observation vector; documented in ``LRControlEnv``'s docstring."""
 
 OBS_DIM = len(FEATURE_NAMES)
 OBS_BOUND = 10.0
@@ -33,9 +60,48 @@ OBS_BOUND = 10.0
 
 _EPS = 1e-12
 
+if TYPE_CHECKING:
+    import torch
+
+
+def check_features(features: Iterable[str]) -> tuple[str, ...]:
+    """Validates a feature subset; returns it as a tuple.
+
+    Raises:
+        ValueError: Empty, repeated or unknown names (the message lists the valid ones).
+    """
+    if isinstance(features, str):
+        raise ValueError(f"features must be a list of names, got the string {features!r}.")
+    names = tuple(features)
+    unknown = [f for f in names if f not in ALL_FEATURES]
+    if not names or unknown or len(set(names)) != len(names):
+        why = f"unknown {unknown}" if unknown else ("empty" if not names else "repeated names")
+        raise ValueError(f"features={list(names)} is not valid ({why}); choose distinct "
+                         f"names from {list(ALL_FEATURES)}.")
+    return names
+
 
 def _log_ratio(a: float, b: float) -> float:
     return math.log(max(a, _EPS) / max(b, _EPS))
+
+
+def snapshot(params: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    """Copies of the parameters, for :func:`update_ratio` after the next optimizer step."""
+    return [p.detach().clone() for p in params]
+
+
+def update_ratio(before: Sequence[torch.Tensor], params: Iterable[torch.Tensor]) -> float:
+    """``||w - w_before|| / ||w_before||`` over all parameters (one host sync)."""
+    import torch  # not at module level: `import lr_gym` stays torch-free
+
+    after = [p.detach() for p in params]
+    if not before or len(before) != len(after):
+        return math.nan
+    delta = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm((a - b).float()) for a, b in zip(after, before)]))
+    norm = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(b.float()) for b in before]))
+    return float(delta / norm) if float(norm) > 0 else math.nan
 
 
 @dataclass
@@ -46,11 +112,16 @@ class FeatureTracker:
         lr0: The task's initial learning rate.
         short_halflife: Half-life, in optimizer steps, of the short loss EMA.
         long_halflife: Half-life, in optimizer steps, of the long loss EMA.
+        features: The observed subset, in order (default :data:`DEFAULT_FEATURES`).
     """
 
     lr0: float
     short_halflife: float = 10.0
     long_halflife: float = 50.0
+    features: tuple[str, ...] = field(default=DEFAULT_FEATURES)
+
+    def __post_init__(self) -> None:
+        self.features = check_features(self.features)
 
     def reset(self, initial_loss: float, initial_metric: float) -> np.ndarray:
         """Starts a run; returns the first observation.
@@ -63,11 +134,10 @@ class FeatureTracker:
         self._short = self._long = self.initial_loss
         self._grad0: float | None = None
         self._prev_grad: float | None = None
+        self._prev_val = self._best_val = self.initial_loss
         self._a_short = 1.0 - 0.5 ** (1.0 / self.short_halflife)
         self._a_long = 1.0 - 0.5 ** (1.0 / self.long_halflife)
-        obs = np.zeros(OBS_DIM, dtype=np.float32)
-        obs[6] = _finite(initial_metric)
-        return obs
+        return self._select({"val_metric": initial_metric})
 
     @property
     def train_loss(self) -> float:
@@ -85,6 +155,7 @@ class FeatureTracker:
         val_metric: float,
         grad_norm: float,
         action: float,
+        update_ratio: float = math.nan,
     ) -> np.ndarray:
         """Folds in one control interval and returns the observation after it.
 
@@ -97,6 +168,7 @@ class FeatureTracker:
             val_metric: Validation metric after the interval.
             grad_norm: Global gradient norm at the last step of the interval.
             action: The action that chose this interval's LR, in [-1, 1].
+            update_ratio: ``||dw|| / ||w||`` of the interval's last step (NaN: unknown).
         """
         losses = np.asarray(step_losses, dtype=np.float64)
         losses = losses[np.isfinite(losses)]
@@ -111,23 +183,31 @@ class FeatureTracker:
         g_chg = _log_ratio(grad_norm, self._prev_grad) if self._prev_grad else 0.0
         if grad_norm > 0 and math.isfinite(grad_norm):
             self._prev_grad = grad_norm
-        obs = np.array(
-            [
-                progress,
-                _log_ratio(lr, self.lr0),
-                _log_ratio(self._short, self.initial_loss),
-                _log_ratio(self._short, self._long),
-                cv,
-                _log_ratio(val_loss, self.initial_loss),
-                val_metric,
-                g_rel,
-                g_chg,
-                action,
-                _log_ratio(lr, base_lr),
-            ],
-            dtype=np.float64,
-        )
-        return _finite(obs)
+        values = {
+            "progress": progress,
+            "log_lr_ratio": _log_ratio(lr, self.lr0),
+            "log_train_loss": _log_ratio(self._short, self.initial_loss),
+            "loss_trend": _log_ratio(self._short, self._long),
+            "loss_cv": cv,
+            "log_val_loss": _log_ratio(val_loss, self.initial_loss),
+            "val_metric": val_metric,
+            "log_grad_norm": g_rel,
+            "grad_norm_change": g_chg,
+            "prev_action": action,
+            "log_multiplier": _log_ratio(lr, base_lr),
+            "gen_gap": _log_ratio(val_loss, self._short),
+            "val_trend": _log_ratio(val_loss, self._prev_val),
+            "val_vs_best": _log_ratio(val_loss, self._best_val),
+            # 0 for an unknown ratio (NaN); a zero update gives the clipped floor.
+            "update_ratio": math.log(max(update_ratio, _EPS)) if update_ratio >= 0 else 0.0,
+        }
+        if math.isfinite(val_loss):
+            self._prev_val = val_loss
+            self._best_val = min(self._best_val, val_loss)
+        return self._select(values)
+
+    def _select(self, values: dict[str, float]) -> np.ndarray:
+        return _finite(np.array([values.get(f, 0.0) for f in self.features], dtype=np.float64))
 
 
 def _finite(x):  # noqa: ANN001, ANN202 - scalar or array

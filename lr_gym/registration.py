@@ -72,7 +72,12 @@ def get_task(name_or_id: str, **task_kwargs: Any) -> Task:
     return task
 
 
-def env_id(name: str, version: int = 0) -> str:
+ENV_VERSION = 1
+"""Version of the built-in ids: bumped with every change of observations, rewards,
+episode end or budget (v1: budget exhaustion terminates; new features)."""
+
+
+def env_id(name: str, version: int = ENV_VERSION) -> str:
     """The env id of a task name: ``lr_gym/<name>-v<version>``."""
     return f"{NAMESPACE}/{name}-v{version}"
 
@@ -81,7 +86,7 @@ def register_task(
     task: Task | TaskFactory | str,
     *,
     name: str | None = None,
-    version: int = 0,
+    version: int = ENV_VERSION,
     max_episode_steps: int | None = None,
     **env_kwargs: Any,
 ) -> str:
@@ -121,7 +126,7 @@ def register_task(
     return eid
 
 
-def register_mix(name: str, tasks: list[str], *, version: int = 0, **env_kwargs: Any) -> str:
+def register_mix(name: str, tasks: list[str], *, version: int = ENV_VERSION, **env_kwargs: Any) -> str:
     """Registers a multi-task env that samples one of ``tasks`` per episode."""
     eid = env_id(name, version)
     gym.register(id=eid, entry_point=MULTI_ENTRY_POINT, kwargs={"tasks": tasks, **env_kwargs})
@@ -129,7 +134,7 @@ def register_mix(name: str, tasks: list[str], *, version: int = 0, **env_kwargs:
 
 
 def register_sampler(
-    name: str, families: Sequence[str], *, version: int = 0, **env_kwargs: Any
+    name: str, families: Sequence[str], *, version: int = ENV_VERSION, **env_kwargs: Any
 ) -> str:
     """Registers an env that samples a fresh task of ``families`` every episode.
 
@@ -172,7 +177,7 @@ def task_for(env_id: str, **task_kwargs: Any) -> Task:
     """The :class:`Task` a single-task env id runs (builds no model, loads no data).
 
     Args:
-        env_id: A single-task env id, e.g. ``"lr_gym/Digits-MLP-v0"``.
+        env_id: A single-task env id, e.g. ``"lr_gym/Digits-MLP-v1"``.
         **task_kwargs: Passed to the task's factory (e.g. ``data_dir=...``).
 
     Raises:
@@ -184,13 +189,13 @@ def task_for(env_id: str, **task_kwargs: Any) -> Task:
     if "families" in kwargs:
         raise ValueError(
             f"{env_id!r} samples a fresh task every episode; pass a single-task env id "
-            "such as 'lr_gym/Digits-MLP-v0', or draw tasks with "
+            "such as 'lr_gym/Digits-MLP-v1', or draw tasks with "
             "lr_gym.tasks.family.get_family(name).sample(rng)."
         )
     if "tasks" in kwargs:
         raise ValueError(
             f"{env_id!r} is a multi-task env; pass one of its task ids (a single-task "
-            "env id such as 'lr_gym/Digits-MLP-v0'), or use lr_gym.tasks_for for all "
+            "env id such as 'lr_gym/Digits-MLP-v1'), or use lr_gym.tasks_for for all "
             "of its tasks."
         )
     if "task" not in kwargs:

@@ -1,7 +1,7 @@
 """The train / dev / test split of the built-in task families, declared in one place.
 
-* **train**: the families controllers are trained on (``lr_gym/EmbeddedMix-v0``: the
-  fixed variant grids; ``lr_gym/TrainFamilies-v0``: a fresh sampled task every episode).
+* **train**: the families controllers are trained on (``lr_gym/EmbeddedMix-v1``: the
+  fixed variant grids; ``lr_gym/TrainFamilies-v1``: a fresh sampled task every episode).
 * **dev**: families for choices made while developing controllers (env defaults,
   hyperparameters, ablations such as ``benchmarks/mode_ablation.py``).
 * **test**: families for the final evaluation only (the default set of
@@ -134,34 +134,34 @@ TRAIN = Split(
     name="train",
     families=("digits-mlp", "wine-mlp", "cancer-mlp", "tabular-mlp", "teacher-mlp",
               "seq-transformer"),
-    env_ids=("lr_gym/Digits-MLP-v0", "lr_gym/Wine-MLP-v0", "lr_gym/BreastCancer-MLP-v0"),
-    mix_id="lr_gym/EmbeddedMix-v0",
-    sampler_id="lr_gym/TrainFamilies-v0",
+    env_ids=("lr_gym/Digits-MLP-v1", "lr_gym/Wine-MLP-v1", "lr_gym/BreastCancer-MLP-v1"),
+    mix_id="lr_gym/EmbeddedMix-v1",
+    sampler_id="lr_gym/TrainFamilies-v1",
 )
 DEV = Split(
     name="dev",
     families=("digits-cnn", "spirals-resmlp", "seq-lstm"),
     env_ids=(
-        "lr_gym/Digits-CNN-v0",
-        "lr_gym/Digits-CNN-Adam-v0",
-        "lr_gym/Digits-CNN-LowLR-v0",
-        "lr_gym/Spirals-ResMLP-v0",
-        "lr_gym/Spirals-ResMLP-Adam-v0",
+        "lr_gym/Digits-CNN-v1",
+        "lr_gym/Digits-CNN-Adam-v1",
+        "lr_gym/Digits-CNN-LowLR-v1",
+        "lr_gym/Spirals-ResMLP-v1",
+        "lr_gym/Spirals-ResMLP-Adam-v1",
     ),
-    mix_id="lr_gym/EmbeddedDev-v0",
-    sampler_id="lr_gym/DevFamilies-v0",
+    mix_id="lr_gym/EmbeddedDev-v1",
+    sampler_id="lr_gym/DevFamilies-v1",
 )
 TEST = Split(
     name="test",
     families=("waves-conv1d", "seq-gru"),
     env_ids=(
-        "lr_gym/Waves-Conv1D-v0",
-        "lr_gym/Waves-Conv1D-Adam-v0",
-        "lr_gym/Seq-GRU-v0",
-        "lr_gym/Seq-GRU-HighLR-v0",
+        "lr_gym/Waves-Conv1D-v1",
+        "lr_gym/Waves-Conv1D-Adam-v1",
+        "lr_gym/Seq-GRU-v1",
+        "lr_gym/Seq-GRU-HighLR-v1",
     ),
-    mix_id="lr_gym/EmbeddedTest-v0",
-    sampler_id="lr_gym/TestFamilies-v0",
+    mix_id="lr_gym/EmbeddedTest-v1",
+    sampler_id="lr_gym/TestFamilies-v1",
 )
 SPLITS: dict[str, Split] = {s.name: s for s in (TRAIN, DEV, TEST)}
 """The splits by name."""
@@ -249,10 +249,10 @@ def split_variants(split: str) -> list[Task]:
 
 
 def dev_variants() -> list[Task]:
-    """Every variant of the dev families (``lr_gym/EmbeddedDev-v0``)."""
+    """Every variant of the dev families (``lr_gym/EmbeddedDev-v1``)."""
     return split_variants("dev")
 
 
 def test_variants() -> list[Task]:
-    """Every variant of the test families (``lr_gym/EmbeddedTest-v0``)."""
+    """Every variant of the test families (``lr_gym/EmbeddedTest-v1``)."""
     return split_variants("test")

@@ -37,12 +37,12 @@ def test_help(script, tmp_path):
 @pytest.mark.slow
 def test_train_then_evaluate(tmp_path):
     out = run(
-        str(ROOT / "train_agent.py"), "--env", "lr_gym/Digits-MLP-v0", "-n", "64", "--seed", "1",
+        str(ROOT / "train_agent.py"), "--env", "lr_gym/Digits-MLP-v1", "-n", "64", "--seed", "1",
         "--n-envs", "1", "--eval-freq", "32", "--eval-episodes", "1", "--save-freq", "32",
         "--no-progress", "-f", "logs", cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
-    run_dir = tmp_path / "logs" / "ppo" / "Digits-MLP-v0_1"
+    run_dir = tmp_path / "logs" / "ppo" / "Digits-MLP-v1_1"
     for name in ("model.zip", "vecnormalize.pkl", "config.yml", "evaluations.npz",
                  "controller.safetensors", "complete.json"):
         assert (run_dir / name).is_file(), name
@@ -52,19 +52,19 @@ def test_train_then_evaluate(tmp_path):
         for name in (f"vecnormalize_{steps}_steps.pkl", f"controller_{steps}_steps.safetensors"):
             assert (run_dir / "checkpoints" / name).is_file(), name
     config = yaml.safe_load((run_dir / "config.yml").read_text())
-    assert config["env"] == ["lr_gym/Digits-MLP-v0"] and config["seed"] == 1
+    assert config["env"] == ["lr_gym/Digits-MLP-v1"] and config["seed"] == 1
     assert config["hyperparams"]["n_timesteps"] == 64
 
     out = run(
-        str(ROOT / "evaluate_agent.py"), "--env", "lr_gym/Wine-MLP-v0", "--seeds", "0", "1",
+        str(ROOT / "evaluate_agent.py"), "--env", "lr_gym/Wine-MLP-v1", "--seeds", "0", "1",
         "--target-seeds", "7", "--baselines", "static", "warmup_cosine", "avg_lr_replay",
         "--tuning-budget", "2", "-f", "logs", "-o", "ev", cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
     for ctrl in ("ppo", "static", "warmup_cosine", "avg_lr_replay"):
-        assert f"| lr_gym/Wine-MLP-v0 | {ctrl} |" in out.stdout
+        assert f"| lr_gym/Wine-MLP-v1 | {ctrl} |" in out.stdout
     results = json.loads((tmp_path / "ev" / "results.json").read_text())
-    assert results["meta"]["agents"][0].endswith("Digits-MLP-v0_1")
+    assert results["meta"]["agents"][0].endswith("Digits-MLP-v1_1")
     assert set(results["tracks"]) == {"self", "external"}
     runs = [json.loads(x) for x in (tmp_path / "ev" / "runs.jsonl").read_text().splitlines()]
     assert {r["controller"] for r in runs} == {"ppo", "static", "warmup_cosine", "avg_lr_replay"}
@@ -75,8 +75,8 @@ def test_train_then_evaluate(tmp_path):
 
 
 def test_bad_input_gives_clear_errors(tmp_path):
-    out = run(str(ROOT / "train_agent.py"), "--env", "lr_gym/Nope-v0", "-f", "logs", cwd=tmp_path)
-    assert out.returncode == 2 and "unknown env id 'lr_gym/Nope-v0'" in out.stderr
+    out = run(str(ROOT / "train_agent.py"), "--env", "lr_gym/Nope-v1", "-f", "logs", cwd=tmp_path)
+    assert out.returncode == 2 and "unknown env id 'lr_gym/Nope-v1'" in out.stderr
     assert not (tmp_path / "logs").exists()  # nothing half-made
     out = run(str(ROOT / "evaluate_agent.py"), "-f", "logs", cwd=tmp_path)
     assert out.returncode == 2 and "No trained agent" in out.stderr
@@ -94,11 +94,11 @@ def test_ctrl_c_keeps_the_agent(tmp_path):
     import time
 
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "train_agent.py"), "--env", "lr_gym/Digits-MLP-v0",
+        [sys.executable, str(ROOT / "train_agent.py"), "--env", "lr_gym/Digits-MLP-v1",
          "-n", "100000", "--n-envs", "1", "--eval-freq", "0", "--no-progress", "-f", "logs"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
     )
-    run_dir = tmp_path / "logs" / "ppo" / "Digits-MLP-v0_1"
+    run_dir = tmp_path / "logs" / "ppo" / "Digits-MLP-v1_1"
     deadline = time.time() + 120
     while not (run_dir / "config.yml").exists() and time.time() < deadline:
         time.sleep(0.5)
@@ -117,13 +117,13 @@ def test_ctrl_c_with_subprocess_envs_saves_and_exits_130(tmp_path):
 
     # A terminal's Ctrl-C goes to the whole process group, env workers included.
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "train_agent.py"), "--env", "lr_gym/Digits-MLP-v0",
+        [sys.executable, str(ROOT / "train_agent.py"), "--env", "lr_gym/Digits-MLP-v1",
          "-n", "100000", "--n-envs", "2", "--eval-freq", "0", "--no-progress", "-f", "logs",
          "--env-kwargs", "total_steps:20", "steps_per_action:10"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
         start_new_session=True,
     )
-    run_dir = tmp_path / "logs" / "ppo" / "Digits-MLP-v0_1"
+    run_dir = tmp_path / "logs" / "ppo" / "Digits-MLP-v1_1"
     monitor = run_dir / "monitor" / "0.monitor.csv"
     deadline = time.time() + 180
     while time.time() < deadline and (
@@ -133,7 +133,7 @@ def test_ctrl_c_with_subprocess_envs_saves_and_exits_130(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "EOFError" not in err and "Traceback" not in err, err
-    assert f"Saved {Path('logs') / 'ppo' / 'Digits-MLP-v0_1' / 'model.zip'}" in err
+    assert f"Saved {Path('logs') / 'ppo' / 'Digits-MLP-v1_1' / 'model.zip'}" in err
     for name in ("model.zip", "vecnormalize.pkl", "controller.safetensors"):
         assert (run_dir / name).is_file(), name
     assert json.loads((run_dir / "complete.json").read_text())["interrupted"] is True
@@ -153,28 +153,28 @@ def test_bad_training_flags_exit_2_without_a_run_folder(tmp_path):
 
 @pytest.mark.slow
 def test_resume_and_export_from_the_command_line(tmp_path):
-    tiny = ["--env", "lr_gym/Digits-MLP-v0", "--n-envs", "1", "--eval-freq", "0",
+    tiny = ["--env", "lr_gym/Digits-MLP-v1", "--n-envs", "1", "--eval-freq", "0",
             "--no-progress", "-f", "logs", "--hyperparams", "n_steps:16", "batch_size:16",
             "--env-kwargs", "total_steps:20", "steps_per_action:10"]
     out = run(str(ROOT / "train_agent.py"), *tiny, "-n", "32", "--save-freq", "16",
               cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    ckpt = Path("logs") / "ppo" / "Digits-MLP-v0_1" / "checkpoints" / "model_16_steps.zip"
+    ckpt = Path("logs") / "ppo" / "Digits-MLP-v1_1" / "checkpoints" / "model_16_steps.zip"
     out = run(str(ROOT / "train_agent.py"), *tiny, "-i", str(ckpt), "-n", "16",
               "--save-freq", "0", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "continuing" in out.stdout
-    done = json.loads((tmp_path / "logs" / "ppo" / "Digits-MLP-v0_2" / "complete.json")
+    done = json.loads((tmp_path / "logs" / "ppo" / "Digits-MLP-v1_2" / "complete.json")
                       .read_text())
     assert (done["start"], done["num_timesteps"]) == (16, 32)
     # A damaged zip: an error line naming the file, for export and resume alike.
-    bad = tmp_path / "logs" / "ppo" / "Digits-MLP-v0_1" / "model.zip"
+    bad = tmp_path / "logs" / "ppo" / "Digits-MLP-v1_1" / "model.zip"
     bad.write_bytes(bad.read_bytes()[:-100])
     out = run("-m", "agents.deploy", "export", "--agent", str(bad.parent), cwd=tmp_path)
     assert out.returncode == 2 and f"error: {bad} is not a readable SB3 model" in out.stderr
     out = run(str(ROOT / "train_agent.py"), "-i", str(bad.parent), "-f", "logs", cwd=tmp_path)
     assert out.returncode == 2 and f"error: {bad} is not a readable SB3 model" in out.stderr
-    assert not (tmp_path / "logs" / "ppo" / "Digits-MLP-v0_3").exists()
+    assert not (tmp_path / "logs" / "ppo" / "Digits-MLP-v1_3").exists()
 
 
 @pytest.mark.slow
@@ -183,7 +183,7 @@ def test_evaluation_resumes_after_kill(tmp_path):
     import time
 
     args = [sys.executable, str(ROOT / "evaluate_agent.py"), "--agent", "none", "--env",
-            "lr_gym/Wine-MLP-v0", "--seeds", "0", "1", "2", "--baselines", "static", "cosine",
+            "lr_gym/Wine-MLP-v1", "--seeds", "0", "1", "2", "--baselines", "static", "cosine",
             "step", "--track", "self", "--target-seeds", "7", "--no-plot", "--no-progress",
             "-o", "ev"]
     import psutil
@@ -215,9 +215,9 @@ def test_evaluation_resumes_after_kill(tmp_path):
 
 
 def test_train_refuses_test_split_ids(tmp_path):
-    out = run(str(ROOT / "train_agent.py"), "--env", "lr_gym/Seq-GRU-v0", "-f", "logs",
+    out = run(str(ROOT / "train_agent.py"), "--env", "lr_gym/Seq-GRU-v1", "-f", "logs",
               cwd=tmp_path)
     assert out.returncode == 2
-    assert "'lr_gym/Seq-GRU-v0' belong(s) to the test split" in out.stderr
-    assert "must not be used for training" in out.stderr and "lr_gym/EmbeddedMix-v0" in out.stderr
+    assert "'lr_gym/Seq-GRU-v1' belong(s) to the test split" in out.stderr
+    assert "must not be used for training" in out.stderr and "lr_gym/EmbeddedMix-v1" in out.stderr
     assert not (tmp_path / "logs").exists()

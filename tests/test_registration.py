@@ -18,7 +18,7 @@ def test_import_registers_ids_but_builds_and_loads_nothing():
     code = (
         "import sys, lr_gym, gymnasium as gym\n"
         "ids = [k for k in gym.registry if k.startswith('lr_gym/')]\n"
-        "assert 'lr_gym/Digits-MLP-v0' in ids, ids\n"
+        "assert 'lr_gym/Digits-MLP-v1' in ids, ids\n"
         "assert 'sklearn' not in sys.modules, 'data loader imported'\n"
         "assert 'lr_gym.tasks.embedded' not in sys.modules\n"
         "assert 'lr_gym.envs.lr_control' not in sys.modules\n"
@@ -32,7 +32,7 @@ def test_import_registers_ids_but_builds_and_loads_nothing():
 
 def test_unknown_id_is_a_clear_error():
     with pytest.raises(gym.error.Error, match="Digits-MLQ"):
-        gym.make("lr_gym/Digits-MLQ-v0")
+        gym.make("lr_gym/Digits-MLQ-v1")
 
 
 def test_unknown_task_is_a_clear_error():
@@ -45,7 +45,7 @@ def test_unknown_task_is_a_clear_error():
 def test_register_custom_task_end_to_end():
     task = blob_task(name="MyBlobs")
     env_id = lr_gym.register_task(task, schedule="constant")
-    assert env_id == "lr_gym/MyBlobs-v0"
+    assert env_id == "lr_gym/MyBlobs-v1"
     assert env_id in lr_gym.lr_gym_env_ids()
     env = gym.make(env_id)
     assert env.unwrapped.config.schedule == "constant"

@@ -91,19 +91,19 @@ def test_every_builtin_id_is_in_exactly_one_split(env_id):
 
 
 def test_seed_and_custom_tasks_are_in_no_split():
-    assert split_of_env("lr_gym/CIFAR10-ResNet18-CPU-v0") is None
+    assert split_of_env("lr_gym/CIFAR10-ResNet18-CPU-v1") is None
     assert split_of_family("custom") is None
     eid = lr_gym.register_task(blob_task(name="SplitBlobs"))
     assert split_of_env(eid) is None
     assert split_of_env("CartPole-v1") is None
     with pytest.raises(gym.error.Error):
-        split_of_env("lr_gym/Nope-v0")
+        split_of_env("lr_gym/Nope-v1")
 
 
 def test_custom_mix_with_a_test_task_counts_as_test():
-    eid = lr_gym.register_mix("SplitsCustomMix", ["lr_gym/Digits-MLP-v0", TEST.env_ids[0]])
+    eid = lr_gym.register_mix("SplitsCustomMix", ["lr_gym/Digits-MLP-v1", TEST.env_ids[0]])
     assert split_of_env(eid) == "test"
-    eid = lr_gym.register_mix("SplitsCustomMix2", ["lr_gym/Digits-MLP-v0", DEV.env_ids[0]])
+    eid = lr_gym.register_mix("SplitsCustomMix2", ["lr_gym/Digits-MLP-v1", DEV.env_ids[0]])
     assert split_of_env(eid) == "dev"
 
 
@@ -138,10 +138,10 @@ def test_no_test_family_has_a_kin_of_a_train_family():
 def test_refuse_split_names_the_ids_and_the_alternatives():
     refuse_split(TRAIN.env_ids + DEV.env_ids + (TRAIN.mix_id, DEV.mix_id), "test")
     with pytest.raises(ValueError) as err:
-        refuse_split(["lr_gym/Digits-MLP-v0", TEST.env_ids[1], TEST.mix_id], what="training")
+        refuse_split(["lr_gym/Digits-MLP-v1", TEST.env_ids[1], TEST.mix_id], what="training")
     msg = str(err.value)
     assert repr(TEST.env_ids[1]) in msg and repr(TEST.mix_id) in msg
-    assert "'lr_gym/Digits-MLP-v0'" not in msg.split("belong")[0]
+    assert "'lr_gym/Digits-MLP-v1'" not in msg.split("belong")[0]
     assert "training" in msg and TRAIN.mix_id in msg and DEV.mix_id in msg
     with pytest.raises(ValueError, match="dev split"):
         refuse_split([DEV.env_ids[0]], "dev")
@@ -157,13 +157,13 @@ def test_default_eval_ids_are_the_test_split():
 
 
 def test_task_for_single_ids_and_mixes():
-    task = lr_gym.task_for("lr_gym/Seq-GRU-HighLR-v0")
+    task = lr_gym.task_for("lr_gym/Seq-GRU-HighLR-v1")
     assert task.family == "seq-gru" and task.lr == pytest.approx(1.0)
-    assert lr_gym.task_for("lr_gym/Digits-MLP-v0").name == lr_gym.get_task("Digits-MLP").name
+    assert lr_gym.task_for("lr_gym/Digits-MLP-v1").name == lr_gym.get_task("Digits-MLP").name
     with pytest.raises(ValueError, match="is a multi-task env; pass one of its task ids"):
         lr_gym.task_for(DEV.mix_id)
     with pytest.raises(gym.error.Error):
-        lr_gym.task_for("lr_gym/Nope-v0")
+        lr_gym.task_for("lr_gym/Nope-v1")
     assert lr_gym.is_multi_task(TEST.mix_id) and not lr_gym.is_multi_task(TEST.env_ids[0])
     assert len(lr_gym.tasks_for(TEST.mix_id)) == 48
     assert [t.name for t in lr_gym.tasks_for(TEST.env_ids[0])] == [
@@ -176,7 +176,7 @@ def test_task_for_passes_task_kwargs():
     assert lr_gym.task_for(eid, lr=0.02).lr == pytest.approx(0.02)
 
 
-@pytest.mark.parametrize("env_id", ["lr_gym/Waves-Conv1D-v0", TEST.mix_id, TEST.sampler_id])
+@pytest.mark.parametrize("env_id", ["lr_gym/Waves-Conv1D-v1", TEST.mix_id, TEST.sampler_id])
 def test_run_episode_single_and_mix_ids(env_id):
     res = run_episode(env_id, ConstantAction(), 3, env_kwargs=SHORT)
     assert res.steps == [0, 15, 30] and res.task
@@ -189,7 +189,7 @@ def test_mode_ablation_refuses_test_ids(capsys):
 
     assert mode_ablation.check_envs(DEV.env_ids) is None
     assert "belong(s) to the test split" in mode_ablation.check_envs([TEST.env_ids[0]])
-    assert mode_ablation.main(["--env", "lr_gym/Digits-CNN-v0", TEST.env_ids[2]]) == 2
+    assert mode_ablation.main(["--env", "lr_gym/Digits-CNN-v1", TEST.env_ids[2]]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and TEST.env_ids[2] in err and "dev:" in err
     assert mode_ablation.build_parser().parse_args([]).env == list(DEV.env_ids)

@@ -13,7 +13,8 @@ from gymnasium import spaces
 
 from lr_gym import lr_rule
 from lr_gym.config import EnvConfig
-from lr_gym.features import FEATURE_NAMES, OBS_BOUND, OBS_DIM, FeatureTracker
+from lr_gym import features as feats
+from lr_gym.features import OBS_BOUND, FeatureTracker
 from lr_gym.schedules import schedule_factors
 from lr_gym.tasks.base import Task, TaskData, iterate_batches, move_to
 
@@ -63,7 +64,9 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Observation Space
 
-    ``Box(-10, 10, (11,), float32)``, every entry finite and clipped:
+    ``Box(-10, 10, (n,), float32)`` with one entry per name in ``features`` (default
+    the 14 of :data:`lr_gym.features.DEFAULT_FEATURES`, in this order), every entry
+    finite and clipped (``env.unwrapped.feature_names`` lists them):
 
     | idx | name | meaning |
     |-----|------|---------|
@@ -77,12 +80,20 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     | 7 | log_grad_norm | log(gradient norm / first measured gradient norm) |
     | 8 | grad_norm_change | log(gradient norm / previous interval's) |
     | 9 | prev_action | the last action, in [-1, 1] |
-    | 10 | log_multiplier | log(lr / (lr0 * schedule(t))) |
+    | 10 | gen_gap | log(validation loss / train-loss EMA) |
+    | 11 | val_trend | log(validation loss / previous interval's) |
+    | 12 | val_vs_best | log(validation loss / lowest so far) |
+    | 13 | update_ratio | log(‖Δw‖ / ‖w‖) of the interval's last optimizer step |
+
+    ``log_multiplier`` (log(lr / (lr0 * schedule(t))), v0's last entry) can still be
+    asked for by name; it duplicates ``log_lr_ratio`` or ``prev_action``.
 
     ## Rewards
 
     Dense, by ``reward``: ``"val_loss"`` (default) ``log(L_val,t-1 / L_val,t)``, whose
-    episode sum telescopes to ``log(L0 / L_T)``; ``"train_loss"`` the same on the
+    episode sum telescopes to ``log(L0 / L_T)``; ``"val_loss_area"`` (speed-aware)
+    ``(K / T) log(L0 / L_val,t)``, whose sum is the area under the log-loss curve, so
+    reaching a low loss early pays; ``"train_loss"`` the same as ``"val_loss"`` on the
     train-loss EMA; ``"metric"`` the validation-metric gain; ``"terminal_metric"`` the
     final validation metric. All scaled by ``reward_scale``. Divergence gives
     ``-divergence_penalty``. Rewards never use the test split.
@@ -97,15 +108,18 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Episode End
 
+    * Termination: the budget of ``T`` optimizer steps is spent (the budget is part
+      of the MDP: ``progress`` is observed). If the task has a test split and
+      ``eval_test`` is set, ``info["test"]`` holds its metrics.
     * Termination: the run diverged (a non-finite training loss, or one above
       ``divergence_factor * L0``). ``info["diverged"]`` is True.
-    * Truncation: the budget of ``T`` optimizer steps is spent. If the task has a
-      test split and ``eval_test`` is set, ``info["test"]`` holds its metrics.
+    * Truncation: never by the env itself; only an external time limit
+      (``max_episode_steps``) truncates.
 
     ## Arguments
 
     ```python
-    gym.make("lr_gym/Digits-MLP-v0", mode="recursive", schedule="constant", max_factor=2.0,
+    gym.make("lr_gym/Digits-MLP-v1", mode="recursive", schedule="constant", max_factor=2.0,
              reward="val_loss", device="cpu", render_mode="ansi")
     ```
 
@@ -119,6 +133,9 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Version History
 
+    * v1: reaching the budget terminates (v0 truncated); observations drop
+      ``log_multiplier`` and add ``gen_gap``, ``val_trend``, ``val_vs_best`` and
+      ``update_ratio``; ``features`` and the ``"val_loss_area"`` reward are options.
     * v0: initial version.
     """
 
@@ -172,9 +189,10 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
 
         self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
         self.observation_space = spaces.Box(
-            -OBS_BOUND, OBS_BOUND, shape=(OBS_DIM,), dtype=np.float32
+            -OBS_BOUND, OBS_BOUND, shape=(len(c.features),), dtype=np.float32
         )
-        self.feature_names = FEATURE_NAMES
+        self.feature_names = c.features
+        self._measure_update = "update_ratio" in c.features
 
         self._data: TaskData | None = None
         self._model: torch.nn.Module | None = None
@@ -300,7 +318,7 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"Task {self.task.name!r}: eval_fn returned loss={val['loss']} for the "
                 "untrained model; the initial validation loss must be finite and > 0."
             )
-        self._tracker = FeatureTracker(self.lr0)
+        self._tracker = FeatureTracker(self.lr0, features=self.config.features)
         obs = self._tracker.reset(val["loss"], val[self.task.metric])
         self._val = val
         if self.config.optimizer_sets_lr:
@@ -334,6 +352,7 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         losses: list[torch.Tensor] = []
         on_cpu = self.device.type == "cpu"  # CPU data needs no copy
         grad_norm = torch.zeros(())
+        ratio = math.nan
         diverged = False
         limit = c.divergence_factor * self._tracker.initial_loss
         set_lr = not c.optimizer_sets_lr
@@ -355,7 +374,14 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
                     norm = lr_rule.grad_norm(model.parameters())
                     if norm is not None:
                         grad_norm = norm
-                opt.step()
+                if self._measure_update and i == n - 1:
+                    # The optimizer's parameters, as the deployed LRController sees them.
+                    params = [p for g in opt.param_groups for p in g["params"]]
+                    before = feats.snapshot(params)
+                    opt.step()
+                    ratio = feats.update_ratio(before, params)
+                else:
+                    opt.step()
                 self._t += 1
                 losses.append(loss.detach())
         finally:
@@ -400,26 +426,33 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
             val_metric=val[task.metric],
             grad_norm=float(grad_norm),
             action=a,
+            update_ratio=ratio,
         )
         self._train_loss = self._tracker.train_loss
-        truncated = self._t >= self.total_steps
-        reward = self._reward(prev_val, prev_train, truncated)
-        self._done = truncated
+        # v1: the budget is part of the MDP (progress is observed), so its end is a
+        # termination: PPO must not bootstrap a value past it.
+        end = self._t >= self.total_steps
+        reward = self._reward(prev_val, prev_train, end, n)
+        self._done = end
         self._info = self._make_info(diverged=False)
-        if truncated and c.eval_test and self.data.test is not None:
+        if end and c.eval_test and self.data.test is not None:
             self._info["test"] = self._evaluate("test")
-        return obs, reward, False, truncated, dict(self._info)
+        return obs, reward, end, False, dict(self._info)
 
-    def _reward(self, prev_val: dict[str, float], prev_train: float, truncated: bool) -> float:
+    def _reward(self, prev_val: dict[str, float], prev_train: float, end: bool,
+                n_steps: int) -> float:
         c, metric = self.config, self.task.metric
         if c.reward == "val_loss":
             r = math.log(max(prev_val["loss"], 1e-12) / max(self._val["loss"], 1e-12))
+        elif c.reward == "val_loss_area":
+            r = n_steps / self.total_steps * math.log(
+                self._tracker.initial_loss / max(self._val["loss"], 1e-12))
         elif c.reward == "train_loss":
             r = math.log(max(prev_train, 1e-12) / max(self._tracker.train_loss, 1e-12))
         elif c.reward == "metric":
             r = self._val[metric] - prev_val[metric]
         else:  # terminal_metric
-            r = self._val[metric] if truncated else 0.0
+            r = self._val[metric] if end else 0.0
         return float(c.reward_scale * r)
 
     def _make_info(self, *, diverged: bool) -> dict[str, Any]:

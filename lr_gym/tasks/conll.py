@@ -17,12 +17,12 @@ evaluation). Metrics (seqeval, entity level, tags are IOB2): ``"f1"`` (main),
 (``mode="strict", scheme=IOB2``: such ill-formed entities count as wrong). All on
 the 0-1 scale.
 
-``full`` (``lr_gym/CoNLL2003-BiLSTMCRF-v0``):
+``full`` (``lr_gym/CoNLL2003-BiLSTMCRF-v1``):
     Hub ``conll2003`` (or local files): train 14,041 sentences, validation = the
     official dev split (3,250, never used as test), test = the official test split
     (3,453) at episode end. 10 epochs -> 2,194 steps, 50 steps per action.
 
-``cpu`` (``lr_gym/CoNLL2003-BiLSTMCRF-CPU-v0``):
+``cpu`` (``lr_gym/CoNLL2003-BiLSTMCRF-CPU-v1``):
     The same model and data (local ``conll2003/{train,validation,test}.parquet``,
     which match the official splits), 4 epochs -> 878 steps, 50 steps per action,
     validated on a fixed 1,000-sentence subset of the dev split (seeded) to keep

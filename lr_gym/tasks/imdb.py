@@ -1,7 +1,7 @@
 """Seed task: IMDB sentiment classification with a BERT sequence classifier.
 
-Two presets, registered as ``lr_gym/IMDB-BERT-v0`` (``full``) and
-``lr_gym/IMDB-BERT-CPU-v0`` (``cpu``). Data goes through
+Two presets, registered as ``lr_gym/IMDB-BERT-v1`` (``full``) and
+``lr_gym/IMDB-BERT-CPU-v1`` (``cpu``). Data goes through
 :func:`lr_gym.tasks.data.load_split` (``$LR_GYM_DATA_DIR`` or ``data_dir=`` for local
 ``imdb/{train,test}.parquet`` in the HF schema: ``text``, ``label`` ClassLabel
 neg/pos; the HF hub ``imdb`` otherwise). HTML line breaks (``<br />``) are replaced

@@ -17,7 +17,7 @@ of at most ``max_answer_length`` (30) tokens, and answer empty when the null sco
 score by more than ``null_score_diff_threshold`` (0.0). Unlike HF's script, a question
 with no valid span at all is answered empty (HF then outputs the literal "empty").
 
-``full`` (``lr_gym/SQuADv2-RoBERTa-v0``):
+``full`` (``lr_gym/SQuADv2-RoBERTa-v1``):
     ``roberta-base`` (``AutoModelForQuestionAnswering.from_pretrained``), hub
     ``squad_v2``, max_length 384, doc_stride 128, AdamW lr 1e-5 (weight decay 0.01),
     grad clip 1.0 (HF Trainer defaults), batch 16, 2 epochs, 200 steps per action.
@@ -28,7 +28,7 @@ with no valid span at all is answered empty (HF then outputs the literal "empty"
     tokenizing, so the factory estimates them as 1.012 per question (roberta-base,
     384/128) -> about 16,200 steps. Needs a GPU; not measured here.
 
-``cpu`` (``lr_gym/SQuADv2-RoBERTa-CPU-v0``):
+``cpu`` (``lr_gym/SQuADv2-RoBERTa-CPU-v1``):
     Local ``squad_v2/validation.parquet`` (the 6,078-question, 16-article CS224n half
     of the dev set; see shared/data/PROVENANCE.md), split **by article**: titles
     sorted (Python string order), every 4th (positions 3, 7, 11, 15: Force,

@@ -26,7 +26,7 @@ from lr_gym.registration import get_task
 from lr_gym.tasks.base import Task
 from lr_gym.tasks.embedded import make_task
 
-ENV = "lr_gym/Digits-MLP-v0"
+ENV = "lr_gym/Digits-MLP-v1"
 LR0 = 0.05  # Digits-MLP's lr0 (SGD, momentum 0.9)
 T = 100
 

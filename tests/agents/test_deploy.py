@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def make_run(root: Path, env_kwargs: dict, seed: int = 0) -> Path:
     """A run folder as train_agent.py writes it, with an untrained but lively policy."""
-    venv = VecNormalize(make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v0"), n_envs=1))
+    venv = VecNormalize(make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1"), n_envs=1))
     model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=seed, device="cpu")
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # big actions, so LRs differ visibly from the base schedule
@@ -48,7 +48,7 @@ def make_run(root: Path, env_kwargs: dict, seed: int = 0) -> Path:
     run.mkdir(parents=True)
     model.save(run / "model.zip")
     venv.save(str(run / "vecnormalize.pkl"))
-    cfg = {"env": ["lr_gym/Digits-MLP-v0"], "hyperparams": {"env_kwargs": env_kwargs}}
+    cfg = {"env": ["lr_gym/Digits-MLP-v1"], "hyperparams": {"env_kwargs": env_kwargs}}
     (run / "config.yml").write_text(yaml.safe_dump(cfg))
     return run
 

@@ -21,23 +21,23 @@ from agents.runs import mark_complete
 
 
 def test_hyperparams_from_yaml_and_fallback(tmp_path):
-    hp = load_hyperparams("lr_gym/EmbeddedMix-v0")
+    hp = load_hyperparams("lr_gym/EmbeddedMix-v1")
     assert (hp.learning_rate, hp.batch_size, hp.n_epochs) == (0.001, 32, 5)  # the plan's
     assert hp.net_arch == (64, 32) and hp.activation_fn == "relu"
     # The action mode chosen on the dev families (README, "Action mode: chosen on dev").
     assert dict(hp.env_kwargs) == {"mode": "anchored", "schedule": "cosine", "max_factor": 4.0}
-    other = load_hyperparams("lr_gym/Unlisted-v0", n_timesteps=7)
+    other = load_hyperparams("lr_gym/Unlisted-v1", n_timesteps=7)
     assert other.n_timesteps == 7
     f = tmp_path / "hp.yml"
-    f.write_text(yaml.safe_dump({"lr_gym/X-v0": {"learning_rte": 1.0}}))
+    f.write_text(yaml.safe_dump({"lr_gym/X-v1": {"learning_rte": 1.0}}))
     with pytest.raises(ValueError, match="Unknown PPO hyperparameter.*learning_rte"):
-        load_hyperparams("lr_gym/X-v0", f)
+        load_hyperparams("lr_gym/X-v1", f)
     with pytest.raises(KeyError, match="no 'default'"):
-        load_hyperparams("lr_gym/Y-v0", f)
+        load_hyperparams("lr_gym/Y-v1", f)
 
 
 def test_policy_is_the_design_meta_network():
-    venv = make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v0"), n_envs=1)
+    venv = make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1"), n_envs=1)
     model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=0, device="cpu")
     layers = [m for m in model.policy.mlp_extractor.policy_net if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in layers] == [(11, 64), (64, 32)]
@@ -48,12 +48,12 @@ def test_policy_is_the_design_meta_network():
 def test_train_save_load_predict_round_trip(tmp_path):
     hp = PPOHyperparams(n_steps=32, batch_size=16, n_epochs=1)
     venv = VecNormalize(
-        make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v0", total_steps=60,
+        make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1", total_steps=60,
                                       steps_per_action=10), n_envs=1, seed=0)
     )
     model = make_ppo(venv, hp, seed=0, device="cpu")
     model.learn(64)
-    run = tmp_path / "ppo" / "Digits-MLP-v0_1"
+    run = tmp_path / "ppo" / "Digits-MLP-v1_1"
     run.mkdir(parents=True)
     model.save(run / "model.zip")
     venv.save(str(run / "vecnormalize.pkl"))
@@ -132,7 +132,7 @@ def test_latest_run_skips_incomplete_runs_with_a_note(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def saved_agent(tmp_path_factory):
-    venv = VecNormalize(make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v0"), n_envs=1))
+    venv = VecNormalize(make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1"), n_envs=1))
     model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=0, device="cpu")
     run = tmp_path_factory.mktemp("agent")
     model.save(run / "model.zip")

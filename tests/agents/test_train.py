@@ -24,30 +24,30 @@ def _fake_run(root, name, seed, n, model=True, interrupted=False):
 
 
 def test_trained_run_matches_seed_budget_and_a_finished_model(tmp_path):
-    done = _fake_run(tmp_path, "EmbeddedMix-v0_1", 0, 64)
-    _fake_run(tmp_path, "EmbeddedMix-v0_2", 1, 64, model=False)  # killed before saving
+    done = _fake_run(tmp_path, "EmbeddedMix-v1_1", 0, 64)
+    _fake_run(tmp_path, "EmbeddedMix-v1_2", 1, 64, model=False)  # killed before saving
     assert trained_run(tmp_path, 0, 64) == done
     assert trained_run(tmp_path, 0, 128) is None
     assert trained_run(tmp_path, 1, 64) is None
 
 
 def test_trained_run_needs_the_completion_marker_and_a_whole_budget(tmp_path):
-    cut = _fake_run(tmp_path, "EmbeddedMix-v0_1", 0, 64, model=False)
+    cut = _fake_run(tmp_path, "EmbeddedMix-v1_1", 0, 64, model=False)
     (cut / "model.zip").write_bytes(b"PK\x03\x04 truncated by a full disk")
-    _fake_run(tmp_path, "EmbeddedMix-v0_2", 0, 64, interrupted=True)  # Ctrl-C: fewer steps
+    _fake_run(tmp_path, "EmbeddedMix-v1_2", 0, 64, interrupted=True)  # Ctrl-C: fewer steps
     assert trained_run(tmp_path, 0, 64) is None
 
 
 def test_train_seeds_reuses_finished_runs(tmp_path, monkeypatch):
     import agents.train
 
-    done = _fake_run(tmp_path, "EmbeddedMix-v0_3", 3, 64)
+    done = _fake_run(tmp_path, "EmbeddedMix-v1_3", 3, 64)
     monkeypatch.setattr(agents.train, "main", lambda argv: (_ for _ in ()).throw(AssertionError))
     assert train_seeds(tmp_path, [3], 64) == [done]  # nothing trained again
 
 
 # ------------------------------------------------- validated flags (issue #8)
-TINY = ["--env", "lr_gym/Digits-MLP-v0", "--n-envs", "1", "--no-progress", "-v", "0",
+TINY = ["--env", "lr_gym/Digits-MLP-v1", "--n-envs", "1", "--no-progress", "-v", "0",
         "--hyperparams", "n_steps:16", "batch_size:16", "n_epochs:1",
         "--env-kwargs", "total_steps:20", "steps_per_action:10"]
 
@@ -64,7 +64,7 @@ TINY = ["--env", "lr_gym/Digits-MLP-v0", "--n-envs", "1", "--no-progress", "-v",
     (["--env-kwargs", "mode:sideways"], "env_kwargs: mode='sideways' is not valid"),
     (["--seed", "-1"], "--seed must be >= 0"),
     (["-i", "nowhere/model.zip"], "No model file nowhere/model.zip"),
-    (["--env", "lr_gym/Nope-v0"], "unknown env id 'lr_gym/Nope-v0'"),
+    (["--env", "lr_gym/Nope-v1"], "unknown env id 'lr_gym/Nope-v1'"),
     (["--env-device", "toaster"], "device='toaster' is not a torch device"),
     (["--device", "toaster"], "device='toaster' is not a torch device"),
     (["--env-kwargs", "steps_per_action:50"], "steps_per_action (50) exceeds total_steps (20)"),
@@ -127,7 +127,7 @@ def trained(tmp_path_factory):
     assert main([*TINY, "-n", "48", "--save-freq", "16", "--eval-freq", "16",
                  "--eval-episodes", "1", "--env-kwargs", "total_steps:20",
                  "steps_per_action:10", "mode:recursive", "-f", str(logs)]) == 0
-    return logs / "ppo" / "Digits-MLP-v0_1"
+    return logs / "ppo" / "Digits-MLP-v1_1"
 
 
 @pytest.mark.slow
@@ -184,7 +184,7 @@ def test_resume_from_a_checkpoint_restores_normalisation_and_counts_on(trained):
     ckpt = trained / "checkpoints" / "model_16_steps.zip"
     files = run_files(ckpt)
     hp = PPOHyperparams.from_dict(yaml.safe_load(files.config.read_text())["hyperparams"])
-    venv = make_vec_env(env_factory(["lr_gym/Digits-MLP-v0"], hp.env_kwargs), n_envs=1)
+    venv = make_vec_env(env_factory(["lr_gym/Digits-MLP-v1"], hp.env_kwargs), n_envs=1)
     model, vn = load_for_resume(files, venv, hp, "cpu")
     with open(files.vecnormalize, "rb") as f:
         saved = pickle.load(f)
@@ -200,7 +200,7 @@ def test_resume_from_a_checkpoint_restores_normalisation_and_counts_on(trained):
     logs = trained.parent.parent
     assert main([*TINY, "-i", str(ckpt), "-n", "16", "--save-freq", "0", "--eval-freq", "0",
                  "-f", str(logs)]) == 0
-    resumed = logs / "ppo" / "Digits-MLP-v0_2"
+    resumed = logs / "ppo" / "Digits-MLP-v1_2"
     done = completion(resumed)
     assert (done["start"], done["num_timesteps"]) == (16, 32)  # counted on, not reset
     config = yaml.safe_load((resumed / "config.yml").read_text())
@@ -226,7 +226,7 @@ def test_disk_full_at_save_leaves_no_truncated_model_and_no_marker(tmp_path, cap
                  str(logs)]) == 1
     err = capsys.readouterr().err
     assert "error: could not save the agent" in err and "No space left on device" in err
-    run = logs / "ppo" / "Digits-MLP-v0_1"
+    run = logs / "ppo" / "Digits-MLP-v1_1"
     assert not (run / "model.zip").exists() and not (run / "complete.json").exists()
     assert not list(run.glob(".*.tmp*"))
     with pytest.raises(FileNotFoundError, match="No trained agent"):

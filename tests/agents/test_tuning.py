@@ -25,7 +25,7 @@ from lr_gym.registration import get_task
 from lr_gym.tasks.base import Task
 from lr_gym.tasks.embedded import make_task
 
-ENV = "lr_gym/Digits-MLP-v0"
+ENV = "lr_gym/Digits-MLP-v1"
 # A 30-step budget keeps each episode well under a second; it is part of the cache key too.
 FAST = {"total_steps": 30, "steps_per_action": 15}
 

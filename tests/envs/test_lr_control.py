@@ -32,7 +32,7 @@ def rollout(env, actions, seed):
 
 def test_embedded_ids_registered():
     for name in ("Digits-MLP", "Digits-CNN", "Wine-MLP", "BreastCancer-MLP", "EmbeddedMix"):
-        assert f"lr_gym/{name}-v0" in EMBEDDED_IDS
+        assert f"lr_gym/{name}-v1" in EMBEDDED_IDS
 
 
 @pytest.mark.parametrize("env_id", EMBEDDED_IDS)
@@ -213,7 +213,7 @@ def test_cuda_without_gpu_is_a_clear_error():
 
 
 def test_multi_task_env_samples_tasks():
-    env = gym.make("lr_gym/EmbeddedMix-v0", total_steps=15, steps_per_action=15)
+    env = gym.make("lr_gym/EmbeddedMix-v1", total_steps=15, steps_per_action=15)
     names = set()
     for seed in range(8):
         _, info = env.reset(seed=seed)

@@ -112,7 +112,7 @@ def test_cpu_preset_sizes_episode_from_the_local_subset():
 
 
 def test_full_preset_carries_the_plan():
-    task = lr_gym.get_task("lr_gym/CIFAR10-ResNet18-v0")
+    task = lr_gym.get_task("lr_gym/CIFAR10-ResNet18-v1")
     assert task.lr == 0.1 and task.optimizer is torch.optim.SGD
     assert dict(task.optimizer_kwargs) == {"momentum": 0.9, "weight_decay": 5e-4}
     assert task.batch_size == 128
@@ -153,7 +153,7 @@ def tiny_kwargs(root) -> dict:
 
 
 @pytest.mark.slow  # a dozen resets, each building a ResNet-18
-@pytest.mark.parametrize("env_id", ["lr_gym/CIFAR10-ResNet18-CPU-v0"])
+@pytest.mark.parametrize("env_id", ["lr_gym/CIFAR10-ResNet18-CPU-v1"])
 def test_env_checkers_pass(env_id, data_root):
     make = functools.partial(gym.make, env_id, task_kwargs=tiny_kwargs(data_root[0]))
     gym_check_env(make().unwrapped, skip_render_check=True)
@@ -165,7 +165,7 @@ def test_episode_reports_test_metrics_and_reads_data_dir_from_env(data_root, mon
     monkeypatch.setenv(DATA_DIR_ENV, str(data_root[0]))
     kwargs = tiny_kwargs(data_root[0])
     del kwargs["data_dir"]
-    env = gym.make("lr_gym/CIFAR10-ResNet18-CPU-v0", task_kwargs=kwargs, schedule="constant")
+    env = gym.make("lr_gym/CIFAR10-ResNet18-CPU-v1", task_kwargs=kwargs, schedule="constant")
     obs, info = env.reset(seed=0)
     done = False
     while not done:

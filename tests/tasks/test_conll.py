@@ -156,7 +156,7 @@ def test_check_env_gymnasium_and_sb3(data_dir):
     from gymnasium.utils.env_checker import check_env
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    env = gym.make("lr_gym/CoNLL2003-BiLSTMCRF-CPU-v0",
+    env = gym.make("lr_gym/CoNLL2003-BiLSTMCRF-CPU-v1",
                    task_kwargs={"data_dir": str(data_dir), **TINY})
     check_env(env.unwrapped, skip_render_check=True)
     sb3_check_env(env.unwrapped, warn=True)

@@ -93,7 +93,7 @@ def test_make_task_errors():
 
 def test_episode_deterministic_by_seed():
     def rollout(seed):
-        env = gym.make("lr_gym/Seq-GRU-v0", **SHORT)
+        env = gym.make("lr_gym/Seq-GRU-v1", **SHORT)
         obs, info = env.reset(seed=seed)
         traj = [obs]
         for a in (0.5, -1.0, 0.3):
@@ -107,7 +107,7 @@ def test_episode_deterministic_by_seed():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env_id", ["lr_gym/Waves-Conv1D-v0", "lr_gym/Seq-GRU-v0"])
+@pytest.mark.parametrize("env_id", ["lr_gym/Waves-Conv1D-v1", "lr_gym/Seq-GRU-v1"])
 def test_static_lr0_learns_but_not_perfectly(env_id):
     env = gym.make(env_id, schedule="constant")
     env.reset(seed=0)

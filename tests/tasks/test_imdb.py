@@ -150,7 +150,7 @@ def tiny_kwargs(root, cache) -> dict:
 @pytest.mark.slow  # a dozen resets, each building a model
 def test_env_checkers_pass(data_root, tok_cache):
     make = functools.partial(
-        gym.make, "lr_gym/IMDB-BERT-CPU-v0", task_kwargs=tiny_kwargs(data_root, tok_cache)
+        gym.make, "lr_gym/IMDB-BERT-CPU-v1", task_kwargs=tiny_kwargs(data_root, tok_cache)
     )
     gym_check_env(make().unwrapped, skip_render_check=True)
     sb3_check_env(make().unwrapped, warn=True)
@@ -158,7 +158,7 @@ def test_env_checkers_pass(data_root, tok_cache):
 
 def test_episode_reports_all_metrics(data_root, tok_cache):
     env = gym.make(
-        "lr_gym/IMDB-BERT-CPU-v0", task_kwargs=tiny_kwargs(data_root, tok_cache)
+        "lr_gym/IMDB-BERT-CPU-v1", task_kwargs=tiny_kwargs(data_root, tok_cache)
     )
     env.reset(seed=0)
     done = False
@@ -178,7 +178,7 @@ def test_cpu_preset_plan():
 
 
 def test_full_preset_carries_the_plan():
-    task = lr_gym.get_task("lr_gym/IMDB-BERT-v0")
+    task = lr_gym.get_task("lr_gym/IMDB-BERT-v1")
     assert task.optimizer is torch.optim.AdamW and task.lr == 2e-5
     assert task.batch_size == 32
     assert task.total_steps == 3 * ((25_000 - 2_500) // 32) == 2_109
@@ -222,7 +222,7 @@ def test_full_preset_runs_from_a_local_pretrained_dir(data_root, tmp_path):
         "data_dir": str(data_root), "model_name_or_path": str(model_dir), "val_size": 16,
         "max_length": 32, "batch_size": 8, "total_steps": 2, "steps_per_action": 1,
     }
-    env = gym.make("lr_gym/IMDB-BERT-v0", task_kwargs=task_kwargs)
+    env = gym.make("lr_gym/IMDB-BERT-v1", task_kwargs=task_kwargs)
     _, info = env.reset(seed=0)
     assert env.unwrapped.task.lr == 2e-5
     ids = env.unwrapped.data.train.tensors[0]

@@ -232,7 +232,7 @@ def test_check_env_gymnasium_and_sb3(data_dir):
     from gymnasium.utils.env_checker import check_env
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    env = gym.make("lr_gym/SQuADv2-RoBERTa-CPU-v0", task_kwargs={"data_dir": str(data_dir), **TINY})
+    env = gym.make("lr_gym/SQuADv2-RoBERTa-CPU-v1", task_kwargs={"data_dir": str(data_dir), **TINY})
     check_env(env.unwrapped, skip_render_check=True)
     sb3_check_env(env.unwrapped, warn=True)
     obs, info = env.reset(seed=0)

@@ -1,7 +1,7 @@
 """Samplers of the generated-data families of :mod:`lr_gym.tasks.generated`.
 
-The fixed ids of these families (``lr_gym/Spirals-ResMLP-v0``, ``lr_gym/Waves-Conv1D-v0``,
-``lr_gym/Seq-GRU-v0``, ...) keep their variant grids; these samplers draw the same
+The fixed ids of these families (``lr_gym/Spirals-ResMLP-v1``, ``lr_gym/Waves-Conv1D-v1``,
+``lr_gym/Seq-GRU-v1``, ...) keep their variant grids; these samplers draw the same
 architectures at other sizes, on data variants (training fraction, label noise), with
 the shared run configuration:
 
@@ -15,7 +15,7 @@ Sizes and lengths are capped, and the CNN and the GRU run with
 most 64), so that a median episode stays cheap on one core
 (``benchmarks/family_costs.py``).
 
-The test samplers are for evaluation only (``lr_gym/TestFamilies-v0``).
+The test samplers are for evaluation only (``lr_gym/TestFamilies-v1``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import lr_gym
 from agents.evaluation.cli import main
 from tests.helpers import blob_task
 
-ENV = "lr_gym/EvalBlobs-v0"
+ENV = "lr_gym/EvalBlobs-v1"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -34,7 +34,7 @@ def _eval(tmp_path, *extra: str) -> int:
     (["--tuning-budget", "-3"], "--tuning-budget must be >= 0"),
     (["--tuning-budget", "0"], "use --track self"),
     (["--baselines", "magic"], "unknown baseline 'magic'"),
-    (["--env", "lr_gym/Nope-v0"], "unknown env id 'lr_gym/Nope-v0'"),
+    (["--env", "lr_gym/Nope-v1"], "unknown env id 'lr_gym/Nope-v1'"),
 ])
 def test_bad_input_is_refused_before_any_run(tmp_path, capsys, args, message):
     assert _eval(tmp_path, *args) == 2
@@ -106,7 +106,7 @@ def _crafted_run(root, marker):
     with zipfile.ZipFile(run / "model.zip", "w") as z:
         z.writestr("data", json.dumps(data))
     (run / "vecnormalize.pkl").write_bytes(pickle.dumps(_Payload(marker)))
-    (run / "config.yml").write_text("env: [lr_gym/Digits-MLP-v0]\n")
+    (run / "config.yml").write_text("env: [lr_gym/Digits-MLP-v1]\n")
     return run
 
 
@@ -118,7 +118,7 @@ def controller_file(tmp_path_factory):
     from agents.deploy import export_controller
     from agents.ppo import PPOController, PPOHyperparams, make_ppo
 
-    venv = make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v0"), n_envs=1)
+    venv = make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1"), n_envs=1)
     model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=0, device="cpu")
     ctl = PPOController(model, np.zeros(11), np.ones(11), env_kwargs={"mode": "anchored"})
     return export_controller(ctl, tmp_path_factory.mktemp("ctl") / "controller.safetensors")

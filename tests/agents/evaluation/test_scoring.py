@@ -12,7 +12,7 @@ from agents.evaluation.scoring import (
     verdict,
 )
 
-ENVS = ("lr_gym/A-v0", "lr_gym/B-v0")
+ENVS = ("lr_gym/A-v1", "lr_gym/B-v1")
 
 
 def _run(env, ctrl, seed, acc, *, vals=(0.1, 0.5, 0.9), agent=None, lr0=None, role="eval"):

@@ -8,7 +8,7 @@ from agents.evaluation.store import RunStore, lr_tag, run_key
 
 
 def _run(seed: int, controller: str = "static", **kw) -> dict:
-    return {"env_id": "lr_gym/X-v0", "controller": controller, "seed": seed, **kw}
+    return {"env_id": "lr_gym/X-v1", "controller": controller, "seed": seed, **kw}
 
 
 def test_add_persists_and_refuses_duplicates(tmp_path):

@@ -57,7 +57,8 @@ def test_full_episode_observations_stay_in_space(env_id):
             break
     u = env.unwrapped
     inner = u.current if isinstance(u, MultiTaskEnv) else u
-    if trunc:
+    assert not trunc  # v1: the env never truncates by itself
+    if not info["diverged"]:
         assert steps == math.ceil(inner.total_steps / inner.steps_per_action)
         assert info["step"] == inner.total_steps
         assert set(info["test"]) >= {"loss", "accuracy"}
@@ -170,7 +171,8 @@ def test_step_before_reset_is_a_clear_error():
         LRControlEnv(blob_task()).step(np.zeros(1, np.float32))
 
 
-@pytest.mark.parametrize("reward", ["val_loss", "train_loss", "metric", "terminal_metric"])
+@pytest.mark.parametrize("reward", ["val_loss", "val_loss_area", "train_loss", "metric",
+                                    "terminal_metric"])
 def test_reward_modes(reward):
     env = LRControlEnv(blob_task(), reward=reward, schedule="constant")
     _, info0 = env.reset(seed=0)
@@ -188,6 +190,41 @@ def test_reward_modes(reward):
     elif reward == "terminal_metric":
         assert [r for r, _ in infos[:-1]] == [0.0] * (len(infos) - 1)
         assert total == pytest.approx(info["val_metric"])
+    elif reward == "val_loss_area":  # area under log(L0 / L_t), weighted by K / T
+        u = env.unwrapped
+        area = sum(
+            (min(i["step"], u.total_steps) - prev) / u.total_steps
+            * math.log(info0["val_loss"] / i["val_loss"])
+            for prev, (_, i) in zip([0] + [i["step"] for _, i in infos], infos, strict=False)
+        )
+        assert total == pytest.approx(area)
+    assert term and not trunc and not info["diverged"]  # v1: the budget's end terminates
+
+
+def test_feature_subset_sets_the_observation():
+    names = ("progress", "update_ratio", "log_multiplier")
+    env = LRControlEnv(blob_task(), features=list(names))  # YAML gives lists
+    assert env.config.features == names and env.feature_names == names
+    assert env.observation_space.shape == (3,)
+    obs, _ = env.reset(seed=0)
+    obs, *_ = env.step(np.zeros(1, np.float32))
+    assert env.observation_space.contains(obs)
+    assert obs[0] > 0 and obs[1] < 0  # progress made; a small step: ||dw|| << ||w||
+    with pytest.raises(ValueError, match="unknown"):
+        LRControlEnv(blob_task(), features=["progress", "lr"])
+    with pytest.raises(ValueError, match="repeated"):
+        LRControlEnv(blob_task(), features=["progress", "progress"])
+
+
+def test_update_ratio_grows_with_the_learning_rate():
+    ratios = []
+    for lr in (1e-3, 1e-1):
+        env = LRControlEnv(blob_task(lr=lr), features=["update_ratio"], schedule="constant")
+        env.reset(seed=0)
+        obs, *_ = env.step(np.zeros(1, np.float32))
+        ratios.append(float(obs[0]))
+    # Plain SGD: the step is lr * grad, so the log ratio rises by about log(100).
+    assert ratios[1] - ratios[0] == pytest.approx(math.log(100.0), abs=0.5)
 
 
 def test_observation_features_documented():
@@ -321,7 +358,10 @@ def test_random_configs_actions_and_tasks_give_clear_errors_or_finite_steps():
         "max_factor": real(1.0, 1e3, exclude_min=True),
         "lr_min": real(0.0, 1.0),
         "lr_max": st.one_of(real(1e-6, 1e3), st.just(math.inf)),
-        "reward": st.sampled_from(["val_loss", "train_loss", "metric", "terminal_metric"]),
+        "reward": st.sampled_from(["val_loss", "val_loss_area", "train_loss", "metric",
+                                   "terminal_metric"]),
+        "features": st.sampled_from([("progress",), ("update_ratio", "val_vs_best"),
+                                     ("gen_gap", "log_multiplier", "val_trend")]),
         "reward_scale": real(1e-3, 1e6),
         "divergence_factor": st.one_of(real(1.0, 100.0, exclude_min=True), st.just(math.inf)),
         "divergence_penalty": real(0.0, 100.0),
@@ -333,7 +373,7 @@ def test_random_configs_actions_and_tasks_give_clear_errors_or_finite_steps():
     config_fields = ["mode", "schedule", "warmup_frac", "final_lr_frac", "max_factor", "lr_min",
                      "lr_max", "reward", "reward_scale", "divergence_factor",
                      "divergence_penalty", "total_steps", "steps_per_action", "eval_test",
-                     "device"]
+                     "device", "features"]
     task = st.fixed_dictionaries({
         "lr": st.one_of(real(1e-4, 100.0), st.sampled_from([1e-3, 0.1, 50.0])),
         "total_steps": st.integers(8, 24),

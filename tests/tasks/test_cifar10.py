@@ -171,6 +171,6 @@ def test_episode_reports_test_metrics_and_reads_data_dir_from_env(data_root, mon
     while not done:
         obs, reward, terminated, truncated, info = env.step(np.zeros(1, np.float32))
         done = terminated or truncated
-    assert truncated and info["step"] == 4
+    assert terminated and not truncated and info["step"] == 4
     assert set(info["test"]) == {"loss", "accuracy"}
     assert 0.0 <= info["test"]["accuracy"] <= 1.0

@@ -230,4 +230,4 @@ def test_full_preset_runs_from_a_local_pretrained_dir(data_root, tmp_path):
     assert (ids == 1).float().mean() < 0.05  # the checkpoint's vocab covers the texts
     for _ in range(2):
         _, _, terminated, truncated, info = env.step(np.zeros(1, np.float32))
-    assert truncated and not terminated and "f1" in info["test"]
+    assert terminated and not truncated and "f1" in info["test"]

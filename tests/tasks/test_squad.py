@@ -238,7 +238,7 @@ def test_check_env_gymnasium_and_sb3(data_dir):
     obs, info = env.reset(seed=0)
     obs, _, term, trunc, info = env.step(np.zeros(1, dtype=np.float32))
     obs, _, term, trunc, info = env.step(np.zeros(1, dtype=np.float32))
-    assert trunc and not term and "f1" in info["test"]
+    assert term and not trunc and "f1" in info["test"]
     env.close()
 
 

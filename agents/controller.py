@@ -54,9 +54,9 @@ import torch.nn.functional as F
 
 from agents.base import Controller
 from agents.runs import CONTROLLER, run_files
+from lr_gym import features as feats
 from lr_gym import lr_rule
 from lr_gym.config import EnvConfig, check_int, check_real
-from lr_gym import features as feats
 from lr_gym.features import OBS_BOUND, FeatureTracker
 from lr_gym.schedules import schedule_factor
 
@@ -326,13 +326,42 @@ class ControllerPolicy:
         return float(np.clip(a.numpy().reshape(-1)[0], p["action_low"], p["action_high"]))
 
 
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+"""Controllers shipped with the package, each with a model card (``<name>.md``)."""
+
+PRETRAINED: dict[str, str] = {"lr_gym/default": "default"}
+"""Pretrained controller names -> file stems under :data:`PRETRAINED_DIR`;
+``"pretrained"`` is short for ``"lr_gym/default"``."""
+
+
+def pretrained_file(name: str = "lr_gym/default") -> Path:
+    """The shipped controller file of a pretrained name (see :data:`PRETRAINED`).
+
+    Raises:
+        KeyError: Not a pretrained name; the message lists them.
+    """
+    name = "lr_gym/default" if name == "pretrained" else name
+    if name not in PRETRAINED:
+        raise KeyError(f"No pretrained controller {name!r}; shipped: {sorted(PRETRAINED)} "
+                       "(or 'pretrained').")
+    return PRETRAINED_DIR / f"{PRETRAINED[name]}.safetensors"
+
+
+def is_pretrained_name(agent: str | Path) -> bool:
+    """Whether ``agent`` names a shipped controller rather than a path."""
+    return isinstance(agent, str) and (agent == "pretrained" or agent in PRETRAINED)
+
+
 def controller_file_for(agent: str | Path) -> Path:
     """The pickle-free controller file of an agent path (which need not exist yet).
 
+    A pretrained name (``"pretrained"``, ``"lr_gym/default"``) is the shipped file;
     ``*.safetensors`` is the file itself; a run folder has ``controller.safetensors``;
     a checkpoint ``model_N_steps.zip`` has ``controller_N_steps.safetensors`` beside it,
     and any other ``.zip`` (``model.zip``, ``best_model.zip``) ``controller.safetensors``.
     """
+    if is_pretrained_name(agent):
+        return pretrained_file(str(agent))
     path = Path(agent)
     return path if path.suffix == ".safetensors" else run_files(path).controller
 
@@ -413,7 +442,8 @@ class LRController:
 
     Args:
         optimizer: The optimizer to drive (any ``torch.optim.Optimizer``).
-        policy: A controller file, or a :class:`ControllerPolicy` already loaded.
+        policy: A controller file, run folder or checkpoint, a pretrained name
+            (``"lr_gym/default"``), or a :class:`ControllerPolicy` already loaded.
         total_steps: The optimizer-step budget ``T`` (progress is ``step / T``).
         steps_per_action: Optimizer steps per decision ``K``.
         lr0: Reference LR of the features; default: the first group's initial LR.
@@ -423,6 +453,19 @@ class LRController:
 
     load = staticmethod(ControllerPolicy.load)
     from_run = staticmethod(ControllerPolicy.from_run)
+
+    @classmethod
+    def from_pretrained(cls, optimizer: torch.optim.Optimizer, name: str = "lr_gym/default",
+                        **kwargs: Any) -> LRController:
+        """A controller driven by a shipped pretrained policy (see its model card).
+
+        Args:
+            optimizer: The optimizer to drive.
+            name: A name of :data:`PRETRAINED` (``"lr_gym/default"``).
+            **kwargs: As for :class:`LRController` (``total_steps``,
+                ``steps_per_action``, ...).
+        """
+        return cls(optimizer, load_controller_file(name), **kwargs)
 
     def __init__(
         self,
@@ -443,9 +486,8 @@ class LRController:
                 f"{steps_per_action}, total_steps={total_steps}."
             )
         self.optimizer = optimizer
-        self.policy = policy if isinstance(policy, ControllerPolicy) else ControllerPolicy.load(
-            policy
-        )
+        self.policy = (policy if isinstance(policy, ControllerPolicy)
+                       else load_controller_file(policy))
         self.config = self.policy.env_config
         self.total_steps, self.steps_per_action = int(total_steps), int(steps_per_action)
         # Torch schedulers record each group's starting LR as "initial_lr".
@@ -727,7 +769,8 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
     ``eval_dataset`` and ``compute_metrics`` that returns ``metric``.
 
     Args:
-        policy: A controller file or a loaded :class:`ControllerPolicy`.
+        policy: A controller file, run folder, pretrained name (``"lr_gym/default"``)
+            or a loaded :class:`ControllerPolicy`.
         steps_per_action: Optimizer steps per decision.
         metric: The main validation metric's name in ``compute_metrics`` (without
             ``eval_``), higher is better.
@@ -736,9 +779,8 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
 
     def __init__(self, policy: str | Path | ControllerPolicy, *, steps_per_action: int,
                  metric: str = "accuracy", **controller_kwargs: Any) -> None:
-        self.policy = policy if isinstance(policy, ControllerPolicy) else ControllerPolicy.load(
-            policy
-        )
+        self.policy = (policy if isinstance(policy, ControllerPolicy)
+                       else load_controller_file(policy))
         self.steps_per_action = steps_per_action
         self.metric = metric
         self.controller_kwargs = controller_kwargs

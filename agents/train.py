@@ -493,19 +493,45 @@ def trained_run(folder: Path, seed: int, n_timesteps: int) -> Path | None:
     for cfg in sorted((folder / "ppo").glob("*/config.yml")):
         meta = yaml.safe_load(cfg.read_text()) or {}
         done = completion(cfg.parent)
-        if (meta.get("seed") == seed and done is not None and not done.get("interrupted")
-                and meta.get("hyperparams", {}).get("n_timesteps") == n_timesteps):
+        if meta.get("seed") != seed or done is None or done.get("interrupted"):
+            continue
+        # A resumed run (-i) trains the remainder: its own budget is smaller, its total
+        # steps count on from the checkpoint.
+        if meta.get("hyperparams", {}).get("n_timesteps") == n_timesteps or (
+                meta.get("trained_agent") and done.get("num_timesteps", 0) >= n_timesteps):
             return cfg.parent
     return None
 
 
-def train_seeds(folder: Path, seeds: Sequence[int], n_timesteps: int,
-                env_kwargs: Mapping[str, Any] | None = None) -> list[Path]:
-    """One finished run per seed on the default mix under ``folder``, training what is missing.
+def last_checkpoint(folder: Path, seed: int) -> tuple[Path, int] | None:
+    """The checkpoint of ``seed`` with the most env steps under ``folder`` (and its steps).
 
-    Runs use the packaged hyperparameters (with ``env_kwargs`` instead of the packaged
-    ones, if given) and no periodic evaluation; benchmarks call this so that a stopped
-    benchmark resumes.
+    Looks at every run of the seed, finished or not: a run stopped by a kill or the end
+    of a session leaves its periodic checkpoints, and a resumed run counts steps on.
+    """
+    import re
+
+    import yaml
+
+    best: tuple[Path, int] | None = None
+    for cfg in (folder / "ppo").glob("*/config.yml"):
+        if (yaml.safe_load(cfg.read_text()) or {}).get("seed") != seed:
+            continue
+        for zip_path in (cfg.parent / "checkpoints").glob("model_*_steps.zip"):
+            m = re.fullmatch(r"model_(\d+)_steps\.zip", zip_path.name)
+            if m and (best is None or int(m.group(1)) > best[1]):
+                best = (zip_path, int(m.group(1)))
+    return best
+
+
+def train_seeds(folder: Path, seeds: Sequence[int], n_timesteps: int,
+                env_kwargs: Mapping[str, Any] | None = None, *, env_id: str = DEFAULT_ENV,
+                **overrides: Any) -> list[Path]:
+    """One finished run per seed on ``env_id`` under ``folder``, training what is missing.
+
+    Runs use the packaged hyperparameters of ``env_id`` (with ``env_kwargs`` instead of
+    the packaged ones, if given, and other hyperparameters from ``overrides``) and no
+    periodic evaluation; benchmarks call this so that a stopped benchmark resumes.
 
     Raises:
         RuntimeError: A training run failed.
@@ -516,16 +542,23 @@ def train_seeds(folder: Path, seeds: Sequence[int], n_timesteps: int,
 
     folder.mkdir(parents=True, exist_ok=True)
     conf = folder / "hyperparams.yml"
-    base = yaml.safe_load(HYPERPARAMS_FILE.read_text())["default"]
+    packaged = yaml.safe_load(HYPERPARAMS_FILE.read_text())
+    base = {**packaged.get(env_id, packaged["default"]), **overrides}
     if env_kwargs is not None:
         base = {**base, "env_kwargs": dict(env_kwargs)}
-    conf.write_text(yaml.safe_dump({DEFAULT_ENV: {**base, "eval_freq": 0}}))
+    conf.write_text(yaml.safe_dump({env_id: {**base, "eval_freq": 0}}))
     runs = []
     for seed in seeds:
         run = trained_run(folder, seed, n_timesteps)
         if run is None:
-            code = main(["--env", DEFAULT_ENV, "-conf", str(conf), "-n", str(n_timesteps),
-                         "--seed", str(seed), "-f", str(folder), "--no-progress"])
+            cmd = ["--env", env_id, "-conf", str(conf), "--seed", str(seed), "-f", str(folder),
+                   "--no-progress"]
+            ckpt = last_checkpoint(folder, seed)
+            if ckpt is not None and 0 < ckpt[1] < n_timesteps:
+                cmd += ["-i", str(ckpt[0]), "-n", str(n_timesteps - ckpt[1])]
+            else:
+                cmd += ["-n", str(n_timesteps)]
+            code = main(cmd)
             run = trained_run(folder, seed, n_timesteps)
             if code != 0 or run is None:
                 raise RuntimeError(f"training seed {seed} under {folder} failed (exit {code}).")

@@ -46,6 +46,7 @@ BUILTIN_TASKS: dict[str, str] = {
     "Digits-CNN-LowLR": f"{_E}:digits_cnn_low_lr",
     "Spirals-ResMLP": f"{_G}:spirals_resmlp",
     "Spirals-ResMLP-Adam": f"{_G}:spirals_resmlp_adam",
+    "Spirals-ResMLP-HighLR": f"{_G}:spirals_resmlp_high_lr",
     "Waves-Conv1D": f"{_G}:waves_conv1d",
     "Waves-Conv1D-Adam": f"{_G}:waves_conv1d_adam",
     "Seq-GRU": f"{_G}:seq_gru",

@@ -97,10 +97,9 @@ def update_ratio(before: Sequence[torch.Tensor], params: Iterable[torch.Tensor])
     after = [p.detach() for p in params]
     if not before or len(before) != len(after):
         return math.nan
-    delta = torch.linalg.vector_norm(
-        torch.stack([torch.linalg.vector_norm((a - b).float()) for a, b in zip(after, before)]))
-    norm = torch.linalg.vector_norm(
-        torch.stack([torch.linalg.vector_norm(b.float()) for b in before]))
+    norms = torch.linalg.vector_norm
+    delta = norms(torch.stack([norms((a - b).float()) for a, b in zip(after, before, strict=True)]))
+    norm = norms(torch.stack([norms(b.float()) for b in before]))
     return float(delta / norm) if float(norm) > 0 else math.nan
 
 

@@ -126,7 +126,9 @@ def register_task(
     return eid
 
 
-def register_mix(name: str, tasks: list[str], *, version: int = ENV_VERSION, **env_kwargs: Any) -> str:
+def register_mix(
+    name: str, tasks: list[str], *, version: int = ENV_VERSION, **env_kwargs: Any
+) -> str:
     """Registers a multi-task env that samples one of ``tasks`` per episode."""
     eid = env_id(name, version)
     gym.register(id=eid, entry_point=MULTI_ENTRY_POINT, kwargs={"tasks": tasks, **env_kwargs})

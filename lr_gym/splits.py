@@ -147,6 +147,7 @@ DEV = Split(
         "lr_gym/Digits-CNN-LowLR-v1",
         "lr_gym/Spirals-ResMLP-v1",
         "lr_gym/Spirals-ResMLP-Adam-v1",
+        "lr_gym/Spirals-ResMLP-HighLR-v1",
     ),
     mix_id="lr_gym/EmbeddedDev-v1",
     sampler_id="lr_gym/DevFamilies-v1",

@@ -185,7 +185,7 @@ def test_run_episode_single_and_mix_ids(env_id):
 
 
 def test_mode_ablation_refuses_test_ids(capsys):
-    from benchmarks import mode_ablation
+    from benchmarks import ablation as mode_ablation
 
     assert mode_ablation.check_envs(DEV.env_ids) is None
     assert "belong(s) to the test split" in mode_ablation.check_envs([TEST.env_ids[0]])

@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--agent", nargs="+", default=None,
-                   help="Trained agents: run folders, checkpoint .zip files or .safetensors "
-                        "controller files, always loaded from the pickle-free controller "
+                   help="Trained agents: run folders, checkpoint .zip files, .safetensors "
+                        "controller files or 'pretrained' (the shipped controller, also "
+                        "'lr_gym/default'), always loaded from the pickle-free controller "
                         "file; several (e.g. PPO seeds) are pooled. Default: the latest "
                         "complete run under --log-folder; 'none' evaluates baselines only.")
     p.add_argument("--split", choices=("test", "dev"), default="test",
@@ -122,14 +123,20 @@ def _resolve_agents(args: argparse.Namespace) -> list[str]:
     A run folder (or its ``model.zip``) stays the agent's name; a checkpoint is named
     by its controller file. Only ``.safetensors`` files are read: never a pickle.
     """
-    from agents.controller import ControllerFileError, controller_file_for, load_controller_file
+    from agents.controller import (
+        ControllerFileError,
+        controller_file_for,
+        is_pretrained_name,
+        load_controller_file,
+    )
     from agents.ppo import latest_run
     from agents.runs import MODEL
 
     if args.agent and [a.lower() for a in args.agent] == ["none"]:
         return []
     try:
-        paths = [Path(a) for a in args.agent] if args.agent else [latest_run(args.log_folder)]
+        paths = ([a if is_pretrained_name(a) else Path(a) for a in args.agent] if args.agent
+                 else [latest_run(args.log_folder)])
     except FileNotFoundError as err:
         raise UsageError(str(err)) from err
     out = []
@@ -138,6 +145,9 @@ def _resolve_agents(args: argparse.Namespace) -> list[str]:
             load_controller_file(p)  # a bad file is an error line now, not a worker traceback
         except (FileNotFoundError, ControllerFileError) as err:
             raise UsageError(f"{err} Or pass --agent none.") from err
+        if isinstance(p, str):  # a pretrained name: its shipped file
+            out.append(str(controller_file_for(p)))
+            continue
         run = p.parent if p.name == MODEL else p
         agent = run if run.is_dir() else controller_file_for(p)
         out.append(str(agent.resolve()))

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from lr_gym import features as feats
 from lr_gym import lr_rule
 from lr_gym.config import EnvConfig
-from lr_gym import features as feats
 from lr_gym.features import OBS_BOUND, FeatureTracker
 from lr_gym.schedules import schedule_factors
 from lr_gym.tasks.base import Task, TaskData, iterate_batches, move_to

@@ -295,6 +295,14 @@ def spirals_resmlp_adam() -> Task:
     return make_task("spirals-resmlp", optimizer="adam")
 
 
+def spirals_resmlp_high_lr() -> Task:
+    """Spirals residual MLP, SGD+momentum at a 4x too high lr0 (0.2); dev family.
+
+    The dev counterpart of ``Seq-GRU-HighLR``: a controller must lower the LR.
+    """
+    return make_task("spirals-resmlp", lr_scale=4.0)
+
+
 def waves_conv1d() -> Task:
     """Waves 1-D CNN (8/16 channels, SGD+momentum, lr0 0.05); test family.
 

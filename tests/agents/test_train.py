@@ -46,6 +46,35 @@ def test_train_seeds_reuses_finished_runs(tmp_path, monkeypatch):
     assert train_seeds(tmp_path, [3], 64) == [done]  # nothing trained again
 
 
+def test_train_seeds_resumes_a_stopped_run_from_its_last_checkpoint(tmp_path, monkeypatch):
+    import agents.train
+
+    cut = _fake_run(tmp_path, "TrainFamilies-v1_1", 2, 100, model=False)  # killed
+    (cut / "checkpoints").mkdir()
+    for steps in (16, 48):
+        (cut / "checkpoints" / f"model_{steps}_steps.zip").write_bytes(b"zip")
+    _fake_run(tmp_path, "TrainFamilies-v1_2", 5, 100, model=False)  # another seed
+    calls = []
+
+    def fake_main(argv):
+        calls.append(argv)
+        run = tmp_path / "ppo" / "TrainFamilies-v1_3"  # what -i writes: a new run
+        run.mkdir()
+        (run / "config.yml").write_text(yaml.safe_dump({
+            "seed": 2, "hyperparams": {"n_timesteps": 52},
+            "trained_agent": argv[argv.index("-i") + 1]}))
+        mark_complete(run, num_timesteps=112)  # counts on from the checkpoint
+        return 0
+
+    monkeypatch.setattr(agents.train, "main", fake_main)
+    runs = train_seeds(tmp_path, [2], 100, env_id="lr_gym/TrainFamilies-v1")
+    argv = calls[0]
+    assert argv[argv.index("-i") + 1] == str(cut / "checkpoints" / "model_48_steps.zip")
+    assert argv[argv.index("-n") + 1] == "52"  # the rest of the budget
+    assert runs == [tmp_path / "ppo" / "TrainFamilies-v1_3"]
+    assert trained_run(tmp_path, 2, 100) == runs[0]  # found again next time
+
+
 # ------------------------------------------------- validated flags (issue #8)
 TINY = ["--env", "lr_gym/Digits-MLP-v1", "--n-envs", "1", "--no-progress", "-v", "0",
         "--hyperparams", "n_steps:16", "batch_size:16", "n_epochs:1",

@@ -1,0 +1,191 @@
+"""Env design ablations, chosen on the dev families: action mode, features, reward.
+
+A *study* is a training env and a set of *variants* (``EnvConfig`` overrides). For each
+variant, PPO controllers are trained with the training env's packaged hyperparameters
+(``-n`` env steps, one run per ``--seeds`` entry, periodic evaluation off), then
+evaluated pooled on the **dev** split (``lr_gym.DEV.env_ids``) against the static and
+cosine baselines in the self-tuning track, 5 paired seeds. Choices are made on dev ids:
+test ids are refused (exit code 2). Finished training runs are reused, a stopped run
+resumes from its last checkpoint, and the evaluation resumes, so a stopped ablation
+picks up where it was.
+
+Studies:
+    ``mode``: anchored vs recursive on the fixed training mix (the v0 choice).
+    ``v1``: on the sampled training families, the v1 defaults (``default``: anchored,
+    cosine, x4, :data:`~lr_gym.features.DEFAULT_FEATURES`, ``val_loss`` reward) against
+    one change each: the v0 features without the new ones (``v0-features``), the
+    speed-aware reward (``area-reward``), the recursive mode (``recursive``).
+
+Writes ``<results>/report_<variant>.md`` and ``results_<variant>.json`` (the evaluation
+reports) and ``summary.md`` / ``summary.json`` (one row per variant); training runs and
+episode logs stay under ``-f``.
+
+Usage:
+    python benchmarks/ablation.py --study v1 [-n 8192] [--seeds 0 1]
+        [--variants default area-reward] [-f logs/ablation_v1]
+        [--results benchmarks/results/ablation_v1] [--env ID ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.train import train_seeds
+from lr_gym.features import V0_FEATURES
+
+ROOT = Path(__file__).resolve().parents[1]
+ANCHORED = {"mode": "anchored", "schedule": "cosine", "max_factor": 4.0}
+
+
+@dataclass(frozen=True)
+class Study:
+    """A training env, its variants (name -> ``EnvConfig`` overrides) and defaults."""
+
+    train_env: str
+    variants: dict[str, dict[str, Any]]
+    n_timesteps: int
+    seeds: tuple[int, ...]
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+STUDIES = {
+    "mode": Study(
+        "lr_gym/EmbeddedMix-v1",
+        {"anchored": ANCHORED,
+         "recursive": {"mode": "recursive", "schedule": "constant", "max_factor": 2.0}},
+        20000, (0, 1, 2)),
+    "v1": Study(
+        "lr_gym/TrainFamilies-v1",
+        {"default": ANCHORED,
+         "v0-features": {**ANCHORED, "features": [
+             f for f in V0_FEATURES if f != "log_multiplier"]},
+         "area-reward": {**ANCHORED, "reward": "val_loss_area"},
+         "recursive": {"mode": "recursive", "schedule": "cosine", "max_factor": 2.0}},
+        8192, (0, 1), {"n_envs": 8, "n_steps": 64}),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    import lr_gym
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--study", choices=sorted(STUDIES), default="mode")
+    p.add_argument("--variants", nargs="+", default=None,
+                   help="Variants to run (default: all of the study's).")
+    p.add_argument("-n", "--n-timesteps", type=int, default=None,
+                   help="Env steps per PPO run (default: the study's).")
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="PPO seeds per variant (one agent each, pooled in the evaluation; "
+                        "default: the study's).")
+    p.add_argument("-f", "--log-folder", default=None,
+                   help="Training runs and evaluation logs (default: logs/ablation_<study>; "
+                        "logs/mode_ablation for the mode study).")
+    p.add_argument("--results", default=None,
+                   help="Where the reports and the summary are written (default: "
+                        "benchmarks/results/ablation_<study>; .../mode_ablation for mode).")
+    p.add_argument("--env", nargs="+", default=list(lr_gym.DEV.env_ids),
+                   help="Evaluation env ids (dev split by default; test ids are refused).")
+    return p
+
+
+def check_envs(env_ids: Sequence[str]) -> str | None:
+    """The error message if ``env_ids`` cannot be used for a design choice, else None."""
+    import gymnasium as gym
+
+    import lr_gym
+
+    unknown = [e for e in env_ids if e not in gym.registry]
+    if unknown:
+        return f"unknown env id(s) {', '.join(map(repr, unknown))}."
+    try:
+        lr_gym.refuse_split(env_ids, "test", what="choosing an env design")
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def evaluate_command(runs: Path | Sequence[Path], env_ids: Sequence[str],
+                     out: str | Path) -> list[str]:
+    """The ``evaluate_agent.py`` command line that evaluates ``runs`` on ``env_ids``."""
+    runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
+    return [sys.executable, str(ROOT / "evaluate_agent.py"), "--agent", *map(str, runs),
+            "--env", *env_ids, "--baselines", "static", "cosine", "--track", "self",
+            "-o", str(out), "--no-progress", "--no-plot"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if (error := check_envs(args.env)) is not None:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    study = STUDIES[args.study]
+    names = args.variants or list(study.variants)
+    unknown = sorted(set(names) - set(study.variants))
+    if unknown:
+        print(f"error: unknown variant(s) {unknown} of study {args.study!r}; choose from "
+              f"{list(study.variants)}.", file=sys.stderr)
+        return 2
+    n = args.n_timesteps or study.n_timesteps
+    seeds = args.seeds or list(study.seeds)
+    name = "mode_ablation" if args.study == "mode" else f"ablation_{args.study}"
+    root = Path(args.log_folder or f"logs/{name}")
+    results = Path(args.results or f"benchmarks/results/{name}")
+    root.mkdir(parents=True, exist_ok=True)
+    results.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    for variant in names:
+        env_kwargs = study.variants[variant]
+        try:
+            runs = train_seeds(root / variant, seeds, n, env_kwargs, env_id=study.train_env,
+                               **study.overrides)
+        except RuntimeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        out = root / f"eval_{variant}"
+        done = subprocess.run(evaluate_command(runs, args.env, out), cwd=ROOT)
+        if done.returncode != 0:
+            return done.returncode
+        shutil.copy(out / "report.md", results / f"report_{variant}.md")
+        shutil.copy(out / "results.json", results / f"results_{variant}.json")
+        agg = {a["controller"]: a for a in
+               json.loads((out / "results.json").read_text())["tracks"]["self"]["aggregate"]}
+        summary[variant] = {"env_kwargs": env_kwargs, "agents": len(runs), **{
+            f"{c}_{k}": agg[c].get(k)
+            for c in agg for k in ("iqm_test", "iqm_low", "iqm_high", "profile_score",
+                                   "p_improvement")}}
+    lines = ["| variant | EnvConfig overrides | agents | IQM dev test metric [95% CI] | "
+             "profile score | P(PPO > static) [95% CI] | P(PPO > cosine) [95% CI] |",
+             "|---|---|---|---|---|---|---|"]
+    for variant, s in summary.items():
+        pois = [s.get(f"{b}_p_improvement") for b in ("static", "cosine")]
+        kw = ", ".join(f"{k}={v}" for k, v in s["env_kwargs"].items() if k != "features")
+        if "features" in s["env_kwargs"]:
+            kw += f", {len(s['env_kwargs']['features'])} features"
+        lines.append(
+            f"| {variant} | {kw} | {s['agents']} | "
+            f"{s['ppo_iqm_test']:.4f} [{s['ppo_iqm_low']:.4f}, {s['ppo_iqm_high']:.4f}] | "
+            f"{s['ppo_profile_score']:.3f} | "
+            + " | ".join("—" if p is None else f"{p[0]:.2f} [{p[1]:.2f}, {p[2]:.2f}]"
+                         for p in pois) + " |")
+    table = "\n".join(lines)
+    (results / "summary.md").write_text(
+        f"{args.study} ablation: trained on {study.train_env}, evaluated on the dev envs "
+        f"{', '.join(args.env)}; PPO seeds {seeds}, {n} env steps each; self-tuning "
+        f"track.\n\n{table}\n")
+    (results / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

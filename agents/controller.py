@@ -618,7 +618,7 @@ class LRController:
             self._grad_norm = float(grad_norm)
 
     def observe(self, val_loss: float, val_metric: float, *, grad_norm: float | None = None,
-                **_ignored: Any) -> float:
+                update_ratio: float | None = None, **_ignored: Any) -> float:
         """Feeds a validation result and makes a decision; returns the action.
 
         The first call (before any ``step``) describes the untrained model. Later calls
@@ -634,6 +634,9 @@ class LRController:
             val_loss: Validation loss.
             val_metric: Main validation metric (higher is better, e.g. accuracy).
             grad_norm: Gradient norm at the interval's last step, if not given to ``step``.
+            update_ratio: ``||w_t - w_t-1|| / ||w_t-1||`` of the interval's last step, if
+                measured by the caller; by default the controller measures it itself
+                (one copy of the weights before that step).
             **_ignored: Other metrics (so ``observe(**evaluate(model))`` works).
         """
         val_loss, val_metric = float(val_loss), float(val_metric)
@@ -654,6 +657,8 @@ class LRController:
                 )
             if grad_norm is not None:
                 self._grad_norm = float(grad_norm)
+            if update_ratio is not None:
+                self._update_ratio = float(update_ratio)
             losses = np.array([float(x) for x in self._losses], dtype=np.float64)
             finite = np.isfinite(losses)
             if not finite.all():

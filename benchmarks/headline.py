@@ -1,14 +1,16 @@
-"""The headline evaluation README quotes: several PPO seeds against every baseline, on test.
+"""The headline evaluation README quotes: the controller against every baseline, on test.
 
-Trains one controller per ``--seeds`` entry with the packaged hyperparameters on the
-default training mix (periodic evaluation off; a finished run of the same seed and
-budget is reused), then runs the default evaluation protocol (``evaluate_agent.py``:
-the test families, both tracks, every baseline) with the agents pooled, and copies
+With ``--agent`` (run folders, controller files or ``pretrained``, the shipped
+controller) evaluates those; otherwise trains one controller per ``--seeds`` entry
+with the packaged hyperparameters on the default training mix (periodic evaluation
+off; a finished run of the same seed and budget is reused). Then runs the default
+evaluation protocol (``evaluate_agent.py``: the test families, both tracks, every
+baseline) with the agents pooled, and copies
 ``report.md``, ``table.md``, ``results.json`` and the figures to ``--results``.
 
 Usage:
-    python benchmarks/headline.py [--seeds 0 1 2] [-n 20000] [-f logs/headline]
-        [--results benchmarks/results/headline]
+    python benchmarks/headline.py [--agent pretrained | --seeds 0 1 2 -n 20000]
+        [-f logs/headline] [--results benchmarks/results/headline]
 """
 
 from __future__ import annotations
@@ -28,13 +30,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--agent", nargs="+", default=None,
+                   help="Agents to evaluate instead of training (e.g. 'pretrained').")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="PPO seeds.")
     p.add_argument("-n", "--n-timesteps", type=int, default=20000)
     p.add_argument("-f", "--log-folder", default="logs/headline")
     p.add_argument("--results", default="benchmarks/results/headline")
     args = p.parse_args(argv)
     folder, results = Path(args.log_folder), Path(args.results)
-    runs = train_seeds(folder, args.seeds, args.n_timesteps)
+    runs = args.agent or train_seeds(folder, args.seeds, args.n_timesteps)
     out = folder / "eval"
     cmd = [sys.executable, str(ROOT / "evaluate_agent.py"), "--agent", *map(str, runs),
            "-f", str(folder), "-o", str(out), "--no-progress"]

@@ -29,6 +29,8 @@ from agents.deploy import (
 )
 from agents.ppo import PPOController, PPOHyperparams, make_ppo
 from lr_gym.envs.lr_control import LRControlEnv
+from lr_gym import features
+from lr_gym.features import OBS_DIM
 from lr_gym.tasks import Task, TaskData
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,8 +44,8 @@ def make_run(root: Path, env_kwargs: dict, seed: int = 0) -> Path:
     with torch.no_grad():  # big actions, so LRs differ visibly from the base schedule
         model.policy.action_net.weight.normal_(0.0, 0.3, generator=g)
     rng = np.random.default_rng(seed)
-    venv.obs_rms.mean = rng.normal(0.0, 0.3, 11)
-    venv.obs_rms.var = rng.uniform(0.2, 2.0, 11)
+    venv.obs_rms.mean = rng.normal(0.0, 0.3, OBS_DIM)
+    venv.obs_rms.var = rng.uniform(0.2, 2.0, OBS_DIM)
     run = root / "ppo" / f"run_{seed}"
     run.mkdir(parents=True)
     model.save(run / "model.zip")
@@ -85,9 +87,10 @@ def test_round_trip_gives_the_ppo_controllers_actions(run_dir, exported):
     ppo = PPOController.load(run_dir, device="cpu")
     policy = ControllerPolicy.load(exported)
     assert policy.env_config.warmup_frac == 0.1 and policy.env_config.mode == "anchored"
-    assert policy.config["policy"] == {"net_arch": [64, 32], "activation": "relu", "obs_dim": 11,
-                                       "action_low": -1.0, "action_high": 1.0}
-    obs = np.random.default_rng(1).normal(0, 1, size=(200, 11)).astype(np.float32)
+    assert policy.config["policy"] == {"net_arch": [64, 32], "activation": "relu",
+                                       "obs_dim": OBS_DIM, "action_low": -1.0,
+                                       "action_high": 1.0}
+    obs = np.random.default_rng(1).normal(0, 1, size=(200, OBS_DIM)).astype(np.float32)
     ours = np.array([policy.act(o) for o in obs], dtype=np.float32)
     theirs = np.array([ppo.act(o, {})[0] for o in obs], dtype=np.float32)
     np.testing.assert_array_equal(ours, theirs)
@@ -99,11 +102,15 @@ def _env_trace(run: Path, task: Task, seed: int) -> dict:
     """One env episode under the PPO policy, with everything the env saw per step."""
     ppo = PPOController.load(run, device="cpu")
     trace = {"step_lr": [], "step_loss": [], "grad_norm": [], "info": [], "obs": [],
-             "actions": []}
+             "actions": [], "update_ratio": []}
     holder = {}
+
+    def params():
+        return [p for g in holder["env"]._optimizer.param_groups for p in g["params"]]
 
     def loss_fn(model, batch):
         trace["step_lr"].append(holder["env"]._optimizer.param_groups[0]["lr"])
+        holder["before"] = features.snapshot(params())  # weights before this step
         loss = task.loss_fn(model, batch)
         trace["step_loss"].append(float(loss.detach()))
         return loss
@@ -122,6 +129,7 @@ def _env_trace(run: Path, task: Task, seed: int) -> dict:
         trace["grad_norm"].append(
             float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
         )
+        trace["update_ratio"].append(features.update_ratio(holder["before"], params()))
         trace["info"].append(info)
         trace["obs"].append(obs)
         done = terminated or truncated
@@ -150,7 +158,8 @@ def test_decisions_and_lrs_equal_the_envs(tmp_path, mode):
             j = (i + 1) // k
             assert ctl._prev_lr == infos[j]["lr"]
             a = ctl.observe(val_loss=infos[j]["val_loss"], val_metric=infos[j]["val_metric"],
-                            grad_norm=trace["grad_norm"][j - 1])
+                            grad_norm=trace["grad_norm"][j - 1],
+                            update_ratio=trace["update_ratio"][j - 1])
             np.testing.assert_array_equal(ctl.last_observation, trace["obs"][j])
             if i + 1 < len(trace["step_loss"]):
                 actions.append(a)
@@ -179,8 +188,13 @@ def test_plain_loop_measures_grad_norm_and_scales_every_group(exported):
         assert lr1 == pytest.approx(10 * lr0)  # both groups scaled by one factor
         if ctl.eval_due:
             assert np.isfinite(ctl._grad_norm) and ctl._grad_norm > 0  # measured, not given
+            # The weights were copied before the interval's last step: the update ratio
+            # is measured here, as the env measures it.
+            assert 0 < ctl._update_ratio < 1
             ctl.observe(val_loss=float(loss.detach()), val_metric=0.6)
     assert ctl.last_observation[7] != 0.0 or ctl.last_observation[8] != 0.0
+    names = ctl.config.features
+    assert ctl.last_observation[names.index("update_ratio")] < 0  # log of a small ratio
     with pytest.raises(RuntimeError, match="without a training step"):
         ctl.observe(val_loss=0.5, val_metric=0.7)
 
@@ -391,7 +405,7 @@ class _ListDataset(torch.utils.data.Dataset):
 
 
 @pytest.mark.slow
-def test_trainer_callback_drives_the_lr(exported, tmp_path):
+def test_trainer_callback_drives_the_lr(exported, tmp_path, monkeypatch):
     pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate")
     from transformers import (
         BertConfig,
@@ -428,7 +442,15 @@ def test_trainer_callback_drives_the_lr(exported, tmp_path):
     trainer = Trainer(model=model, args=args, train_dataset=_ListDataset(32, 0),
                       eval_dataset=_ListDataset(16, 1), compute_metrics=accuracy,
                       callbacks=[cb, recorder])
+    ratios, update = [], features.FeatureTracker.update
+
+    def recording_update(self, **kw):
+        ratios.append(kw["update_ratio"])  # measured by the callback's controller
+        return update(self, **kw)
+
+    monkeypatch.setattr(features.FeatureTracker, "update", recording_update)
     trainer.train()
+    assert len(ratios) == 3 and all(0 < r < 1 for r in ratios)
     ctl = cb.controller
     assert [t for t, _, _ in ctl.history] == [0, 4, 8, 12]  # initial + one per interval
     assert len(recorder.lrs) == 12 and len(set(recorder.lrs)) > 1  # not HF's constant LR
@@ -447,7 +469,7 @@ def test_trainer_callback_drives_the_lr(exported, tmp_path):
         replay.step(steps[s]["loss"], grad_norm=steps[s]["grad_norm"])
         if replay.eval_due:
             e = evals[s // 4]
-            replay.observe(e["eval_loss"], e["eval_accuracy"])
+            replay.observe(e["eval_loss"], e["eval_accuracy"], update_ratio=ratios[s // 4 - 1])
     assert lrs == pytest.approx(recorder.lrs, rel=1e-12)
 
 
@@ -488,7 +510,7 @@ def test_policy_controller_acts_exactly_like_ppo_controller(run_dir, exported):
     ours = PolicyController.load(exported)
     assert ours.name == "ppo" and not ours.tunable
     assert EnvConfig().replace(**ours.env_kwargs()) == EnvConfig().replace(**ppo.env_kwargs())
-    obs = np.random.default_rng(2).normal(0, 2, size=(300, 11)).astype(np.float32)
+    obs = np.random.default_rng(2).normal(0, 2, size=(300, OBS_DIM)).astype(np.float32)
     for o in obs:
         a, b = ours.act(o, {}), ppo.act(o, {})
         assert a.dtype == b.dtype == np.float32 and a.shape == b.shape == (1,)

@@ -18,6 +18,7 @@ from agents.ppo import (
     make_ppo,
 )
 from agents.runs import mark_complete
+from lr_gym.features import OBS_DIM
 
 
 def test_hyperparams_from_yaml_and_fallback(tmp_path):
@@ -40,7 +41,7 @@ def test_policy_is_the_design_meta_network():
     venv = make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1"), n_envs=1)
     model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=0, device="cpu")
     layers = [m for m in model.policy.mlp_extractor.policy_net if isinstance(m, nn.Linear)]
-    assert [(m.in_features, m.out_features) for m in layers] == [(11, 64), (64, 32)]
+    assert [(m.in_features, m.out_features) for m in layers] == [(OBS_DIM, 64), (64, 32)]
     assert any(isinstance(m, nn.ReLU) for m in model.policy.mlp_extractor.value_net)
     assert (model.learning_rate, model.batch_size, model.n_epochs) == (1e-3, 32, 5)
 
@@ -64,7 +65,7 @@ def test_train_save_load_predict_round_trip(tmp_path):
     assert latest_run(tmp_path) == run
     ctrl = PPOController.load(run, device="cpu")
     assert ctrl.env_kwargs() == {"mode": "recursive"}
-    obs = np.random.default_rng(0).normal(size=(5, 11)).astype(np.float32)
+    obs = np.random.default_rng(0).normal(size=(5, OBS_DIM)).astype(np.float32)
     for o in obs:
         expected, _ = model.predict(venv.normalize_obs(o), deterministic=True)
         np.testing.assert_allclose(ctrl.act(o, {}), expected.reshape(1), rtol=1e-6)

@@ -10,6 +10,7 @@ import yaml
 from agents.runs import mark_complete
 from agents.train import main, train_seeds, trained_run
 from lr_gym.config import EnvConfig
+from lr_gym.features import OBS_DIM
 
 
 def _fake_run(root, name, seed, n, model=True, interrupted=False):
@@ -196,7 +197,7 @@ def test_checkpoints_keep_their_normalisation_and_config(trained, which):
     assert controller_file_for(path).is_file()
     # The same env configuration (the file leaves out values equal to the env's defaults).
     assert EnvConfig(**safe.env_kwargs()) == EnvConfig(**ckpt.env_kwargs())
-    obs = np.random.default_rng(0).normal(0, 1, (100, 11)).astype(np.float32)
+    obs = np.random.default_rng(0).normal(0, 1, (100, OBS_DIM)).astype(np.float32)
     for o in obs:
         np.testing.assert_array_equal(safe.act(o, {}), ckpt.act(o, {}))
 

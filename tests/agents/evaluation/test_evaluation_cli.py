@@ -9,6 +9,7 @@ import pytest
 
 import lr_gym
 from agents.evaluation.cli import main
+from lr_gym.features import OBS_DIM
 from tests.helpers import blob_task
 
 ENV = "lr_gym/EvalBlobs-v1"
@@ -120,7 +121,7 @@ def controller_file(tmp_path_factory):
 
     venv = make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1"), n_envs=1)
     model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=0, device="cpu")
-    ctl = PPOController(model, np.zeros(11), np.ones(11), env_kwargs={"mode": "anchored"})
+    ctl = PPOController(model, np.zeros(OBS_DIM), np.ones(OBS_DIM), env_kwargs={"mode": "anchored"})
     return export_controller(ctl, tmp_path_factory.mktemp("ctl") / "controller.safetensors")
 
 

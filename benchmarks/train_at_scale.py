@@ -1,0 +1,187 @@
+"""Controller training at scale on the sampled families, checkpoints chosen on dev.
+
+1. Trains one PPO run per ``--seeds`` entry on ``lr_gym/TrainFamilies-v1`` with its
+   packaged hyperparameters (``agents/hyperparams/ppo.yml``: 8 parallel envs, the
+   plan's meta-network and optimizer), ``-n`` env steps each. A run stopped by a kill
+   or the end of a session resumes from its last checkpoint (``-i``) when the script is
+   run again; finished runs are reused.
+2. Evaluates the checkpoints at every ``--select-every`` env steps (and each run's
+   final agent) on the **dev** envs (``lr_gym.DEV.env_ids``, self-tuning track against
+   static and cosine, 5 paired seeds), all in one evaluation, and picks the candidate
+   with the best dev IQM (ties: the later checkpoint). Test envs are never used.
+3. With ``--export``, writes the selected controller to
+   ``agents/pretrained/default.safetensors`` (the shipped ``"lr_gym/default"``).
+
+Writes ``<results>/training.md|json`` (per seed: env steps, wall seconds summed over
+resumed pieces, env steps/s) and ``<results>/selection.md|json`` (dev IQM and profile
+score of every candidate, the learning curve on dev).
+
+Usage:
+    python benchmarks/train_at_scale.py [--seeds 0 1 2] [-n 100000]
+        [--select-every 25000] [-f logs/at_scale] [--results benchmarks/results/at_scale]
+        [--export]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agents.runs import completion
+from agents.train import train_seeds
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_ENV = "lr_gym/TrainFamilies-v1"
+PRETRAINED = ROOT / "agents" / "pretrained" / "default.safetensors"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="PPO seeds.")
+    p.add_argument("-n", "--n-timesteps", type=int, default=100000,
+                   help="Env steps per PPO seed.")
+    p.add_argument("--select-every", type=int, default=25000,
+                   help="Evaluate the checkpoint nearest every this many env steps on dev.")
+    p.add_argument("-f", "--log-folder", default="logs/at_scale")
+    p.add_argument("--results", default="benchmarks/results/at_scale")
+    p.add_argument("--train-only", action="store_true", help="Stop after training.")
+    p.add_argument("--export", action="store_true",
+                   help=f"Copy the dev-selected controller to {PRETRAINED.relative_to(ROOT)}.")
+    return p
+
+
+def lineage(run: Path) -> list[Path]:
+    """``run`` and the runs it resumed from (``-i``), oldest first."""
+    chain = [run]
+    while True:
+        meta = yaml.safe_load((chain[0] / "config.yml").read_text()) or {}
+        parent = meta.get("trained_agent")
+        if not parent:
+            return chain
+        parent_run = Path(parent).parent.parent if Path(parent).parent.name == "checkpoints" \
+            else Path(parent)
+        if not (parent_run / "config.yml").is_file() or parent_run in chain:
+            return chain
+        chain.insert(0, parent_run)
+
+
+def training_stats(run: Path) -> dict[str, Any]:
+    """Env steps, wall seconds (summed over resumed pieces) and env steps/s of a run."""
+    chain = lineage(run)
+    done = completion(run) or {}
+    seconds, steps = 0.0, 0
+    for piece in chain:
+        c = completion(piece)
+        if c is not None:
+            seconds += float(c.get("seconds", 0.0))
+            steps += int(c.get("num_timesteps", 0)) - int(c.get("start", 0))
+    meta = yaml.safe_load((run / "config.yml").read_text()) or {}
+    return {"run": str(run), "seed": meta.get("seed"), "pieces": len(chain),
+            "num_timesteps": int(done.get("num_timesteps", 0)),
+            "timed_steps": steps, "seconds": round(seconds, 1),
+            "steps_per_s": round(steps / seconds, 2) if seconds else None}
+
+
+def candidates(run: Path, every: int) -> list[Path]:
+    """Checkpoints of a run's lineage nearest each multiple of ``every``, and the run."""
+    ckpts: dict[int, Path] = {}
+    for piece in lineage(run):
+        for z in (piece / "checkpoints").glob("controller_*_steps.safetensors"):
+            m = re.fullmatch(r"controller_(\d+)_steps\.safetensors", z.name)
+            if m:
+                ckpts[int(m.group(1))] = z
+    picked = []
+    final = int((completion(run) or {}).get("num_timesteps", 0))
+    for target in range(every, final, every):
+        if ckpts:
+            steps = min(ckpts, key=lambda s: abs(s - target))
+            if ckpts[steps] not in picked:
+                picked.append(ckpts[steps])
+    return [*picked, run]
+
+
+def steps_of(agent: str) -> int | None:
+    """Env steps of a candidate (``controller_N_steps``), None for a run's final agent."""
+    m = re.search(r"controller_(\d+)_steps\.safetensors$", agent)
+    return int(m.group(1)) if m else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    import lr_gym
+
+    args = build_parser().parse_args(argv)
+    folder, results = Path(args.log_folder), Path(args.results)
+    try:
+        runs = train_seeds(folder, args.seeds, args.n_timesteps, env_id=TRAIN_ENV)
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    results.mkdir(parents=True, exist_ok=True)
+    stats = [training_stats(r) for r in runs]
+    rows = ["| PPO seed | env steps | resumed pieces | wall s | env steps/s |",
+            "|---|---|---|---|---|"]
+    rows += [f"| {s['seed']} | {s['num_timesteps']} | {s['pieces']} | {s['seconds']} | "
+             f"{s['steps_per_s']} |" for s in stats]
+    (results / "training.md").write_text(
+        f"PPO on {TRAIN_ENV} (packaged hyperparameters), {args.n_timesteps} env steps per "
+        f"seed; wall time summed over resumed pieces, on the 2-core machine (shared with "
+        f"other jobs: a lower bound on throughput).\n\n" + "\n".join(rows) + "\n")
+    (results / "training.json").write_text(json.dumps(stats, indent=1))
+    print("\n".join(rows))
+    if args.train_only:
+        return 0
+
+    # Candidate -> (seed, env steps); the evaluation names agents by resolved path.
+    cands: dict[str, tuple[int, int]] = {}
+    for run, st in zip(runs, stats, strict=True):
+        for c in candidates(run, args.select_every):
+            cands[str(c.resolve())] = (st["seed"], steps_of(str(c)) or st["num_timesteps"])
+    out = folder / "eval_dev"
+    cmd = [sys.executable, str(ROOT / "evaluate_agent.py"), "--agent", *cands,
+           "--env", *lr_gym.DEV.env_ids, "--baselines", "static", "cosine", "--track", "self",
+           "-o", str(out), "--no-progress", "--no-plot"]
+    if (code := subprocess.run(cmd, cwd=ROOT).returncode) != 0:
+        return code
+    summary = json.loads((out / "results.json").read_text())["tracks"]["self"]
+    table = [{**a, "seed": cands[a["agent"]][0], "steps": cands[a["agent"]][1]}
+             for a in summary["agents"] if a["agent"] in cands]
+    # Best dev IQM; among equals the later checkpoint.
+    best = max(table, key=lambda r: (r["iqm_test"], r["steps"]))
+    lines = ["| PPO seed | env steps | dev IQM [95% CI] | dev profile score |",
+             "|---|---|---|---|"]
+    for r in sorted(table, key=lambda r: (r["seed"], r["steps"])):
+        mark = " **selected**" if r is best else ""
+        score = "—" if r["profile_score"] is None else f"{r['profile_score']:.3f}"
+        lines.append(f"| {r['seed']}{mark} | {r['steps']} | {r['iqm_test']:.4f} "
+                     f"[{r['iqm_low']:.4f}, {r['iqm_high']:.4f}] | {score} |")
+    agg = {a["controller"]: a for a in summary["aggregate"]}
+    base = ", ".join(f"{c} {agg[c]['iqm_test']:.4f}" for c in ("static", "cosine") if c in agg)
+    (results / "selection.md").write_text(
+        f"Checkpoint selection on the dev envs {', '.join(lr_gym.DEV.env_ids)} (self-tuning "
+        f"track, 5 paired seeds; baselines at lr0: {base}). Selected: the best dev IQM.\n\n"
+        + "\n".join(lines) + "\n")
+    (results / "selection.json").write_text(json.dumps({"candidates": table, "selected": best},
+                                                       indent=1))
+    print("\n".join(lines))
+    if args.export:
+        from agents.controller import controller_file_for
+
+        PRETRAINED.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(controller_file_for(best["agent"]), PRETRAINED)
+        print(f"Exported {best['agent']} to {PRETRAINED}.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -22,6 +22,7 @@ from agents.controller import (
     FORMAT,
     FORMAT_VERSION,
     MAX_FACTOR_LIMIT,
+    PRETRAINED,
     ControllerFileError,
     ControllerPolicy,
     LRController,
@@ -31,6 +32,7 @@ from agents.controller import (
     check_deployable,
     controller_file_for,
     load_controller_file,
+    pretrained_file,
     validate_controller,
 )
 from agents.export import build_parser, export_controller, main
@@ -39,6 +41,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "MAX_FACTOR_LIMIT",
+    "PRETRAINED",
     "ControllerFileError",
     "ControllerPolicy",
     "LRController",
@@ -51,6 +54,7 @@ __all__ = [
     "export_controller",
     "load_controller_file",
     "main",
+    "pretrained_file",
     "validate_controller",
 ]
 

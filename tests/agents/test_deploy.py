@@ -28,8 +28,8 @@ from agents.deploy import (
     main,
 )
 from agents.ppo import PPOController, PPOHyperparams, make_ppo
-from lr_gym.envs.lr_control import LRControlEnv
 from lr_gym import features
+from lr_gym.envs.lr_control import LRControlEnv
 from lr_gym.features import OBS_DIM
 from lr_gym.tasks import Task, TaskData
 

@@ -1,0 +1,76 @@
+"""The controller shipped in the package: found by name everywhere a path is accepted."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomllib
+import torch
+
+from agents.controller import (
+    PRETRAINED_DIR,
+    ControllerPolicy,
+    LRController,
+    LRControllerCallback,
+    controller_file_for,
+    is_pretrained_name,
+    pretrained_file,
+)
+from lr_gym.config import EnvConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_file_loads_and_has_a_model_card():
+    path = pretrained_file()
+    assert path == PRETRAINED_DIR / "default.safetensors" == pretrained_file("pretrained")
+    assert path.stat().st_size < 100_000  # tens of KB
+    policy = ControllerPolicy.load(path)  # validated and checksummed
+    assert isinstance(policy.env_config, EnvConfig)
+    card = (PRETRAINED_DIR / "default.md").read_text()
+    for section in ("Training distribution", "PPO seeds", "Commit", "Reproduce",
+                    "Dev results", "Test results", "Not expected to help"):
+        assert section in card, section
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["agents"]
+    assert "pretrained/*.safetensors" in globs and "pretrained/*.md" in globs
+
+
+def test_names_resolve_to_the_shipped_file_and_unknown_names_are_clear():
+    assert is_pretrained_name("pretrained") and is_pretrained_name("lr_gym/default")
+    assert not is_pretrained_name("logs/ppo/run") and not is_pretrained_name(Path("pretrained"))
+    assert controller_file_for("lr_gym/default") == pretrained_file()
+    with pytest.raises(KeyError, match="shipped"):
+        pretrained_file("lr_gym/nope")
+
+
+def test_from_pretrained_drives_a_plain_loop():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ctl = LRController.from_pretrained(opt, total_steps=8, steps_per_action=4)
+    same = LRController(opt, "lr_gym/default", total_steps=8, steps_per_action=4)
+    assert ctl.policy.config == same.policy.config
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    ctl.observe(val_loss=0.7, val_metric=0.5)
+    for _ in range(8):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ctl.step(loss)
+        if ctl.eval_due:
+            ctl.observe(val_loss=float(loss), val_metric=0.6)
+    assert len(ctl.history) == 3 and all(np.isfinite(lr) for _, _, lr in ctl.history)
+    assert LRControllerCallback("pretrained", steps_per_action=4).policy.config == \
+        ctl.policy.config
+
+
+def test_evaluate_agent_accepts_pretrained(tmp_path):
+    from agents.evaluation.cli import _resolve_agents
+
+    args = argparse.Namespace(agent=["pretrained"], log_folder=str(tmp_path))
+    assert _resolve_agents(args) == [str(pretrained_file())]

@@ -275,8 +275,8 @@ class VecEnvChoice:
     Attributes:
         kind: ``"dummy"``, ``"subproc"`` or ``"ray"``.
         env_device: Device of the training envs' primary models.
-        local_device: Device of the envs built in this process (the up-front check,
-            periodic evaluation): with Ray, this machine may have no GPU.
+        local_device: Device of the env built in this process to check the options up
+            front: with Ray, this machine may have no GPU.
         resources: What each Ray actor reserves (``None`` unless ``kind == "ray"``).
         timeout_s: The longest wait for a Ray actor's answer.
     """
@@ -407,7 +407,9 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
                     args.gym_packages)().close()
         if vec.kind == "ray":
             ray = cleanup.enter_context(ray_session(args.ray_address, "--vec-env ray"))
-            vec.resources.check_fits(ray, hp.n_envs, f"--n-envs {hp.n_envs} env actors")
+            actors = hp.n_envs + (hp.eval_freq > 0)  # periodic evaluation has one too
+            vec.resources.check_fits(ray, actors, f"{actors} env actors (--n-envs {hp.n_envs}"
+                                     f"{' and one for evaluation' if hp.eval_freq else ''})")
     except (ValueError, TypeError, OSError, yaml.YAMLError, RaySetupError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -425,7 +427,7 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
     }
     run_dir = next_run_dir(Path(args.log_folder), run_name(env_ids))
     source = {"run": str(run_dir), "env": env_ids, "versions": versions}
-    venv = None
+    venv = eval_env = None
     try:
         config = {
             "env": env_ids,
@@ -467,19 +469,23 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
 
             model = make_ppo(venv, hp, seed=args.seed, device=args.device, verbose=0,
                              tensorboard_log=args.tensorboard_log)
-        eval_env = None
         if hp.eval_freq > 0:
-            local_kwargs = {**env_kwargs, "device": vec.local_device}
+            # With Ray, periodic evaluation gets an actor of its own, like the training
+            # envs: this machine may have no GPU, and its cores run PPO.
+            ray_eval = vec.kind == "ray"
             eval_env = VecNormalize(
-                make_vec_env(env_factory(env_ids, local_kwargs, args.gym_packages), n_envs=1,
-                             seed=args.seed + 10_000),
+                make_vec_env(env_factory(env_ids, env_kwargs, args.gym_packages,
+                                         worker=ray_eval), n_envs=1, seed=args.seed + 10_000,
+                             vec_env_cls=vec_env_cls if ray_eval else None,
+                             vec_env_kwargs=vec_env_kwargs if ray_eval else None),
                 training=False,
                 norm_reward=False,
             )
         callbacks = _callbacks(run_dir, hp, source, eval_env, args.verbose)
     except BaseException as err:
-        if venv is not None:
-            _close(venv)
+        for env in (venv, eval_env):
+            if env is not None:
+                _close(env)
         import shutil
 
         shutil.rmtree(run_dir, ignore_errors=True)  # ours, made above: no orphan folder
@@ -529,6 +535,8 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
         return 130
     finally:
         _close(venv)
+        if eval_env is not None:
+            _close(eval_env)  # with Ray, an actor holding its resources
     if failure is not None:
         if isinstance(failure, OSError) and failure.errno in DISK_FULL:
             print(f"error: training stopped: {failure}. Saved what fits in {run_dir} "

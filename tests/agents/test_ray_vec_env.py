@@ -48,6 +48,7 @@ def _same_infos(a: list[dict], b: list[dict]) -> None:
                 assert x[key] == y[key], key
 
 
+@pytest.mark.slow  # a local Ray and fresh worker processes
 def test_api_contract_same_rollouts_as_subproc_and_a_dead_actor(ray_local):
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
@@ -119,17 +120,20 @@ def test_api_contract_same_rollouts_as_subproc_and_a_dead_actor(ray_local):
     assert _cpus_come_back(ray_local)  # both actors ended: their CPUs are free again
 
 
+@pytest.mark.slow  # a local Ray and fresh worker processes
 def test_train_on_ray_saves_an_agent_that_loads(ray_local, tmp_path):
     from agents.ppo import PPOController
     from agents.runs import completion
 
     logs = tmp_path / "logs"
-    assert main([*TINY, "--vec-env", "ray", "--n-envs", "2", "--env-cpus", "1", "-n", "32",
-                 "-f", str(logs)]) == 0
+    # Two training actors and one for periodic evaluation, half a CPU each.
+    assert main([*TINY, "--vec-env", "ray", "--n-envs", "2", "--env-cpus", "0.5", "-n", "32",
+                 "--eval-freq", "16", "--eval-episodes", "1", "-f", str(logs)]) == 0
     run = logs / "ppo" / "Digits-MLP-v1_1"
     assert completion(run)["num_timesteps"] == 32
+    assert (run / "best" / "best_model.zip").is_file()  # the evaluation actor's doing
     config = yaml.safe_load((run / "config.yml").read_text())
-    assert config["vec_env"] == "ray" and config["ray"]["num_cpus"] == 1.0
+    assert config["vec_env"] == "ray" and config["ray"]["num_cpus"] == 0.5
     assert config["env_device"] == "cpu"
     assert sorted(p.name for p in (run / "monitor").iterdir()) == ["0.monitor.csv",
                                                                   "1.monitor.csv"]
@@ -139,6 +143,7 @@ def test_train_on_ray_saves_an_agent_that_loads(ray_local, tmp_path):
     assert _cpus_come_back(ray_local)  # the actors ended with the run
 
 
+@pytest.mark.slow  # a local Ray and fresh worker processes
 def test_a_demand_the_cluster_cannot_hold_is_refused_up_front(ray_local, tmp_path, capsys):
     from agents.ray_vec_env import RayVecEnv
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -23,6 +24,12 @@ DEFAULT_TIMEOUT_S = 3600.0
 """The longest wait for one Ray result: an env step or reset, or the next finished
 evaluation job. Long on purpose (a full-preset reset loads and tokenizes a dataset);
 a dead actor or worker is reported by Ray at once, whatever the timeout."""
+
+
+LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
+"""Ray settings of a local Ray started here. Ray lowers its workers' priority by 15 by
+default; here the workers run the envs, the actual work, so they run at this process's
+priority, as ``SubprocVecEnv``'s subprocesses and the evaluation's process pool do."""
 
 
 class RaySetupError(RuntimeError):
@@ -139,9 +146,11 @@ def ray_session(address: str | None, what: str) -> Iterator[ModuleType]:
     if ray.is_initialized():
         yield ray
         return
+    local = address is None and not os.environ.get("RAY_ADDRESS")
     try:
         ray.init(address=address, logging_level=logging.WARNING,
-                 **({"include_dashboard": False} if address is None else {}))
+                 **({"include_dashboard": False, "_system_config": LOCAL_SYSTEM_CONFIG}
+                    if local else {}))
     except (ConnectionError, ValueError, RuntimeError) as err:
         where = f"at {address!r}" if address else "locally"
         raise RaySetupError(

@@ -26,10 +26,10 @@ from typing import Any
 import gymnasium as gym
 
 from agents.help_format import DefaultsHelpFormatter
+from agents.ray_cluster import DEFAULT_TIMEOUT_S, RayResources
 
 DEFAULT_ENV = "lr_gym/EmbeddedMix-v1"
 VEC_ENVS = ("dummy", "subproc", "ray")
-DEFAULT_TIMEOUT_S = 3600.0  # agents.ray_cluster's, without importing it for --help
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -284,7 +284,7 @@ class VecEnvChoice:
     kind: str
     env_device: str
     local_device: str
-    resources: Any = None
+    resources: RayResources | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
 
 
@@ -305,8 +305,6 @@ def resolve_vec_env(args: argparse.Namespace, n_envs: int) -> VecEnvChoice:
                              f"{kind}); add --vec-env ray or drop them.")
         device = args.env_device or "cpu"
         return VecEnvChoice(kind, device, device)
-    from agents.ray_cluster import RayResources
-
     resources = RayResources(1.0 if args.env_cpus is None else args.env_cpus,
                              0.0 if args.env_gpus is None else args.env_gpus)
     timeout = DEFAULT_TIMEOUT_S if args.ray_timeout is None else args.ray_timeout

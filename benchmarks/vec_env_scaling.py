@@ -50,6 +50,15 @@ class Stepper:
         for _ in range(steps):
             self.venv.step(self.rng.uniform(-1, 1, (self.n_envs, 1)).astype(np.float32))
 
+    def round_trip_ms(self, calls: int = 300) -> float:
+        """Median milliseconds of one call to every env that does no work (``get_attr``)."""
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            self.venv.get_attr("render_mode")
+            times.append(time.perf_counter() - t0)
+        return 1e3 * statistics.median(times)
+
     def throughput(self, episodes: int) -> float:
         """Env steps (all envs together) per wall second over ``episodes`` per env."""
         t0 = time.perf_counter()
@@ -76,7 +85,11 @@ def main() -> None:
     import torch
 
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    ray.init(num_cpus=max(args.n_envs), include_dashboard=False, log_to_driver=False)
+    from agents.ray_cluster import LOCAL_SYSTEM_CONFIG
+
+    # The workers' priority as train_agent.py's local Ray sets it: the subprocesses'.
+    ray.init(num_cpus=max(args.n_envs), include_dashboard=False, log_to_driver=False,
+             _system_config=LOCAL_SYSTEM_CONFIG)
     torch.set_num_threads(1)
     env_kwargs = {"total_steps": args.total_steps, "steps_per_action": args.steps_per_action,
                   "eval_test": False}
@@ -91,11 +104,12 @@ def main() -> None:
                     # Rotate the order so that drifting load favours no kind.
                     for kind in kinds[r % 3:] + kinds[:r % 3]:
                         times[kind].append(steppers[kind].throughput(args.episodes))
+                round_trip = {k: steppers[k].round_trip_ms() for k in kinds}
             finally:
                 for stepper in steppers.values():
                     stepper.venv.close()
             row = {"n_envs": n, **{k: statistics.median(v) for k, v in times.items()},
-                   "runs": times}
+                   "runs": times, "round_trip_ms": round_trip}
             row["ray_vs_subproc"] = row["ray"] / row["subproc"]
             rows.append(row)
             print(f"{n} env(s): " + ", ".join(f"{k} {row[k]:.1f}" for k in kinds), flush=True)
@@ -104,14 +118,17 @@ def main() -> None:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     table = ["| envs | DummyVecEnv steps/s | SubprocVecEnv steps/s | RayVecEnv steps/s "
-             "| Ray / Subproc |", "|---|---|---|---|---|"]
+             "| Ray / Subproc | call round trip, Subproc / Ray (ms) |",
+             "|---|---|---|---|---|---|"]
     table += [f"| {r['n_envs']} | {r['dummy']:.1f} | {r['subproc']:.1f} | {r['ray']:.1f} "
-              f"| {r['ray_vs_subproc']:.2f} |" for r in rows]
+              f"| {r['ray_vs_subproc']:.2f} | {r['round_trip_ms']['subproc']:.2f} / "
+              f"{r['round_trip_ms']['ray']:.2f} |" for r in rows]
     text = "\n".join(table) + (
         f"\n\n{args.env} with {args.total_steps} optimizer steps in "
         f"{args.total_steps // args.steps_per_action} decisions per episode, random actions, "
         f"median of {args.repeats} windows of {args.episodes} episodes per env, interleaved "
-        f"across the three kinds, after a warm-up episode; one torch thread per env; "
+        f"across the three kinds, after a warm-up episode; one torch thread per env. The "
+        f"round trip is the median of 300 calls to every env that do no work (get_attr). "
         f"{os.cpu_count()} CPUs, load average {load_start:.1f} at the start and {load:.1f} "
         "at the end."
         + (f" {args.note}" if args.note else "") + "\n")

@@ -32,6 +32,7 @@ class UsageError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
+    from agents.ray_cluster import DEFAULT_TIMEOUT_S
     from agents.tuning import DEFAULT_BUDGET, TUNING_SEED
 
     p = argparse.ArgumentParser(
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: 0).")
     p.add_argument("--ray-timeout", type=float, default=None, metavar="SECONDS",
                    help="With --backend ray: the longest wait for the next task to finish "
-                        "(default: 3600).")
+                        f"(default: {DEFAULT_TIMEOUT_S:g}).")
     p.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
                    help="Write curves_<track>.png and profiles_<track>.png.")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,

@@ -23,6 +23,7 @@ import hashlib
 import importlib
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -106,7 +107,10 @@ class RayPool:
         self.address, self.resources = address, resources
         self.setup = WorkerSetup.for_agents(agents, packages, resources.threads)
         self._stack = contextlib.ExitStack()
-        self._refs: list[Any] = []
+        # Unfinished tasks, to cancel on the way out; finished ones are let go so that
+        # their results leave Ray's object store.
+        self._pending: dict[int, Any] = {}
+        self._lock = threading.Lock()
         self._ray: Any = None
         self._task: Any = None
         self._setup_ref: Any = None
@@ -127,14 +131,12 @@ class RayPool:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            with contextlib.suppress(Exception):
-                refs = self._refs
-                _, left = self._ray.wait(refs, num_returns=len(refs), timeout=0) if refs else (
-                    [], [])
-                for ref in left:  # what is left after an error or Ctrl-C
+            with self._lock:
+                left, self._pending = list(self._pending.values()), {}
+            for ref in left:  # what is left after an error, a timeout or Ctrl-C
+                with contextlib.suppress(Exception):
                     self._ray.cancel(ref, force=True)
         finally:
-            self._refs = []
             self._stack.close()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
@@ -142,10 +144,17 @@ class RayPool:
         from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 
         ref = self._task.remote(self._setup_ref, fn, *args)
-        self._refs.append(ref)
+        key = id(ref)
+        with self._lock:
+            self._pending[key] = ref
         out: Future = Future()
 
         def settle(fut: Future) -> None:
+            with self._lock:
+                self._pending.pop(key, None)
+            if fut.cancelled():
+                out.cancel()
+                return
             err = fut.exception()
             if err is None:
                 out.set_result(fut.result())

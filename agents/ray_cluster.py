@@ -124,6 +124,14 @@ class RayResources:
                     "or add nodes (`ray status` shows the cluster's resources).")
 
 
+def init_ray(ray: ModuleType, address: str | None = None) -> None:
+    """``ray.init(address)``, with :data:`LOCAL_SYSTEM_CONFIG` when it starts a local Ray."""
+    local = address is None and not os.environ.get("RAY_ADDRESS")
+    ray.init(address=address, logging_level=logging.WARNING,
+             **({"include_dashboard": False, "_system_config": LOCAL_SYSTEM_CONFIG}
+                if local else {}))
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None, what: str) -> Iterator[ModuleType]:
     """Ray, connected for the duration of the block.
@@ -146,11 +154,8 @@ def ray_session(address: str | None, what: str) -> Iterator[ModuleType]:
     if ray.is_initialized():
         yield ray
         return
-    local = address is None and not os.environ.get("RAY_ADDRESS")
     try:
-        ray.init(address=address, logging_level=logging.WARNING,
-                 **({"include_dashboard": False, "_system_config": LOCAL_SYSTEM_CONFIG}
-                    if local else {}))
+        init_ray(ray, address)
     except (ConnectionError, ValueError, RuntimeError) as err:
         where = f"at {address!r}" if address else "locally"
         raise RaySetupError(

@@ -39,7 +39,7 @@ from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnvStepReturn,
 )
 
-from agents.ray_cluster import DEFAULT_TIMEOUT_S, RayResources, require_ray
+from agents.ray_cluster import DEFAULT_TIMEOUT_S, RayResources, init_ray, require_ray
 
 CLOSE_TIMEOUT_S = 10.0
 """How long ``close`` lets the actors close their envs before it kills them."""
@@ -120,9 +120,9 @@ def _stack_obs(obs: Sequence[Any], space: spaces.Space) -> VecEnvObs:
 class RayVecEnv(VecEnv):
     """Envs in Ray actors, one each, stepped asynchronously (see the module docstring).
 
-    Connects to Ray as a plain ``ray.init()`` would if nothing is connected yet; to
-    pick the cluster, connect first (``ray.init(address=...)``, or
-    :func:`agents.ray_cluster.ray_session`).
+    Connects to Ray as a plain ``ray.init()`` would if nothing is connected yet (a
+    local Ray, or ``$RAY_ADDRESS``'s cluster); to pick the cluster, connect first
+    (``ray.init(address=...)``, or :func:`agents.ray_cluster.ray_session`).
 
     Args:
         env_fns: Thunks building the envs; they are pickled to the actors (SB3's
@@ -147,7 +147,7 @@ class RayVecEnv(VecEnv):
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}.")
         self._ray = ray = require_ray("RayVecEnv")
         if not ray.is_initialized():
-            ray.init()
+            init_ray(ray)
         self.resources = resources or RayResources()
         self.timeout_s = float(timeout_s)
         self.resources.check_fits(ray, len(env_fns), f"RayVecEnv with {len(env_fns)} env(s)")

@@ -126,8 +126,9 @@ def test_train_on_ray_saves_an_agent_that_loads(ray_local, tmp_path):
     from agents.runs import completion
 
     logs = tmp_path / "logs"
-    # Two training actors and one for periodic evaluation, half a CPU each.
-    assert main([*TINY, "--vec-env", "ray", "--n-envs", "2", "--env-cpus", "0.5", "-n", "32",
+    # A training actor and one for periodic evaluation, half a CPU each (two actors
+    # stepping in parallel are the first test's).
+    assert main([*TINY, "--vec-env", "ray", "--n-envs", "1", "--env-cpus", "0.5", "-n", "32",
                  "--eval-freq", "16", "--eval-episodes", "1", "-f", str(logs)]) == 0
     run = logs / "ppo" / "Digits-MLP-v1_1"
     assert completion(run)["num_timesteps"] == 32
@@ -135,8 +136,7 @@ def test_train_on_ray_saves_an_agent_that_loads(ray_local, tmp_path):
     config = yaml.safe_load((run / "config.yml").read_text())
     assert config["vec_env"] == "ray" and config["ray"]["num_cpus"] == 0.5
     assert config["env_device"] == "cpu"
-    assert sorted(p.name for p in (run / "monitor").iterdir()) == ["0.monitor.csv",
-                                                                  "1.monitor.csv"]
+    assert [p.name for p in (run / "monitor").iterdir()] == ["0.monitor.csv"]
     agent = PPOController.load(run, device="cpu")
     obs = np.zeros(agent.model.observation_space.shape, np.float32)
     assert np.isfinite(agent.act(obs, {})).all()

@@ -19,14 +19,17 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
 from agents.help_format import DefaultsHelpFormatter
+from agents.ray_cluster import DEFAULT_TIMEOUT_S, RayResources
 
 DEFAULT_ENV = "lr_gym/EmbeddedMix-v1"
+VEC_ENVS = ("dummy", "subproc", "ray")
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -67,10 +70,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="Seed of PPO and of the envs.")
     p.add_argument("-f", "--log-folder", default="logs", help="Where run folders go.")
     p.add_argument("--n-envs", type=int, default=None,
-                   help="Parallel envs, in subprocesses when > 1 (default: from the file).")
+                   help="Parallel envs (default: from the file).")
+    p.add_argument("--vec-env", choices=VEC_ENVS, default=None,
+                   help="Where the envs run: in this process (dummy), one subprocess each "
+                        "(subproc) or one Ray actor each (ray; needs pip install -e "
+                        "\".[ray]\"). Default: subproc for --n-envs > 1, else dummy.")
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="With --vec-env ray: the cluster, 'auto' (started with `ray start` "
+                        "on this machine) or ray://HOST:10001. Default: $RAY_ADDRESS, else a "
+                        "local Ray on this machine's cores.")
+    p.add_argument("--env-cpus", type=float, default=None,
+                   help="With --vec-env ray: CPUs each env actor reserves, also its torch "
+                        "threads (default: 1).")
+    p.add_argument("--env-gpus", type=float, default=None,
+                   help="With --vec-env ray: GPUs each env actor reserves, fractions share "
+                        "one (0.25: four envs per GPU); its env then trains on cuda "
+                        "(default: 0).")
+    p.add_argument("--ray-timeout", type=float, default=None, metavar="SECONDS",
+                   help=f"With --vec-env ray: the longest wait for an env actor's step or "
+                        f"reset (default: {DEFAULT_TIMEOUT_S:g}).")
     p.add_argument("--device", default="auto", help="Device of the PPO networks.")
-    p.add_argument("--env-device", default="cpu",
-                   help="Device of the primary models inside the envs (cpu, cuda, auto).")
+    p.add_argument("--env-device", default=None,
+                   help="Device of the primary models inside the envs (cpu, cuda, auto); "
+                        "default cpu, or cuda in Ray actors with --env-gpus.")
     p.add_argument("-conf", "--conf-file", default=None,
                    help="PPO hyperparameter YAML keyed by env id (default: the packaged one, "
                         "or the trained agent's config.yml with -i).")
@@ -118,7 +140,8 @@ def env_factory(
 
     One id is built with ``gym.make``; several become one
     :class:`~lr_gym.envs.MultiTaskEnv` over all their tasks. ``worker``: the env runs
-    in a ``SubprocVecEnv`` worker, with one torch thread and Ctrl-C ignored.
+    in a ``SubprocVecEnv`` worker or a Ray actor, with one torch thread (an actor then
+    sets its own) and Ctrl-C ignored.
     """
     env_ids, env_kwargs, packages = list(env_ids), dict(env_kwargs), list(packages)
 
@@ -128,13 +151,15 @@ def env_factory(
         _import_packages(packages)
         if worker:
             import signal
+            import threading
 
             import torch
 
             torch.set_num_threads(1)  # one core per env subprocess
             # A terminal's Ctrl-C reaches the whole process group: a worker that died
             # of it would break the main process's save-then-close (EOFError).
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
         if len(env_ids) == 1:
             return gym.make(env_ids[0], **env_kwargs)
         from lr_gym.envs.multi_task import MultiTaskEnv
@@ -243,9 +268,65 @@ def _callbacks(run_dir: Path, hp: Any, source: Mapping[str, Any], eval_env: Any,
     return callbacks
 
 
+@dataclass(frozen=True)
+class VecEnvChoice:
+    """Where the training envs run, resolved from the flags.
+
+    Attributes:
+        kind: ``"dummy"``, ``"subproc"`` or ``"ray"``.
+        env_device: Device of the training envs' primary models.
+        local_device: Device of the env built in this process to check the options up
+            front: with Ray, this machine may have no GPU.
+        resources: What each Ray actor reserves (``None`` unless ``kind == "ray"``).
+        timeout_s: The longest wait for a Ray actor's answer.
+    """
+
+    kind: str
+    env_device: str
+    local_device: str
+    resources: RayResources | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+
+def resolve_vec_env(args: argparse.Namespace, n_envs: int) -> VecEnvChoice:
+    """The :class:`VecEnvChoice` of the flags.
+
+    Raises:
+        ValueError: A Ray flag without ``--vec-env ray``, or a bad value; the message
+            names the flag.
+    """
+    kind = args.vec_env or ("subproc" if n_envs > 1 else "dummy")
+    ray_flags = {"--ray-address": args.ray_address, "--env-cpus": args.env_cpus,
+                 "--env-gpus": args.env_gpus, "--ray-timeout": args.ray_timeout}
+    if kind != "ray":
+        given = [flag for flag, value in ray_flags.items() if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply to --vec-env ray (got --vec-env "
+                             f"{kind}); add --vec-env ray or drop them.")
+        device = args.env_device or "cpu"
+        return VecEnvChoice(kind, device, device)
+    resources = RayResources(1.0 if args.env_cpus is None else args.env_cpus,
+                             0.0 if args.env_gpus is None else args.env_gpus)
+    timeout = DEFAULT_TIMEOUT_S if args.ray_timeout is None else args.ray_timeout
+    if not timeout > 0:
+        raise ValueError(f"--ray-timeout must be > 0 seconds, got {timeout}.")
+    if resources.num_gpus > 0 and args.env_device not in (None, "cuda", "auto"):
+        raise ValueError(f"--env-gpus {resources.num_gpus:g} gives each env actor its own GPU "
+                         f"share, which --env-device {args.env_device} would leave unused; "
+                         "drop --env-device (the actors use cuda).")
+    return VecEnvChoice("ray", args.env_device or resources.device, args.env_device or "cpu",
+                        resources, timeout)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
+    # Holds what must end with the run whatever happens (a Ray connection).
+    with contextlib.ExitStack() as cleanup:
+        return _main(args, cleanup)
+
+
+def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
     import numpy as np
     import stable_baselines3
     import torch
@@ -255,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import lr_gym
     from agents.ppo import PPOHyperparams, check_model_zip, load_hyperparams
+    from agents.ray_cluster import RaySetupError, ray_session
+    from agents.ray_vec_env import EnvActorError
     from agents.runs import (
         CONTROLLER,
         DISK_FULL,
@@ -315,17 +398,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             hp = PPOHyperparams.from_dict(
                 {**hp.to_dict(), "env_kwargs": {**hp.env_kwargs, **dict(args.env_kwargs)}})
         resolve_device(args.device)
+        vec = resolve_vec_env(args, hp.n_envs)
         # Built once here (cheap: data loads at reset) so that e.g. a budget the task
         # cannot hold fails now, not as a dead subprocess worker.
-        env_factory(env_ids, {**hp.env_kwargs, "device": args.env_device},
+        env_factory(env_ids, {**hp.env_kwargs, "device": vec.local_device},
                     args.gym_packages)().close()
-    except (ValueError, TypeError, OSError, yaml.YAMLError) as err:
+        if vec.kind == "ray":
+            ray = cleanup.enter_context(ray_session(args.ray_address, "--vec-env ray"))
+            actors = hp.n_envs + (hp.eval_freq > 0)  # periodic evaluation has one too
+            vec.resources.check_fits(ray, actors, f"{actors} env actors (--n-envs {hp.n_envs}"
+                                     f"{' and one for evaluation' if hp.eval_freq else ''})")
+    except (ValueError, TypeError, OSError, yaml.YAMLError, RaySetupError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyError as err:
         print(f"error: {err.args[0]}", file=sys.stderr)
         return 2
-    env_kwargs = {**hp.env_kwargs, "device": args.env_device}
+    env_kwargs = {**hp.env_kwargs, "device": vec.env_device}
 
     versions = {
         "lr_gym": lr_gym.__version__,
@@ -336,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     run_dir = next_run_dir(Path(args.log_folder), run_name(env_ids))
     source = {"run": str(run_dir), "env": env_ids, "versions": versions}
-    venv = None
+    venv = eval_env = None
     try:
         config = {
             "env": env_ids,
@@ -346,17 +435,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             "gym_packages": list(args.gym_packages),
             "trained_agent": str(Path(args.trained_agent).resolve()) if resume else None,
             "tensorboard_log": args.tensorboard_log,
+            "vec_env": vec.kind,
+            "env_device": vec.env_device,
             "versions": versions,
         }
+        if vec.resources is not None:
+            config["ray"] = {"address": args.ray_address, **vec.resources.options()}
         write_text_atomic(run_dir / "config.yml", yaml.safe_dump(config, sort_keys=False))
 
-        parallel = hp.n_envs > 1
+        vec_env_cls, vec_env_kwargs = (DummyVecEnv if vec.kind == "dummy" else SubprocVecEnv), None
+        if vec.kind == "ray":
+            from agents.ray_vec_env import RayVecEnv
+
+            vec_env_cls = RayVecEnv
+            vec_env_kwargs = {"resources": vec.resources, "timeout_s": vec.timeout_s}
         venv = make_vec_env(
-            env_factory(env_ids, env_kwargs, args.gym_packages, worker=parallel),
+            env_factory(env_ids, env_kwargs, args.gym_packages, worker=vec.kind != "dummy"),
             n_envs=hp.n_envs,
             seed=args.seed,
             monitor_dir=str(run_dir / "monitor"),
-            vec_env_cls=SubprocVecEnv if parallel else DummyVecEnv,
+            vec_env_cls=vec_env_cls,
+            vec_env_kwargs=vec_env_kwargs,
         )
         if resume:
             model, venv = load_for_resume(resume, venv, hp, args.device, args.tensorboard_log)
@@ -368,21 +467,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             model = make_ppo(venv, hp, seed=args.seed, device=args.device, verbose=0,
                              tensorboard_log=args.tensorboard_log)
-        eval_env = None
         if hp.eval_freq > 0:
+            # With Ray, periodic evaluation gets an actor of its own, like the training
+            # envs: this machine may have no GPU, and its cores run PPO.
+            ray_eval = vec.kind == "ray"
             eval_env = VecNormalize(
-                make_vec_env(env_factory(env_ids, env_kwargs, args.gym_packages), n_envs=1,
-                             seed=args.seed + 10_000),
+                make_vec_env(env_factory(env_ids, env_kwargs, args.gym_packages,
+                                         worker=ray_eval), n_envs=1, seed=args.seed + 10_000,
+                             vec_env_cls=vec_env_cls if ray_eval else None,
+                             vec_env_kwargs=vec_env_kwargs if ray_eval else None),
                 training=False,
                 norm_reward=False,
             )
         callbacks = _callbacks(run_dir, hp, source, eval_env, args.verbose)
     except BaseException as err:
-        if venv is not None:
-            _close(venv)
+        for env in (venv, eval_env):
+            if env is not None:
+                _close(env)
         import shutil
 
         shutil.rmtree(run_dir, ignore_errors=True)  # ours, made above: no orphan folder
+        if isinstance(err, EnvActorError):  # the actors could not start
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         if isinstance(err, ValueError):  # e.g. a damaged or mismatched trained agent
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -426,10 +533,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         _close(venv)
+        if eval_env is not None:
+            _close(eval_env)  # with Ray, an actor holding its resources
     if failure is not None:
         if isinstance(failure, OSError) and failure.errno in DISK_FULL:
             print(f"error: training stopped: {failure}. Saved what fits in {run_dir} "
                   "(incomplete: no complete.json).", file=sys.stderr)
+            return 1
+        if isinstance(failure, EnvActorError):
+            print(f"error: training stopped: {failure}\nSaved the agent in {run_dir} "
+                  f"(incomplete: no complete.json); continue it with -i {run_dir}.",
+                  file=sys.stderr)
             return 1
         raise failure
     elapsed = time.perf_counter() - t0

@@ -29,7 +29,7 @@ import math
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -204,6 +204,174 @@ def _task_of(env_id: str, env_kwargs: Mapping[str, Any]) -> Task:
     return task_for(env_id, **(env_kwargs.get("task_kwargs") or {}))
 
 
+@dataclass(frozen=True)
+class TuningPlan:
+    """One tuning before its trials run: where, which ``lr0`` values, and its cache entry.
+
+    Built by :func:`plan_lr_tuning` or :func:`plan_controller_tuning`. The trials are
+    independent episodes (:meth:`trial_env_kwargs`, ``lrs``, ``seed``), so an evaluation
+    may run them anywhere, in parallel; :meth:`finish` turns their results into the
+    :class:`TuningResult` and caches it.
+
+    Attributes:
+        env_id: The env id.
+        name: Baseline name.
+        base_lr: The ``lr0`` the trials scale.
+        budget: Number of trials.
+        seed: Episode seed of every trial.
+        score: ``"final"`` or ``"best"`` validation metric.
+        space: The search space ``(lo, hi)``.
+        env_kwargs: EnvConfig overrides of the trials (``eval_test`` left out).
+        exponents: Each trial's exponent ``u``.
+        lrs: Each trial's ``lr0``.
+        cache: The JSON cache file, or ``None``.
+    """
+
+    env_id: str
+    name: str
+    base_lr: float
+    budget: int
+    seed: int
+    score: str
+    space: tuple[float, float]
+    env_kwargs: Mapping[str, Any]
+    exponents: tuple[float, ...]
+    lrs: tuple[float, ...]
+    cache: str | None = None
+
+    def _store(self) -> _Cache | None:
+        if self.cache is None:
+            return None
+        return _Cache(Path(self.cache), {
+            "version": CACHE_VERSION,
+            "env_id": self.env_id,
+            "baseline": self.name,
+            "budget": self.budget,
+            "seed": self.seed,
+            "score": self.score,
+            "base_lr": self.base_lr,
+            "space": list(self.space),
+            "env_kwargs": dict(self.env_kwargs),
+        })
+
+    def cached(self) -> TuningResult | None:
+        """The cached result of this tuning, if any."""
+        store = self._store()
+        return None if store is None else store.get()
+
+    def trial_env_kwargs(self) -> dict[str, Any]:
+        """The env overrides every trial runs with: tuning never evaluates the test split."""
+        return {**self.env_kwargs, "eval_test": False}
+
+    def finish(self, results: Sequence[EpisodeResult]) -> TuningResult:
+        """The result of the trials' episodes (in ``lrs`` order), cached if there is a cache.
+
+        Raises:
+            ValueError: Not one result per trial.
+        """
+        if len(results) != self.budget:
+            raise ValueError(f"expected {self.budget} trial results, got {len(results)}.")
+        trials = [_trial(u, lr, res, self.score)  # type: ignore[arg-type]
+                  for u, lr, res in zip(self.exponents, self.lrs, results, strict=True)]
+        scores = [t.score for t in trials]
+        best = int(np.argmax(scores))  # first maximum: ties go to the earlier trial
+        if not math.isfinite(scores[best]):
+            warnings.warn(
+                f"All {self.budget} tuning trials of {self.name!r} on {self.env_id} diverged; "
+                f"keeping lr0 = {trials[best].lr:g}.",
+                stacklevel=2,
+            )
+        result = TuningResult(self.env_id, self.name, self.base_lr, self.budget, self.seed,
+                              self.score, tuple(trials), best, self.space)
+        store = self._store()
+        if store is not None:
+            store.put(result)
+        return result
+
+
+def plan_lr_tuning(
+    env_id: str,
+    *,
+    name: str,
+    budget: int = DEFAULT_BUDGET,
+    seed: int = TUNING_SEED,
+    eval_seeds: Iterable[int] = (),
+    env_kwargs: Mapping[str, Any] | None = None,
+    score: Score = "final",
+    base_lr: float | None = None,
+    space: tuple[float, float] = DEFAULT_SPACE,
+    cache: str | os.PathLike[str] | None = None,
+) -> TuningPlan:
+    """Checks a tuning's arguments and plans its trials (see :func:`tune_lr` for them).
+
+    Raises:
+        ValueError: As :func:`tune_lr`.
+    """
+    space = _check_space(space)
+    if score not in ("final", "best"):
+        raise ValueError(f"score must be 'final' or 'best', got {score!r}.")
+    if seed in set(eval_seeds):
+        raise ValueError(
+            f"Tuning seed {seed} is also an evaluation seed; tune on a held-out seed "
+            f"(default {TUNING_SEED})."
+        )
+    # Tuning never looks at test data: trials do not even evaluate it.
+    kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "eval_test"}
+    if base_lr is None:
+        base_lr = float(_task_of(env_id, kwargs).lr)
+    plan = TuningPlan(
+        env_id, name, base_lr, budget, seed, score, space, kwargs,
+        tuple(float(u) for u in trial_exponents(budget, space)),
+        tuple(trial_lrs(base_lr, budget, space)),
+        None if cache is None else str(cache),
+    )
+    plan._store()  # env_kwargs that cannot key the cache fail here, before any trial
+    return plan
+
+
+def plan_controller_tuning(
+    env_id: str,
+    controller: Controller,
+    *,
+    budget: int = DEFAULT_BUDGET,
+    seed: int = TUNING_SEED,
+    eval_seeds: Iterable[int] = (),
+    env_kwargs: Mapping[str, Any] | None = None,
+    cache: str | os.PathLike[str] | None = None,
+    score: Score = "final",
+) -> TuningPlan:
+    """Plans the tuning of a controller over its own search space (see :func:`tune_controller`).
+
+    Raises:
+        TypeError: The controller is not tunable.
+        ValueError: As :func:`tune_lr`.
+    """
+    if not controller.tunable:
+        raise TypeError(f"Controller {controller.name!r} is not tunable; it runs untuned.")
+    kwargs = dict(env_kwargs or {})
+    task = _task_of(env_id, kwargs)
+    return plan_lr_tuning(
+        env_id,
+        name=controller.name,
+        budget=budget,
+        seed=seed,
+        eval_seeds=eval_seeds,
+        env_kwargs=kwargs,
+        score=score,
+        base_lr=controller.default_lr(task),
+        space=controller.search_space(task),
+        cache=cache,
+    )
+
+
+def _run_plan(plan: TuningPlan, make: Callable[[float], Controller]) -> TuningResult:
+    if (hit := plan.cached()) is not None:
+        return hit
+    results = [run_episode(plan.env_id, make(lr), plan.seed, env_kwargs=plan.trial_env_kwargs())
+               for lr in plan.lrs]
+    return plan.finish(results)
+
+
 def tune_lr(
     env_id: str,
     make: Callable[[float], Controller],
@@ -251,52 +419,10 @@ def tune_lr(
         ValueError: If ``seed`` is an evaluation seed, the env is not single-task,
             ``space`` is not ``lo < hi`` or ``env_kwargs`` cannot be written to the cache.
     """
-    space = _check_space(space)
-    if score not in ("final", "best"):
-        raise ValueError(f"score must be 'final' or 'best', got {score!r}.")
-    if seed in set(eval_seeds):
-        raise ValueError(
-            f"Tuning seed {seed} is also an evaluation seed; tune on a held-out seed "
-            f"(default {TUNING_SEED})."
-        )
-    # Tuning never looks at test data: trials do not even evaluate it.
-    kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "eval_test"}
-    if base_lr is None:
-        base_lr = float(_task_of(env_id, kwargs).lr)
-    us, lrs = trial_exponents(budget, space), trial_lrs(base_lr, budget, space)
-    key = {
-        "version": CACHE_VERSION,
-        "env_id": env_id,
-        "baseline": name,
-        "budget": budget,
-        "seed": seed,
-        "score": score,
-        "base_lr": base_lr,
-        "space": list(space),
-        "env_kwargs": kwargs,
-    }
-    store = _Cache(Path(cache), key) if cache is not None else None
-    if store is not None and (hit := store.get()) is not None:
-        return hit
-
-    trials = []
-    for u, lr in zip(us, lrs, strict=True):
-        res = run_episode(env_id, make(lr), seed, env_kwargs={**kwargs, "eval_test": False})
-        trials.append(_trial(float(u), lr, res, score))
-    scores = [t.score for t in trials]
-    best = int(np.argmax(scores))  # first maximum: ties go to the earlier trial
-    if not math.isfinite(scores[best]):
-        warnings.warn(
-            f"All {budget} tuning trials of {name!r} on {env_id} diverged; keeping "
-            f"lr0 = {trials[best].lr:g}.",
-            stacklevel=2,
-        )
-    result = TuningResult(
-        env_id, name, base_lr, budget, seed, score, tuple(trials), best, space
-    )
-    if store is not None:
-        store.put(result)
-    return result
+    plan = plan_lr_tuning(env_id, name=name, budget=budget, seed=seed, eval_seeds=eval_seeds,
+                          env_kwargs=env_kwargs, score=score, base_lr=base_lr, space=space,
+                          cache=cache)
+    return _run_plan(plan, make)
 
 
 def tune_controller(
@@ -323,23 +449,10 @@ def tune_controller(
         TypeError: The controller is not tunable.
         ValueError: As :func:`tune_lr`.
     """
-    if not controller.tunable:
-        raise TypeError(f"Controller {controller.name!r} is not tunable; it runs untuned.")
-    kwargs = dict(env_kwargs or {})
-    task = _task_of(env_id, kwargs)
-    return tune_lr(
-        env_id,
-        controller.with_lr,
-        name=controller.name,
-        budget=budget,
-        seed=seed,
-        eval_seeds=eval_seeds,
-        env_kwargs=kwargs,
-        score=score,
-        base_lr=controller.default_lr(task),
-        space=controller.search_space(task),
-        cache=cache,
-    )
+    plan = plan_controller_tuning(env_id, controller, budget=budget, seed=seed,
+                                  eval_seeds=eval_seeds, env_kwargs=env_kwargs, cache=cache,
+                                  score=score)
+    return _run_plan(plan, controller.with_lr)
 
 
 class _Cache:

@@ -17,7 +17,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ class UsageError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
+    from agents.ray_cluster import DEFAULT_TIMEOUT_S
     from agents.tuning import DEFAULT_BUDGET, TUNING_SEED
 
     p = argparse.ArgumentParser(
@@ -69,14 +69,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None,
                    help="Output folder (default: <log-folder>/eval/<envs>-<hash of the "
                         "invocation>, so different invocations never overwrite each other).")
-    p.add_argument("--device", default="cpu",
-                   help="Device of the primary models (cpu, cuda, auto).")
+    p.add_argument("--device", default=None,
+                   help="Device of the primary models (cpu, cuda, auto); default cpu, or "
+                        "cuda for Ray tasks with --env-gpus.")
     p.add_argument("--gym-packages", nargs="*", default=[],
                    help="Modules to import first (they register your own tasks).")
     p.add_argument("--n-boot", type=int, default=2000, help="Bootstrap resamples.")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="Parallel worker processes (one torch thread each); 1 runs everything "
-                        "in this process.")
+                        "in this process. For --backend process; Ray runs as many tasks as "
+                        "the cluster's resources hold.")
+    p.add_argument("--backend", choices=("process", "ray"), default="process",
+                   help="Where tuning trials and episodes run: worker processes on this "
+                        "machine, or Ray tasks on a cluster (needs pip install -e \".[ray]\").")
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="With --backend ray: the cluster, 'auto' (started with `ray start` on "
+                        "this machine) or ray://HOST:10001. Default: $RAY_ADDRESS, else a "
+                        "local Ray on this machine's cores.")
+    p.add_argument("--env-cpus", type=float, default=None,
+                   help="With --backend ray: CPUs each task (one episode) reserves, also its "
+                        "torch threads (default: 1).")
+    p.add_argument("--env-gpus", type=float, default=None,
+                   help="With --backend ray: GPUs each task reserves, fractions share one "
+                        "(0.25: four episodes per GPU); its model then trains on cuda "
+                        "(default: 0).")
+    p.add_argument("--ray-timeout", type=float, default=None, metavar="SECONDS",
+                   help="With --backend ray: the longest wait for the next task to finish "
+                        f"(default: {DEFAULT_TIMEOUT_S:g}).")
     p.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
                    help="Write curves_<track>.png and profiles_<track>.png.")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
@@ -115,6 +134,52 @@ def _check_args(args: argparse.Namespace, env_ids: list[str], names: list[str]) 
                          "use --track self to run untuned only.")
     if args.workers < 1 or args.n_boot < 1:
         raise UsageError("--workers and --n-boot must be >= 1.")
+    _ray_resources(args)
+
+
+def _ray_resources(args: argparse.Namespace) -> Any:
+    """The :class:`~agents.ray_cluster.RayResources` of a task (``None`` without Ray).
+
+    Raises:
+        UsageError: A Ray flag without ``--backend ray``, a bad value, or Ray missing.
+    """
+    flags = {"--ray-address": args.ray_address, "--env-cpus": args.env_cpus,
+             "--env-gpus": args.env_gpus, "--ray-timeout": args.ray_timeout}
+    if args.backend != "ray":
+        given = [flag for flag, value in flags.items() if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply to --backend ray; add it or drop "
+                             "them.")
+        return None
+    from agents.ray_cluster import RayResources, RaySetupError, require_ray
+
+    try:
+        require_ray("--backend ray")
+        resources = RayResources(1.0 if args.env_cpus is None else args.env_cpus,
+                                 0.0 if args.env_gpus is None else args.env_gpus)
+    except (RaySetupError, ValueError) as err:
+        raise UsageError(str(err)) from err
+    if args.ray_timeout is not None and not args.ray_timeout > 0:
+        raise UsageError(f"--ray-timeout must be > 0 seconds, got {args.ray_timeout}.")
+    if resources.num_gpus > 0 and args.device not in (None, "cuda", "auto"):
+        raise UsageError(f"--env-gpus {resources.num_gpus:g} gives each task a GPU share, "
+                         f"which --device {args.device} would leave unused; drop --device "
+                         "(the tasks use cuda).")
+    return resources
+
+
+def _make_pool(args: argparse.Namespace, agents: list[str]) -> tuple[Any, float | None]:
+    """The pool the jobs run in, and the longest wait for the next job to finish."""
+    from agents.evaluation.runner import make_pool
+
+    resources = _ray_resources(args)
+    if resources is None:
+        return make_pool(args.workers, args.gym_packages), None
+    from agents.evaluation.ray_backend import RayPool
+    from agents.ray_cluster import DEFAULT_TIMEOUT_S
+
+    pool = RayPool(args.ray_address, resources, args.gym_packages, agents)
+    return pool, DEFAULT_TIMEOUT_S if args.ray_timeout is None else args.ray_timeout
 
 
 def _resolve_agents(args: argparse.Namespace) -> list[str]:
@@ -187,14 +252,23 @@ def _output_dir(args: argparse.Namespace, invocation: dict[str, Any]) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    from agents.evaluation.ray_backend import TaskLostError
+    from agents.evaluation.runner import JobTimeoutError
+    from agents.ray_cluster import RaySetupError
     from agents.runs import DISK_FULL
 
     args = build_parser().parse_args(argv)
     try:
         return _main(args)
-    except UsageError as err:
+    except (UsageError, RaySetupError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (JobTimeoutError, TaskLostError) as err:
+        hint = (" Raise --ray-timeout if a job is just slow." if isinstance(err, JobTimeoutError)
+                else "")
+        print(f"error: {err}. Finished runs are kept in runs.jsonl: rerun the same command to "
+              f"resume.{hint}", file=sys.stderr)
+        return 1
     except OSError as err:
         if err.errno not in DISK_FULL:
             raise
@@ -212,7 +286,7 @@ def _main(args: argparse.Namespace) -> int:
     from agents.baselines import BASELINES, make_baseline
     from agents.evaluation import plots, scoring
     from agents.evaluation.report import report_markdown, tables_markdown
-    from agents.evaluation.runner import EpisodeJob, make_pool, run_job, tune_job
+    from agents.evaluation.runner import EpisodeJob, completed, run_job, tune_all
     from agents.evaluation.store import RunStore, run_key
     from agents.runs import write_text_atomic
     from lr_gym.splits import SPLITS
@@ -232,7 +306,8 @@ def _main(args: argparse.Namespace) -> int:
     tracks = ["self", "external"] if args.track == "both" else [args.track]
     tunable = [b for b in names if b != "avg_lr_replay" and make_baseline(b).tunable]
     external = "external" in tracks and bool(tunable)
-    env_kwargs = {"device": args.device}
+    resources = _ray_resources(args)
+    env_kwargs = {"device": args.device or (resources.device if resources else "cpu")}
     invocation = {
         "envs": env_ids, "split": _split_of(env_ids), "agents": agents, "seeds": args.seeds,
         "target_seeds": args.target_seeds, "baselines": names, "tracks": tracks,
@@ -249,23 +324,22 @@ def _main(args: argparse.Namespace) -> int:
     bars = not args.progress
 
     tuned: dict[tuple[str, str], float] = {}
-    with make_pool(args.workers, args.gym_packages) as pool:
-        # 1. External tuning (cached), one (env, baseline) pair per job.
+    pool, timeout = _make_pool(args, agents)
+    with pool:
+        # 1. External tuning (cached), one job per trial.
         if external:
-            jobs = {pool.submit(tune_job, e, b, args.tuning_budget,
-                                [*args.seeds, *args.target_seeds], env_kwargs, cache): (e, b)
-                    for e in env_ids for b in tunable}
-            for fut in tqdm(as_completed(jobs), total=len(jobs), desc="tuning", disable=bars,
-                            file=sys.stderr):
-                if (lr := fut.result()) is not None:
-                    tuned[jobs[fut]] = lr
+            tuned = tune_all(
+                pool, [(e, b) for e in env_ids for b in tunable], args.tuning_budget,
+                [*args.seeds, *args.target_seeds], env_kwargs, cache, timeout,
+                progress=lambda done, n: tqdm(done, total=n, desc="tuning",
+                                              disable=bars or not n, file=sys.stderr))
 
         def run_all(specs: list[EpisodeJob], desc: str) -> None:
             # One job per key: a baseline whose best trial was its default lr0 runs once
-            # for both tracks.
+            # for both tracks. Each run is stored the moment it comes back.
             todo = list({_key(j): j for j in specs if _key(j) not in store}.values())
             futures = [pool.submit(run_job, j) for j in todo]
-            for fut in tqdm(as_completed(futures), total=len(futures), desc=desc,
+            for fut in tqdm(completed(futures, timeout), total=len(futures), desc=desc,
                             disable=bars or not futures, file=sys.stderr):
                 store.add(fut.result())
 

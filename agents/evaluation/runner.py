@@ -1,8 +1,10 @@
-"""Running an evaluation's jobs: tuning and episodes, in worker processes.
+"""Running an evaluation's jobs: tuning trials and episodes, in worker processes.
 
 Jobs are plain picklable values; controllers are built inside the worker that runs
 them (a learned agent is loaded once per worker). ``workers=1`` runs everything in
-this process.
+this process. A pool is anything with ``submit(fn, *args) -> Future``: the process
+pool of :func:`make_pool`, or Ray's (:mod:`agents.evaluation.ray_backend`). Results
+come back to this process, which alone writes the run store and the tuning cache.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,13 +47,19 @@ class EpisodeJob:
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
+AGENT_FILES: dict[str, str] = {}
+"""Agent name -> a local copy of its controller file, for workers that cannot see the
+agent's own path (a Ray worker on another machine gets the file's bytes)."""
+
+
 @functools.cache
 def load_agent(agent: str) -> Controller:
     """A learned agent, loaded once per process, from its pickle-free controller file.
 
     ``agent`` is a run folder (its ``controller.safetensors``), a checkpoint ``.zip``
-    (its ``controller_N_steps.safetensors``) or a ``.safetensors`` file. Nothing is
-    unpickled, so a run folder from someone else cannot run code here.
+    (its ``controller_N_steps.safetensors``) or a ``.safetensors`` file; a copy in
+    :data:`AGENT_FILES` is read instead when there is one. Nothing is unpickled, so a
+    run folder from someone else cannot run code here.
 
     Raises:
         FileNotFoundError: No controller file; the message says how to write one.
@@ -59,7 +67,7 @@ def load_agent(agent: str) -> Controller:
     """
     from agents.controller import PolicyController
 
-    return PolicyController.load(agent, name="ppo")
+    return PolicyController.load(AGENT_FILES.get(agent, agent), name="ppo")
 
 
 def build_controller(job: EpisodeJob) -> Controller:
@@ -87,15 +95,106 @@ def run_job(job: EpisodeJob) -> dict[str, Any]:
     return {**res.to_dict(), "lr0": job.lr, "agent": job.agent, "role": job.role}
 
 
-def tune_job(env_id: str, name: str, budget: int, eval_seeds: Sequence[int],
-             env_kwargs: Mapping[str, Any], cache: str) -> float | None:
-    """Tunes one baseline on one env; ``None`` when the best trial is its default lr0."""
-    from agents.baselines import make_baseline
-    from agents.tuning import tune_controller
+@dataclass(frozen=True)
+class TrialJob:
+    """One tuning trial: a baseline at one ``lr0`` for one episode on the tuning seed.
 
-    res = tune_controller(env_id, make_baseline(name), budget=budget, eval_seeds=eval_seeds,
-                          env_kwargs=env_kwargs, cache=cache)
-    return None if res.best_lr == res.base_lr else res.best_lr
+    Attributes:
+        env_id: The env id.
+        controller: Baseline name.
+        lr: The trial's ``lr0``.
+        seed: The tuning seed.
+        env_kwargs: EnvConfig overrides of the trial (``eval_test`` off).
+    """
+
+    env_id: str
+    controller: str
+    lr: float
+    seed: int
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def run_trial(job: TrialJob) -> Any:
+    """Runs one tuning trial; returns its :class:`~agents.rollout.EpisodeResult`."""
+    from agents.baselines import make_baseline
+    from agents.rollout import run_episode
+
+    return run_episode(job.env_id, make_baseline(job.controller).with_lr(job.lr), job.seed,
+                       env_kwargs=dict(job.env_kwargs))
+
+
+class JobTimeoutError(TimeoutError):
+    """No job of an evaluation finished within the allowed wait."""
+
+
+def completed(futures: Iterable[Future], timeout_s: float | None = None) -> Iterator[Future]:
+    """The futures as they finish, like ``as_completed`` but bounding each wait.
+
+    Args:
+        futures: The jobs' futures.
+        timeout_s: The longest wait for the next job to finish; ``None`` waits for ever.
+
+    Raises:
+        JobTimeoutError: No job finished within ``timeout_s``.
+    """
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=timeout_s, return_when=FIRST_COMPLETED)
+        if not done:
+            raise JobTimeoutError(
+                f"no evaluation job finished within {timeout_s:g} s ({len(pending)} still "
+                "running or waiting for resources)")
+        yield from done
+
+
+def tune_all(pool: Any, pairs: Sequence[tuple[str, str]], budget: int,
+             eval_seeds: Sequence[int], env_kwargs: Mapping[str, Any], cache: str,
+             timeout_s: float | None = None,
+             progress: Callable[[Iterator[Future], int], Iterator[Future]] | None = None,
+             ) -> dict[tuple[str, str], float]:
+    """Tunes every ``(env_id, baseline)`` pair, one pool job per trial.
+
+    Cached tunings run nothing; the others' trials all run in parallel, and each
+    pair's result is cached here as soon as its last trial is in.
+
+    Args:
+        pool: Where the trials run (``submit(fn, *args) -> Future``).
+        pairs: The ``(env_id, baseline name)`` pairs to tune.
+        budget: Trials per pair.
+        eval_seeds: Every evaluation and target-setting seed (the tuning seed must differ).
+        env_kwargs: EnvConfig overrides of the evaluation.
+        cache: The tuning cache file.
+        timeout_s: See :func:`completed`.
+        progress: Wraps the finishing futures (e.g. a progress bar), given their count.
+
+    Returns:
+        The tuned ``lr0`` of each pair whose best trial is not its default ``lr0``.
+    """
+    from agents.baselines import make_baseline
+    from agents.tuning import plan_controller_tuning
+
+    tuned: dict[tuple[str, str], float] = {}
+    plans, results, jobs = {}, {}, {}
+    for pair in pairs:
+        plan = plan_controller_tuning(pair[0], make_baseline(pair[1]), budget=budget,
+                                      eval_seeds=eval_seeds, env_kwargs=env_kwargs, cache=cache)
+        if (hit := plan.cached()) is not None:
+            if hit.best_lr != hit.base_lr:
+                tuned[pair] = hit.best_lr
+            continue
+        plans[pair], results[pair] = plan, [None] * plan.budget
+        for i, lr in enumerate(plan.lrs):
+            job = TrialJob(pair[0], pair[1], lr, plan.seed, plan.trial_env_kwargs())
+            jobs[pool.submit(run_trial, job)] = (pair, i)
+    finished = completed(jobs, timeout_s)
+    for fut in progress(finished, len(jobs)) if progress else finished:
+        pair, i = jobs[fut]
+        results[pair][i] = fut.result()
+        if all(r is not None for r in results[pair]):
+            res = plans[pair].finish(results[pair])
+            if res.best_lr != res.base_lr:
+                tuned[pair] = res.best_lr
+    return tuned
 
 
 def _init_worker(packages: Sequence[str], parent: int) -> None:

@@ -1,0 +1,169 @@
+"""Connecting to Ray, the optional scale-out backend (``pip install -e ".[ray]"``).
+
+Training (``train_agent.py --vec-env ray``) and evaluation (``evaluate_agent.py
+--backend ray``) share this: the check that Ray is installed, the connection (a local
+Ray started for the run, or an existing cluster), and the resources each env actor or
+evaluation task declares. Ray is imported only here and by the modules that need it,
+so nothing else depends on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+
+RAY_EXTRA = 'pip install -e ".[ray]"'
+"""How to install Ray with lr_gym, for error messages."""
+
+DEFAULT_TIMEOUT_S = 3600.0
+"""The longest wait for one Ray result: an env step or reset, or the next finished
+evaluation job. Long on purpose (a full-preset reset loads and tokenizes a dataset);
+a dead actor or worker is reported by Ray at once, whatever the timeout."""
+
+
+LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
+"""Ray settings of a local Ray started here. Ray lowers its workers' priority by 15 by
+default; here the workers run the envs, the actual work, so they run at this process's
+priority, as ``SubprocVecEnv``'s subprocesses and the evaluation's process pool do."""
+
+
+class RaySetupError(RuntimeError):
+    """Ray cannot be used as asked; the message names the problem and the fix."""
+
+
+def require_ray(what: str) -> ModuleType:
+    """The ``ray`` module.
+
+    Args:
+        what: What needs Ray, for the message (e.g. ``"--vec-env ray"``).
+
+    Raises:
+        RaySetupError: Ray is not installed; the message names the extra to install.
+    """
+    try:
+        import ray
+    except ImportError as err:
+        raise RaySetupError(
+            f"{what} needs Ray, which is not installed: run {RAY_EXTRA} in your lr_gym "
+            "checkout (or pip install 'ray[default]>=2.50')."
+        ) from err
+    return ray
+
+
+@dataclass(frozen=True)
+class RayResources:
+    """What one env actor or evaluation task reserves on the Ray cluster.
+
+    Attributes:
+        num_cpus: Logical CPUs (fractions allowed); also its torch thread count,
+            rounded down, at least 1.
+        num_gpus: GPUs: a fraction below 1 shares a GPU (e.g. 0.25: four per GPU), a
+            whole number above 1 takes that many GPUs. With any, Ray makes only the
+            assigned GPU(s) visible, so ``device="cuda"`` is the actor's own share.
+
+    Raises:
+        ValueError: A negative or non-finite amount, or a fractional GPU count above 1.
+    """
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, flag in (("num_cpus", "--env-cpus"), ("num_gpus", "--env-gpus")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{flag} ({name}) must be a number, got {value!r}.")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{flag} ({name}) must be a finite number >= 0, got {value}.")
+        if self.num_gpus > 1 and not float(self.num_gpus).is_integer():
+            raise ValueError(f"--env-gpus (num_gpus) = {self.num_gpus}: a fraction shares one "
+                             "GPU, so it must be below 1; above 1, use a whole number.")
+        if self.num_cpus == 0 and self.num_gpus == 0:
+            raise ValueError("--env-cpus and --env-gpus are both 0: each actor or task must "
+                             "reserve something, or Ray would start them all at once.")
+
+    @property
+    def threads(self) -> int:
+        """The torch threads of one actor or task."""
+        return max(1, int(self.num_cpus))
+
+    @property
+    def device(self) -> str:
+        """Where the primary model trains: ``"cuda"`` with a GPU share, else ``"cpu"``."""
+        return "cuda" if self.num_gpus > 0 else "cpu"
+
+    def options(self) -> dict[str, float]:
+        """The ``ray.remote(...).options(...)`` resources."""
+        return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+
+    def check_fits(self, ray: ModuleType, count: int, what: str) -> None:
+        """Refuses a demand the connected cluster cannot meet (it would wait for ever).
+
+        Args:
+            ray: The connected ``ray`` module.
+            count: How many of these must run at once (env actors live for the whole
+                run: all of them; evaluation tasks: 1).
+            what: What asks, for the message.
+
+        Raises:
+            RaySetupError: The cluster lacks the CPUs or GPUs; the message names them.
+        """
+        total = ray.cluster_resources()
+        for key, amount, flag in (("CPU", self.num_cpus, "--env-cpus"),
+                                  ("GPU", self.num_gpus, "--env-gpus")):
+            need, have = amount * count, float(total.get(key, 0.0))
+            if need > have + 1e-9:
+                raise RaySetupError(
+                    f"{what}: {count} x {flag} {amount:g} = {need:g} {key}(s) needed at once, "
+                    f"but the Ray cluster has {have:g}: lower {flag} (or the number of envs), "
+                    "or add nodes (`ray status` shows the cluster's resources).")
+
+
+def init_ray(ray: ModuleType, address: str | None = None) -> None:
+    """``ray.init(address)``, with :data:`LOCAL_SYSTEM_CONFIG` when it starts a local Ray."""
+    local = address is None and not os.environ.get("RAY_ADDRESS")
+    ray.init(address=address, logging_level=logging.WARNING,
+             **({"include_dashboard": False, "_system_config": LOCAL_SYSTEM_CONFIG}
+                if local else {}))
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, what: str) -> Iterator[ModuleType]:
+    """Ray, connected for the duration of the block.
+
+    An already initialised Ray (a test's, a notebook's) is used as it is and left
+    running; otherwise ``address`` picks the cluster and the connection is closed at
+    the end (a local Ray started here stops with it).
+
+    Args:
+        address: ``None``: ``$RAY_ADDRESS`` if set, else a new local Ray on this
+            machine's cores; ``"auto"``: the cluster ``ray start`` runs on this machine;
+            ``"ray://host:10001"``: a remote cluster through Ray Client; or a GCS
+            address ``host:6379``.
+        what: What needs Ray, for messages.
+
+    Raises:
+        RaySetupError: Ray is not installed, or no cluster answers at ``address``.
+    """
+    ray = require_ray(what)
+    if ray.is_initialized():
+        yield ray
+        return
+    try:
+        init_ray(ray, address)
+    except (ConnectionError, ValueError, RuntimeError) as err:
+        where = f"at {address!r}" if address else "locally"
+        raise RaySetupError(
+            f"could not start or reach Ray {where} for {what}: {err}. Start a cluster with "
+            "`ray start --head` and pass --ray-address auto, give its address "
+            "(ray://HOST:10001), or drop --ray-address to start a local Ray."
+        ) from err
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

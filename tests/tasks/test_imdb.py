@@ -92,7 +92,7 @@ def test_load_tokenizes_once_with_a_cached_wordpiece(data_root, tok_cache):
     )
     ids, mask, y = data.train.tensors
     assert ids.shape == mask.shape == (48, 16) and len(data.val) == 16 and len(data.test) == 16
-    files = list(tok_cache.glob("imdb-wordpiece-200-*.json"))
+    files = list(tok_cache.glob("imdb-wordpiece-200/*.json"))
     assert len(files) == 1
     from tokenizers import Tokenizer
 
@@ -112,7 +112,7 @@ def test_load_tokenizes_once_with_a_cached_wordpiece(data_root, tok_cache):
     a = imdb.train_wordpiece(texts, 50, tok_cache)
     b = imdb.train_wordpiece(texts, 50, tok_cache)
     assert a.get_vocab() == b.get_vocab()
-    assert len(list(tok_cache.glob("imdb-wordpiece-50-*.json"))) == 1
+    assert len(list(tok_cache.glob("imdb-wordpiece-50/*.json"))) == 1
 
 
 def test_clean_text():

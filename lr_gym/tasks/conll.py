@@ -247,10 +247,10 @@ def _columns(ds: Any, limit: int | None) -> tuple[list[list[str]], list[list[int
 def load_conll(
     data_dir: str | None,
     *,
-    lowercase: bool,
-    max_train_examples: int | None,
-    val_size: int | None,
-    max_eval_examples: int | None,
+    lowercase: bool = False,
+    max_train_examples: int | None = None,
+    val_size: int | None = None,
+    max_eval_examples: int | None = None,
 ) -> ConllData:
     """Train/validation/test of CoNLL-2003 (local files or hub), encoded.
 

@@ -1,7 +1,8 @@
 """Seed task: CIFAR-10 image classification with torchvision's ResNet-18.
 
-Two presets, registered as ``lr_gym/CIFAR10-ResNet18-v1`` (``full``) and
-``lr_gym/CIFAR10-ResNet18-CPU-v1`` (``cpu``). Data goes through
+Two presets (:class:`~lr_gym.tasks.seed_utils.Preset` values of :func:`cifar10_task`),
+``cifar10-resnet18/full`` registered as ``lr_gym/CIFAR10-ResNet18-v1`` and
+``cifar10-resnet18/cpu`` as ``lr_gym/CIFAR10-ResNet18-CPU-v1``. Data goes through
 :func:`lr_gym.tasks.data.load_split` (``$LR_GYM_DATA_DIR`` or ``data_dir=`` for local
 ``cifar10/{train,test}.parquet`` in the HF schema: ``img`` image, ``label`` ClassLabel;
 the HF hub ``cifar10`` otherwise).

@@ -1,14 +1,15 @@
-"""Seed task: IMDB sentiment classification with a BERT sequence classifier.
+"""Seed task: IMDB sentiment classification with a BERT-family sequence classifier.
 
-Two presets, registered as ``lr_gym/IMDB-BERT-v1`` (``full``) and
-``lr_gym/IMDB-BERT-CPU-v1`` (``cpu``). Data goes through
-:func:`lr_gym.tasks.data.load_split` (``$LR_GYM_DATA_DIR`` or ``data_dir=`` for local
-``imdb/{train,test}.parquet`` in the HF schema: ``text``, ``label`` ClassLabel
-neg/pos; the HF hub ``imdb`` otherwise). HTML line breaks (``<br />``) are replaced
-by spaces; texts are tokenized once into ``(input_ids, attention_mask, label)``
-tensors padded to ``max_length``.
+Three presets (:class:`~lr_gym.tasks.seed_utils.Preset` values of :func:`imdb_task`):
+``imdb-bert/full`` registered as ``lr_gym/IMDB-BERT-v1``, ``imdb-bert/cpu`` as
+``lr_gym/IMDB-BERT-CPU-v1`` and ``imdb-minilm/cpu`` as ``lr_gym/IMDB-MiniLM-CPU-v1``.
+Data goes through :func:`lr_gym.tasks.data.load_split` (``$LR_GYM_DATA_DIR`` or
+``data_dir=`` for local ``imdb/{train,test}.parquet`` in the HF schema: ``text``,
+``label`` ClassLabel neg/pos; the HF hub ``imdb`` otherwise). HTML line breaks
+(``<br />``) are replaced by spaces; texts are tokenized once into ``(input_ids,
+attention_mask, label)`` tensors padded to ``max_length``.
 
-``full`` (GPU):
+``imdb-bert/full`` (GPU):
     ``AutoModelForSequenceClassification.from_pretrained("bert-base-uncased",
     num_labels=2)`` and its tokenizer. Hub ``imdb``: 22,500 train reviews, 2,500
     validation reviews held out from train (fixed permutation, seed 0), the 25,000
@@ -19,7 +20,7 @@ tensors padded to ``max_length``.
     so 31 env steps. The linear decay of the usual recipe is the env's base schedule
     (``schedule="linear"``), not the task's.
 
-``cpu`` (2 CPU cores, a few minutes per episode):
+``imdb-bert/cpu`` (2 CPU cores, a few minutes per episode):
     A tiny BERT built from ``BertConfig`` (2 layers, hidden 128, 2 heads, FFN 512,
     randomly initialised) with a WordPiece tokenizer (lower-cased, 8,000 tokens)
     trained with ``tokenizers`` on the training reviews and cached under
@@ -27,8 +28,26 @@ tensors padded to ``max_length``.
     Local subset: 9,500 train, 500 validation held out from train, the 4,000 local
     test reviews at the end. Max length 128, AdamW lr0 1e-3 (a from-scratch model
     needs a much larger LR than fine-tuning), weight decay 0.01, batch 32, 600 steps
-    (2 epochs), 40 steps per env step, so 15 env steps. Pass ``model_name_or_path``
-    to fine-tune a pretrained checkpoint (e.g. a MiniLM) instead.
+    (2 epochs), 40 steps per env step, so 15 env steps.
+
+``imdb-minilm/cpu`` (2 CPU cores, about 10 minutes per episode):
+    Fine-tunes a real pretrained encoder, offline: all-MiniLM-L6-v2 (BERT
+    architecture, 6 layers, hidden 384, 22.7M parameters; the ``pretrained`` extra,
+    see :mod:`lr_gym.tasks.pretrained`) with its own uncased WordPiece tokenizer and a
+    fresh classification head (initialised from the env's seed). Another checkpoint:
+    ``task_kwargs={"model_name_or_path": <folder or hub id>}`` or
+    ``$LR_GYM_MINILM_PATH``. The local subset and splits of ``imdb-bert/cpu``. Max
+    length 128 (the start of each review), AdamW lr0 5e-5 (the low end of the 5e-5 to
+    1e-4 usually used to fine-tune MiniLM: a sentence classifier needs little
+    movement), weight decay 0.01, grad clip 1.0, batch 32, 240 steps (0.8 epoch), 20
+    steps per env step, so 12 env steps. Sized from 1.5 s per batch-32 step on 2
+    idle cores: 6 min of training, 13 validation passes over 500 reviews (about 7 s
+    each) and one 4,000-review test pass (about 1 min). Its baseline is Hugging
+    Face's recipe, linear warmup over 10% of the budget then linear decay to 0:
+    ``agents.baselines`` ``warmup_linear``, i.e. ``gym.make(id, mode="anchored",
+    schedule="linear", warmup_frac=0.1, lr_min=0)`` with action 0 (a bare ``gym.make``
+    keeps the env's default constant LR, as every id). Measured:
+    ``benchmarks/results/minilm_presets.md``.
 
 Metrics (validation and test): ``loss``, ``accuracy`` (the main metric), and
 ``f1``/``precision``/``recall`` of the positive class.

@@ -1,11 +1,12 @@
-"""SQuAD v2 extractive question answering with RoBERTa (seed task).
+"""SQuAD v2 extractive question answering with RoBERTa or MiniLM (seed task).
 
-Two presets, both scored with the official SQuAD v2 metric (exact match and token F1,
-max over gold answers; an unanswerable question is right only when the prediction is
-empty). The main metric ``"f1"`` is on the **0-1 scale** (the official script reports
-percentages) so that it fits the observation; ``"exact"`` and the ``HasAns_*`` /
-``NoAns_*`` breakdowns (with their ``*_total`` counts) are reported alongside, and
-``"loss"`` is the mean of the start/end cross-entropies over the evaluated features.
+Three presets (:class:`~lr_gym.tasks.seed_utils.Preset` values of :func:`squad_task`),
+all scored with the official SQuAD v2 metric (exact match and token F1, max over gold
+answers; an unanswerable question is right only when the prediction is empty). The
+main metric ``"f1"`` is on the **0-1 scale** (the official script reports percentages)
+so that it fits the observation; ``"exact"`` and the ``HasAns_*`` / ``NoAns_*``
+breakdowns (with their ``*_total`` counts) are reported alongside, and ``"loss"`` is
+the mean of the start/end cross-entropies over the evaluated features.
 
 Preprocessing is the standard Hugging Face sliding window: question + context
 truncated ``only_second`` to ``max_length`` tokens with ``doc_stride`` tokens of
@@ -17,7 +18,7 @@ of at most ``max_answer_length`` (30) tokens, and answer empty when the null sco
 score by more than ``null_score_diff_threshold`` (0.0). Unlike HF's script, a question
 with no valid span at all is answered empty (HF then outputs the literal "empty").
 
-``full`` (``lr_gym/SQuADv2-RoBERTa-v1``):
+``squad_v2-roberta/full`` (``lr_gym/SQuADv2-RoBERTa-v1``):
     ``roberta-base`` (``AutoModelForQuestionAnswering.from_pretrained``), hub
     ``squad_v2``, max_length 384, doc_stride 128, AdamW lr 1e-5 (weight decay 0.01),
     grad clip 1.0 (HF Trainer defaults), batch 16, 2 epochs, 200 steps per action.
@@ -26,24 +27,24 @@ with no valid span at all is answered empty (HF then outputs the literal "empty"
     training. Test: the hub validation split (11,873 questions), at episode end.
     ``total_steps`` = 2 epochs of training features; features are only known after
     tokenizing, so the factory estimates them as 1.012 per question (roberta-base,
-    384/128) -> about 16,200 steps. Needs a GPU; not measured here.
+    384/128) -> 2 * (129,858 // 16) = 16,232 steps. Needs a GPU; not measured here.
 
-``cpu`` (``lr_gym/SQuADv2-RoBERTa-CPU-v1``):
+``squad_v2-roberta/cpu`` (``lr_gym/SQuADv2-RoBERTa-CPU-v1``):
     Local ``squad_v2/validation.parquet`` (the 6,078-question, 16-article CS224n half
-    of the dev set; see shared/data/PROVENANCE.md), split **by article**: titles
-    sorted (Python string order), every 4th (positions 3, 7, 11, 15: Force,
-    Immune_system, Packet_switching, Yuan_dynasty; 1,653 questions, ~2,470 features)
-    is test, the other 12 articles (4,425 questions) are train. Validation: the
-    questions of a seeded random set of whole contexts of the train articles
-    (``val_size`` = 300 -> 302 questions), removed from training (4,123 training
-    questions). With the hub's full validation split the same rule applies to its 35
-    articles. Model: RoBERTa from ``RobertaConfig`` (2 layers, hidden 128, 2 heads,
-    FFN 512; 1.45M parameters, 1.02M of them the 8,000 x 128 embeddings), trained
-    from scratch; byte-level BPE vocabulary (8,000, min frequency 2) trained on the
-    train contexts + questions with ``tokenizers`` and cached under
-    ``~/.cache/lr_gym/squad_bpe/<hash>`` (``$LR_GYM_CACHE_DIR`` overrides). max_length
-    256, doc_stride 64, AdamW lr 5e-4 (weight decay 0.01, none on biases/LayerNorm),
-    grad clip 1.0, batch 16, 500 steps, 25 steps per action.
+    of the dev set; see shared/data/PROVENANCE.md), split **by article**
+    (``split_scheme="dev-by-article"``): titles sorted (Python string order), every
+    4th (positions 3, 7, 11, 15: Force, Immune_system, Packet_switching, Yuan_dynasty;
+    1,653 questions, ~2,470 features) is test, the other 12 articles (4,425
+    questions) are train. Validation: the questions of a seeded random set of whole
+    contexts of the train articles (``val_size`` = 300 -> 302 questions), removed from
+    training (4,123 training questions). With the hub's full validation split the same
+    rule applies to its 35 articles. Model: RoBERTa from ``RobertaConfig`` (2 layers,
+    hidden 128, 2 heads, FFN 512; 1.45M parameters, 1.02M of them the 8,000 x 128
+    embeddings), trained from scratch; byte-level BPE vocabulary (8,000, min
+    frequency 2) trained on the train contexts + questions with ``tokenizers`` and
+    cached under ``~/.cache/lr_gym/squad-bpe-8000/<key>`` (``$LR_GYM_CACHE_DIR``
+    overrides). max_length 256, doc_stride 64, AdamW lr 5e-4 (weight decay 0.01,
+    none on biases/LayerNorm), grad clip 1.0, batch 16, 500 steps, 25 steps per action.
     Measured here (2 CPU cores shared with other jobs, load average 6-11, one torch
     thread; static LR, seed 0, ``/work/shared/data``): 20 env steps, 820 s wall,
     36.7 s per env step (25 optimizer steps + a 302-question validation pass; reset
@@ -52,6 +53,27 @@ with no valid span at all is answered empty (HF then outputs the literal "empty"
     this budget; it answers every question empty, so validation F1 = EM = 0.503 (the
     no-answer share) from the first interval on, and test F1 0.547 (HasAns_f1 0,
     NoAns_f1 1, 749/904 questions, loss 2.47). The loss, not F1, carries the signal.
+
+``squad_v2-minilm/cpu`` (``lr_gym/SQuADv2-MiniLM-CPU-v1``; 2 CPU cores, about 10
+minutes per episode):
+    Fine-tunes a real pretrained encoder, offline, on the data and splits of
+    ``squad_v2-roberta/cpu``: all-MiniLM-L6-v2 (BERT architecture, 6 layers, hidden
+    384, 22.7M parameters; the ``pretrained`` extra, see :mod:`lr_gym.tasks.pretrained`)
+    with its own uncased WordPiece tokenizer (segment ids tell question from context)
+    and a fresh span head (initialised from the env's seed). Another checkpoint:
+    ``task_kwargs={"model_name_or_path": <folder or hub id>}`` or
+    ``$LR_GYM_MINILM_PATH``. max_length 256, doc_stride 64 (4,861 training features,
+    307 validation, 1,935 test), AdamW lr0 1e-4 (the high end of the 5e-5 to 1e-4
+    usually used to fine-tune MiniLM: the span head starts from scratch and the budget
+    is under one epoch), weight decay 0.01 (none on biases/LayerNorm), grad clip 1.0,
+    batch 16, 240 steps (0.8 epoch), 20 steps per action, so 12 env steps. Sized from
+    about 1.8 s per batch-16 step of 256 tokens on 2 idle cores: 7 min of training, 13
+    validation passes (about 9 s each) and one test pass (about 1 min). Its baseline
+    is Hugging Face's recipe, linear warmup over 10% of the budget then linear decay to
+    0: ``agents.baselines`` ``warmup_linear``, i.e. ``gym.make(id, mode="anchored",
+    schedule="linear", warmup_frac=0.1, lr_min=0)`` with action 0 (a bare ``gym.make``
+    keeps the env's default constant LR, as every id). Measured:
+    ``benchmarks/results/minilm_presets.md``.
 """
 
 from __future__ import annotations

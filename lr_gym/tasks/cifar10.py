@@ -271,7 +271,7 @@ cifar10_resnet18_full = Preset(
         description="ResNet-18 (CIFAR stem) on CIFAR-10, SGD lr0 0.1, batch 128, 50 epochs",
     ),
 )
-"""``full``: hub CIFAR-10, CIFAR-stem ResNet-18, SGD 0.1, batch 128, 50 epochs."""
+"""``cifar10-resnet18/full``: hub CIFAR-10, CIFAR-stem ResNet-18, SGD 0.1, batch 128, 50 epochs."""
 
 cifar10_resnet18_cpu = Preset(
     "cifar10-resnet18/cpu",
@@ -288,4 +288,4 @@ cifar10_resnet18_cpu = Preset(
                     "300 steps",
     ),
 )
-"""``cpu``: local 4,000-image subset, stock ResNet-18, 300 steps of batch 64."""
+"""``cifar10-resnet18/cpu``: local 4,000-image subset, stock ResNet-18, 300 steps of batch 64."""

@@ -375,7 +375,7 @@ conll2003_bilstm_crf_full = Preset(
         description="CoNLL-2003 NER, BiLSTM-CRF, Adam lr0 1e-3, batch 64, 10 epochs",
     ),
 )
-"""``full``: hub CoNLL-2003, 10 epochs, validated on the whole dev split."""
+"""``conll2003-bilstm-crf/full``: hub CoNLL-2003, 10 epochs, validated on the whole dev split."""
 
 conll2003_bilstm_crf_cpu = Preset(
     "conll2003-bilstm-crf/cpu",
@@ -390,4 +390,4 @@ conll2003_bilstm_crf_cpu = Preset(
                     "1,000 dev sentences",
     ),
 )
-"""``cpu``: the same model and data, 4 epochs, 1,000 validation sentences."""
+"""``conll2003-bilstm-crf/cpu``: the same model and data, 4 epochs, 1,000 validation sentences."""

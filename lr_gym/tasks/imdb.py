@@ -86,11 +86,6 @@ HUB_TRAIN_SIZE = 25_000
 """Rows of the hub ``imdb`` train split (total_steps is derived from it)."""
 LOCAL_TRAIN_SIZE = 10_000
 """Rows of the local subset's train split."""
-MINILM_LR = 5e-5
-MINILM_MAX_LENGTH = 128
-MINILM_TOTAL_STEPS = 240
-MINILM_STEPS_PER_ACTION = 20
-MINILM_TEST_EXAMPLES: int | None = None
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
@@ -430,7 +425,7 @@ imdb_bert_full = Preset(
         description="bert-base-uncased on IMDB, AdamW lr0 2e-5, batch 32, 3 epochs, 256 tokens",
     ),
 )
-"""``full``: hub IMDB, bert-base-uncased, AdamW 2e-5, batch 32, 3 epochs, 256 tokens."""
+"""``imdb-bert/full``: hub IMDB, bert-base-uncased, AdamW 2e-5, batch 32, 3 epochs, 256 tokens."""
 
 imdb_bert_cpu = Preset(
     "imdb-bert/cpu",
@@ -447,7 +442,7 @@ imdb_bert_cpu = Preset(
         description="Tiny BERT (2x128) on a 10k-review IMDB subset, AdamW lr0 1e-3, 600 steps",
     ),
 )
-"""``cpu``: local 10k/4k IMDB subset, tiny BERT from scratch, AdamW 1e-3, 600 steps of 32."""
+"""``imdb-bert/cpu``: local 10k/4k IMDB subset, tiny BERT from scratch, AdamW 1e-3, 600 steps."""
 
 imdb_minilm_cpu = Preset(
     "imdb-minilm/cpu",
@@ -455,16 +450,15 @@ imdb_minilm_cpu = Preset(
     dict(
         n_train_source=LOCAL_TRAIN_SIZE,
         model_name_or_path=PACKAGED_MINILM,
-        max_length=MINILM_MAX_LENGTH,
-        lr=MINILM_LR,
+        max_length=128,
+        lr=5e-5,
         batch_size=32,
         eval_batch_size=128,
-        total_steps=MINILM_TOTAL_STEPS,
-        steps_per_action=MINILM_STEPS_PER_ACTION,
+        total_steps=240,
+        steps_per_action=20,
         val_size=500,
-        max_test_examples=MINILM_TEST_EXAMPLES,
         description="all-MiniLM-L6-v2 fine-tuned on a 10k-review IMDB subset, AdamW lr0 5e-5, "
                     "128 tokens",
     ),
 )
-"""``minilm-cpu``: the packaged pretrained MiniLM fine-tuned (see the module docstring)."""
+"""``imdb-minilm/cpu``: the packaged pretrained MiniLM fine-tuned (see the module docstring)."""

@@ -120,13 +120,6 @@ SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 SplitScheme = Literal["train-validation", "dev-by-article"]
 SPLIT_SCHEMES: tuple[str, ...] = ("train-validation", "dev-by-article")
 
-MINILM_LR = 1e-4
-MINILM_BATCH_SIZE = 16
-MINILM_MAX_LENGTH = 256
-MINILM_DOC_STRIDE = 64
-MINILM_TOTAL_STEPS = 240
-MINILM_STEPS_PER_ACTION = 20
-MINILM_EVAL_EXAMPLES: int | None = None
 
 
 # ----------------------------------------------------------------------- metric
@@ -758,7 +751,7 @@ squad_v2_roberta_full = Preset(
         description="SQuAD v2, roberta-base, AdamW lr0 1e-5, batch 16, 2 epochs, 384/128",
     ),
 )
-"""``full``: hub SQuAD v2, roberta-base (see the module docstring)."""
+"""``squad_v2-roberta/full``: hub SQuAD v2, roberta-base (see the module docstring)."""
 
 squad_v2_roberta_cpu = Preset(
     "squad_v2-roberta/cpu",
@@ -779,7 +772,7 @@ squad_v2_roberta_cpu = Preset(
                     "AdamW lr0 5e-4, 500 steps",
     ),
 )
-"""``cpu``: the local dev half by article, a small RoBERTa from scratch."""
+"""``squad_v2-roberta/cpu``: the local dev half by article, a small RoBERTa from scratch."""
 
 squad_v2_minilm_cpu = Preset(
     "squad_v2-minilm/cpu",
@@ -788,17 +781,16 @@ squad_v2_minilm_cpu = Preset(
         n_train_source=LOCAL_TRAIN_QUESTIONS,
         split_scheme="dev-by-article",
         model_name_or_path=PACKAGED_MINILM,
-        lr=MINILM_LR,
-        batch_size=MINILM_BATCH_SIZE,
+        lr=1e-4,
+        batch_size=16,
         eval_batch_size=128,
-        total_steps=MINILM_TOTAL_STEPS,
-        steps_per_action=MINILM_STEPS_PER_ACTION,
-        max_length=MINILM_MAX_LENGTH,
-        doc_stride=MINILM_DOC_STRIDE,
+        total_steps=240,
+        steps_per_action=20,
+        max_length=256,
+        doc_stride=64,
         val_size=300,
-        max_eval_examples=MINILM_EVAL_EXAMPLES,
         description="SQuAD v2 dev half by article, all-MiniLM-L6-v2 fine-tuned, AdamW lr0 "
                     "1e-4",
     ),
 )
-"""``minilm-cpu``: the local dev half by article, the packaged MiniLM fine-tuned."""
+"""``squad_v2-minilm/cpu``: the local dev half by article, the packaged MiniLM fine-tuned."""

@@ -8,7 +8,7 @@ text tasks), untuned (AlgoPerf's self-tuning track). Episodes go through the
 evaluation's own runner and run store (:mod:`agents.evaluation`): each finished episode
 is appended to ``<output>/runs.jsonl``, and rerunning the same command resumes from it.
 
-Writes to ``--output`` (default ``benchmarks/results/seed_experiment``):
+Writes to ``--output`` (default ``benchmarks/results/seed_experiment/<preset>``):
 
 * ``report.md`` and ``results.json``: per task and method, the final test metrics
   (CIFAR-10 accuracy; IMDB accuracy and F1; SQuAD v2 EM, F1, HasAns and NoAns;
@@ -97,6 +97,10 @@ class EnvPlan:
     seeds: tuple[int, ...]
 
 
+MINILM_IDS = frozenset(t.cpu for t in TASKS if "MiniLM" in t.cpu)
+"""The CPU ids that fine-tune the packaged MiniLM (the ``pretrained`` extra)."""
+
+
 class UsageError(ValueError):
     """Bad command-line input; the message names the problem and the fix."""
 
@@ -162,8 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="Parallel worker processes (one torch thread each); 1 runs the "
                         "episodes here, one after another, with every thread.")
-    p.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT,
-                   help="Output folder (runs.jsonl, report.md, results.json, PNGs).")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help=f"Output folder (runs.jsonl, report.md, results.json, PNGs); default "
+                        f"{DEFAULT_OUTPUT}/<preset>, or .../custom with --env.")
     return p
 
 
@@ -210,6 +215,11 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
     import lr_gym
     from agents.baselines import BASELINES as KNOWN
+    from lr_gym.tasks.pretrained import (
+        PACKAGED_MINILM,
+        PretrainedModelMissingError,
+        resolve_model,
+    )
 
     unknown = [b for b in args.baselines if b not in KNOWN]
     if unknown:
@@ -231,6 +241,11 @@ def make_plan(args: argparse.Namespace) -> Plan:
         if e.env_id not in gym.registry:
             raise UsageError(f"unknown env id {e.env_id!r}. Registered lr_gym ids: "
                              f"{', '.join(lr_gym.lr_gym_env_ids())}.")
+    if any(e.env_id in MINILM_IDS for e in envs):
+        try:  # fail now, not after hours of the other tasks
+            resolve_model(PACKAGED_MINILM)
+        except PretrainedModelMissingError as err:
+            raise UsageError(str(err)) from err
     env_kwargs: dict[str, Any] = {"device": args.device}
     if args.total_steps is not None:
         env_kwargs["total_steps"] = args.total_steps
@@ -395,14 +410,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         import lr_gym  # noqa: F401 - registers the ids
 
         plan = make_plan(args)
-        check_output(args.output, plan)
+        out = args.output or DEFAULT_OUTPUT / ("custom" if args.env else args.preset)
+        check_output(out, plan)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    runs = run_plan(plan, args.output, args.workers)
-    written = write_outputs(plan, runs, args.output)
-    print((args.output / "report.md").read_text())
-    print(f"Wrote {', '.join(written)} to {args.output}.")
+    runs = run_plan(plan, out, args.workers)
+    written = write_outputs(plan, runs, out)
+    print((out / "report.md").read_text())
+    print(f"Wrote {', '.join(written)} to {out}.")
     return 0
 
 

@@ -78,6 +78,18 @@ def test_default_plan_is_the_seed_tasks_cpu_presets():
     assert full.env_kwargs == {"device": "cuda"}
 
 
+def test_the_minilm_tasks_without_the_extra_fail_before_any_run(tmp_path, capsys,
+                                                               monkeypatch):
+    import sys
+
+    from lr_gym.tasks.pretrained import MINILM_PACKAGE, MINILM_PATH_ENV
+
+    monkeypatch.setitem(sys.modules, MINILM_PACKAGE, None)  # as if not installed
+    monkeypatch.delenv(MINILM_PATH_ENV, raising=False)
+    assert main(["--agent", "none", "-o", str(tmp_path / "out")]) == 2
+    assert 'pip install -e ".[pretrained]"' in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--agent", "none", "--baselines", "magic"], "unknown baseline 'magic'"),
     (["--agent", "none", "--seeds", "1", "1"], "repeats a seed"),

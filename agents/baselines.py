@@ -7,6 +7,8 @@ Every baseline is a factory in :data:`BASELINES`, built by name with :func:`make
 * ``cosine``: cosine decay from ``lr0`` to 0 (torch ``CosineAnnealingLR``).
 * ``warmup_cosine``: AlgoPerf's shape, linear warmup over 2% of the budget then cosine
   to 0 (torch ``LinearLR`` + ``CosineAnnealingLR`` in ``SequentialLR``).
+* ``warmup_linear``: Hugging Face's fine-tuning recipe, linear warmup over 10% of the
+  budget then linear decay to 0 (``get_linear_schedule_with_warmup``, BERT's 10%).
 * ``onecycle``: torch ``OneCycleLR`` with ``max_lr = lr0``, ``pct_start=0.3``.
 * ``plateau``: halves the LR when the validation metric stalls (torch ``ReduceLROnPlateau``).
 * ``hypergradient``: SGD-HD / Adam-HD (Baydin et al. 2018), the optimizer adapts its LR.
@@ -26,8 +28,8 @@ Untuned (self-tuning track) a baseline runs at ``default_lr(task)``; tuned (exte
 tuning track) it gets the same number of trials over its own ``search_space(task)``,
 log10 exponents relative to ``default_lr(task)``:
 
-* LR schedules (``static``, ``step``, ``cosine``, ``warmup_cosine``, ``onecycle``,
-  ``plateau``, ``hypergradient``): the task's ``lr0``; space ``(-2, 2)``, i.e.
+* LR schedules (``static``, ``step``, ``cosine``, ``warmup_cosine``, ``warmup_linear``,
+  ``onecycle``, ``plateau``, ``hypergradient``): the task's ``lr0``; space ``(-2, 2)``, i.e.
   ``lr0 x 0.01 .. x 100``.
 * ``schedulefree``: the low end of its README's range, ``10 x lr0`` (SGD) or ``lr0``
   (Adam/AdamW); space the README's range, ``(0, log10 5)`` = ``10 .. 50 x lr0`` (SGD)
@@ -85,6 +87,21 @@ def warmup_cosine() -> ScheduleBaseline:
     return ScheduleBaseline(
         "warmup_cosine", name="warmup_cosine", warmup_frac=ALGOPERF_WARMUP_FRAC
     )
+
+
+HF_WARMUP_FRAC = 0.1
+"""``warmup_linear``: warmup fraction of the budget (BERT's fine-tuning recipe)."""
+
+
+def warmup_linear() -> ScheduleBaseline:
+    """Hugging Face's fine-tuning recipe: linear warmup over 10% of the budget, then linear to 0.
+
+    The shape of ``transformers.get_linear_schedule_with_warmup`` (the Trainer's
+    ``lr_scheduler_type="linear"`` with ``warmup_ratio=0.1``), computed by the env's
+    ``schedule="linear"`` with ``warmup_frac=0.1``; the env's warmup starts at
+    ``lr0 / W`` where HF's starts at 0 (one step of the ``W`` warmup steps differs).
+    """
+    return ScheduleBaseline("linear", name="warmup_linear", warmup_frac=HF_WARMUP_FRAC)
 
 
 def onecycle() -> ScheduleBaseline:
@@ -649,6 +666,7 @@ BASELINES: dict[str, Callable[..., Controller]] = {
     "step": step_decay,
     "cosine": cosine_decay,
     "warmup_cosine": warmup_cosine,
+    "warmup_linear": warmup_linear,
     "onecycle": onecycle,
     "plateau": PlateauBaseline,
     "hypergradient": HypergradientBaseline,

@@ -59,6 +59,9 @@ BUILTIN_TASKS: dict[str, str] = {
     "CIFAR10-ResNet18-CPU": "lr_gym.tasks.cifar10:cifar10_resnet18_cpu",
     "IMDB-BERT": "lr_gym.tasks.imdb:imdb_bert_full",
     "IMDB-BERT-CPU": "lr_gym.tasks.imdb:imdb_bert_cpu",
+    # Fine-tune a real pretrained encoder (the `pretrained` extra; see lr_gym.tasks.pretrained).
+    "IMDB-MiniLM-CPU": "lr_gym.tasks.imdb:imdb_minilm_cpu",
+    "SQuADv2-MiniLM-CPU": "lr_gym.tasks.squad:squad_v2_minilm_cpu",
 }
 for _name, _ref in BUILTIN_TASKS.items():
     register_task(_ref, name=_name)

@@ -51,3 +51,23 @@ def digits_task(lr: float, **kw) -> Task:
         lr=lr,
         **defaults,
     )
+
+
+def save_tiny_bert(path, words) -> str:  # noqa: ANN001 - a path
+    """A tiny random BERT encoder and WordPiece tokenizer saved like the packaged MiniLM.
+
+    Stands in for all-MiniLM-L6-v2 (a saved ``BertModel``, no task head) so the MiniLM
+    presets run without the ``pretrained`` extra. ``words`` (lower-cased) and the digits
+    make the vocabulary.
+    """
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    digits = [str(i) for i in range(10)]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *digits, *[f"##{d}" for d in digits]]
+    vocab += sorted({w.lower() for w in words} - set(vocab))
+    BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(path)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=64)
+    BertModel(config).save_pretrained(path)
+    return str(path)

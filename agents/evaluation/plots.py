@@ -26,13 +26,22 @@ def _style(name: str, i: int) -> dict[str, Any]:
     return {"color": colors[i % len(colors)], "lw": 1.0, "alpha": 0.85, "zorder": 2}
 
 
-def plot_curves(runs: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
-    """Validation metric and LR against optimizer steps, one row per env.
+def plot_curves(runs: Sequence[Mapping[str, Any]], path: Path, title: str,
+                x: str = "steps") -> None:
+    """Validation metric and LR against optimizer steps (or epochs), one row per env.
 
     Lines are the mean over runs; the shaded band is the min-max range over runs. The
     learned controller is the thick black line, drawn on top; its average-LR replay is
     dashed grey. The legend sits below the panels so it hides no curve.
+
+    Args:
+        runs: Run records (``EpisodeResult.to_dict()`` and more).
+        path: The PNG to write.
+        title: The figure's title.
+        x: ``"steps"`` (optimizer steps) or ``"epochs"`` on the horizontal axis.
     """
+    if x not in ("steps", "epochs"):
+        raise ValueError(f"x must be 'steps' or 'epochs', got {x!r}.")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,7 +60,7 @@ def plot_curves(runs: Sequence[Mapping[str, Any]], path: Path, title: str) -> No
                 groups[r["controller"]].append(r)
         for ctrl, rs in sorted(groups.items()):
             n = min(len(r["steps"]) for r in rs)
-            steps = rs[0]["steps"][:n]
+            steps = rs[0][x][:n]  # the same for every run of an env
             metric = np.array([r["val_metric"][:n] for r in rs])
             lrs = np.array([r["lrs"][:n] for r in rs])
             style = _style(ctrl, index[ctrl])
@@ -62,9 +71,10 @@ def plot_curves(runs: Sequence[Mapping[str, Any]], path: Path, title: str) -> No
             axes[row, 1].plot(steps, np.exp(np.log(np.maximum(lrs, 1e-12)).mean(0)), **style)
             handles.setdefault(ctrl, line)
         metric_name = rs[0]["metric"]
-        axes[row, 0].set(title=f"{env_id}", xlabel="optimizer step",
+        xlabel = "optimizer step" if x == "steps" else "epoch"
+        axes[row, 0].set(title=f"{env_id}", xlabel=xlabel,
                          ylabel=f"validation {metric_name}\n(mean, band: min-max over runs)")
-        axes[row, 1].set(title=f"{env_id}", xlabel="optimizer step",
+        axes[row, 1].set(title=f"{env_id}", xlabel=xlabel,
                          ylabel="learning rate (geometric mean)", yscale="log")
     order = sorted(handles, key=lambda c: (c != LEARNED, c != _REPLAY, c))
     fig.legend([handles[c] for c in order], order, loc="lower center",

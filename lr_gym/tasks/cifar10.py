@@ -1,7 +1,8 @@
 """Seed task: CIFAR-10 image classification with torchvision's ResNet-18.
 
-Two presets, registered as ``lr_gym/CIFAR10-ResNet18-v1`` (``full``) and
-``lr_gym/CIFAR10-ResNet18-CPU-v1`` (``cpu``). Data goes through
+Two presets (:class:`~lr_gym.tasks.seed_utils.Preset` values of :func:`cifar10_task`),
+``cifar10-resnet18/full`` registered as ``lr_gym/CIFAR10-ResNet18-v1`` and
+``cifar10-resnet18/cpu`` as ``lr_gym/CIFAR10-ResNet18-CPU-v1``. Data goes through
 :func:`lr_gym.tasks.data.load_split` (``$LR_GYM_DATA_DIR`` or ``data_dir=`` for local
 ``cifar10/{train,test}.parquet`` in the HF schema: ``img`` image, ``label`` ClassLabel;
 the HF hub ``cifar10`` otherwise).
@@ -48,7 +49,13 @@ from torch.utils.data import TensorDataset
 
 from lr_gym.tasks.base import Batch, Task, TaskData
 from lr_gym.tasks.data import load_split
-from lr_gym.tasks.seed_utils import holdout_indices, load_with_data_dir, step_budget
+from lr_gym.tasks.seed_utils import (
+    Preset,
+    family_of,
+    holdout_indices,
+    load_with_data_dir,
+    step_budget,
+)
 
 HF_COLUMNS = {"img|image": "PIL image, 32x32 RGB", "label": "int class id 0-9"}
 """The HF ``cifar10`` columns this task reads."""
@@ -196,7 +203,8 @@ def cifar10_task(
     """A CIFAR-10 ResNet-18 task (nothing is loaded until ``data_fn``/``model_fn``).
 
     Args:
-        name: Task name.
+        name: Task name, ``cifar10-resnet18/<preset>`` (its family is the part before
+            the slash).
         n_train_source: Rows of the source train split, so ``epochs`` converts to steps
             without loading anything.
         data_dir: Local data directory (else ``$LR_GYM_DATA_DIR``, else the hub).
@@ -245,20 +253,15 @@ def cifar10_task(
         steps_per_action=steps_per_action,
         loss_fn=augmented_loss,
         metric="accuracy",
-        family="cifar10-resnet18",
+        family=family_of(name),
         description=description,
     )
 
 
-def cifar10_resnet18_full(**overrides: object) -> Task:
-    """``full`` preset: hub CIFAR-10, CIFAR-stem ResNet-18, SGD 0.1, batch 128, 50 epochs.
-
-    Args:
-        **overrides: Any keyword of :func:`cifar10_task` (e.g. ``data_dir``,
-            ``total_steps``, ``max_train_examples``).
-    """
-    kwargs: dict = dict(
-        name="cifar10-resnet18/full",
+cifar10_resnet18_full = Preset(
+    "cifar10-resnet18/full",
+    cifar10_task,
+    dict(
         n_train_source=HUB_TRAIN_SIZE,
         cifar_stem=True,
         lr=0.1,
@@ -266,19 +269,14 @@ def cifar10_resnet18_full(**overrides: object) -> Task:
         epochs=50,
         val_size=5_000,
         description="ResNet-18 (CIFAR stem) on CIFAR-10, SGD lr0 0.1, batch 128, 50 epochs",
-    )
-    kwargs.update(overrides)
-    return cifar10_task(**kwargs)
+    ),
+)
+"""``cifar10-resnet18/full``: hub CIFAR-10, CIFAR-stem ResNet-18, SGD 0.1, batch 128, 50 epochs."""
 
-
-def cifar10_resnet18_cpu(**overrides: object) -> Task:
-    """``cpu`` preset: local 4,000-image subset, stock ResNet-18, 300 steps of batch 64.
-
-    Args:
-        **overrides: Any keyword of :func:`cifar10_task`.
-    """
-    kwargs: dict = dict(
-        name="cifar10-resnet18/cpu",
+cifar10_resnet18_cpu = Preset(
+    "cifar10-resnet18/cpu",
+    cifar10_task,
+    dict(
         n_train_source=LOCAL_TRAIN_SIZE,
         cifar_stem=False,
         lr=0.05,
@@ -286,7 +284,8 @@ def cifar10_resnet18_cpu(**overrides: object) -> Task:
         total_steps=300,
         steps_per_action=20,
         val_size=500,
-        description="ResNet-18 on a 4,000-image CIFAR-10 subset, SGD lr0 0.05, batch 64, 300 steps",
-    )
-    kwargs.update(overrides)
-    return cifar10_task(**kwargs)
+        description="ResNet-18 on a 4,000-image CIFAR-10 subset, SGD lr0 0.05, batch 64, "
+                    "300 steps",
+    ),
+)
+"""``cifar10-resnet18/cpu``: local 4,000-image subset, stock ResNet-18, 300 steps of batch 64."""

@@ -17,14 +17,18 @@ evaluation). Metrics (seqeval, entity level, tags are IOB2): ``"f1"`` (main),
 (``mode="strict", scheme=IOB2``: such ill-formed entities count as wrong). All on
 the 0-1 scale.
 
-``full`` (``lr_gym/CoNLL2003-BiLSTMCRF-v1``):
+Presets (:class:`~lr_gym.tasks.seed_utils.Preset` values of :func:`conll_task`; an
+epoch is ``14,041 // 64 = 219`` steps, as for every seed task the env drops the last
+partial batch):
+
+``conll2003-bilstm-crf/full`` (``lr_gym/CoNLL2003-BiLSTMCRF-v1``):
     Hub ``conll2003`` (or local files): train 14,041 sentences, validation = the
     official dev split (3,250, never used as test), test = the official test split
-    (3,453) at episode end. 10 epochs -> 2,194 steps, 50 steps per action.
+    (3,453) at episode end. 10 epochs -> 2,190 steps, 50 steps per action.
 
-``cpu`` (``lr_gym/CoNLL2003-BiLSTMCRF-CPU-v1``):
+``conll2003-bilstm-crf/cpu`` (``lr_gym/CoNLL2003-BiLSTMCRF-CPU-v1``):
     The same model and data (local ``conll2003/{train,validation,test}.parquet``,
-    which match the official splits), 4 epochs -> 878 steps, 50 steps per action,
+    which match the official splits), 4 epochs -> 876 steps, 50 steps per action,
     validated on a fixed 1,000-sentence subset of the dev split (seeded) to keep
     each interval cheap; test = the full test split.
     Measured here (2 CPU cores shared with other jobs, load average 4-9, one torch
@@ -40,9 +44,8 @@ the 0-1 scale.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
-import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +57,7 @@ from torch import nn
 from lr_gym.tasks.base import Task, TaskData, iterate_batches, move_to
 from lr_gym.tasks.batching import DictDataset, dict_collate
 from lr_gym.tasks.data import load_split
+from lr_gym.tasks.seed_utils import Preset, family_of, load_with_data_dir, step_budget
 
 HF_COLUMNS = {"tokens": "list[str]", "ner_tags": "list[int] (conll2003 ClassLabel ids)"}
 """The HF ``conll2003`` columns this task reads."""
@@ -242,10 +246,11 @@ def _columns(ds: Any, limit: int | None) -> tuple[list[list[str]], list[list[int
 @functools.cache
 def load_conll(
     data_dir: str | None,
-    lowercase: bool,
-    max_train_examples: int | None,
-    val_size: int | None,
-    max_eval_examples: int | None,
+    *,
+    lowercase: bool = False,
+    max_train_examples: int | None = None,
+    val_size: int | None = None,
+    max_eval_examples: int | None = None,
 ) -> ConllData:
     """Train/validation/test of CoNLL-2003 (local files or hub), encoded.
 
@@ -274,68 +279,18 @@ def load_conll(
     )
 
 
-# ---------------------------------------------------------------------- presets
-def _conll_task(
+# ---------------------------------------------------------------------- builder
+def conll_task(
+    *,
     name: str,
-    *,
-    data_dir: str | None,
-    lowercase: bool,
-    lr: float,
-    batch_size: int,
-    epochs: float,
-    total_steps: int | None,
-    steps_per_action: int,
-    val_size: int | None,
-    max_train_examples: int | None,
-    max_eval_examples: int | None,
-    emb_dim: int,
-    hidden: int,
-    dropout: float,
-    word_dropout: float,
-    description: str,
-) -> Task:
-    def data() -> ConllData:
-        return load_conll(data_dir, lowercase, max_train_examples, val_size, max_eval_examples)
-
-    def model() -> nn.Module:
-        d = data()
-        return BiLSTMCRF(
-            len(d.vocab), len(TAG_NAMES), emb_dim=emb_dim, hidden=hidden, dropout=dropout,
-            singletons=d.singletons, word_dropout=word_dropout,
-        )
-
-    if total_steps is None:
-        n_train = max_train_examples or CONLL_TRAIN_SENTENCES
-        total_steps = math.ceil(epochs * n_train / batch_size)
-    return Task(
-        name=name,
-        model_fn=model,
-        data_fn=lambda: data().data,
-        lr=lr,
-        optimizer=torch.optim.Adam,
-        batch_size=batch_size,
-        eval_batch_size=512,
-        total_steps=total_steps,
-        steps_per_action=min(steps_per_action, total_steps),
-        loss_fn=crf_loss,
-        eval_fn=crf_eval,
-        metric="f1",
-        collate_fn=dict_collate,
-        grad_clip=5.0,
-        family="conll-bilstm-crf",
-        description=description,
-    )
-
-
-def conll2003_bilstm_crf_full(
-    *,
-    data_dir: str | None = None,
+    data_dir: str | os.PathLike | None = None,
     lowercase: bool = False,
     lr: float = 1e-3,
     batch_size: int = 64,
+    eval_batch_size: int = 512,
     epochs: float = 10.0,
     total_steps: int | None = None,
-    steps_per_action: int = 50,
+    steps_per_action: int | None = 50,
     val_size: int | None = None,
     max_train_examples: int | None = None,
     max_eval_examples: int | None = None,
@@ -343,18 +298,22 @@ def conll2003_bilstm_crf_full(
     hidden: int = 200,
     dropout: float = 0.5,
     word_dropout: float = 0.5,
+    description: str = "",
 ) -> Task:
-    """The full CoNLL-2003 BiLSTM-CRF preset (see the module docstring).
+    """A CoNLL-2003 BiLSTM-CRF task (nothing is loaded until ``data_fn``/``model_fn``).
 
     Args:
+        name: Task name, ``conll2003-bilstm-crf/<preset>`` (its family is the part
+            before the slash).
         data_dir: Local data folder (``conll2003/{train,validation,test}.parquet``);
             else ``$LR_GYM_DATA_DIR``, else the HF hub.
         lowercase: Fold words to lowercase for the vocabulary.
         lr: Adam ``lr0``.
         batch_size: Sentences per training batch.
+        eval_batch_size: Sentences per evaluation batch.
         epochs: Epochs that set ``total_steps`` when it is not given.
         total_steps: Episode budget (overrides ``epochs``).
-        steps_per_action: Optimizer steps per env step.
+        steps_per_action: Optimizer steps per env step (None: one epoch).
         val_size: Seeded subset of the dev split for validation (None: all).
         max_train_examples: Cap on training sentences.
         max_eval_examples: Cap on validation and test sentences.
@@ -362,30 +321,73 @@ def conll2003_bilstm_crf_full(
         hidden: BiLSTM size, both directions together.
         dropout: Dropout on embeddings and LSTM outputs.
         word_dropout: Probability of replacing training singletons by ``<unk>``.
+        description: One-line description.
     """
-    return _conll_task(
-        "conll2003-bilstm-crf",
-        data_dir=data_dir, lowercase=lowercase, lr=lr, batch_size=batch_size, epochs=epochs,
-        total_steps=total_steps, steps_per_action=steps_per_action, val_size=val_size,
-        max_train_examples=max_train_examples, max_eval_examples=max_eval_examples,
-        emb_dim=emb_dim, hidden=hidden, dropout=dropout, word_dropout=word_dropout,
-        description=f"CoNLL-2003 NER, BiLSTM-CRF (Adam lr0={lr:g}, batch {batch_size})",
+    data = functools.partial(
+        load_with_data_dir, load_conll, data_dir, lowercase=lowercase,
+        max_train_examples=max_train_examples, val_size=val_size,
+        max_eval_examples=max_eval_examples,
+    )
+
+    def model() -> nn.Module:
+        d = data()  # the vocabulary comes from the training split
+        return BiLSTMCRF(
+            len(d.vocab), len(TAG_NAMES), emb_dim=emb_dim, hidden=hidden, dropout=dropout,
+            singletons=d.singletons, word_dropout=word_dropout,
+        )
+
+    # Validation is the official dev split, so none is held out of training.
+    total_steps, steps_per_action = step_budget(
+        n_train_source=CONLL_TRAIN_SENTENCES, val_size=0, batch_size=batch_size,
+        epochs=epochs, total_steps=total_steps, steps_per_action=steps_per_action,
+        max_train_examples=max_train_examples,
+    )
+    return Task(
+        name=name,
+        model_fn=model,
+        data_fn=lambda: data().data,
+        lr=lr,
+        optimizer=torch.optim.Adam,
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        total_steps=total_steps,
+        steps_per_action=steps_per_action,
+        loss_fn=crf_loss,
+        eval_fn=crf_eval,
+        metric="f1",
+        collate_fn=dict_collate,
+        grad_clip=5.0,
+        family=family_of(name),
+        description=description,
     )
 
 
-def conll2003_bilstm_crf_cpu(
-    *, epochs: float = 4.0, val_size: int | None = 1000, **overrides: Any
-) -> Task:
-    """The CPU CoNLL-2003 preset: full model, 4 epochs, 1,000 validation sentences.
+# ---------------------------------------------------------------------- presets
+conll2003_bilstm_crf_full = Preset(
+    "conll2003-bilstm-crf/full",
+    conll_task,
+    dict(
+        lr=1e-3,
+        batch_size=64,
+        epochs=10.0,
+        steps_per_action=50,
+        val_size=None,
+        description="CoNLL-2003 NER, BiLSTM-CRF, Adam lr0 1e-3, batch 64, 10 epochs",
+    ),
+)
+"""``conll2003-bilstm-crf/full``: hub CoNLL-2003, 10 epochs, validated on the whole dev split."""
 
-    Args:
-        epochs: Epochs that set ``total_steps`` when it is not given.
-        val_size: Seeded subset of the dev split for validation (None: all).
-        **overrides: Any other argument of :func:`conll2003_bilstm_crf_full`.
-    """
-    task = conll2003_bilstm_crf_full(epochs=epochs, val_size=val_size, **overrides)
-    return dataclasses.replace(
-        task,
-        name="conll2003-bilstm-crf-cpu",
-        description=f"CoNLL-2003 NER, BiLSTM-CRF, {epochs:g} epochs (Adam lr0={task.lr:g})",
-    )
+conll2003_bilstm_crf_cpu = Preset(
+    "conll2003-bilstm-crf/cpu",
+    conll_task,
+    dict(
+        lr=1e-3,
+        batch_size=64,
+        epochs=4.0,
+        steps_per_action=50,
+        val_size=1000,
+        description="CoNLL-2003 NER, BiLSTM-CRF, Adam lr0 1e-3, batch 64, 4 epochs, "
+                    "1,000 dev sentences",
+    ),
+)
+"""``conll2003-bilstm-crf/cpu``: the same model and data, 4 epochs, 1,000 validation sentences."""

@@ -1,14 +1,15 @@
-"""Seed task: IMDB sentiment classification with a BERT sequence classifier.
+"""Seed task: IMDB sentiment classification with a BERT-family sequence classifier.
 
-Two presets, registered as ``lr_gym/IMDB-BERT-v1`` (``full``) and
-``lr_gym/IMDB-BERT-CPU-v1`` (``cpu``). Data goes through
-:func:`lr_gym.tasks.data.load_split` (``$LR_GYM_DATA_DIR`` or ``data_dir=`` for local
-``imdb/{train,test}.parquet`` in the HF schema: ``text``, ``label`` ClassLabel
-neg/pos; the HF hub ``imdb`` otherwise). HTML line breaks (``<br />``) are replaced
-by spaces; texts are tokenized once into ``(input_ids, attention_mask, label)``
-tensors padded to ``max_length``.
+Three presets (:class:`~lr_gym.tasks.seed_utils.Preset` values of :func:`imdb_task`):
+``imdb-bert/full`` registered as ``lr_gym/IMDB-BERT-v1``, ``imdb-bert/cpu`` as
+``lr_gym/IMDB-BERT-CPU-v1`` and ``imdb-minilm/cpu`` as ``lr_gym/IMDB-MiniLM-CPU-v1``.
+Data goes through :func:`lr_gym.tasks.data.load_split` (``$LR_GYM_DATA_DIR`` or
+``data_dir=`` for local ``imdb/{train,test}.parquet`` in the HF schema: ``text``,
+``label`` ClassLabel neg/pos; the HF hub ``imdb`` otherwise). HTML line breaks
+(``<br />``) are replaced by spaces; texts are tokenized once into ``(input_ids,
+attention_mask, label)`` tensors padded to ``max_length``.
 
-``full`` (GPU):
+``imdb-bert/full`` (GPU):
     ``AutoModelForSequenceClassification.from_pretrained("bert-base-uncased",
     num_labels=2)`` and its tokenizer. Hub ``imdb``: 22,500 train reviews, 2,500
     validation reviews held out from train (fixed permutation, seed 0), the 25,000
@@ -19,7 +20,7 @@ tensors padded to ``max_length``.
     so 31 env steps. The linear decay of the usual recipe is the env's base schedule
     (``schedule="linear"``), not the task's.
 
-``cpu`` (2 CPU cores, a few minutes per episode):
+``imdb-bert/cpu`` (2 CPU cores, a few minutes per episode):
     A tiny BERT built from ``BertConfig`` (2 layers, hidden 128, 2 heads, FFN 512,
     randomly initialised) with a WordPiece tokenizer (lower-cased, 8,000 tokens)
     trained with ``tokenizers`` on the training reviews and cached under
@@ -27,8 +28,26 @@ tensors padded to ``max_length``.
     Local subset: 9,500 train, 500 validation held out from train, the 4,000 local
     test reviews at the end. Max length 128, AdamW lr0 1e-3 (a from-scratch model
     needs a much larger LR than fine-tuning), weight decay 0.01, batch 32, 600 steps
-    (2 epochs), 40 steps per env step, so 15 env steps. Pass ``model_name_or_path``
-    to fine-tune a pretrained checkpoint (e.g. a MiniLM) instead.
+    (2 epochs), 40 steps per env step, so 15 env steps.
+
+``imdb-minilm/cpu`` (2 CPU cores, about 10 minutes per episode):
+    Fine-tunes a real pretrained encoder, offline: all-MiniLM-L6-v2 (BERT
+    architecture, 6 layers, hidden 384, 22.7M parameters; the ``pretrained`` extra,
+    see :mod:`lr_gym.tasks.pretrained`) with its own uncased WordPiece tokenizer and a
+    fresh classification head (initialised from the env's seed). Another checkpoint:
+    ``task_kwargs={"model_name_or_path": <folder or hub id>}`` or
+    ``$LR_GYM_MINILM_PATH``. The local subset and splits of ``imdb-bert/cpu``. Max
+    length 128 (the start of each review), AdamW lr0 5e-5 (the low end of the 5e-5 to
+    1e-4 usually used to fine-tune MiniLM: a sentence classifier needs little
+    movement), weight decay 0.01, grad clip 1.0, batch 32, 240 steps (0.8 epoch), 20
+    steps per env step, so 12 env steps. Sized from 1.5 s per batch-32 step on 2
+    idle cores: 6 min of training, 13 validation passes over 500 reviews (about 7 s
+    each) and one 4,000-review test pass (about 1 min). Its baseline is Hugging
+    Face's recipe, linear warmup over 10% of the budget then linear decay to 0:
+    ``agents.baselines`` ``warmup_linear``, i.e. ``gym.make(id, mode="anchored",
+    schedule="linear", warmup_frac=0.1, lr_min=0)`` with action 0 (a bare ``gym.make``
+    keeps the env's default constant LR, as every id). Measured:
+    ``benchmarks/results/minilm_presets.md``.
 
 Metrics (validation and test): ``loss``, ``accuracy`` (the main metric), and
 ``f1``/``precision``/``recall`` of the positive class.
@@ -37,7 +56,6 @@ Metrics (validation and test): ``loss``, ``accuracy`` (the main metric), and
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,7 +67,17 @@ from torch.utils.data import Dataset, TensorDataset
 
 from lr_gym.tasks.base import Batch, Task, TaskData, iterate_batches, move_to
 from lr_gym.tasks.data import load_split
-from lr_gym.tasks.seed_utils import holdout_indices, load_with_data_dir, step_budget
+from lr_gym.tasks.pretrained import PACKAGED_MINILM, resolve_model
+from lr_gym.tasks.seed_utils import (
+    Preset,
+    cache_dir,
+    content_key,
+    family_of,
+    holdout_indices,
+    load_with_data_dir,
+    publish,
+    step_budget,
+)
 
 HF_COLUMNS = {"text": "string", "label": "int 0 (negative) or 1 (positive)"}
 """The HF ``imdb`` columns this task reads."""
@@ -58,14 +86,7 @@ HUB_TRAIN_SIZE = 25_000
 """Rows of the hub ``imdb`` train split (total_steps is derived from it)."""
 LOCAL_TRAIN_SIZE = 10_000
 """Rows of the local subset's train split."""
-CACHE_DIR_ENV = "LR_GYM_CACHE_DIR"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-
-
-def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """Cache folder: ``explicit``, else ``$LR_GYM_CACHE_DIR``, else ``~/.cache/lr_gym``."""
-    value = explicit or os.environ.get(CACHE_DIR_ENV) or "~/.cache/lr_gym"
-    return Path(value).expanduser()
 
 
 def clean_text(text: str) -> str:
@@ -76,19 +97,18 @@ def clean_text(text: str) -> str:
 def train_wordpiece(texts: Sequence[str], vocab_size: int, cache: Path):  # noqa: ANN201
     """Trains (or loads from ``cache``) a lower-cased BERT-style WordPiece tokenizer.
 
-    The file is keyed by a hash of the texts and the vocabulary size, so the same
-    training data always gets the same tokenizer without retraining.
+    The file, ``<cache>/imdb-wordpiece-<vocab_size>/<key>.json``, is keyed by
+    :func:`~lr_gym.tasks.seed_utils.content_key` of the texts, so the same training
+    data always gets the same tokenizer without retraining.
 
     Returns:
         A ``tokenizers.Tokenizer`` that adds ``[CLS] ... [SEP]``.
     """
+    import tokenizers
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 
-    digest = hashlib.sha256()
-    for t in texts:
-        digest.update(t.encode("utf-8"))
-        digest.update(b"\0")
-    path = cache / f"imdb-wordpiece-{vocab_size}-{digest.hexdigest()[:16]}.json"
+    key = content_key(texts, vocab_size, tokenizers.__version__)
+    path = cache / f"imdb-wordpiece-{vocab_size}" / f"{key}.json"
     if path.is_file():
         return Tokenizer.from_file(str(path))
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -102,10 +122,7 @@ def train_wordpiece(texts: Sequence[str], vocab_size: int, cache: Path):  # noqa
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tok.save(str(tmp))
-    tmp.replace(path)  # atomic: parallel envs never read a half-written file
+    publish(path, lambda tmp: tok.save(str(tmp)))
     return tok
 
 
@@ -162,7 +179,8 @@ def load_imdb(
         max_train_examples: Keep at most this many training reviews (after the split).
         max_test_examples: Keep at most this many test reviews (a fixed random subset:
             the splits are sorted by label).
-        tokenizer_cache: Folder of trained tokenizers (see :func:`cache_dir`).
+        tokenizer_cache: Folder of trained tokenizers (see
+            :func:`~lr_gym.tasks.seed_utils.cache_dir`).
         split_seed: Seed of the train/validation permutation and test subset.
     """
     train = load_split("imdb", "train", hub_name=hub_name, data_dir_=data_dir,
@@ -229,11 +247,15 @@ def tiny_bert(
 
 
 def pretrained_classifier(model_name_or_path: str, num_labels: int = 2) -> nn.Module:
-    """A pretrained encoder with a fresh classification head (seeded by the env)."""
+    """A pretrained encoder with a fresh classification head (seeded by the env).
+
+    ``model_name_or_path`` goes through :func:`~lr_gym.tasks.pretrained.resolve_model`
+    (the packaged MiniLM placeholder becomes its folder).
+    """
     from transformers import AutoModelForSequenceClassification
 
     return AutoModelForSequenceClassification.from_pretrained(
-        model_name_or_path, num_labels=num_labels
+        resolve_model(model_name_or_path), num_labels=num_labels
     )
 
 
@@ -311,13 +333,15 @@ def imdb_task(
     """An IMDB BERT task (nothing is loaded until ``data_fn``/``model_fn``).
 
     Args:
-        name: Task name.
+        name: Task name, ``imdb-<model>/<preset>`` (its family is the part before the
+            slash).
         n_train_source: Rows of the source train split, so ``epochs`` converts to steps
             without loading anything.
         data_dir: Local data directory (else ``$LR_GYM_DATA_DIR``, else the hub).
         hub_name: HF hub dataset name.
-        model_name_or_path: Pretrained checkpoint (hub name or local folder) for
-            ``from_pretrained``; None builds the tiny BERT with a local tokenizer.
+        model_name_or_path: Pretrained checkpoint (hub name, local folder, or
+            :data:`~lr_gym.tasks.pretrained.PACKAGED_MINILM`) for ``from_pretrained``,
+            whose own tokenizer is used; None builds the tiny BERT with a local tokenizer.
         max_length: Tokens per review.
         vocab_size: Local WordPiece vocabulary size (tiny BERT only).
         hidden_size: Tiny BERT width.
@@ -333,7 +357,8 @@ def imdb_task(
         val_size: Training reviews held out for validation.
         max_train_examples: Cap on training reviews (tests, quick runs).
         max_test_examples: Cap on test reviews.
-        tokenizer_cache: Folder for trained tokenizers (default: see :func:`cache_dir`).
+        tokenizer_cache: Folder for trained tokenizers (default: see
+            :func:`~lr_gym.tasks.seed_utils.cache_dir`).
         grad_clip: Max gradient norm (BERT fine-tuning clips at 1.0).
         description: One-line description.
     """
@@ -380,20 +405,15 @@ def imdb_task(
         eval_fn=sequence_classification_eval,
         metric="accuracy",
         grad_clip=grad_clip,
-        family="imdb-bert",
+        family=family_of(name),
         description=description,
     )
 
 
-def imdb_bert_full(**overrides: object) -> Task:
-    """``full`` preset: hub IMDB, bert-base-uncased, AdamW 2e-5, batch 32, 3 epochs, 256 tokens.
-
-    Args:
-        **overrides: Any keyword of :func:`imdb_task` (e.g. ``data_dir``,
-            ``model_name_or_path``, ``total_steps``, ``max_train_examples``).
-    """
-    kwargs: dict = dict(
-        name="imdb-bert/full",
+imdb_bert_full = Preset(
+    "imdb-bert/full",
+    imdb_task,
+    dict(
         n_train_source=HUB_TRAIN_SIZE,
         model_name_or_path="bert-base-uncased",
         max_length=256,
@@ -403,19 +423,14 @@ def imdb_bert_full(**overrides: object) -> Task:
         epochs=3,
         val_size=2_500,
         description="bert-base-uncased on IMDB, AdamW lr0 2e-5, batch 32, 3 epochs, 256 tokens",
-    )
-    kwargs.update(overrides)
-    return imdb_task(**kwargs)
+    ),
+)
+"""``imdb-bert/full``: hub IMDB, bert-base-uncased, AdamW 2e-5, batch 32, 3 epochs, 256 tokens."""
 
-
-def imdb_bert_cpu(**overrides: object) -> Task:
-    """``cpu`` preset: local 10k/4k IMDB subset, tiny BERT, AdamW 1e-3, 600 steps of 32.
-
-    Args:
-        **overrides: Any keyword of :func:`imdb_task`.
-    """
-    kwargs: dict = dict(
-        name="imdb-bert/cpu",
+imdb_bert_cpu = Preset(
+    "imdb-bert/cpu",
+    imdb_task,
+    dict(
         n_train_source=LOCAL_TRAIN_SIZE,
         model_name_or_path=None,
         max_length=128,
@@ -425,6 +440,25 @@ def imdb_bert_cpu(**overrides: object) -> Task:
         steps_per_action=40,
         val_size=500,
         description="Tiny BERT (2x128) on a 10k-review IMDB subset, AdamW lr0 1e-3, 600 steps",
-    )
-    kwargs.update(overrides)
-    return imdb_task(**kwargs)
+    ),
+)
+"""``imdb-bert/cpu``: local 10k/4k IMDB subset, tiny BERT from scratch, AdamW 1e-3, 600 steps."""
+
+imdb_minilm_cpu = Preset(
+    "imdb-minilm/cpu",
+    imdb_task,
+    dict(
+        n_train_source=LOCAL_TRAIN_SIZE,
+        model_name_or_path=PACKAGED_MINILM,
+        max_length=128,
+        lr=5e-5,
+        batch_size=32,
+        eval_batch_size=128,
+        total_steps=240,
+        steps_per_action=20,
+        val_size=500,
+        description="all-MiniLM-L6-v2 fine-tuned on a 10k-review IMDB subset, AdamW lr0 5e-5, "
+                    "128 tokens",
+    ),
+)
+"""``imdb-minilm/cpu``: the packaged pretrained MiniLM fine-tuned (see the module docstring)."""

@@ -1,11 +1,12 @@
-"""SQuAD v2 extractive question answering with RoBERTa (seed task).
+"""SQuAD v2 extractive question answering with RoBERTa or MiniLM (seed task).
 
-Two presets, both scored with the official SQuAD v2 metric (exact match and token F1,
-max over gold answers; an unanswerable question is right only when the prediction is
-empty). The main metric ``"f1"`` is on the **0-1 scale** (the official script reports
-percentages) so that it fits the observation; ``"exact"`` and the ``HasAns_*`` /
-``NoAns_*`` breakdowns (with their ``*_total`` counts) are reported alongside, and
-``"loss"`` is the mean of the start/end cross-entropies over the evaluated features.
+Three presets (:class:`~lr_gym.tasks.seed_utils.Preset` values of :func:`squad_task`),
+all scored with the official SQuAD v2 metric (exact match and token F1, max over gold
+answers; an unanswerable question is right only when the prediction is empty). The
+main metric ``"f1"`` is on the **0-1 scale** (the official script reports percentages)
+so that it fits the observation; ``"exact"`` and the ``HasAns_*`` / ``NoAns_*``
+breakdowns (with their ``*_total`` counts) are reported alongside, and ``"loss"`` is
+the mean of the start/end cross-entropies over the evaluated features.
 
 Preprocessing is the standard Hugging Face sliding window: question + context
 truncated ``only_second`` to ``max_length`` tokens with ``doc_stride`` tokens of
@@ -17,7 +18,7 @@ of at most ``max_answer_length`` (30) tokens, and answer empty when the null sco
 score by more than ``null_score_diff_threshold`` (0.0). Unlike HF's script, a question
 with no valid span at all is answered empty (HF then outputs the literal "empty").
 
-``full`` (``lr_gym/SQuADv2-RoBERTa-v1``):
+``squad_v2-roberta/full`` (``lr_gym/SQuADv2-RoBERTa-v1``):
     ``roberta-base`` (``AutoModelForQuestionAnswering.from_pretrained``), hub
     ``squad_v2``, max_length 384, doc_stride 128, AdamW lr 1e-5 (weight decay 0.01),
     grad clip 1.0 (HF Trainer defaults), batch 16, 2 epochs, 200 steps per action.
@@ -26,24 +27,24 @@ with no valid span at all is answered empty (HF then outputs the literal "empty"
     training. Test: the hub validation split (11,873 questions), at episode end.
     ``total_steps`` = 2 epochs of training features; features are only known after
     tokenizing, so the factory estimates them as 1.012 per question (roberta-base,
-    384/128) -> about 16,200 steps. Needs a GPU; not measured here.
+    384/128) -> 2 * (129,858 // 16) = 16,232 steps. Needs a GPU; not measured here.
 
-``cpu`` (``lr_gym/SQuADv2-RoBERTa-CPU-v1``):
+``squad_v2-roberta/cpu`` (``lr_gym/SQuADv2-RoBERTa-CPU-v1``):
     Local ``squad_v2/validation.parquet`` (the 6,078-question, 16-article CS224n half
-    of the dev set; see shared/data/PROVENANCE.md), split **by article**: titles
-    sorted (Python string order), every 4th (positions 3, 7, 11, 15: Force,
-    Immune_system, Packet_switching, Yuan_dynasty; 1,653 questions, ~2,470 features)
-    is test, the other 12 articles (4,425 questions) are train. Validation: the
-    questions of a seeded random set of whole contexts of the train articles
-    (``val_size`` = 300 -> 302 questions), removed from training (4,123 training
-    questions). With the hub's full validation split the same rule applies to its 35
-    articles. Model: RoBERTa from ``RobertaConfig`` (2 layers, hidden 128, 2 heads,
-    FFN 512; 1.45M parameters, 1.02M of them the 8,000 x 128 embeddings), trained
-    from scratch; byte-level BPE vocabulary (8,000, min frequency 2) trained on the
-    train contexts + questions with ``tokenizers`` and cached under
-    ``~/.cache/lr_gym/squad_bpe/<hash>`` (``$LR_GYM_CACHE_DIR`` overrides). max_length
-    256, doc_stride 64, AdamW lr 5e-4 (weight decay 0.01, none on biases/LayerNorm),
-    grad clip 1.0, batch 16, 500 steps, 25 steps per action.
+    of the dev set; see shared/data/PROVENANCE.md), split **by article**
+    (``split_scheme="dev-by-article"``): titles sorted (Python string order), every
+    4th (positions 3, 7, 11, 15: Force, Immune_system, Packet_switching, Yuan_dynasty;
+    1,653 questions, ~2,470 features) is test, the other 12 articles (4,425
+    questions) are train. Validation: the questions of a seeded random set of whole
+    contexts of the train articles (``val_size`` = 300 -> 302 questions), removed from
+    training (4,123 training questions). With the hub's full validation split the same
+    rule applies to its 35 articles. Model: RoBERTa from ``RobertaConfig`` (2 layers,
+    hidden 128, 2 heads, FFN 512; 1.45M parameters, 1.02M of them the 8,000 x 128
+    embeddings), trained from scratch; byte-level BPE vocabulary (8,000, min
+    frequency 2) trained on the train contexts + questions with ``tokenizers`` and
+    cached under ``~/.cache/lr_gym/squad-bpe-8000/<key>`` (``$LR_GYM_CACHE_DIR``
+    overrides). max_length 256, doc_stride 64, AdamW lr 5e-4 (weight decay 0.01,
+    none on biases/LayerNorm), grad clip 1.0, batch 16, 500 steps, 25 steps per action.
     Measured here (2 CPU cores shared with other jobs, load average 6-11, one torch
     thread; static LR, seed 0, ``/work/shared/data``): 20 env steps, 820 s wall,
     36.7 s per env step (25 optimizer steps + a 302-question validation pass; reset
@@ -52,22 +53,40 @@ with no valid span at all is answered empty (HF then outputs the literal "empty"
     this budget; it answers every question empty, so validation F1 = EM = 0.503 (the
     no-answer share) from the first interval on, and test F1 0.547 (HasAns_f1 0,
     NoAns_f1 1, 749/904 questions, loss 2.47). The loss, not F1, carries the signal.
+
+``squad_v2-minilm/cpu`` (``lr_gym/SQuADv2-MiniLM-CPU-v1``; 2 CPU cores, about 10
+minutes per episode):
+    Fine-tunes a real pretrained encoder, offline, on the data and splits of
+    ``squad_v2-roberta/cpu``: all-MiniLM-L6-v2 (BERT architecture, 6 layers, hidden
+    384, 22.7M parameters; the ``pretrained`` extra, see :mod:`lr_gym.tasks.pretrained`)
+    with its own uncased WordPiece tokenizer (segment ids tell question from context)
+    and a fresh span head (initialised from the env's seed). Another checkpoint:
+    ``task_kwargs={"model_name_or_path": <folder or hub id>}`` or
+    ``$LR_GYM_MINILM_PATH``. max_length 256, doc_stride 64 (4,861 training features,
+    307 validation, 1,935 test), AdamW lr0 1e-4 (the high end of the 5e-5 to 1e-4
+    usually used to fine-tune MiniLM: the span head starts from scratch and the budget
+    is under one epoch), weight decay 0.01 (none on biases/LayerNorm), grad clip 1.0,
+    batch 16, 240 steps (0.8 epoch), 20 steps per action, so 12 env steps. Sized from
+    about 1.8 s per batch-16 step of 256 tokens on 2 idle cores: 7 min of training, 13
+    validation passes (about 9 s each) and one test pass (about 1 min). Its baseline
+    is Hugging Face's recipe, linear warmup over 10% of the budget then linear decay to
+    0: ``agents.baselines`` ``warmup_linear``, i.e. ``gym.make(id, mode="anchored",
+    schedule="linear", warmup_frac=0.1, lr_min=0)`` with action 0 (a bare ``gym.make``
+    keeps the env's default constant LR, as every id). Measured:
+    ``benchmarks/results/minilm_presets.md``.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import functools
-import hashlib
-import math
 import os
 import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -76,6 +95,16 @@ from torch import nn
 from lr_gym.tasks.base import Task, TaskData, iterate_batches, move_to
 from lr_gym.tasks.batching import DictDataset, dict_collate
 from lr_gym.tasks.data import load_split
+from lr_gym.tasks.pretrained import PACKAGED_MINILM, resolve_model
+from lr_gym.tasks.seed_utils import (
+    Preset,
+    cache_dir,
+    content_key,
+    family_of,
+    load_with_data_dir,
+    publish,
+    step_budget,
+)
 
 HF_COLUMNS = {"id": "string", "title": "string", "context": "string", "question": "string",
               "answers": "{text: list[str], answer_start: list[int]}"}
@@ -83,10 +112,14 @@ HF_COLUMNS = {"id": "string", "title": "string", "context": "string", "question"
 
 HUB_NAME = "squad_v2"
 SQUAD_V2_TRAIN_QUESTIONS = 130_319
+LOCAL_TRAIN_QUESTIONS = 4_425
+"""Questions of the local dev half's train articles (``"dev-by-article"``)."""
 FEATURES_PER_QUESTION = 1.012
 """Estimated roberta-base features per SQuAD v2 train question at 384/128."""
-CACHE_ENV = "LR_GYM_CACHE_DIR"
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
+SplitScheme = Literal["train-validation", "dev-by-article"]
+SPLIT_SCHEMES: tuple[str, ...] = ("train-validation", "dev-by-article")
+
 
 
 # ----------------------------------------------------------------------- metric
@@ -219,7 +252,8 @@ def carve_val_by_context(
 class QADataset(DictDataset):
     """Tokenized features plus what post-processing needs to map them back to text.
 
-    Tensors: ``input_ids``, ``attention_mask``, ``start_positions``, ``end_positions``.
+    Tensors: ``input_ids``, ``attention_mask``, ``start_positions``, ``end_positions``
+    (and ``token_type_ids`` when the tokenizer makes them, as BERT's does).
 
     Attributes:
         examples: The questions the features came from.
@@ -294,6 +328,8 @@ def prepare_features(
         "start_positions": torch.from_numpy(starts),
         "end_positions": torch.from_numpy(ends),
     }
+    if "token_type_ids" in enc:  # BERT-style encoders tell question from context by them
+        tensors["token_type_ids"] = torch.tensor(enc["token_type_ids"], dtype=torch.long)
     if not bool((tensors["input_ids"][:, 0] == tokenizer.cls_token_id).all()):
         raise ValueError("Expected the CLS token at position 0 (right padding, RoBERTa-style).")
     return QADataset(tensors, examples, sample_map, offsets)
@@ -407,24 +443,20 @@ def qa_eval(
 
 
 # ------------------------------------------------------------------- tokenizer
-def cache_root() -> Path:
-    """``$LR_GYM_CACHE_DIR`` or ``~/.cache/lr_gym``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lr_gym").expanduser()
-
-
-def train_bpe_tokenizer(texts: Sequence[str], vocab_size: int = 8000) -> Any:
+def train_bpe_tokenizer(
+    texts: Sequence[str], vocab_size: int = 8000, cache: str | os.PathLike | None = None
+) -> Any:
     """A RoBERTa tokenizer with a byte-level BPE vocabulary trained on ``texts``.
 
-    Cached on disk under ``<cache_root>/squad_bpe/<hash of texts and vocab size>``.
+    Cached on disk as ``<cache>/squad-bpe-<vocab_size>/<key>/{vocab.json,merges.txt}``
+    (``cache`` defaults to :func:`~lr_gym.tasks.seed_utils.cache_dir`), keyed by
+    :func:`~lr_gym.tasks.seed_utils.content_key` of the texts.
     """
     import tokenizers
     from transformers import RobertaTokenizerFast
 
-    h = hashlib.sha256(f"{vocab_size}|{tokenizers.__version__}".encode())
-    for t in texts:
-        h.update(t.encode())
-        h.update(b"\0")
-    folder = cache_root() / "squad_bpe" / h.hexdigest()[:16]
+    key = content_key(texts, vocab_size, tokenizers.__version__)
+    folder = cache_dir(cache) / f"squad-bpe-{vocab_size}" / key
     vocab, merges = folder / "vocab.json", folder / "merges.txt"
     if not (vocab.is_file() and merges.is_file()):
         bpe = tokenizers.ByteLevelBPETokenizer()
@@ -435,12 +467,12 @@ def train_bpe_tokenizer(texts: Sequence[str], vocab_size: int = 8000) -> Any:
             special_tokens=list(SPECIAL_TOKENS),
             show_progress=False,
         )
-        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-        tmp.mkdir(parents=True, exist_ok=True)
-        bpe.save_model(str(tmp))
-        # Another process may have won the race; its files are identical.
-        with contextlib.suppress(OSError):
-            tmp.rename(folder)
+
+        def write(tmp: Path) -> None:
+            tmp.mkdir(parents=True, exist_ok=True)
+            bpe.save_model(str(tmp))
+
+        publish(folder, write)
     return RobertaTokenizerFast(vocab=str(vocab), merges=str(merges))
 
 
@@ -458,90 +490,79 @@ def _cap(examples: Examples, n: int | None) -> Examples:
 
 
 @functools.cache
-def load_squad_full(
+def load_squad(
     data_dir: str | None,
-    model_name_or_path: str,
-    max_length: int,
-    doc_stride: int,
-    val_size: int,
-    max_train_examples: int | None,
-    max_eval_examples: int | None,
-) -> SquadData:
-    """Hub (or local) ``squad_v2`` train/validation, tokenized with the model's tokenizer."""
-    from transformers import AutoTokenizer
-
-    train_all = Examples.from_hf(
-        load_split("squad_v2", "train", hub_name=HUB_NAME, data_dir_=data_dir,
-                   columns=HF_COLUMNS)
-    )
-    test = Examples.from_hf(
-        load_split("squad_v2", "validation", hub_name=HUB_NAME, data_dir_=data_dir,
-                   columns=HF_COLUMNS)
-    )
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
-    train_idx, val_idx = carve_val_by_context(train_all.contexts, val_size)
-    return _tokenize_splits(
-        tokenizer,
-        _cap(train_all.select(train_idx), max_train_examples),
-        _cap(train_all.select(val_idx), max_eval_examples),
-        _cap(test, max_eval_examples),
-        max_length,
-        doc_stride,
-    )
-
-
-@functools.cache
-def load_squad_cpu(
-    data_dir: str | None,
+    *,
+    split_scheme: SplitScheme,
+    model_name_or_path: str | None,
     max_length: int,
     doc_stride: int,
     val_size: int,
     vocab_size: int,
     max_train_examples: int | None,
     max_eval_examples: int | None,
+    tokenizer_cache: str | None,
 ) -> SquadData:
-    """The local dev half split by article, with a BPE tokenizer trained on its train part."""
-    dev = Examples.from_hf(
-        load_split("squad_v2", "validation", hub_name=HUB_NAME, data_dir_=data_dir,
-                   columns=HF_COLUMNS)
-    )
-    train_idx, test_idx = split_by_article(dev.titles)
-    if not train_idx or not test_idx:
-        raise ValueError(
-            f"The by-article split needs at least 4 articles, got {len(set(dev.titles))}."
-        )
-    train_all, test = dev.select(train_idx), dev.select(test_idx)
+    """Loads, splits and tokenizes SQuAD v2 (cached per process and arguments).
+
+    Args:
+        data_dir: Local data directory, or None for the hub (resolved by
+            :func:`~lr_gym.tasks.seed_utils.load_with_data_dir`).
+        split_scheme: ``"train-validation"``: train/validation from the ``train``
+            split (validation carved by context), test = the ``validation`` split.
+            ``"dev-by-article"``: the ``validation`` split alone, test = every 4th
+            article (see :func:`split_by_article`), validation carved by context from
+            the rest.
+        model_name_or_path: Checkpoint whose tokenizer to use (``AutoTokenizer``); None
+            trains a byte-level BPE on the training contexts and questions.
+        max_length: Tokens per window.
+        doc_stride: Overlap between windows.
+        val_size: Validation questions (whole contexts until at least this many).
+        vocab_size: BPE vocabulary size (trained tokenizer only).
+        max_train_examples: Cap on training questions.
+        max_eval_examples: Cap on validation and test questions.
+        tokenizer_cache: Folder of trained tokenizers.
+    """
+    def split(name: str) -> Examples:
+        return Examples.from_hf(load_split("squad_v2", name, hub_name=HUB_NAME,
+                                           data_dir_=data_dir, columns=HF_COLUMNS))
+
+    if split_scheme == "train-validation":
+        train_all, test = split("train"), split("validation")
+    elif split_scheme == "dev-by-article":
+        dev = split("validation")
+        train_idx, test_idx = split_by_article(dev.titles)
+        if not train_idx or not test_idx:
+            raise ValueError(
+                f"The by-article split needs at least 4 articles, got {len(set(dev.titles))}."
+            )
+        train_all, test = dev.select(train_idx), dev.select(test_idx)
+    else:
+        raise ValueError(f"split_scheme must be one of {list(SPLIT_SCHEMES)}, got "
+                         f"{split_scheme!r}.")
     tr, va = carve_val_by_context(train_all.contexts, val_size)
     train = _cap(train_all.select(tr), max_train_examples)
-    texts = list(dict.fromkeys(train.contexts)) + list(train.questions)
-    tokenizer = train_bpe_tokenizer(texts, vocab_size)
-    return _tokenize_splits(
-        tokenizer,
-        train,
-        _cap(train_all.select(va), max_eval_examples),
-        _cap(test, max_eval_examples),
-        max_length,
-        doc_stride,
-    )
+    if model_name_or_path is None:
+        texts = list(dict.fromkeys(train.contexts)) + list(train.questions)
+        tokenizer = train_bpe_tokenizer(texts, vocab_size, tokenizer_cache)
+    else:
+        from transformers import AutoTokenizer
 
-
-def _tokenize_splits(
-    tokenizer: Any,
-    train: Examples,
-    val: Examples,
-    test: Examples,
-    max_length: int,
-    doc_stride: int,
-) -> SquadData:
+        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
     prep = functools.partial(
         prepare_features, tokenizer, max_length=max_length, doc_stride=doc_stride
     )
     return SquadData(
         tokenizer,
-        TaskData(train=prep(train, keep_offsets=False), val=prep(val), test=prep(test)),
+        TaskData(
+            train=prep(train, keep_offsets=False),
+            val=prep(_cap(train_all.select(va), max_eval_examples)),
+            test=prep(_cap(test, max_eval_examples)),
+        ),
     )
 
 
+# ------------------------------------------------------------------------ models
 def small_roberta_qa(vocab_size: int, max_length: int, *, layers: int = 2, hidden: int = 128,
                      heads: int = 2, ffn: int = 512) -> nn.Module:
     """A RoBERTa QA model from ``RobertaConfig`` (random init)."""
@@ -562,10 +583,14 @@ def small_roberta_qa(vocab_size: int, max_length: int, *, layers: int = 2, hidde
     return RobertaForQuestionAnswering(config)
 
 
-def _pretrained_qa(model_name_or_path: str) -> nn.Module:
+def pretrained_qa(model_name_or_path: str) -> nn.Module:
+    """A pretrained encoder with a fresh span head (seeded by the env).
+
+    ``model_name_or_path`` goes through :func:`~lr_gym.tasks.pretrained.resolve_model`.
+    """
     from transformers import AutoModelForQuestionAnswering
 
-    return AutoModelForQuestionAnswering.from_pretrained(model_name_or_path)
+    return AutoModelForQuestionAnswering.from_pretrained(resolve_model(model_name_or_path))
 
 
 def _no_decay_groups(weight_decay: float, model: nn.Module) -> list[dict[str, Any]]:
@@ -581,138 +606,111 @@ def _no_decay_groups(weight_decay: float, model: nn.Module) -> list[dict[str, An
     ]
 
 
-# --------------------------------------------------------------------- presets
-def squad_v2_roberta_full(
+# ----------------------------------------------------------------------- builder
+def squad_task(
     *,
-    data_dir: str | None = None,
-    model_name_or_path: str = "roberta-base",
+    name: str,
+    n_train_source: int,
+    data_dir: str | os.PathLike | None = None,
+    split_scheme: SplitScheme = "train-validation",
+    model_name_or_path: str | None = None,
     lr: float = 1e-5,
+    weight_decay: float = 0.01,
     batch_size: int = 16,
+    eval_batch_size: int = 64,
     epochs: float = 2.0,
+    total_steps: int | None = None,
+    steps_per_action: int | None = None,
     max_length: int = 384,
     doc_stride: int = 128,
     val_size: int = 2000,
-    max_train_examples: int | None = None,
-    max_eval_examples: int | None = None,
-    total_steps: int | None = None,
-    steps_per_action: int = 200,
-    eval_batch_size: int = 64,
-    weight_decay: float = 0.01,
-    n_best: int = 20,
-    max_answer_length: int = 30,
-    null_score_diff_threshold: float = 0.0,
-) -> Task:
-    """The full SQuAD v2 / roberta-base preset (see the module docstring).
-
-    Args:
-        data_dir: Local data folder (``squad_v2/{train,validation}.parquet``); else
-            ``$LR_GYM_DATA_DIR``, else the HF hub.
-        model_name_or_path: Pretrained model and tokenizer (name or local folder).
-        lr: AdamW ``lr0``.
-        batch_size: Training batch.
-        epochs: Epochs that set ``total_steps`` when it is not given.
-        max_length: Tokens per window.
-        doc_stride: Overlap between windows.
-        val_size: Validation questions carved (by context) from the train split.
-        max_train_examples: Cap on training questions (tests, smoke runs).
-        max_eval_examples: Cap on validation and test questions.
-        total_steps: Episode budget; default ``epochs`` over the estimated features.
-        steps_per_action: Optimizer steps per env step.
-        eval_batch_size: Features per evaluation batch.
-        weight_decay: AdamW weight decay (not on biases / LayerNorm).
-        n_best: Start/end candidates per feature in post-processing.
-        max_answer_length: Longest answer span in tokens.
-        null_score_diff_threshold: Null-vs-span margin for answering empty.
-    """
-    n_train = max_train_examples or SQUAD_V2_TRAIN_QUESTIONS - val_size
-    if total_steps is None:
-        total_steps = math.ceil(epochs * math.ceil(n_train * FEATURES_PER_QUESTION / batch_size))
-    return Task(
-        name="squad_v2-roberta",
-        model_fn=functools.partial(_pretrained_qa, model_name_or_path),
-        data_fn=lambda: load_squad_full(
-            data_dir, model_name_or_path, max_length, doc_stride, val_size,
-            max_train_examples, max_eval_examples,
-        ).data,
-        lr=lr,
-        optimizer=torch.optim.AdamW,
-        param_groups_fn=functools.partial(_no_decay_groups, weight_decay),
-        batch_size=batch_size,
-        eval_batch_size=eval_batch_size,
-        total_steps=total_steps,
-        steps_per_action=min(steps_per_action, total_steps),
-        loss_fn=qa_loss,
-        eval_fn=functools.partial(
-            qa_eval, n_best=n_best, max_answer_length=max_answer_length,
-            null_score_diff_threshold=null_score_diff_threshold,
-        ),
-        metric="f1",
-        collate_fn=dict_collate,
-        grad_clip=1.0,
-        family="squad-roberta",
-        description=f"SQuAD v2, {model_name_or_path} (AdamW lr0={lr:g}, batch {batch_size})",
-    )
-
-
-def squad_v2_roberta_cpu(
-    *,
-    data_dir: str | None = None,
-    lr: float = 5e-4,
-    batch_size: int = 16,
-    total_steps: int = 500,
-    steps_per_action: int = 25,
-    max_length: int = 256,
-    doc_stride: int = 64,
-    val_size: int = 300,
     vocab_size: int = 8000,
     layers: int = 2,
     hidden: int = 128,
     max_train_examples: int | None = None,
     max_eval_examples: int | None = None,
-    eval_batch_size: int = 128,
-    weight_decay: float = 0.01,
+    tokenizer_cache: str | os.PathLike | None = None,
     n_best: int = 20,
     max_answer_length: int = 30,
     null_score_diff_threshold: float = 0.0,
+    grad_clip: float | None = 1.0,
+    description: str = "",
 ) -> Task:
-    """The CPU SQuAD v2 preset: a small RoBERTa from scratch (see the module docstring).
+    """A SQuAD v2 task (nothing is loaded until ``data_fn``/``model_fn``).
 
     Args:
-        data_dir: Local data folder (``squad_v2/validation.parquet``); else
-            ``$LR_GYM_DATA_DIR``, else the hub's validation split.
+        name: Task name, ``squad_v2-<model>/<preset>`` (its family is the part before
+            the slash).
+        n_train_source: Questions of the source training data, so ``epochs`` converts
+            to steps without loading anything.
+        data_dir: Local data folder (``squad_v2/{train,validation}.parquet``); else
+            ``$LR_GYM_DATA_DIR``, else the HF hub.
+        split_scheme: Where train, validation and test come from (see
+            :func:`load_squad`).
+        model_name_or_path: Pretrained model and tokenizer (hub id, local folder, or
+            :data:`~lr_gym.tasks.pretrained.PACKAGED_MINILM`); None trains a small
+            RoBERTa from scratch with a BPE tokenizer trained on the data.
         lr: AdamW ``lr0``.
-        batch_size: Training batch.
-        total_steps: Episode budget.
-        steps_per_action: Optimizer steps per env step.
+        weight_decay: AdamW weight decay (not on biases / LayerNorm).
+        batch_size: Training batch (features).
+        eval_batch_size: Features per evaluation batch.
+        epochs: Epochs that set ``total_steps`` when it is not given (features are
+            estimated at :data:`FEATURES_PER_QUESTION` per question).
+        total_steps: Episode budget (overrides ``epochs``).
+        steps_per_action: Optimizer steps per env step; default one epoch.
         max_length: Tokens per window.
         doc_stride: Overlap between windows.
-        val_size: Validation questions carved (by context) from the train articles.
-        vocab_size: BPE vocabulary size.
-        layers: Transformer layers.
-        hidden: Hidden size (heads = hidden // 64, FFN = 4 * hidden).
-        max_train_examples: Cap on training questions.
+        val_size: Validation questions carved (by context) from the training data.
+        vocab_size: BPE vocabulary size (from-scratch model only).
+        layers: Transformer layers (from-scratch model only).
+        hidden: Hidden size; heads = hidden // 64, FFN = 4 * hidden (from scratch only).
+        max_train_examples: Cap on training questions (tests, smoke runs).
         max_eval_examples: Cap on validation and test questions.
-        eval_batch_size: Features per evaluation batch.
-        weight_decay: AdamW weight decay (not on biases / LayerNorm).
+        tokenizer_cache: Folder for trained tokenizers (default: see
+            :func:`~lr_gym.tasks.seed_utils.cache_dir`).
         n_best: Start/end candidates per feature in post-processing.
         max_answer_length: Longest answer span in tokens.
         null_score_diff_threshold: Null-vs-span margin for answering empty.
+        grad_clip: Max gradient norm (HF Trainer's default 1.0).
+        description: One-line description.
     """
-    def data() -> SquadData:
-        return load_squad_cpu(
-            data_dir, max_length, doc_stride, val_size, vocab_size,
-            max_train_examples, max_eval_examples,
-        )
-
-    def model() -> nn.Module:
-        return small_roberta_qa(
-            len(data().tokenizer), max_length, layers=layers, hidden=hidden,
-            heads=max(hidden // 64, 1), ffn=4 * hidden,
-        )
-
+    if split_scheme not in SPLIT_SCHEMES:
+        raise ValueError(f"split_scheme must be one of {list(SPLIT_SCHEMES)}, got "
+                         f"{split_scheme!r}.")
+    total_steps, steps_per_action = step_budget(
+        n_train_source=n_train_source,
+        val_size=val_size,
+        batch_size=batch_size,
+        epochs=epochs,
+        total_steps=total_steps,
+        steps_per_action=steps_per_action,
+        max_train_examples=max_train_examples,
+        rows_per_example=FEATURES_PER_QUESTION,
+    )
+    data = functools.partial(
+        load_with_data_dir,
+        load_squad,
+        data_dir,
+        split_scheme=split_scheme,
+        model_name_or_path=None if model_name_or_path is None else str(model_name_or_path),
+        max_length=max_length,
+        doc_stride=doc_stride,
+        val_size=val_size,
+        vocab_size=vocab_size,
+        max_train_examples=max_train_examples,
+        max_eval_examples=max_eval_examples,
+        tokenizer_cache=None if tokenizer_cache is None else str(tokenizer_cache),
+    )
+    if model_name_or_path is None:
+        def model_fn() -> nn.Module:
+            # The vocabulary is trained on the data, so the model needs it first.
+            return small_roberta_qa(len(data().tokenizer), max_length, layers=layers,
+                                    hidden=hidden, heads=max(hidden // 64, 1), ffn=4 * hidden)
+    else:
+        model_fn = functools.partial(pretrained_qa, str(model_name_or_path))
     return Task(
-        name="squad_v2-roberta-cpu",
-        model_fn=model,
+        name=name,
+        model_fn=model_fn,
         data_fn=lambda: data().data,
         lr=lr,
         optimizer=torch.optim.AdamW,
@@ -720,7 +718,7 @@ def squad_v2_roberta_cpu(
         batch_size=batch_size,
         eval_batch_size=eval_batch_size,
         total_steps=total_steps,
-        steps_per_action=min(steps_per_action, total_steps),
+        steps_per_action=steps_per_action,
         loss_fn=qa_loss,
         eval_fn=functools.partial(
             qa_eval, n_best=n_best, max_answer_length=max_answer_length,
@@ -728,7 +726,71 @@ def squad_v2_roberta_cpu(
         ),
         metric="f1",
         collate_fn=dict_collate,
-        grad_clip=1.0,
-        family="squad-roberta",
-        description=f"SQuAD v2 dev half by article, {layers}-layer RoBERTa-{hidden} from scratch",
+        grad_clip=grad_clip,
+        family=family_of(name),
+        description=description,
     )
+
+
+# ----------------------------------------------------------------------- presets
+squad_v2_roberta_full = Preset(
+    "squad_v2-roberta/full",
+    squad_task,
+    dict(
+        n_train_source=SQUAD_V2_TRAIN_QUESTIONS,
+        split_scheme="train-validation",
+        model_name_or_path="roberta-base",
+        lr=1e-5,
+        batch_size=16,
+        eval_batch_size=64,
+        epochs=2.0,
+        steps_per_action=200,
+        max_length=384,
+        doc_stride=128,
+        val_size=2000,
+        description="SQuAD v2, roberta-base, AdamW lr0 1e-5, batch 16, 2 epochs, 384/128",
+    ),
+)
+"""``squad_v2-roberta/full``: hub SQuAD v2, roberta-base (see the module docstring)."""
+
+squad_v2_roberta_cpu = Preset(
+    "squad_v2-roberta/cpu",
+    squad_task,
+    dict(
+        n_train_source=LOCAL_TRAIN_QUESTIONS,
+        split_scheme="dev-by-article",
+        model_name_or_path=None,
+        lr=5e-4,
+        batch_size=16,
+        eval_batch_size=128,
+        total_steps=500,
+        steps_per_action=25,
+        max_length=256,
+        doc_stride=64,
+        val_size=300,
+        description="SQuAD v2 dev half by article, 2-layer RoBERTa-128 from scratch, "
+                    "AdamW lr0 5e-4, 500 steps",
+    ),
+)
+"""``squad_v2-roberta/cpu``: the local dev half by article, a small RoBERTa from scratch."""
+
+squad_v2_minilm_cpu = Preset(
+    "squad_v2-minilm/cpu",
+    squad_task,
+    dict(
+        n_train_source=LOCAL_TRAIN_QUESTIONS,
+        split_scheme="dev-by-article",
+        model_name_or_path=PACKAGED_MINILM,
+        lr=1e-4,
+        batch_size=16,
+        eval_batch_size=128,
+        total_steps=240,
+        steps_per_action=20,
+        max_length=256,
+        doc_stride=64,
+        val_size=300,
+        description="SQuAD v2 dev half by article, all-MiniLM-L6-v2 fine-tuned, AdamW lr0 "
+                    "1e-4",
+    ),
+)
+"""``squad_v2-minilm/cpu``: the local dev half by article, the packaged MiniLM fine-tuned."""

@@ -71,6 +71,20 @@ def test_schedule_baseline_lrs_are_torchs(name: str) -> None:
     assert not res.diverged
 
 
+def test_warmup_linear_is_hugging_faces_recipe() -> None:
+    from transformers import get_linear_schedule_with_warmup
+
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=LR0)
+    hf = get_linear_schedule_with_warmup(opt, num_warmup_steps=T // 10, num_training_steps=T)
+    expected = [LR0 * hf.lr_lambdas[0](t) for t in range(T + 1)]
+    res = run_episode(ENV, make_baseline("warmup_linear"), seed=0,
+                      env_kwargs={"total_steps": T, "steps_per_action": 1})
+    w = T // 10
+    # After the warmup the same line; during it the env is one step ahead (HF starts at 0).
+    np.testing.assert_allclose(res.lrs[1 + w:], expected[w:T], rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(res.lrs[1:1 + w], expected[1:w + 1], rtol=1e-9)
+
+
 def test_tuned_schedule_runs_at_the_given_lr() -> None:
     base = make_baseline("cosine")
     tuned = base.with_lr(0.01)

@@ -177,7 +177,7 @@ def test_full_preset_plan_and_offline_error(monkeypatch):
     task = conll2003_bilstm_crf_full()
     assert HUB_NAME == "conll2003"
     assert task.lr == 1e-3 and task.batch_size == 64 and task.optimizer is torch.optim.Adam
-    assert task.total_steps == math.ceil(10 * 14_041 / 64)
+    assert task.total_steps == 10 * (14_041 // 64)  # the env drops partial batches
     with pytest.raises(DataNotFoundError, match=DATA_DIR_ENV):
         task.data_fn()
 
@@ -186,3 +186,25 @@ def test_full_preset_validates_on_the_whole_dev_split(data_dir):
     task = conll2003_bilstm_crf_full(data_dir=str(data_dir), total_steps=4, steps_per_action=2)
     data = task.data_fn()
     assert len(data.val) == 8 and len(data.test) == 12
+
+
+def test_data_dir_env_var_change_is_not_masked_by_the_cache(tmp_path, monkeypatch):
+    # The loader is cached per process: its key must be the folder actually read.
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root, n_train in ((a, 24), (b, 16)):
+        _write(root, "train", n_train)
+        _write(root, "validation", 8)
+        _write(root, "test", 12)
+    monkeypatch.setenv(DATA_DIR_ENV, str(a))
+    task = conll2003_bilstm_crf_cpu(**TINY)  # no data_dir: the variable decides
+    assert len(task.data_fn().train) == 24
+    monkeypatch.setenv(DATA_DIR_ENV, str(b))
+    assert len(task.data_fn().train) == 16
+
+
+def test_preset_names_options_and_budgets():
+    task = conll2003_bilstm_crf_cpu()
+    assert task.name == "conll2003-bilstm-crf/cpu" and task.family == "conll2003-bilstm-crf"
+    assert (task.total_steps, task.steps_per_action) == (4 * (14_041 // 64), 50)
+    with pytest.raises(TypeError, match="no option 'lrr'.*valid options:.*lr,"):
+        conll2003_bilstm_crf_cpu(lrr=0.1)

@@ -22,7 +22,7 @@ def test_corrupt_parquet_names_the_file_dataset_and_schema(tmp_path):
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"not a parquet file at all")
     with pytest.raises(DataFormatError) as err:
-        load_conll(str(tmp_path), False, None, None, None)
+        load_conll(str(tmp_path))
     text = str(err.value)
     assert f"{bad} (dataset 'conll2003', split 'train') is not a readable parquet file" in text
     assert "tokens (list[str]), ner_tags (list[int]" in text  # the expected HF schema
@@ -32,7 +32,7 @@ def test_wrong_columns_name_the_file_dataset_and_schema(tmp_path):
     path = _parquet(tmp_path / "conll2003" / "train.parquet",
                     {"words": [["EU", "rejects"]], "tags": [[3, 0]]})
     with pytest.raises(DataFormatError) as err:
-        load_conll(str(tmp_path), False, None, None, None)
+        load_conll(str(tmp_path))
     text = str(err.value)
     assert f"{path} (dataset 'conll2003', split 'train') lacks column(s) ['tokens', " in text
     assert "it has ['words', 'tags']" in text and "Expected the HF 'conll2003' schema" in text

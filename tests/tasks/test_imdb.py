@@ -92,7 +92,7 @@ def test_load_tokenizes_once_with_a_cached_wordpiece(data_root, tok_cache):
     )
     ids, mask, y = data.train.tensors
     assert ids.shape == mask.shape == (48, 16) and len(data.val) == 16 and len(data.test) == 16
-    files = list(tok_cache.glob("imdb-wordpiece-200-*.json"))
+    files = list(tok_cache.glob("imdb-wordpiece-200/*.json"))
     assert len(files) == 1
     from tokenizers import Tokenizer
 
@@ -112,7 +112,7 @@ def test_load_tokenizes_once_with_a_cached_wordpiece(data_root, tok_cache):
     a = imdb.train_wordpiece(texts, 50, tok_cache)
     b = imdb.train_wordpiece(texts, 50, tok_cache)
     assert a.get_vocab() == b.get_vocab()
-    assert len(list(tok_cache.glob("imdb-wordpiece-50-*.json"))) == 1
+    assert len(list(tok_cache.glob("imdb-wordpiece-50/*.json"))) == 1
 
 
 def test_clean_text():
@@ -231,3 +231,32 @@ def test_full_preset_runs_from_a_local_pretrained_dir(data_root, tmp_path):
     for _ in range(2):
         _, _, terminated, truncated, info = env.step(np.zeros(1, np.float32))
     assert terminated and not truncated and "f1" in info["test"]
+
+
+# ------------------------------------------------------------------ MiniLM
+def test_minilm_preset_plan():
+    from lr_gym.tasks.pretrained import PACKAGED_MINILM
+
+    task = lr_gym.get_task("lr_gym/IMDB-MiniLM-CPU-v1")
+    assert task.name == "imdb-minilm/cpu" and task.family == "imdb-minilm"
+    assert task.optimizer is torch.optim.AdamW and task.lr == 5e-5
+    assert (task.batch_size, task.total_steps, task.steps_per_action) == (32, 240, 20)
+    assert task.data_fn.keywords["model_name_or_path"] == PACKAGED_MINILM
+    assert task.model_fn.args == (PACKAGED_MINILM,)
+
+
+def test_minilm_env_runs_on_a_tiny_bert_given_as_model_name_or_path(data_root, tmp_path):
+    from tests.helpers import save_tiny_bert
+
+    words = " ".join(POS + NEG).replace("<br />", " ").split() + ["number"]
+    task_kwargs = {"data_dir": str(data_root), "val_size": 16, "max_length": 16,
+                   "batch_size": 8, "total_steps": 4, "steps_per_action": 2,
+                   "model_name_or_path": str(save_tiny_bert(tmp_path / "bert", words))}
+    env = gym.make("lr_gym/IMDB-MiniLM-CPU-v1", task_kwargs=task_kwargs)
+    env.reset(seed=0)
+    ids = env.unwrapped.data.train.tensors[0]
+    assert (ids[:, 0] == 2).all() and (ids == 1).float().mean() < 0.05  # its own vocabulary
+    env.step(np.zeros(1, np.float32))
+    *_, terminated, _, info = env.step(np.zeros(1, np.float32))
+    assert terminated and {"accuracy", "f1"} <= set(info["test"])
+

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import lr_gym  # noqa: F401  (registers the ids)
+import lr_gym  # registers the ids
 from lr_gym.tasks.base import iterate_batches
 from lr_gym.tasks.data import DATA_DIR_ENV, DataNotFoundError
 from lr_gym.tasks.squad import (
@@ -270,7 +270,8 @@ def test_full_preset_with_local_model_and_data(data_dir, tokenizer, tmp_path):
     task = squad_v2_roberta_full(data_dir=str(data_dir), model_name_or_path=str(model_dir),
                                  max_length=64, doc_stride=16, val_size=6,
                                  max_train_examples=30)
-    assert task.total_steps == math.ceil(2 * math.ceil((36 - 6) * 1.012 / 16))
+    # 2 epochs of int(30 questions * 1.012 features) // 16 = 1 step each.
+    assert task.total_steps == 2
     data = task.data_fn()
     assert len(data.test.examples) == 48  # the hub "validation" split is the test
     model = task.model_fn()
@@ -282,3 +283,58 @@ def test_full_preset_with_local_model_and_data(data_dir, tokenizer, tmp_path):
     with torch.no_grad():
         out = task.eval_fn(model, data.test, task, torch.device("cpu"))
     assert out["total"] == 48 and out["HasAns_total"] == 32 and out["NoAns_total"] == 16
+
+
+# ------------------------------------------------------------ data-dir cache
+def test_data_dir_env_var_change_is_not_masked_by_the_cache(tmp_path, monkeypatch):
+    # The loader is cached per process: its key must be the folder actually read.
+    monkeypatch.setenv("LR_GYM_CACHE_DIR", str(tmp_path / "cache"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    _write(a, "validation", _rows(8))
+    _write(b, "validation", _rows(12))
+    monkeypatch.setenv(DATA_DIR_ENV, str(a))
+    task = squad_v2_roberta_cpu(**TINY)  # no data_dir: the variable decides
+    assert set(task.data_fn().test.examples.titles) == {"Article_3", "Article_7"}
+    monkeypatch.setenv(DATA_DIR_ENV, str(b))
+    # 12 titles in string order: Article_11, Article_5 and Article_9 are every 4th.
+    assert set(task.data_fn().test.examples.titles) == {"Article_11", "Article_5", "Article_9"}
+
+
+# ------------------------------------------------------------------ MiniLM
+def _tiny_bert(tmp_path) -> str:
+    from tests.helpers import save_tiny_bert
+
+    rows = _rows()
+    words = " ".join(rows["context"] + rows["question"]).replace("?", " ").replace(".", " ")
+    return save_tiny_bert(tmp_path / "tiny-bert", words.split())
+
+
+MINILM_TINY = {"total_steps": 4, "steps_per_action": 2, "max_length": 48, "doc_stride": 16,
+               "val_size": 6, "batch_size": 4}
+
+
+def test_minilm_preset_plan():
+    from lr_gym.tasks.pretrained import PACKAGED_MINILM
+
+    task = lr_gym.get_task("SQuADv2-MiniLM-CPU")
+    assert task.name == "squad_v2-minilm/cpu" and task.family == "squad_v2-minilm"
+    assert task.optimizer is torch.optim.AdamW and task.lr == 1e-4 and task.metric == "f1"
+    assert (task.batch_size, task.total_steps, task.steps_per_action) == (16, 240, 20)
+    assert task.model_fn.args == (PACKAGED_MINILM,)  # resolved only when the model is built
+
+
+def test_minilm_env_runs_on_a_tiny_bert_named_by_the_env_var(tmp_path, monkeypatch, data_dir):
+    from lr_gym.tasks.pretrained import MINILM_PATH_ENV
+
+    monkeypatch.setenv(MINILM_PATH_ENV, _tiny_bert(tmp_path))
+    env = gym.make("lr_gym/SQuADv2-MiniLM-CPU-v1",
+                   task_kwargs={"data_dir": str(data_dir), **MINILM_TINY})
+    env.reset(seed=0)
+    train = env.unwrapped.data.train
+    assert "token_type_ids" in train.tensors  # BERT tells question from context by them
+    assert (train.tensors["input_ids"][:, 0] == 2).all()  # [CLS] of the tiny vocabulary
+    assert (train.tensors["start_positions"] > 0).any()  # answers were located
+    env.step(np.zeros(1, dtype=np.float32))
+    *_, term, _, info = env.step(np.zeros(1, dtype=np.float32))
+    assert term and {"f1", "exact", "HasAns_f1", "NoAns_f1"} <= set(info["test"])
+    env.close()

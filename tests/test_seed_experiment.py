@@ -1,0 +1,107 @@
+"""benchmarks/seed_experiment.py on a tiny registered task (the real one runs for hours)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import lr_gym
+from benchmarks.seed_experiment import build_parser, main, make_plan
+from tests.helpers import blob_task
+
+ENV = "lr_gym/SeedBlobs-v1"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _registered():
+    assert lr_gym.register_task(blob_task("SeedBlobs", total_steps=16,
+                                          steps_per_action=8)) == ENV
+
+
+@pytest.fixture(scope="module")
+def controller_file(tmp_path_factory):
+    import gymnasium as gym
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from agents.deploy import export_controller
+    from agents.ppo import PPOController, PPOHyperparams, make_ppo
+
+    venv = make_vec_env(lambda: gym.make(ENV), n_envs=1)
+    n_obs = venv.observation_space.shape[0]
+    model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=0, device="cpu")
+    ctl = PPOController(model, np.zeros(n_obs), np.ones(n_obs), env_kwargs={"mode": "anchored"})
+    return export_controller(ctl, tmp_path_factory.mktemp("ctl") / "controller.safetensors")
+
+
+def test_runs_reports_plots_and_resumes(tmp_path, capsys, controller_file):
+    out = tmp_path / "seed"
+    args = ["--env", ENV, "--agent", str(controller_file), "--seeds", "0", "1",
+            "--baselines", "static", "warmup_linear", "-o", str(out)]
+    assert main(args) == 0
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert sorted((r["controller"], r["seed"]) for r in runs) == [
+        ("ppo", 0), ("ppo", 1), ("static", 0), ("static", 1), ("warmup_linear", 0),
+        ("warmup_linear", 1)]
+    assert (out / "SeedBlobs-v1.png").stat().st_size > 0
+    results = json.loads((out / "results.json").read_text())
+    rows = results["tasks"]["SeedBlobs-v1"]
+    assert [r["controller"] for r in rows] == ["ppo", "static", "warmup_linear"]
+    assert all(set(r) >= {"test", "final_val", "convergence_epoch", "wall_s"} for r in rows)
+    assert "| ppo | 2 |" in (out / "report.md").read_text()
+    capsys.readouterr()
+    assert main(args) == 0  # a rerun resumes: nothing runs twice
+    assert "Resuming: 6 finished runs" in capsys.readouterr().err
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 6
+    # Runs made under other env settings are never resumed from.
+    assert main([*args, "--total-steps", "8"]) == 2
+    assert "other env settings" in capsys.readouterr().err
+
+
+def test_default_plan_is_the_seed_tasks_cpu_presets():
+    plan = make_plan(build_parser().parse_args(["--agent", "none"]))
+    assert [(e.env_id, e.seeds) for e in plan.envs] == [
+        ("lr_gym/CIFAR10-ResNet18-CPU-v1", (0, 1, 2)),
+        ("lr_gym/IMDB-MiniLM-CPU-v1", (0, 1)),
+        ("lr_gym/SQuADv2-MiniLM-CPU-v1", (0, 1)),
+        ("lr_gym/CoNLL2003-BiLSTMCRF-CPU-v1", (0, 1, 2)),
+    ]
+    assert plan.baselines == ("static", "cosine", "warmup_linear", "schedulefree", "prodigy")
+    assert plan.envs[2].metrics == ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact",
+                                    "NoAns_f1")
+    full = make_plan(build_parser().parse_args(["--agent", "none", "--preset", "full",
+                                                "--device", "cuda"]))
+    assert [e.env_id for e in full.envs] == [
+        "lr_gym/CIFAR10-ResNet18-v1", "lr_gym/IMDB-BERT-v1", "lr_gym/SQuADv2-RoBERTa-v1",
+        "lr_gym/CoNLL2003-BiLSTMCRF-v1"]
+    assert full.env_kwargs == {"device": "cuda"}
+
+
+def test_the_minilm_tasks_without_the_extra_fail_before_any_run(tmp_path, capsys,
+                                                               monkeypatch):
+    import sys
+
+    from lr_gym.tasks.pretrained import MINILM_PACKAGE, MINILM_PATH_ENV
+
+    monkeypatch.setitem(sys.modules, MINILM_PACKAGE, None)  # as if not installed
+    monkeypatch.delenv(MINILM_PATH_ENV, raising=False)
+    assert main(["--agent", "none", "-o", str(tmp_path / "out")]) == 2
+    assert 'pip install -e ".[pretrained]"' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--agent", "none", "--baselines", "magic"], "unknown baseline 'magic'"),
+    (["--agent", "none", "--seeds", "1", "1"], "repeats a seed"),
+    (["--agent", "none", "--total-steps", "0"], "--total-steps must be >= 1"),
+    (["--agent", "none", "--env", "lr_gym/Nope-v1"], "unknown env id 'lr_gym/Nope-v1'"),
+    (["--agent", "no/such/run"], "No agent at no/such/run"),
+    (["--agent", "pretrained"], "no shipped controller file"),
+])
+def test_bad_input_is_refused_before_any_run(tmp_path, capsys, monkeypatch, args, message):
+    import agents.controller
+
+    monkeypatch.setattr(agents.controller, "PRETRAINED_DIR", tmp_path / "none-shipped")
+    assert main([*args, "-o", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "runs.jsonl").exists()

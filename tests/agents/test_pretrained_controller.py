@@ -63,7 +63,7 @@ def test_from_pretrained_drives_a_plain_loop():
         opt.step()
         ctl.step(loss)
         if ctl.eval_due:
-            ctl.observe(val_loss=float(loss), val_metric=0.6)
+            ctl.observe(val_loss=float(loss.detach()), val_metric=0.6)
     assert len(ctl.history) == 3 and all(np.isfinite(lr) for _, _, lr in ctl.history)
     assert LRControllerCallback("pretrained", steps_per_action=4).policy.config == \
         ctl.policy.config

@@ -186,6 +186,8 @@ class ControllerPolicy:
         obs_mean: Normalisation mean (None: no normalisation).
         obs_var: Normalisation variance.
         path: The file it came from.
+        sha256: The content digest stored at export (and verified on load): it names
+            the agent's weights and config, wherever the file lies.
     """
 
     config: dict[str, Any]
@@ -195,6 +197,7 @@ class ControllerPolicy:
     obs_mean: np.ndarray | None
     obs_var: np.ndarray | None
     path: str = ""
+    sha256: str = ""
 
     @classmethod
     def load(cls, path: str | Path) -> ControllerPolicy:
@@ -287,6 +290,7 @@ class ControllerPolicy:
             obs_mean=tensors["obs_mean"].numpy() if norm["enabled"] else None,
             obs_var=tensors["obs_var"].numpy() if norm["enabled"] else None,
             path=str(path),
+            sha256=digest,
         )
 
     @classmethod

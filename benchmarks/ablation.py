@@ -151,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except RuntimeError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
-        out = root / f"eval_{variant}"
+        # One evaluation folder per agent set: adding a seed is a new evaluation.
+        out = root / f"eval_{variant}_seeds{'-'.join(map(str, seeds))}"
         done = subprocess.run(evaluate_command(runs, args.env, out), cwd=ROOT)
         if done.returncode != 0:
             return done.returncode

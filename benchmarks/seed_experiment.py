@@ -39,7 +39,7 @@ import os
 import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -273,6 +273,29 @@ def check_output(out: Path, plan: Plan) -> None:
     write_text_atomic(marker, json.dumps(settings, sort_keys=True))
 
 
+def pin_agents(plan: Plan, out: Path) -> Plan:
+    """The plan with each agent replaced by a copy of its controller file named by its content.
+
+    Runs are keyed by the agent's path, so a controller re-shipped or retrained at the
+    same path would otherwise resume from the old one's runs. Copied to
+    ``<out>/controllers/<sha256[:12]>.safetensors``, a new controller gets new runs while
+    the baselines' runs are reused, and the folder shows which controller made which.
+    """
+    import shutil
+
+    from agents.controller import controller_file_for, load_controller_file
+
+    pinned = []
+    for agent in plan.agents:
+        digest = load_controller_file(agent).sha256
+        copy = (out / "controllers" / f"{digest[:12]}.safetensors").resolve()
+        if not copy.is_file():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(controller_file_for(agent), copy)
+        pinned.append(str(copy))
+    return replace(plan, agents=tuple(pinned))
+
+
 def run_plan(plan: Plan, out: Path, workers: int = 1) -> list[dict[str, Any]]:
     """Runs every missing episode of the plan; returns the plan's runs from the store."""
     from concurrent.futures import Future, as_completed
@@ -412,6 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = make_plan(args)
         out = args.output or DEFAULT_OUTPUT / ("custom" if args.env else args.preset)
         check_output(out, plan)
+        plan = pin_agents(plan, out)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -57,6 +58,34 @@ def test_runs_reports_plots_and_resumes(tmp_path, capsys, controller_file):
     # Runs made under other env settings are never resumed from.
     assert main([*args, "--total-steps", "8"]) == 2
     assert "other env settings" in capsys.readouterr().err
+
+
+def test_another_controller_at_the_same_path_reruns_only_the_controller(tmp_path, capsys,
+                                                                       controller_file):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from agents.controller import _digest
+
+    agent, out = tmp_path / "controller.safetensors", tmp_path / "seed"
+    shutil.copyfile(controller_file, agent)
+    args = ["--env", ENV, "--agent", str(agent), "--seeds", "0", "--baselines", "static",
+            "-o", str(out)]
+    assert main(args) == 0
+    # Re-ship a different controller (other action bias, valid digest) at the same path.
+    with safe_open(str(agent), framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(agent))
+    tensors["action.bias"] = tensors["action.bias"] + 0.5
+    meta["sha256"] = _digest(meta["config"], tensors)
+    save_file(tensors, str(agent), metadata=meta)
+    capsys.readouterr()
+    assert main(args) == 0
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert sorted(r["controller"] for r in runs) == ["ppo", "ppo", "static"]
+    assert len(list((out / "controllers").glob("*.safetensors"))) == 2
+    rows = json.loads((out / "results.json").read_text())["tasks"]["SeedBlobs-v1"]
+    assert [r["runs"] for r in rows if r["controller"] == "ppo"] == [1]  # only the new one
 
 
 def test_default_plan_is_the_seed_tasks_cpu_presets(monkeypatch, tmp_path):

@@ -284,6 +284,7 @@ def _main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from agents.baselines import BASELINES, make_baseline
+    from agents.controller import load_controller_file
     from agents.evaluation import plots, scoring
     from agents.evaluation.report import report_markdown, tables_markdown
     from agents.evaluation.runner import EpisodeJob, completed, run_job, tune_all
@@ -309,7 +310,10 @@ def _main(args: argparse.Namespace) -> int:
     resources = _ray_resources(args)
     env_kwargs = {"device": args.device or (resources.device if resources else "cpu")}
     invocation = {
-        "envs": env_ids, "split": _split_of(env_ids), "agents": agents, "seeds": args.seeds,
+        "envs": env_ids, "split": _split_of(env_ids), "agents": agents,
+        # The weights, not only the path: a re-shipped or retrained agent is another one.
+        "agent_sha256": [load_controller_file(a).sha256 for a in agents],
+        "seeds": args.seeds,
         "target_seeds": args.target_seeds, "baselines": names, "tracks": tracks,
         "tuning_budget": args.tuning_budget if external else 0,
         "tuning_seed": args.tuning_seed, "env_kwargs": env_kwargs,

@@ -223,3 +223,14 @@ def test_disk_full_at_report_time_is_a_clear_error_and_resumes(tmp_path, capsys,
     assert _eval(tmp_path, *args) == 0
     assert f"Resuming: {finished} finished runs" in capsys.readouterr().err
     assert (out / "report.md").is_file()
+
+
+def test_the_invocation_names_each_agent_by_its_content(tmp_path):
+    # A controller re-shipped at the same path is another agent: another folder.
+    from agents.controller import load_controller_file
+
+    out = tmp_path / "ev"
+    assert _eval(tmp_path, "--agent", "pretrained", "--baselines", "static", "--track", "self",
+                 "--seeds", "0", "--target-seeds", "7", "-o", str(out)) == 0
+    invocation = json.loads((out / "invocation.json").read_text())
+    assert invocation["agent_sha256"] == [load_controller_file("pretrained").sha256]

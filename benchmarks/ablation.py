@@ -16,6 +16,11 @@ Studies:
     one change each: the v0 features without the new ones (``v0-features``), the
     speed-aware reward (``area-reward``), the recursive mode (``recursive``).
 
+Decision rule (fixed before the two-seed results were read): among the variants whose
+dev IQM 95% CI overlaps the best variant's, the one with the highest AlgoPerf profile
+score wins (speed to target breaks a tie in final metric); the rule is applied to the
+pooled seeds, never to the test split.
+
 Writes ``<results>/report_<variant>.md`` and ``results_<variant>.json`` (the evaluation
 reports) and ``summary.md`` / ``summary.json`` (one row per variant); training runs and
 episode logs stay under ``-f``.

@@ -1,0 +1,146 @@
+"""Does the SQuAD v2 MiniLM preset learn answer spans, and how fast? A sizing probe.
+
+SQuAD v2's official F1 hides span learning early on: while the span head is weak, the
+null score wins every question, so F1 equals the no-answer share and HasAns F1 is 0.
+This probe fine-tunes ``lr_gym/SQuADv2-MiniLM-CPU-v1``'s model on its training
+features with a chosen LR, length and budget (linear warmup, then constant or linear
+decay; AdamW and grad clip 1.0 as in the preset) and, every ``--eval-every`` steps, on
+the first 100 answerable validation questions reports:
+
+* the validation loss on their features;
+* the *forced-span* HasAns F1: the best span always answered (null never chosen), which
+  rises as soon as spans are learned;
+* the *thresholded* HasAns F1 of the official rule (null-score difference 0), the number
+  the env's metric is made of.
+
+Not an env episode: a fixed recipe, to size a preset before any controller runs.
+Writes ``--output`` (JSON, and a markdown table beside it).
+
+Usage:
+    python benchmarks/squad_span_probe.py --lr 3e-4 --steps 450 --max-length 128
+        --doc-stride 32 [--schedule constant] [--data-dir ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def answerable_subset(val, n: int = 100):
+    """The features of the first ``n`` answerable validation questions, as a QADataset."""
+    from lr_gym.tasks.squad import QADataset
+
+    questions = [i for i, a in enumerate(val.examples.answer_texts) if a][:n]
+    remap = {q: j for j, q in enumerate(questions)}
+    idx = [i for i in range(len(val)) if val.example_index[i] in remap]
+    return QADataset({k: v[idx] for k, v in val.tensors.items()},
+                     val.examples.select(questions),
+                     np.array([remap[val.example_index[i]] for i in idx]), val.offsets[idx])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--steps", type=int, default=240)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--doc-stride", type=int, default=64)
+    p.add_argument("--warmup-frac", type=float, default=0.1)
+    p.add_argument("--schedule", choices=("constant", "linear"), default="linear",
+                   help="After warmup: constant, or linear decay to 0 (HF's recipe).")
+    p.add_argument("--eval-every", type=int, default=40)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=os.environ.get("LR_GYM_DATA_DIR", str(DEFAULT_DATA)))
+    p.add_argument("-o", "--output", default="benchmarks/results/squad_span_probe.json")
+    args = p.parse_args(argv)
+
+    import lr_gym
+    from lr_gym.tasks.base import iterate_batches
+    from lr_gym.tasks.squad import qa_eval
+
+    torch.set_num_threads(args.threads)
+    task = lr_gym.get_task("SQuADv2-MiniLM-CPU", data_dir=args.data_dir,
+                           max_length=args.max_length, doc_stride=args.doc_stride,
+                           batch_size=args.batch_size)
+    data = task.data_fn()
+    probe = answerable_subset(data.val)
+    torch.manual_seed(args.seed)
+    model, cpu = task.model_fn(), torch.device("cpu")
+    opt = task.build_optimizer(model)
+    warmup = max(1, round(args.warmup_frac * args.steps))
+
+    def lr_at(step: int) -> float:
+        if step <= warmup:
+            return args.lr * step / warmup
+        if args.schedule == "constant":
+            return args.lr
+        return args.lr * (args.steps - step) / max(1, args.steps - warmup)
+
+    rows, t0, c0 = [], time.perf_counter(), time.process_time()
+
+    def evaluate(step: int, train_loss: float) -> None:
+        model.eval()
+        with torch.no_grad():
+            forced = qa_eval(model, probe, task, cpu, null_score_diff_threshold=1e9)
+            official = qa_eval(model, probe, task, cpu)
+        model.train()
+        rows.append({"step": step, "lr": lr_at(step), "train_loss": train_loss,
+                     "val_loss": forced["loss"], "forced_span_hasans_f1": forced["f1"],
+                     "thresholded_hasans_f1": official["f1"],
+                     "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0})
+        print(" ".join(f"{k} {v:.4g}" for k, v in rows[-1].items()), flush=True)
+
+    evaluate(0, float("nan"))
+    gen = torch.Generator().manual_seed(args.seed)
+    batches = iterate_batches(data.train, args.batch_size, generator=gen, drop_last=True,
+                              collate_fn=task.collate_fn)
+    recent: list[float] = []
+    for step in range(1, args.steps + 1):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        loss = task.loss_fn(model, next(batches))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        recent.append(loss.item())
+        if step % args.eval_every == 0 or step == args.steps:
+            evaluate(step, float(np.mean(recent)))
+            recent = []
+
+    meta = {k: v for k, v in vars(args).items() if k not in ("data_dir", "output")}
+    meta.update(date=datetime.date.today().isoformat(), cpus=os.cpu_count(),
+                load_avg_end=os.getloadavg()[0], train_features=len(data.train))
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    head = ("| step | lr | train loss | answerable val loss | forced-span HasAns F1 | "
+            "thresholded HasAns F1 | wall s |\n|---|---|---|---|---|---|---|\n")
+    body = "".join(f"| {r['step']} | {r['lr']:.2e} | {r['train_loss']:.3f} | "
+                   f"{r['val_loss']:.3f} | {r['forced_span_hasans_f1']:.3f} | "
+                   f"{r['thresholded_hasans_f1']:.3f} | {r['wall_s']:.0f} |\n" for r in rows)
+    recipe = (f"lr {args.lr:g}, {args.steps} steps, batch {args.batch_size}, "
+              f"{args.max_length}/{args.doc_stride} window, warmup {args.warmup_frac:g} then "
+              f"{args.schedule}; {args.threads} threads; load average at the end "
+              f"{meta['load_avg_end']:.1f} on {meta['cpus']} CPUs.")
+    out.with_suffix(".md").write_text(
+        f"Made by `python benchmarks/squad_span_probe.py` on {meta['date']}: {recipe}\n\n"
+        + head + body)
+    print(f"Wrote {out} and {out.with_suffix('.md')}.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

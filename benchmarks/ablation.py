@@ -19,7 +19,9 @@ Studies:
 Decision rule (fixed before the two-seed results were read): among the variants whose
 dev IQM 95% CI overlaps the best variant's, the one with the highest AlgoPerf profile
 score wins (speed to target breaks a tie in final metric); the rule is applied to the
-pooled seeds, never to the test split.
+pooled seeds, never to the test split. Profile scores within 0.01 count as tied (added
+when two seeds left three variants within 0.003): the tied variants get a third seed and
+the rule is applied again to three seeds; still tied, the higher IQM wins.
 
 Writes ``<results>/report_<variant>.md`` and ``results_<variant>.json`` (the evaluation
 reports) and ``summary.md`` / ``summary.json`` (one row per variant); training runs and

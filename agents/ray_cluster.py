@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 RAY_EXTRA = 'pip install -e ".[ray]"'
 """How to install Ray with lr_gym, for error messages."""
@@ -24,6 +25,66 @@ DEFAULT_TIMEOUT_S = 3600.0
 """The longest wait for one Ray result: an env step or reset, or the next finished
 evaluation job. Long on purpose (a full-preset reset loads and tokenizes a dataset);
 a dead actor or worker is reported by Ray at once, whatever the timeout."""
+
+
+def add_ray_arguments(parser: Any, switch: str, unit: str, wait: str) -> None:
+    """Adds the Ray flags that ``train_agent.py`` and ``evaluate_agent.py`` share.
+
+    Args:
+        parser: An ``argparse.ArgumentParser``.
+        switch: The flag that turns Ray on (``"--vec-env ray"``, ``"--backend ray"``).
+        unit: What one Ray actor or task runs (``"env actor"``, ``"task"``).
+        wait: What ``--ray-timeout`` bounds.
+    """
+    parser.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                        help=f"With {switch}: the cluster, 'auto' (started with `ray start` "
+                             "on this machine) or ray://HOST:10001. Default: $RAY_ADDRESS, "
+                             "else a local Ray on this machine's cores.")
+    parser.add_argument("--env-cpus", type=float, default=None,
+                        help=f"With {switch}: CPUs each {unit} reserves, also its torch "
+                             "threads (default: 1).")
+    parser.add_argument("--env-gpus", type=float, default=None,
+                        help=f"With {switch}: GPUs each {unit} reserves, fractions share one "
+                             f"(0.25: four per GPU); its model then trains on cuda "
+                             "(default: 0).")
+    parser.add_argument("--ray-timeout", type=float, default=None, metavar="SECONDS",
+                        help=f"With {switch}: the longest wait for {wait} "
+                             f"(default: {DEFAULT_TIMEOUT_S:g}).")
+
+
+def ray_settings(args: Any, switch: str, enabled: bool, device: str | None,
+                 device_flag: str, unit: str) -> tuple[RayResources, float] | None:
+    """Checks the flags of :func:`add_ray_arguments`: ``(resources, timeout)``, or None.
+
+    Args:
+        args: The parsed command line.
+        switch: The flag that turns Ray on, for messages.
+        enabled: Whether it is on.
+        device: The device flag's value (None: not given).
+        device_flag: Its name, for messages.
+        unit: What one Ray actor or task runs, for messages.
+
+    Raises:
+        ValueError: A Ray flag without ``switch``, a bad value, or a GPU share that
+            ``device`` would leave unused; the message names the flag.
+    """
+    given = [f"--{name.replace('_', '-')}" for name in
+             ("ray_address", "env_cpus", "env_gpus", "ray_timeout")
+             if getattr(args, name) is not None]
+    if not enabled:
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply to {switch}; add it or drop them.")
+        return None
+    resources = RayResources(1.0 if args.env_cpus is None else args.env_cpus,
+                             0.0 if args.env_gpus is None else args.env_gpus)
+    timeout = DEFAULT_TIMEOUT_S if args.ray_timeout is None else args.ray_timeout
+    if not timeout > 0:
+        raise ValueError(f"--ray-timeout must be > 0 seconds, got {timeout}.")
+    if resources.num_gpus > 0 and device not in (None, "cuda", "auto"):
+        raise ValueError(f"--env-gpus {resources.num_gpus:g} gives each {unit} its own GPU "
+                         f"share, which {device_flag} {device} would leave unused; drop "
+                         f"{device_flag} (the {unit}s use cuda).")
+    return resources, timeout
 
 
 LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}

@@ -26,7 +26,12 @@ from typing import Any
 import gymnasium as gym
 
 from agents.help_format import DefaultsHelpFormatter
-from agents.ray_cluster import DEFAULT_TIMEOUT_S, RayResources
+from agents.ray_cluster import (
+    DEFAULT_TIMEOUT_S,
+    RayResources,
+    add_ray_arguments,
+    ray_settings,
+)
 
 DEFAULT_ENV = "lr_gym/EmbeddedMix-v1"
 VEC_ENVS = ("dummy", "subproc", "ray")
@@ -75,20 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Where the envs run: in this process (dummy), one subprocess each "
                         "(subproc) or one Ray actor each (ray; needs pip install -e "
                         "\".[ray]\"). Default: subproc for --n-envs > 1, else dummy.")
-    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
-                   help="With --vec-env ray: the cluster, 'auto' (started with `ray start` "
-                        "on this machine) or ray://HOST:10001. Default: $RAY_ADDRESS, else a "
-                        "local Ray on this machine's cores.")
-    p.add_argument("--env-cpus", type=float, default=None,
-                   help="With --vec-env ray: CPUs each env actor reserves, also its torch "
-                        "threads (default: 1).")
-    p.add_argument("--env-gpus", type=float, default=None,
-                   help="With --vec-env ray: GPUs each env actor reserves, fractions share "
-                        "one (0.25: four envs per GPU); its env then trains on cuda "
-                        "(default: 0).")
-    p.add_argument("--ray-timeout", type=float, default=None, metavar="SECONDS",
-                   help=f"With --vec-env ray: the longest wait for an env actor's step or "
-                        f"reset (default: {DEFAULT_TIMEOUT_S:g}).")
+    add_ray_arguments(p, "--vec-env ray", "env actor", "an env actor's step or reset")
     p.add_argument("--device", default="auto", help="Device of the PPO networks.")
     p.add_argument("--env-device", default=None,
                    help="Device of the primary models inside the envs (cpu, cuda, auto); "
@@ -296,24 +288,12 @@ def resolve_vec_env(args: argparse.Namespace, n_envs: int) -> VecEnvChoice:
             names the flag.
     """
     kind = args.vec_env or ("subproc" if n_envs > 1 else "dummy")
-    ray_flags = {"--ray-address": args.ray_address, "--env-cpus": args.env_cpus,
-                 "--env-gpus": args.env_gpus, "--ray-timeout": args.ray_timeout}
-    if kind != "ray":
-        given = [flag for flag, value in ray_flags.items() if value is not None]
-        if given:
-            raise ValueError(f"{', '.join(given)} only apply to --vec-env ray (got --vec-env "
-                             f"{kind}); add --vec-env ray or drop them.")
+    ray = ray_settings(args, "--vec-env ray", kind == "ray", args.env_device,
+                       "--env-device", "env actor")
+    if ray is None:
         device = args.env_device or "cpu"
         return VecEnvChoice(kind, device, device)
-    resources = RayResources(1.0 if args.env_cpus is None else args.env_cpus,
-                             0.0 if args.env_gpus is None else args.env_gpus)
-    timeout = DEFAULT_TIMEOUT_S if args.ray_timeout is None else args.ray_timeout
-    if not timeout > 0:
-        raise ValueError(f"--ray-timeout must be > 0 seconds, got {timeout}.")
-    if resources.num_gpus > 0 and args.env_device not in (None, "cuda", "auto"):
-        raise ValueError(f"--env-gpus {resources.num_gpus:g} gives each env actor its own GPU "
-                         f"share, which --env-device {args.env_device} would leave unused; "
-                         "drop --env-device (the actors use cuda).")
+    resources, timeout = ray
     return VecEnvChoice("ray", args.env_device or resources.device, args.env_device or "cpu",
                         resources, timeout)
 

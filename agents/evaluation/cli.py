@@ -32,7 +32,7 @@ class UsageError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    from agents.ray_cluster import DEFAULT_TIMEOUT_S
+    from agents.ray_cluster import add_ray_arguments
     from agents.tuning import DEFAULT_BUDGET, TUNING_SEED
 
     p = argparse.ArgumentParser(
@@ -82,20 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("process", "ray"), default="process",
                    help="Where tuning trials and episodes run: worker processes on this "
                         "machine, or Ray tasks on a cluster (needs pip install -e \".[ray]\").")
-    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
-                   help="With --backend ray: the cluster, 'auto' (started with `ray start` on "
-                        "this machine) or ray://HOST:10001. Default: $RAY_ADDRESS, else a "
-                        "local Ray on this machine's cores.")
-    p.add_argument("--env-cpus", type=float, default=None,
-                   help="With --backend ray: CPUs each task (one episode) reserves, also its "
-                        "torch threads (default: 1).")
-    p.add_argument("--env-gpus", type=float, default=None,
-                   help="With --backend ray: GPUs each task reserves, fractions share one "
-                        "(0.25: four episodes per GPU); its model then trains on cuda "
-                        "(default: 0).")
-    p.add_argument("--ray-timeout", type=float, default=None, metavar="SECONDS",
-                   help="With --backend ray: the longest wait for the next task to finish "
-                        f"(default: {DEFAULT_TIMEOUT_S:g}).")
+    add_ray_arguments(p, "--backend ray", "task", "the next task to finish")
     p.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
                    help="Write curves_<track>.png and profiles_<track>.png.")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
@@ -138,48 +125,34 @@ def _check_args(args: argparse.Namespace, env_ids: list[str], names: list[str]) 
 
 
 def _ray_resources(args: argparse.Namespace) -> Any:
-    """The :class:`~agents.ray_cluster.RayResources` of a task (``None`` without Ray).
+    """``(RayResources of a task, timeout)`` (``None`` without Ray), checked.
 
     Raises:
         UsageError: A Ray flag without ``--backend ray``, a bad value, or Ray missing.
     """
-    flags = {"--ray-address": args.ray_address, "--env-cpus": args.env_cpus,
-             "--env-gpus": args.env_gpus, "--ray-timeout": args.ray_timeout}
-    if args.backend != "ray":
-        given = [flag for flag, value in flags.items() if value is not None]
-        if given:
-            raise UsageError(f"{', '.join(given)} only apply to --backend ray; add it or drop "
-                             "them.")
-        return None
-    from agents.ray_cluster import RayResources, RaySetupError, require_ray
+    from agents.ray_cluster import RaySetupError, ray_settings, require_ray
 
     try:
-        require_ray("--backend ray")
-        resources = RayResources(1.0 if args.env_cpus is None else args.env_cpus,
-                                 0.0 if args.env_gpus is None else args.env_gpus)
+        ray = ray_settings(args, "--backend ray", args.backend == "ray", args.device,
+                           "--device", "task")
+        if ray is not None:
+            require_ray("--backend ray")
     except (RaySetupError, ValueError) as err:
         raise UsageError(str(err)) from err
-    if args.ray_timeout is not None and not args.ray_timeout > 0:
-        raise UsageError(f"--ray-timeout must be > 0 seconds, got {args.ray_timeout}.")
-    if resources.num_gpus > 0 and args.device not in (None, "cuda", "auto"):
-        raise UsageError(f"--env-gpus {resources.num_gpus:g} gives each task a GPU share, "
-                         f"which --device {args.device} would leave unused; drop --device "
-                         "(the tasks use cuda).")
-    return resources
+    return ray
 
 
 def _make_pool(args: argparse.Namespace, agents: list[str]) -> tuple[Any, float | None]:
     """The pool the jobs run in, and the longest wait for the next job to finish."""
     from agents.evaluation.runner import make_pool
 
-    resources = _ray_resources(args)
-    if resources is None:
+    ray = _ray_resources(args)
+    if ray is None:
         return make_pool(args.workers, args.gym_packages), None
     from agents.evaluation.ray_backend import RayPool
-    from agents.ray_cluster import DEFAULT_TIMEOUT_S
 
-    pool = RayPool(args.ray_address, resources, args.gym_packages, agents)
-    return pool, DEFAULT_TIMEOUT_S if args.ray_timeout is None else args.ray_timeout
+    resources, timeout = ray
+    return RayPool(args.ray_address, resources, args.gym_packages, agents), timeout
 
 
 def _resolve_agents(args: argparse.Namespace) -> list[str]:
@@ -307,8 +280,8 @@ def _main(args: argparse.Namespace) -> int:
     tracks = ["self", "external"] if args.track == "both" else [args.track]
     tunable = [b for b in names if b != "avg_lr_replay" and make_baseline(b).tunable]
     external = "external" in tracks and bool(tunable)
-    resources = _ray_resources(args)
-    env_kwargs = {"device": args.device or (resources.device if resources else "cpu")}
+    ray = _ray_resources(args)
+    env_kwargs = {"device": args.device or (ray[0].device if ray else "cpu")}
     invocation = {
         "envs": env_ids, "split": _split_of(env_ids), "agents": agents,
         # The weights, not only the path: a re-shipped or retrained agent is another one.

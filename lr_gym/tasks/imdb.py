@@ -447,16 +447,13 @@ imdb_bert_cpu = Preset(
 imdb_minilm_cpu = Preset(
     "imdb-minilm/cpu",
     imdb_task,
-    dict(
-        n_train_source=LOCAL_TRAIN_SIZE,
+    dict(  # the data and splits of imdb-bert/cpu; a fine-tuning LR and budget
+        imdb_bert_cpu.defaults,
         model_name_or_path=PACKAGED_MINILM,
-        max_length=128,
         lr=5e-5,
-        batch_size=32,
         eval_batch_size=128,
         total_steps=240,
         steps_per_action=20,
-        val_size=500,
         description="all-MiniLM-L6-v2 fine-tuned on a 10k-review IMDB subset, AdamW lr0 5e-5, "
                     "128 tokens",
     ),

@@ -780,18 +780,12 @@ squad_v2_roberta_cpu = Preset(
 squad_v2_minilm_cpu = Preset(
     "squad_v2-minilm/cpu",
     squad_task,
-    dict(
-        n_train_source=LOCAL_TRAIN_QUESTIONS,
-        split_scheme="dev-by-article",
+    dict(  # the data and splits of squad_v2-roberta/cpu; a fine-tuning LR and budget
+        squad_v2_roberta_cpu.defaults,
         model_name_or_path=PACKAGED_MINILM,
         lr=1e-4,
-        batch_size=16,
-        eval_batch_size=128,
         total_steps=240,
         steps_per_action=20,
-        max_length=256,
-        doc_stride=64,
-        val_size=300,
         description="SQuAD v2 dev half by article, all-MiniLM-L6-v2 fine-tuned, AdamW lr0 "
                     "1e-4",
     ),

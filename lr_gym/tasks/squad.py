@@ -338,16 +338,15 @@ def prepare_features(
     return QADataset(tensors, examples, sample_map, offsets)
 
 
-def postprocess_predictions(
+def span_candidates(
     start_logits: np.ndarray,
     end_logits: np.ndarray,
     dataset: QADataset,
     *,
     n_best: int = 20,
     max_answer_length: int = 30,
-    null_score_diff_threshold: float = 0.0,
-) -> list[str]:
-    """Answer text per question from per-feature logits (HF's v2 post-processing).
+) -> tuple[list[str], np.ndarray]:
+    """Each question's best span and its null-score difference (HF's v2 post-processing).
 
     Args:
         start_logits: ``(F, L)`` start logits of the dataset's features, in order.
@@ -355,8 +354,12 @@ def postprocess_predictions(
         dataset: The features (offsets, feature -> question map, contexts).
         n_best: Start and end candidates per feature.
         max_answer_length: Longest span in tokens.
-        null_score_diff_threshold: Answer empty when
-            ``null_score - best_span_score > threshold``.
+
+    Returns:
+        The best span's text per question (``""`` when no valid span exists) and
+        ``null_score - best_span_score`` per question (``inf`` without a span): the
+        official script's "no-answer probability", thresholded by
+        :func:`apply_null_threshold`.
     """
     if dataset.offsets is None:
         raise ValueError("Post-processing needs offsets: prepare the features with keep_offsets.")
@@ -389,15 +392,70 @@ def postprocess_predictions(
         if best[i] > ex_best[ex]:
             ex_best[ex], ex_feat[ex] = best[i], i
         ex_null[ex] = min(ex_null[ex], null[i])
-    preds = []
+    texts, diffs = [], np.full(n_ex, np.inf)
     for ex in range(n_ex):
         i = ex_feat[ex]
-        if i < 0 or ex_null[ex] - ex_best[ex] > null_score_diff_threshold:
-            preds.append("")
+        if i < 0 or not np.isfinite(ex_best[ex]):
+            texts.append("")
         else:
             a, b = offsets[i, best_s[i], 0], offsets[i, best_e[i], 1]
-            preds.append(dataset.examples.contexts[ex][a:b])
-    return preds
+            texts.append(dataset.examples.contexts[ex][a:b])
+            diffs[ex] = ex_null[ex] - ex_best[ex]
+    return texts, diffs
+
+
+def apply_null_threshold(texts: Sequence[str], diffs: np.ndarray, threshold: float) -> list[str]:
+    """Answer empty where ``null_score - best_span_score > threshold``."""
+    return [t if d <= threshold else "" for t, d in zip(texts, diffs, strict=True)]
+
+
+def best_null_threshold(
+    golds: Sequence[Sequence[str]], texts: Sequence[str], diffs: np.ndarray
+) -> float:
+    """The threshold that maximises F1 on these questions (the official ``find_best_thresh``).
+
+    Answering questions in increasing order of their null-score difference, the F1 sum
+    changes by the span's F1 on an answerable question and by -1 on an unanswerable one;
+    the best prefix sets the threshold. With no prefix better than answering nothing,
+    returns ``-inf``; ties keep the smallest threshold, as the official script does.
+    """
+    if not len(golds) == len(texts) == len(diffs):
+        raise ValueError(f"{len(golds)} gold entries, {len(texts)} spans, {len(diffs)} diffs.")
+    cur = best = 0.0
+    threshold = -np.inf
+    for q in np.argsort(diffs, kind="stable"):
+        if not np.isfinite(diffs[q]):
+            break
+        answers = [a for a in golds[q] if normalize_answer(a)]
+        cur += max(compute_f1(a, texts[q]) for a in answers) if answers else -1.0
+        if cur > best:
+            best, threshold = cur, float(diffs[q])
+    return threshold
+
+
+def postprocess_predictions(
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    dataset: QADataset,
+    *,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+    null_score_diff_threshold: float = 0.0,
+) -> list[str]:
+    """Answer text per question from per-feature logits (HF's v2 post-processing).
+
+    Args:
+        start_logits: ``(F, L)`` start logits of the dataset's features, in order.
+        end_logits: ``(F, L)`` end logits.
+        dataset: The features (offsets, feature -> question map, contexts).
+        n_best: Start and end candidates per feature.
+        max_answer_length: Longest span in tokens.
+        null_score_diff_threshold: Answer empty when
+            ``null_score - best_span_score > threshold``.
+    """
+    texts, diffs = span_candidates(start_logits, end_logits, dataset, n_best=n_best,
+                                   max_answer_length=max_answer_length)
+    return apply_null_threshold(texts, diffs, null_score_diff_threshold)
 
 
 # ----------------------------------------------------------------- loss / eval
@@ -406,17 +464,10 @@ def qa_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return model(**batch).loss
 
 
-def qa_eval(
-    model: nn.Module,
-    dataset: QADataset,
-    task: Task,
-    device: torch.device,
-    *,
-    n_best: int = 20,
-    max_answer_length: int = 30,
-    null_score_diff_threshold: float = 0.0,
-) -> dict[str, float]:
-    """Loss over features and official SQuAD v2 scores (0-1) over questions."""
+def qa_logits(
+    model: nn.Module, dataset: QADataset, task: Task, device: torch.device
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Start and end logits ``(F, L)`` of every feature, and the mean loss over features."""
     total = torch.zeros((), device=device)
     starts, ends = [], []
     full = dataset.tensors["input_ids"].shape[1]
@@ -430,8 +481,22 @@ def qa_eval(
         # Trimmed positions are padding (no offsets), so any fill value is never chosen.
         starts.append(nn.functional.pad(out.start_logits.float(), (0, pad), value=-1e4))
         ends.append(nn.functional.pad(out.end_logits.float(), (0, pad), value=-1e4))
-    start = torch.cat(starts).cpu().numpy()
-    end = torch.cat(ends).cpu().numpy()
+    return (torch.cat(starts).cpu().numpy(), torch.cat(ends).cpu().numpy(),
+            total.item() / len(dataset))
+
+
+def qa_eval(
+    model: nn.Module,
+    dataset: QADataset,
+    task: Task,
+    device: torch.device,
+    *,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+    null_score_diff_threshold: float = 0.0,
+) -> dict[str, float]:
+    """Loss over features and official SQuAD v2 scores (0-1) over questions."""
+    start, end, loss = qa_logits(model, dataset, task, device)
     preds = postprocess_predictions(
         start,
         end,
@@ -441,7 +506,7 @@ def qa_eval(
         null_score_diff_threshold=null_score_diff_threshold,
     )
     scores = squad_v2_scores(dataset.examples.answer_texts, preds)
-    scores["loss"] = total.item() / len(dataset)
+    scores["loss"] = loss
     return scores
 
 

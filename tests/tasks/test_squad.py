@@ -13,12 +13,15 @@ from lr_gym.tasks.base import iterate_batches
 from lr_gym.tasks.data import DATA_DIR_ENV, DataNotFoundError
 from lr_gym.tasks.squad import (
     Examples,
+    apply_null_threshold,
+    best_null_threshold,
     carve_val_by_context,
     compute_exact,
     compute_f1,
     normalize_answer,
     postprocess_predictions,
     prepare_features,
+    span_candidates,
     split_by_article,
     squad_v2_roberta_cpu,
     squad_v2_roberta_full,
@@ -199,6 +202,42 @@ def test_postprocess_n_best_and_null_threshold(tokenizer):
     assert postprocess_predictions(start_l, end_l, ds, n_best=1) == [""]
     # A span longer than max_answer_length is rejected.
     assert postprocess_predictions(start_l, end_l, ds, max_answer_length=0) == [""]
+
+
+def test_span_candidates_report_the_null_difference(tokenizer):
+    ds = prepare_features(tokenizer, _long_example(), max_length=48, doc_stride=16)
+    f, length = ds.tensors["input_ids"].shape
+    start_l, end_l = np.zeros((f, length)), np.zeros((f, length))
+    i = int(np.flatnonzero(ds.tensors["start_positions"].numpy() > 0)[0])
+    start_l[i, int(ds.tensors["start_positions"][i])] = 5.0
+    end_l[i, int(ds.tensors["end_positions"][i])] = 5.0
+    start_l[:, 0], end_l[:, 0] = 6.0, 6.0
+    texts, diffs = span_candidates(start_l, end_l, ds)
+    assert texts == ["Zorblax"] and diffs.tolist() == [2.0]  # null 12 - span 10
+    assert apply_null_threshold(texts, diffs, 1.9) == [""]
+    assert apply_null_threshold(texts, diffs, 2.0) == ["Zorblax"]
+    texts, diffs = span_candidates(start_l, end_l, ds, max_answer_length=0)
+    assert texts == [""] and diffs.tolist() == [np.inf]  # no valid span: never answered
+
+
+def test_best_null_threshold_is_the_official_find_best_thresh():
+    golds = [["cat"], [], ["dog"], []]
+    texts = ["cat", "x", "a bird", "y"]
+    # Answering in order of the difference: +1 (cat), -1, +0 (wrong span), -1.
+    assert best_null_threshold(golds, texts, np.array([0.5, 1.0, 2.0, 3.0])) == 0.5
+    # Nothing worth answering: -inf, i.e. every answer empty.
+    assert best_null_threshold(golds, texts, np.array([4.0, -1.0, 2.0, 0.0])) == -np.inf
+    # A question without a span (inf) is never answered, whatever it would score.
+    assert best_null_threshold([["cat"]], ["cat"], np.array([np.inf])) == -np.inf
+    # The tuned threshold scores at least the no-answer share and threshold 0.
+    rng = np.random.default_rng(0)
+    diffs = rng.normal(size=4)
+    t = best_null_threshold(golds, texts, diffs)
+    tuned = squad_v2_scores(golds, apply_null_threshold(texts, diffs, t))["f1"]
+    for other in (-np.inf, 0.0, np.inf):
+        assert tuned >= squad_v2_scores(golds, apply_null_threshold(texts, diffs, other))["f1"]
+    with pytest.raises(ValueError, match="gold entries"):
+        best_null_threshold(golds, texts[:2], diffs)
 
 
 # ------------------------------------------------------------------ tasks

@@ -147,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for run, st in zip(runs, stats, strict=True):
         for c in candidates(run, args.select_every):
             cands[str(c.resolve())] = (st["seed"], steps_of(str(c)) or st["num_timesteps"])
-    out = folder / "eval_dev"
+    # One folder per seed set: a selection over more seeds is another evaluation.
+    out = folder / f"eval_dev_seeds{'-'.join(map(str, args.seeds))}"
     cmd = [sys.executable, str(ROOT / "evaluate_agent.py"), "--agent", *cands,
            "--env", *lr_gym.DEV.env_ids, "--baselines", "static", "cosine", "--track", "self",
            "-o", str(out), "--no-progress", "--no-plot"]
@@ -168,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     agg = {a["controller"]: a for a in summary["aggregate"]}
     base = ", ".join(f"{c} {agg[c]['iqm_test']:.4f}" for c in ("static", "cosine") if c in agg)
     (results / "selection.md").write_text(
-        f"Checkpoint selection on the dev envs {', '.join(lr_gym.DEV.env_ids)} (self-tuning "
+        f"Checkpoint selection over PPO seeds {', '.join(map(str, args.seeds))} on the dev "
+        f"envs {', '.join(lr_gym.DEV.env_ids)} (self-tuning "
         f"track, 5 paired seeds; baselines at lr0: {base}). Selected: the best dev IQM.\n\n"
         + "\n".join(lines) + "\n")
     (results / "selection.json").write_text(json.dumps({"candidates": table, "selected": best},

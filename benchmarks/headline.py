@@ -16,6 +16,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,19 @@ from pathlib import Path
 from agents.train import train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def agents_digest(agents: Sequence[str | Path]) -> str:
+    """12 hex digits naming a set of agents by their weights, not their paths.
+
+    A re-shipped ``pretrained`` or a retrained run gets an evaluation folder of its own
+    (``evaluate_agent.py`` refuses to mix two evaluations in one ``-o``).
+    """
+    from agents.controller import is_pretrained_name, load_controller_file
+
+    shas = [load_controller_file(a if is_pretrained_name(a) else Path(a)).sha256
+            for a in map(str, agents)]
+    return hashlib.sha256("".join(shas).encode()).hexdigest()[:12]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     folder, results = Path(args.log_folder), Path(args.results)
     runs = args.agent or train_seeds(folder, args.seeds, args.n_timesteps)
-    out = folder / "eval"
+    out = folder / "eval" / agents_digest(runs)
     cmd = [sys.executable, str(ROOT / "evaluate_agent.py"), "--agent", *map(str, runs),
            "-f", str(folder), "-o", str(out), "--no-progress"]
     done = subprocess.run(cmd, cwd=ROOT)

@@ -263,6 +263,8 @@ class QADataset(DictDataset):
         example_index: Feature -> question index (numpy, ``(F,)``).
         offsets: ``(F, L, 2)`` character offsets of context tokens, -1 elsewhere
             (None for training data, where they are not needed).
+        threshold_source: The features a ``"tuned"`` null threshold is chosen on (the
+            validation features, for the test split); None: these features themselves.
     """
 
     def __init__(
@@ -271,11 +273,13 @@ class QADataset(DictDataset):
         examples: Examples,
         example_index: np.ndarray,
         offsets: np.ndarray | None,
+        threshold_source: QADataset | None = None,
     ) -> None:
         super().__init__(tensors, length_key="attention_mask")
         self.examples = examples
         self.example_index = example_index
         self.offsets = offsets
+        self.threshold_source = threshold_source
 
 
 def prepare_features(
@@ -493,19 +497,32 @@ def qa_eval(
     *,
     n_best: int = 20,
     max_answer_length: int = 30,
-    null_score_diff_threshold: float = 0.0,
+    null_score_diff_threshold: float | Literal["tuned"] = 0.0,
 ) -> dict[str, float]:
-    """Loss over features and official SQuAD v2 scores (0-1) over questions."""
-    start, end, loss = qa_logits(model, dataset, task, device)
-    preds = postprocess_predictions(
-        start,
-        end,
-        dataset,
-        n_best=n_best,
-        max_answer_length=max_answer_length,
-        null_score_diff_threshold=null_score_diff_threshold,
-    )
-    scores = squad_v2_scores(dataset.examples.answer_texts, preds)
+    """Loss over features and official SQuAD v2 scores (0-1) over questions.
+
+    With ``null_score_diff_threshold="tuned"`` the threshold is the one that maximises
+    F1 on ``dataset.threshold_source`` (the validation features, for test) or, without
+    one, on ``dataset`` itself (the official script's ``best_f1``).
+    """
+    def candidates(ds: QADataset) -> tuple[list[str], np.ndarray, float]:
+        start, end, loss = qa_logits(model, ds, task, device)
+        texts, diffs = span_candidates(start, end, ds, n_best=n_best,
+                                       max_answer_length=max_answer_length)
+        return texts, diffs, loss
+
+    texts, diffs, loss = candidates(dataset)
+    threshold = null_score_diff_threshold
+    if threshold == "tuned":
+        source = dataset.threshold_source
+        src_texts, src_diffs = (texts, diffs) if source is None else candidates(source)[:2]
+        golds = (dataset if source is None else source).examples.answer_texts
+        threshold = best_null_threshold(golds, src_texts, src_diffs)
+    elif not isinstance(threshold, int | float):
+        raise ValueError(f"null_score_diff_threshold must be a number or 'tuned', got "
+                         f"{threshold!r}.")
+    scores = squad_v2_scores(dataset.examples.answer_texts,
+                             apply_null_threshold(texts, diffs, threshold))
     scores["loss"] = loss
     return scores
 
@@ -620,13 +637,12 @@ def load_squad(
     prep = functools.partial(
         prepare_features, tokenizer, max_length=max_length, doc_stride=doc_stride
     )
+    val_features = prep(_cap(train_all.select(va), max_eval_examples))
+    test_features = prep(_cap(test, max_eval_examples))
+    test_features.threshold_source = val_features  # a tuned threshold comes from validation
     return SquadData(
         tokenizer,
-        TaskData(
-            train=prep(train, keep_offsets=False),
-            val=prep(_cap(train_all.select(va), max_eval_examples)),
-            test=prep(_cap(test, max_eval_examples)),
-        ),
+        TaskData(train=prep(train, keep_offsets=False), val=val_features, test=test_features),
     )
 
 
@@ -700,7 +716,7 @@ def squad_task(
     tokenizer_cache: str | os.PathLike | None = None,
     n_best: int = 20,
     max_answer_length: int = 30,
-    null_score_diff_threshold: float = 0.0,
+    null_score_diff_threshold: float | Literal["tuned"] = 0.0,
     grad_clip: float | None = 1.0,
     description: str = "",
 ) -> Task:
@@ -738,10 +754,19 @@ def squad_task(
             :func:`~lr_gym.tasks.seed_utils.cache_dir`).
         n_best: Start/end candidates per feature in post-processing.
         max_answer_length: Longest answer span in tokens.
-        null_score_diff_threshold: Null-vs-span margin for answering empty.
+        null_score_diff_threshold: Null-vs-span margin for answering empty, or
+            ``"tuned"``: the margin that maximises F1 on the validation questions (the
+            official script's ``best_f1_thresh``), chosen afresh at every evaluation;
+            validation then reports its best-threshold F1, test uses validation's.
         grad_clip: Max gradient norm (HF Trainer's default 1.0).
         description: One-line description.
     """
+    if null_score_diff_threshold != "tuned" and not (
+        isinstance(null_score_diff_threshold, int | float)
+        and np.isfinite(null_score_diff_threshold)
+    ):
+        raise ValueError(f"null_score_diff_threshold must be a finite number or 'tuned', got "
+                         f"{null_score_diff_threshold!r}.")
     if split_scheme not in SPLIT_SCHEMES:
         raise ValueError(f"split_scheme must be one of {list(SPLIT_SCHEMES)}, got "
                          f"{split_scheme!r}.")

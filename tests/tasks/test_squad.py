@@ -267,6 +267,37 @@ def test_cpu_task_loads_and_steps(data_dir):
     assert 0.0 <= out["f1"] <= 1.0 and out["total"] == len(data.val.examples)
 
 
+def test_tuned_null_threshold_comes_from_validation(data_dir):
+    from lr_gym.tasks.squad import qa_logits
+
+    task = squad_v2_roberta_cpu(data_dir=str(data_dir), null_score_diff_threshold="tuned",
+                                **TINY)
+    data = task.data_fn()
+    assert data.test.threshold_source is data.val and data.val.threshold_source is None
+    torch.manual_seed(0)
+    model, cpu = task.model_fn().eval(), torch.device("cpu")
+
+    def at(ds, threshold):
+        start, end, _ = qa_logits(model, ds, task, cpu)
+        texts, diffs = span_candidates(start, end, ds)
+        return texts, diffs, squad_v2_scores(ds.examples.answer_texts,
+                                             apply_null_threshold(texts, diffs, threshold))
+
+    with torch.no_grad():
+        val, test = (task.eval_fn(model, ds, task, cpu) for ds in (data.val, data.test))
+        texts, diffs, _ = at(data.val, 0.0)
+        chosen = best_null_threshold(data.val.examples.answer_texts, texts, diffs)
+        # Validation reports its best-threshold F1, test the score at validation's threshold.
+        assert val["f1"] == at(data.val, chosen)[2]["f1"]
+        assert test["f1"] == at(data.test, chosen)[2]["f1"]
+        for other in (0.0, -np.inf, np.inf):
+            assert val["f1"] >= at(data.val, other)[2]["f1"]
+    with pytest.raises(ValueError, match="'tuned'"):
+        squad_v2_roberta_cpu(data_dir=str(data_dir), null_score_diff_threshold="best")
+    with pytest.raises(ValueError, match="'tuned'"):
+        squad_v2_roberta_cpu(data_dir=str(data_dir), null_score_diff_threshold=float("nan"))
+
+
 def test_check_env_gymnasium_and_sb3(data_dir):
     from gymnasium.utils.env_checker import check_env
     from stable_baselines3.common.env_checker import check_env as sb3_check_env

@@ -75,6 +75,43 @@ def lineage(run: Path) -> list[Path]:
         chain.insert(0, parent_run)
 
 
+def _start_step(run: Path) -> int:
+    """Env steps a run resumed from (0 for a fresh run)."""
+    parent = (yaml.safe_load((run / "config.yml").read_text()) or {}).get("trained_agent")
+    if not parent:
+        return 0
+    if m := re.search(r"model_(\d+)_steps\.zip$", str(parent)):
+        return int(m.group(1))
+    return int((completion(Path(parent)) or {}).get("num_timesteps", 0))
+
+
+def reward_curve(run: Path, every: int) -> list[dict[str, Any]]:
+    """Mean training episode reward per ``every`` env steps, over the run's lineage.
+
+    Each piece's finished episodes (its ``monitor/*.csv``, in time order) are placed
+    from the step it resumed at; those past the step the next piece resumed from were
+    discarded by that resume and are dropped here too.
+    """
+    import pandas as pd
+
+    chain = lineage(run)
+    starts = [_start_step(piece) for piece in chain]
+    rewards: dict[int, list[float]] = {}
+    last = 0
+    for piece, start, end in zip(chain, starts, [*starts[1:], None], strict=True):
+        files = sorted((piece / "monitor").glob("*.monitor.csv"))
+        if not files:
+            continue
+        eps = pd.concat([pd.read_csv(f, skiprows=1) for f in files]).sort_values("t")
+        steps = start + eps["l"].cumsum()
+        for r, s in zip(eps["r"], steps, strict=True):
+            if end is None or s <= end:
+                rewards.setdefault(int((s - 1) // every), []).append(float(r))
+                last = max(last, int(s))
+    return [{"steps": min((b + 1) * every, last), "episodes": len(rs),
+             "mean_reward": round(sum(rs) / len(rs), 4)} for b, rs in sorted(rewards.items())]
+
+
 def training_stats(run: Path) -> dict[str, Any]:
     """Env steps, wall seconds (summed over resumed pieces) and env steps/s of a run."""
     chain = lineage(run)
@@ -133,6 +170,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             "|---|---|---|---|---|---|"]
     rows += [f"| {s['seed']} | {s['num_timesteps']} | {s['pieces']} | {s['timed_steps']} | "
              f"{s['seconds']} | {s['steps_per_s']} |" for s in stats]
+    curves = {s["seed"]: reward_curve(r, args.select_every) for r, s in zip(runs, stats,
+                                                                                strict=True)}
+    for s in stats:
+        s["reward_curve"] = curves[s["seed"]]
+    buckets = sorted({c["steps"] for cs in curves.values() for c in cs})
+    by_seed = {seed: {c["steps"]: f"{c['mean_reward']} ({c['episodes']})" for c in cs}
+               for seed, cs in curves.items()}
+    rows += ["", f"Mean training episode reward (episodes) per {args.select_every} env steps "
+             "(the row's step count ends the window):",
+             "", "| env steps | " + " | ".join(f"seed {k}" for k in by_seed) + " |",
+             "|---|" + "---|" * len(by_seed)]
+    rows += [f"| {b} | " + " | ".join(str(by_seed[k].get(b, "—")) for k in by_seed) + " |"
+             for b in buckets]
     (results / "training.md").write_text(
         f"PPO on {TRAIN_ENV} (packaged hyperparameters), {args.n_timesteps} env steps per "
         f"seed; wall time summed over the resumed pieces that finished (a piece stopped by "

@@ -39,6 +39,33 @@ import torch
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def write(args: argparse.Namespace, rows: list[dict[str, float]], train_features: int) -> None:
+    """``--output`` (JSON) and the markdown table beside it, for the rows so far."""
+    meta = {k: v for k, v in vars(args).items() if k not in ("data_dir", "output")}
+    meta.update(date=datetime.date.today().isoformat(), cpus=os.cpu_count(),
+                load_avg_end=os.getloadavg()[0], train_features=train_features,
+                last_step=rows[-1]["step"])
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # -inf (answer nothing) is not JSON: null.
+    clean = [{k: (v if np.isfinite(v) else None) for k, v in r.items()} for r in rows]
+    out.write_text(json.dumps({"meta": meta, "rows": clean}, indent=1))
+    head = ("| step | lr | train loss | val loss | forced-span HasAns F1 | F1 (threshold 0) "
+            "| HasAns F1 (0) | best F1 | best threshold | HasAns F1 (best) | wall s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
+    body = "".join(f"| {r['step']} | {r['lr']:.2e} | {r['train_loss']:.3f} | "
+                   f"{r['val_loss']:.3f} | {r['forced_span_hasans_f1']:.3f} | {r['f1']:.3f} | "
+                   f"{r['hasans_f1']:.3f} | {r['best_f1']:.3f} | {r['best_threshold']:.2f} | "
+                   f"{r['best_hasans_f1']:.3f} | {r['wall_s']:.0f} |\n" for r in rows)
+    recipe = (f"lr {args.lr:g}, {args.steps} steps (rows up to step {meta['last_step']}), "
+              f"batch {args.batch_size}, {args.max_length}/{args.doc_stride} window, warmup "
+              f"{args.warmup_frac:g} then {args.schedule}; {args.threads} threads; load "
+              f"average {meta['load_avg_end']:.1f} on {meta['cpus']} CPUs at the last row.")
+    out.with_suffix(".md").write_text(
+        f"Made by `python benchmarks/squad_span_probe.py` on {meta['date']}: {recipe}\n\n"
+        + head + body)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -104,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                      "best_hasans_f1": tuned["HasAns_f1"],
                      "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0})
         print(" ".join(f"{k} {v:.4g}" for k, v in rows[-1].items()), flush=True)
+        write(args, rows, len(data.train))  # after every eval: a stopped probe keeps its rows
 
     evaluate(0, float("nan"))
     gen = torch.Generator().manual_seed(args.seed)
@@ -123,27 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             evaluate(step, float(np.mean(recent)))
             recent = []
 
-    meta = {k: v for k, v in vars(args).items() if k not in ("data_dir", "output")}
-    meta.update(date=datetime.date.today().isoformat(), cpus=os.cpu_count(),
-                load_avg_end=os.getloadavg()[0], train_features=len(data.train))
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    head = ("| step | lr | train loss | val loss | forced-span HasAns F1 | F1 (threshold 0) "
-            "| HasAns F1 (0) | best F1 | best threshold | HasAns F1 (best) | wall s |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n")
-    body = "".join(f"| {r['step']} | {r['lr']:.2e} | {r['train_loss']:.3f} | "
-                   f"{r['val_loss']:.3f} | {r['forced_span_hasans_f1']:.3f} | {r['f1']:.3f} | "
-                   f"{r['hasans_f1']:.3f} | {r['best_f1']:.3f} | {r['best_threshold']:.2f} | "
-                   f"{r['best_hasans_f1']:.3f} | {r['wall_s']:.0f} |\n" for r in rows)
-    recipe = (f"lr {args.lr:g}, {args.steps} steps, batch {args.batch_size}, "
-              f"{args.max_length}/{args.doc_stride} window, warmup {args.warmup_frac:g} then "
-              f"{args.schedule}; {args.threads} threads; load average at the end "
-              f"{meta['load_avg_end']:.1f} on {meta['cpus']} CPUs.")
-    out.with_suffix(".md").write_text(
-        f"Made by `python benchmarks/squad_span_probe.py` on {meta['date']}: {recipe}\n\n"
-        + head + body)
-    print(f"Wrote {out} and {out.with_suffix('.md')}.")
+    print(f"Wrote {Path(args.output)} and {Path(args.output).with_suffix('.md')}.")
     return 0
 
 

@@ -224,8 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"envs {', '.join(lr_gym.DEV.env_ids)} (self-tuning "
         f"track, 5 paired seeds; baselines at lr0: {base}). Selected: the best dev IQM.\n\n"
         + "\n".join(lines) + "\n")
-    (results / "selection.json").write_text(json.dumps({"candidates": table, "selected": best},
-                                                       indent=1))
+    def portable(row: dict[str, Any]) -> dict[str, Any]:  # no machine paths in results
+        agent = Path(row["agent"])
+        return {**row, "agent": str(agent.relative_to(ROOT) if agent.is_relative_to(ROOT)
+                                    else agent)}
+
+    (results / "selection.json").write_text(json.dumps(
+        {"candidates": [portable(r) for r in table], "selected": portable(best)}, indent=1))
     print("\n".join(lines))
     if args.export:
         from agents.controller import controller_file_for

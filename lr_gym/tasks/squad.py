@@ -15,8 +15,10 @@ unanswerable or its answer is not wholly inside the window. Predictions take the
 ``n_best`` (20) start and end logits of every feature, keep spans inside the context
 of at most ``max_answer_length`` (30) tokens, and answer empty when the null score
 (min over the question's features of start+end logit at CLS) exceeds the best span
-score by more than ``null_score_diff_threshold`` (0.0). Unlike HF's script, a question
-with no valid span at all is answered empty (HF then outputs the literal "empty").
+score by more than ``null_score_diff_threshold`` (0.0; ``"tuned"`` picks, at every
+evaluation, the threshold that maximises validation F1, as the official script's
+``best_f1_thresh``, and test uses validation's). Unlike HF's script, a question with no
+valid span at all is answered empty (HF then outputs the literal "empty").
 
 ``squad_v2-roberta/full`` (``lr_gym/SQuADv2-RoBERTa-v1``):
     ``roberta-base`` (``AutoModelForQuestionAnswering.from_pretrained``), hub
@@ -446,16 +448,10 @@ def postprocess_predictions(
     max_answer_length: int = 30,
     null_score_diff_threshold: float = 0.0,
 ) -> list[str]:
-    """Answer text per question from per-feature logits (HF's v2 post-processing).
+    """Answer text per question (HF's v2 post-processing).
 
-    Args:
-        start_logits: ``(F, L)`` start logits of the dataset's features, in order.
-        end_logits: ``(F, L)`` end logits.
-        dataset: The features (offsets, feature -> question map, contexts).
-        n_best: Start and end candidates per feature.
-        max_answer_length: Longest span in tokens.
-        null_score_diff_threshold: Answer empty when
-            ``null_score - best_span_score > threshold``.
+    :func:`span_candidates` with the same arguments, then an empty answer where
+    ``null_score - best_span_score > null_score_diff_threshold``.
     """
     texts, diffs = span_candidates(start_logits, end_logits, dataset, n_best=n_best,
                                    max_answer_length=max_answer_length)

@@ -39,6 +39,25 @@ import torch
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+TRAIN_WINDOWS = ("all", "answerable-spans", "spans-only")
+
+
+def select_windows(train, which: str):
+    """The training features kept by ``--train-windows`` (see its help)."""
+    from lr_gym.tasks.squad import QADataset
+
+    if which == "all":
+        return train
+    span = train.tensors["start_positions"].numpy() > 0
+    if which == "answerable-spans":
+        answerable = np.array([bool(train.examples.answer_texts[q])
+                               for q in train.example_index])
+        span = span | ~answerable
+    keep = np.flatnonzero(span)
+    return QADataset({k: v[keep] for k, v in train.tensors.items()}, train.examples,
+                     train.example_index[keep], None)
+
+
 def write(args: argparse.Namespace, rows: list[dict[str, float]], train_features: int) -> None:
     """``--output`` (JSON) and the markdown table beside it, for the rows so far."""
     meta = {k: v for k, v in vars(args).items() if k not in ("data_dir", "output")}
@@ -58,6 +77,7 @@ def write(args: argparse.Namespace, rows: list[dict[str, float]], train_features
                    f"{r['hasans_f1']:.3f} | {r['best_f1']:.3f} | {r['best_threshold']:.2f} | "
                    f"{r['best_hasans_f1']:.3f} | {r['wall_s']:.0f} |\n" for r in rows)
     recipe = (f"lr {args.lr:g}, {args.steps} steps (rows up to step {meta['last_step']}), "
+              f"training windows {args.train_windows}, "
               f"batch {args.batch_size}, {args.max_length}/{args.doc_stride} window, warmup "
               f"{args.warmup_frac:g} then {args.schedule}; {args.threads} threads; load "
               f"average {meta['load_avg_end']:.1f} on {meta['cpus']} CPUs at the last row.")
@@ -77,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup-frac", type=float, default=0.1)
     p.add_argument("--schedule", choices=("constant", "linear"), default="linear",
                    help="After warmup: constant, or linear decay to 0 (HF's recipe).")
+    p.add_argument("--train-windows", choices=TRAIN_WINDOWS, default="all",
+                   help="Training features: all (HF's preprocessing); answerable-spans (drop "
+                        "the answer-less windows of answerable questions); spans-only (only "
+                        "windows that hold an answer, a diagnostic).")
     p.add_argument("--eval-every", type=int, default=40)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--seed", type=int, default=0)
@@ -99,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                            max_length=args.max_length, doc_stride=args.doc_stride,
                            batch_size=args.batch_size)
     data = task.data_fn()
-    val = data.val
+    train, val = select_windows(data.train, args.train_windows), data.val
+    print(f"{len(train)} of {len(data.train)} training features ({args.train_windows}).")
     golds = val.examples.answer_texts
     torch.manual_seed(args.seed)
     model, cpu = task.model_fn(), torch.device("cpu")
@@ -131,11 +156,11 @@ def main(argv: list[str] | None = None) -> int:
                      "best_hasans_f1": tuned["HasAns_f1"],
                      "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0})
         print(" ".join(f"{k} {v:.4g}" for k, v in rows[-1].items()), flush=True)
-        write(args, rows, len(data.train))  # after every eval: a stopped probe keeps its rows
+        write(args, rows, len(train))  # after every eval: a stopped probe keeps its rows
 
     evaluate(0, float("nan"))
     gen = torch.Generator().manual_seed(args.seed)
-    batches = iterate_batches(data.train, args.batch_size, generator=gen, drop_last=True,
+    batches = iterate_batches(train, args.batch_size, generator=gen, drop_last=True,
                               collate_fn=task.collate_fn)
     recent: list[float] = []
     for step in range(1, args.steps + 1):

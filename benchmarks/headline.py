@@ -34,10 +34,9 @@ def agents_digest(agents: Sequence[str | Path]) -> str:
     A re-shipped ``pretrained`` or a retrained run gets an evaluation folder of its own
     (``evaluate_agent.py`` refuses to mix two evaluations in one ``-o``).
     """
-    from agents.controller import is_pretrained_name, load_controller_file
+    from agents.controller import load_controller_file
 
-    shas = [load_controller_file(a if is_pretrained_name(a) else Path(a)).sha256
-            for a in map(str, agents)]
+    shas = [load_controller_file(a).sha256 for a in agents]
     return hashlib.sha256("".join(shas).encode()).hexdigest()[:12]
 
 

@@ -401,7 +401,7 @@ def span_candidates(
     texts, diffs = [], np.full(n_ex, np.inf)
     for ex in range(n_ex):
         i = ex_feat[ex]
-        if i < 0 or not np.isfinite(ex_best[ex]):
+        if i < 0:  # no valid span in any window
             texts.append("")
         else:
             a, b = offsets[i, best_s[i], 0], offsets[i, best_e[i], 1]
@@ -485,6 +485,14 @@ def qa_logits(
             total.item() / len(dataset))
 
 
+def _checked_threshold(value: float | str) -> float | str:
+    """``value`` if it is a finite number or ``"tuned"``; else a clear error."""
+    if value != "tuned" and not (isinstance(value, int | float) and np.isfinite(value)):
+        raise ValueError(f"null_score_diff_threshold must be a finite number or 'tuned', got "
+                         f"{value!r}.")
+    return value
+
+
 def qa_eval(
     model: nn.Module,
     dataset: QADataset,
@@ -508,15 +516,12 @@ def qa_eval(
         return texts, diffs, loss
 
     texts, diffs, loss = candidates(dataset)
-    threshold = null_score_diff_threshold
+    threshold = _checked_threshold(null_score_diff_threshold)
     if threshold == "tuned":
         source = dataset.threshold_source
         src_texts, src_diffs = (texts, diffs) if source is None else candidates(source)[:2]
         golds = (dataset if source is None else source).examples.answer_texts
         threshold = best_null_threshold(golds, src_texts, src_diffs)
-    elif not isinstance(threshold, int | float):
-        raise ValueError(f"null_score_diff_threshold must be a number or 'tuned', got "
-                         f"{threshold!r}.")
     scores = squad_v2_scores(dataset.examples.answer_texts,
                              apply_null_threshold(texts, diffs, threshold))
     scores["loss"] = loss
@@ -757,12 +762,7 @@ def squad_task(
         grad_clip: Max gradient norm (HF Trainer's default 1.0).
         description: One-line description.
     """
-    if null_score_diff_threshold != "tuned" and not (
-        isinstance(null_score_diff_threshold, int | float)
-        and np.isfinite(null_score_diff_threshold)
-    ):
-        raise ValueError(f"null_score_diff_threshold must be a finite number or 'tuned', got "
-                         f"{null_score_diff_threshold!r}.")
+    _checked_threshold(null_score_diff_threshold)
     if split_scheme not in SPLIT_SCHEMES:
         raise ValueError(f"split_scheme must be one of {list(SPLIT_SCHEMES)}, got "
                          f"{split_scheme!r}.")

@@ -44,8 +44,6 @@ TRAIN_WINDOWS = ("all", "answerable-spans", "spans-only")
 
 def select_windows(train, which: str):
     """The training features kept by ``--train-windows`` (see its help)."""
-    from lr_gym.tasks.squad import QADataset
-
     if which == "all":
         return train
     span = train.tensors["start_positions"].numpy() > 0
@@ -53,9 +51,7 @@ def select_windows(train, which: str):
         answerable = np.array([bool(train.examples.answer_texts[q])
                                for q in train.example_index])
         span = span | ~answerable
-    keep = np.flatnonzero(span)
-    return QADataset({k: v[keep] for k, v in train.tensors.items()}, train.examples,
-                     train.example_index[keep], None)
+    return train.subset(np.flatnonzero(span))
 
 
 def write(args: argparse.Namespace, rows: list[dict[str, float]], train_features: int) -> None:
@@ -77,7 +73,8 @@ def write(args: argparse.Namespace, rows: list[dict[str, float]], train_features
                    f"{r['hasans_f1']:.3f} | {r['best_f1']:.3f} | {r['best_threshold']:.2f} | "
                    f"{r['best_hasans_f1']:.3f} | {r['wall_s']:.0f} |\n" for r in rows)
     recipe = (f"lr {args.lr:g}, {args.steps} steps (rows up to step {meta['last_step']}), "
-              f"training windows {args.train_windows}, "
+              f"training windows {args.train_windows}, answer-less windows kept "
+              f"{args.null_window_keep:g}, "
               f"batch {args.batch_size}, {args.max_length}/{args.doc_stride} window, warmup "
               f"{args.warmup_frac:g} then {args.schedule}; {args.threads} threads; load "
               f"average {meta['load_avg_end']:.1f} on {meta['cpus']} CPUs at the last row.")
@@ -101,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="Training features: all (HF's preprocessing); answerable-spans (drop "
                         "the answer-less windows of answerable questions); spans-only (only "
                         "windows that hold an answer, a diagnostic).")
+    p.add_argument("--null-window-keep", type=float, default=1.0,
+                   help="Fraction of answer-less training windows kept (the task's "
+                        "null_window_keep), applied before --train-windows.")
     p.add_argument("--eval-every", type=int, default=40)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--seed", type=int, default=0)
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     task = lr_gym.get_task("SQuADv2-MiniLM-CPU", data_dir=args.data_dir,
                            max_length=args.max_length, doc_stride=args.doc_stride,
-                           batch_size=args.batch_size)
+                           batch_size=args.batch_size, null_window_keep=args.null_window_keep)
     data = task.data_fn()
     train, val = select_windows(data.train, args.train_windows), data.val
     print(f"{len(train)} of {len(data.train)} training features ({args.train_windows}).")

@@ -26,6 +26,7 @@ from lr_gym.tasks.squad import (
     squad_v2_roberta_cpu,
     squad_v2_roberta_full,
     squad_v2_scores,
+    subsample_null_windows,
     train_bpe_tokenizer,
 )
 
@@ -179,6 +180,30 @@ def test_unanswerable_points_every_window_at_cls(tokenizer):
     assert (ds.tensors["start_positions"] == 0).all() and (ds.tensors["end_positions"] == 0).all()
 
 
+def test_subsample_null_windows_keeps_every_answer_window_and_a_seeded_fraction(tokenizer):
+    a, b = _long_example(True), _long_example(False)
+    examples = Examples(["a", "b"], ["T", "T"], a.contexts + b.contexts,
+                        a.questions + b.questions, a.answer_texts + b.answer_texts,
+                        a.answer_starts + b.answer_starts)
+    ds = prepare_features(tokenizer, examples, max_length=48, doc_stride=16)
+    null = ds.tensors["start_positions"].numpy() == 0
+    assert null.sum() >= 3 and (~null).sum() >= 1
+    assert subsample_null_windows(ds, 1.0) is ds
+    for keep in (0.01, 0.5):
+        kept = subsample_null_windows(ds, keep, seed=3)
+        again = subsample_null_windows(ds, keep, seed=3)
+        assert torch.equal(kept.tensors["input_ids"], again.tensors["input_ids"])
+        starts = kept.tensors["start_positions"].numpy()
+        assert (starts > 0).sum() == (~null).sum()  # every answer window stays
+        assert (starts == 0).sum() <= null.sum()
+        if keep == 0.01:
+            assert (starts == 0).sum() < null.sum()
+        assert len(kept) == len(kept.example_index) and kept.offsets is None
+    for bad in (0.0, 1.5, -1):
+        with pytest.raises(ValueError, match="null_window_keep must be in"):
+            subsample_null_windows(ds, bad)
+
+
 def test_postprocess_n_best_and_null_threshold(tokenizer):
     ds = prepare_features(tokenizer, _long_example(), max_length=48, doc_stride=16)
     f, length = ds.tensors["input_ids"].shape
@@ -265,6 +290,16 @@ def test_cpu_task_loads_and_steps(data_dir):
         out = task.eval_fn(model, data.val, task, torch.device("cpu"))
     assert {"loss", "f1", "exact", "HasAns_f1", "NoAns_f1", "total"} <= set(out)
     assert 0.0 <= out["f1"] <= 1.0 and out["total"] == len(data.val.examples)
+
+
+def test_null_window_keep_thins_training_windows_only(data_dir):
+    full = squad_v2_roberta_cpu(data_dir=str(data_dir), **TINY).data_fn()
+    thin = squad_v2_roberta_cpu(data_dir=str(data_dir), null_window_keep=0.3, **TINY).data_fn()
+    spans = [int((d.train.tensors["start_positions"] > 0).sum()) for d in (full, thin)]
+    assert spans[0] == spans[1] > 0 and len(thin.train) < len(full.train)
+    assert len(thin.val) == len(full.val) and len(thin.test) == len(full.test)
+    with pytest.raises(ValueError, match="answer-less training windows"):
+        squad_v2_roberta_cpu(data_dir=str(data_dir), null_window_keep=0)
 
 
 def test_tuned_null_threshold_comes_from_validation(data_dir):

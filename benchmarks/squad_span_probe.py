@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import time
@@ -160,8 +161,10 @@ def main(argv: list[str] | None = None) -> int:
 
     evaluate(0, float("nan"))
     gen = torch.Generator().manual_seed(args.seed)
-    batches = iterate_batches(train, args.batch_size, generator=gen, drop_last=True,
-                              collate_fn=task.collate_fn)
+    # Epoch after epoch, as the env does: a thinned training set runs out within the budget.
+    batches = itertools.chain.from_iterable(
+        iterate_batches(train, args.batch_size, generator=gen, drop_last=True,
+                        collate_fn=task.collate_fn) for _ in itertools.count())
     recent: list[float] = []
     for step in range(1, args.steps + 1):
         for group in opt.param_groups:

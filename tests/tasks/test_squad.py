@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import functools
+import json
 import math
 
 import datasets
@@ -443,3 +445,22 @@ def test_minilm_env_runs_on_a_tiny_bert_named_by_the_env_var(tmp_path, monkeypat
     *_, term, _, info = env.step(np.zeros(1, dtype=np.float32))
     assert term and {"f1", "exact", "HasAns_f1", "NoAns_f1"} <= set(info["test"])
     env.close()
+
+
+def test_span_probe_trains_past_an_epoch_and_writes_its_rows(tmp_path, monkeypatch, data_dir):
+    from benchmarks import squad_span_probe
+    from lr_gym.tasks.pretrained import MINILM_PATH_ENV
+
+    monkeypatch.setenv(MINILM_PATH_ENV, _tiny_bert(tmp_path))
+    # The tiny data cannot fill the preset's 300 validation questions.
+    monkeypatch.setattr(lr_gym, "get_task", functools.partial(lr_gym.get_task, val_size=6))
+    out = tmp_path / "probe.json"
+    # 24 steps of batch 4 run over the thinned training windows more than once.
+    assert squad_span_probe.main([
+        "--data-dir", str(data_dir), "--steps", "24", "--eval-every", "12", "--batch-size", "4",
+        "--max-length", "48", "--doc-stride", "16", "--null-window-keep", "0.5",
+        "--threads", "1", "-o", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [r["step"] for r in result["rows"]] == [0, 12, 24]
+    assert result["meta"]["train_features"] * 2 < 24 * 4
+    assert "answer-less windows kept 0.5" in out.with_suffix(".md").read_text()

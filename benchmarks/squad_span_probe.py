@@ -2,7 +2,7 @@
 
 SQuAD v2's official F1 hides span learning early on: while the span head is weak, the
 null score wins every question, so F1 equals the no-answer share and HasAns F1 is 0.
-This probe fine-tunes ``lr_gym/SQuADv2-MiniLM-CPU-v1``'s model on its training
+This probe fine-tunes ``lr_gym/SQuADv2-MiniLM-CPU-v2``'s model on its training
 features with a chosen LR, length and budget (linear warmup, then constant or linear
 decay; AdamW and grad clip 1.0 as in the preset) and, every ``--eval-every`` steps, on
 the whole validation set (one forward pass) reports:
@@ -99,9 +99,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="Training features: all (HF's preprocessing); answerable-spans (drop "
                         "the answer-less windows of answerable questions); spans-only (only "
                         "windows that hold an answer, a diagnostic).")
-    p.add_argument("--null-window-keep", type=float, default=1.0,
+    p.add_argument("--null-window-keep", type=float, default=None,
                    help="Fraction of answer-less training windows kept (the task's "
-                        "null_window_keep), applied before --train-windows.")
+                        "null_window_keep; default: the preset's), applied before "
+                        "--train-windows.")
     p.add_argument("--eval-every", type=int, default=40)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--seed", type=int, default=0)
@@ -116,10 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         best_null_threshold,
         qa_logits,
         span_candidates,
+        squad_v2_minilm_cpu,
         squad_v2_scores,
     )
 
     torch.set_num_threads(args.threads)
+    if args.null_window_keep is None:  # the preset's, recorded with the rows
+        args.null_window_keep = squad_v2_minilm_cpu.defaults.get("null_window_keep", 1.0)
     task = lr_gym.get_task("SQuADv2-MiniLM-CPU", data_dir=args.data_dir,
                            max_length=args.max_length, doc_stride=args.doc_stride,
                            batch_size=args.batch_size, null_window_keep=args.null_window_keep)

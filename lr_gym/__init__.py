@@ -17,6 +17,7 @@ from typing import Any
 from lr_gym import splits
 from lr_gym.config import EnvConfig
 from lr_gym.registration import (
+    ENV_VERSION,
     add_task,
     get_task,
     is_multi_task,
@@ -35,8 +36,8 @@ __version__ = "0.1.0"
 
 _E = "lr_gym.tasks.embedded"
 _G = "lr_gym.tasks.generated"
-# name -> task factory; ids are lr_gym/<name>-v1. Which id is in which split (train,
-# dev, test) is declared in lr_gym.splits.
+# name -> task factory; ids are lr_gym/<name>-v1 (later versions: BUILTIN_VERSIONS).
+# Which id is in which split (train, dev, test) is declared in lr_gym.splits.
 BUILTIN_TASKS: dict[str, str] = {
     "Digits-MLP": f"{_E}:digits_mlp",
     "Wine-MLP": f"{_E}:wine_mlp",
@@ -63,8 +64,13 @@ BUILTIN_TASKS: dict[str, str] = {
     "IMDB-MiniLM-CPU": "lr_gym.tasks.imdb:imdb_minilm_cpu",
     "SQuADv2-MiniLM-CPU": "lr_gym.tasks.squad:squad_v2_minilm_cpu",
 }
+BUILTIN_VERSIONS: dict[str, int] = {
+    # v2: keeps 10% of the answer-less training windows, so spans are learned in budget.
+    "SQuADv2-MiniLM-CPU": 2,
+}
+"""Built-in tasks whose id moved past ``ENV_VERSION`` (their env's Version History says why)."""
 for _name, _ref in BUILTIN_TASKS.items():
-    register_task(_ref, name=_name)
+    register_task(_ref, name=_name, version=BUILTIN_VERSIONS.get(_name, ENV_VERSION))
 
 TRAIN_MIX_ID = register_mix("EmbeddedMix", f"{_E}:train_variants")
 """Default training env: every variant of the training families."""

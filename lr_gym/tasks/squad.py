@@ -56,7 +56,7 @@ valid span at all is answered empty (HF then outputs the literal "empty").
     no-answer share) from the first interval on, and test F1 0.547 (HasAns_f1 0,
     NoAns_f1 1, 749/904 questions, loss 2.47). The loss, not F1, carries the signal.
 
-``squad_v2-minilm/cpu`` (``lr_gym/SQuADv2-MiniLM-CPU-v1``; 2 CPU cores, about 10
+``squad_v2-minilm/cpu`` (``lr_gym/SQuADv2-MiniLM-CPU-v2``; 2 CPU cores, about 10
 minutes per episode):
     Fine-tunes a real pretrained encoder, offline, on the data and splits of
     ``squad_v2-roberta/cpu``: all-MiniLM-L6-v2 (BERT architecture, 6 layers, hidden
@@ -909,8 +909,9 @@ squad_v2_minilm_cpu = Preset(
         lr=1e-4,
         total_steps=240,
         steps_per_action=20,
+        null_window_keep=0.1,
         description="SQuAD v2 dev half by article, all-MiniLM-L6-v2 fine-tuned, AdamW lr0 "
-                    "1e-4",
+                    "1e-4, 10% of answer-less training windows",
     ),
 )
 """``squad_v2-minilm/cpu``: the local dev half by article, the packaged MiniLM fine-tuned."""

@@ -25,6 +25,7 @@ from lr_gym.tasks.squad import (
     prepare_features,
     span_candidates,
     split_by_article,
+    squad_v2_minilm_cpu,
     squad_v2_roberta_cpu,
     squad_v2_roberta_full,
     squad_v2_scores,
@@ -428,13 +429,14 @@ def test_minilm_preset_plan():
     assert task.optimizer is torch.optim.AdamW and task.lr == 1e-4 and task.metric == "f1"
     assert (task.batch_size, task.total_steps, task.steps_per_action) == (16, 240, 20)
     assert task.model_fn.args == (PACKAGED_MINILM,)  # resolved only when the model is built
+    assert squad_v2_minilm_cpu.defaults["null_window_keep"] == 0.1  # v2
 
 
 def test_minilm_env_runs_on_a_tiny_bert_named_by_the_env_var(tmp_path, monkeypatch, data_dir):
     from lr_gym.tasks.pretrained import MINILM_PATH_ENV
 
     monkeypatch.setenv(MINILM_PATH_ENV, _tiny_bert(tmp_path))
-    env = gym.make("lr_gym/SQuADv2-MiniLM-CPU-v1",
+    env = gym.make("lr_gym/SQuADv2-MiniLM-CPU-v2",
                    task_kwargs={"data_dir": str(data_dir), **MINILM_TINY})
     env.reset(seed=0)
     train = env.unwrapped.data.train

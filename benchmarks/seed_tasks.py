@@ -25,7 +25,7 @@ import lr_gym
 from agents.baselines import make_baseline
 from agents.rollout import run_episode
 
-CPU_IDS = [e for e in lr_gym.lr_gym_env_ids() if e.endswith("-CPU-v1")]
+CPU_IDS = [e for e in lr_gym.lr_gym_env_ids() if "-CPU-v" in e]
 
 
 def main() -> None:

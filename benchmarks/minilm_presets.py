@@ -22,6 +22,7 @@ import platform
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import torch
 
 import lr_gym  # noqa: F401 - registers the ids
@@ -73,7 +74,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.output)
     done = json.loads(out.read_text())["rows"] if out.is_file() else []
-    rows = [r for r in done if r["env_id"] not in args.env]  # rerun what was asked
+    # Rerun what was asked; drop rows of ids no longer registered (bumped to a new version).
+    rows = [r for r in done if r["env_id"] not in args.env and r["env_id"] in gym.registry]
     for env_id in args.env:
         rows.append(run(env_id, args.baseline, args.seed, args.data_dir))
         r = rows[-1]

@@ -65,7 +65,8 @@ BUILTIN_TASKS: dict[str, str] = {
     "SQuADv2-MiniLM-CPU": "lr_gym.tasks.squad:squad_v2_minilm_cpu",
 }
 BUILTIN_VERSIONS: dict[str, int] = {
-    # v2: keeps 10% of the answer-less training windows, so spans are learned in budget.
+    # v2: keeps 10% of the answer-less training windows (spans are learned in budget) and
+    # tunes the no-answer threshold on validation.
     "SQuADv2-MiniLM-CPU": 2,
 }
 """Built-in tasks whose id moved past ``ENV_VERSION`` (their env's Version History says why)."""

@@ -134,7 +134,8 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Version History
 
     * v2 (``SQuADv2-MiniLM-CPU`` only): its task keeps 10% of the answer-less training
-      windows (``null_window_keep=0.1``), so the budget learns answer spans.
+      windows (``null_window_keep=0.1``), so the budget learns answer spans, and tunes
+      the no-answer threshold on validation (``null_score_diff_threshold="tuned"``).
     * v1: reaching the budget terminates (v0 truncated); observations drop
       ``log_multiplier`` and add ``gen_gap``, ``val_trend``, ``val_vs_best`` and
       ``update_ratio``; ``features`` and the ``"val_loss_area"`` reward are options.

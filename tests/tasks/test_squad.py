@@ -429,7 +429,8 @@ def test_minilm_preset_plan():
     assert task.optimizer is torch.optim.AdamW and task.lr == 1e-4 and task.metric == "f1"
     assert (task.batch_size, task.total_steps, task.steps_per_action) == (16, 240, 20)
     assert task.model_fn.args == (PACKAGED_MINILM,)  # resolved only when the model is built
-    assert squad_v2_minilm_cpu.defaults["null_window_keep"] == 0.1  # v2
+    v2 = squad_v2_minilm_cpu.defaults
+    assert v2["null_window_keep"] == 0.1 and v2["null_score_diff_threshold"] == "tuned"
 
 
 def test_minilm_env_runs_on_a_tiny_bert_named_by_the_env_var(tmp_path, monkeypatch, data_dir):

@@ -70,9 +70,9 @@ minutes per episode):
     is short), weight decay 0.01 (none on biases/LayerNorm), grad clip 1.0,
     batch 16, 240 steps (1.6 epochs of the kept windows), 20 steps per action, so 12 env
     steps. Sized from about 1.8 s per batch-16 step of 256 tokens on 2 idle cores: 7 min
-    of training, 13 validation passes (about 9 s each) and one test pass (about 1 min). Its baseline
-    is Hugging Face's recipe, linear warmup over 10% of the budget then linear decay to
-    0: ``agents.baselines`` ``warmup_linear``, i.e. ``gym.make(id, mode="anchored",
+    of training, 13 validation passes (about 9 s each) and one test pass (about 1 min).
+    Its baseline is Hugging Face's recipe, linear warmup over 10% of the budget then
+    linear decay to 0: ``agents.baselines`` ``warmup_linear``, i.e. ``gym.make(id, mode="anchored",
     schedule="linear", warmup_frac=0.1, lr_min=0)`` with action 0 (a bare ``gym.make``
     keeps the env's default constant LR, as every id). v2 (v1 used all windows and
     threshold 0): more than half of the training windows point at CLS, and with all of

@@ -9,6 +9,9 @@
    final agent) on the **dev** envs (``lr_gym.DEV.env_ids``, self-tuning track against
    static and cosine, 5 paired seeds), all in one evaluation, and picks the candidate
    with the best dev IQM (ties: the later checkpoint). Test envs are never used.
+   The controller shipped when the selection first ran (``<log folder>/incumbent.safetensors``,
+   a copy, so that its weights stay fixed) is evaluated beside them: a new candidate
+   replaces it only with a strictly higher dev IQM.
 3. With ``--export``, writes the selected controller to
    ``agents/pretrained/default.safetensors`` (the shipped ``"lr_gym/default"``).
 
@@ -153,6 +156,20 @@ def steps_of(agent: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def select(table: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The row with the best dev IQM; among equals the later checkpoint.
+
+    The controller shipped before (``seed`` None) wins ties: replacing it takes
+    a strictly better candidate.
+    """
+    new = [r for r in table if r["seed"] is not None]
+    best = max(new, key=lambda r: (r["iqm_test"], r["steps"]))
+    shipped = [r for r in table if r["seed"] is None]
+    if shipped and shipped[0]["iqm_test"] >= best["iqm_test"]:
+        return shipped[0]
+    return best
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     import lr_gym
@@ -194,10 +211,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     # Candidate -> (seed, env steps); the evaluation names agents by resolved path.
-    cands: dict[str, tuple[int, int]] = {}
+    cands: dict[str, tuple[int | None, int | None]] = {}
     for run, st in zip(runs, stats, strict=True):
         for c in candidates(run, args.select_every):
             cands[str(c.resolve())] = (st["seed"], steps_of(str(c)) or st["num_timesteps"])
+    incumbent = folder / "incumbent.safetensors"
+    if PRETRAINED.is_file() and not incumbent.is_file():
+        shutil.copy(PRETRAINED, incumbent)
+    if incumbent.is_file():
+        cands[str(incumbent.resolve())] = (None, None)
     # One folder per seed set: a selection over more seeds is another evaluation.
     out = folder / f"eval_dev_seeds{'-'.join(map(str, args.seeds))}"
     cmd = [sys.executable, str(ROOT / "evaluate_agent.py"), "--agent", *cands,
@@ -208,21 +230,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = json.loads((out / "results.json").read_text())["tracks"]["self"]
     table = [{**a, "seed": cands[a["agent"]][0], "steps": cands[a["agent"]][1]}
              for a in summary["agents"] if a["agent"] in cands]
-    # Best dev IQM; among equals the later checkpoint.
-    best = max(table, key=lambda r: (r["iqm_test"], r["steps"]))
+    best = select(table)
     lines = ["| PPO seed | env steps | dev IQM [95% CI] | dev profile score |",
              "|---|---|---|---|"]
-    for r in sorted(table, key=lambda r: (r["seed"], r["steps"])):
+    for r in sorted(table, key=lambda r: (r["seed"] is None, r["seed"] or 0, r["steps"] or 0)):
         mark = " **selected**" if r is best else ""
         score = "—" if r["profile_score"] is None else f"{r['profile_score']:.3f}"
-        lines.append(f"| {r['seed']}{mark} | {r['steps']} | {r['iqm_test']:.4f} "
+        seed = "shipped before" if r["seed"] is None else r["seed"]
+        lines.append(f"| {seed}{mark} | {r['steps'] or '—'} | {r['iqm_test']:.4f} "
                      f"[{r['iqm_low']:.4f}, {r['iqm_high']:.4f}] | {score} |")
     agg = {a["controller"]: a for a in summary["aggregate"]}
     base = ", ".join(f"{c} {agg[c]['iqm_test']:.4f}" for c in ("static", "cosine") if c in agg)
     (results / "selection.md").write_text(
         f"Checkpoint selection over PPO seeds {', '.join(map(str, args.seeds))} on the dev "
         f"envs {', '.join(lr_gym.DEV.env_ids)} (self-tuning "
-        f"track, 5 paired seeds; baselines at lr0: {base}). Selected: the best dev IQM.\n\n"
+        f"track, 5 paired seeds; baselines at lr0: {base}). Selected: the best dev IQM "
+        f"(the controller shipped before stays unless a candidate is strictly better).\n\n"
         + "\n".join(lines) + "\n")
     def portable(row: dict[str, Any]) -> dict[str, Any]:  # no machine paths in results
         agent = Path(row["agent"])
@@ -232,7 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     (results / "selection.json").write_text(json.dumps(
         {"candidates": [portable(r) for r in table], "selected": portable(best)}, indent=1))
     print("\n".join(lines))
-    if args.export:
+    if args.export and best["seed"] is None:
+        print(f"No candidate beats the shipped controller on dev: {PRETRAINED} is unchanged.")
+    elif args.export:
         from agents.controller import controller_file_for
 
         PRETRAINED.parent.mkdir(parents=True, exist_ok=True)

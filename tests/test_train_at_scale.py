@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.train_at_scale import candidates, lineage, reward_curve, training_stats
+from benchmarks.train_at_scale import candidates, lineage, reward_curve, select, training_stats
 
 
 def _run(root: Path, name: str, *, seed: int = 0, parent: str | None = None,
@@ -50,3 +50,13 @@ def test_a_resumed_run_is_one_lineage_with_its_timed_steps_and_reward_curve(tmp_
     # Candidates: the checkpoint nearest each 50 steps, then the final agent.
     assert candidates(second, 50) == [first / "checkpoints" / "controller_40_steps.safetensors",
                                       second]
+
+
+def test_selection_takes_the_best_dev_iqm_and_keeps_the_shipped_one_on_ties():
+    rows = [{"seed": 0, "steps": 10, "iqm_test": 0.8}, {"seed": 1, "steps": 20, "iqm_test": 0.9},
+            {"seed": 2, "steps": 30, "iqm_test": 0.9}]
+    assert select(rows) is rows[2]  # equal IQM: the later checkpoint
+    shipped = {"seed": None, "steps": None, "iqm_test": 0.9}
+    assert select([*rows, shipped]) is shipped
+    better = {"seed": 0, "steps": 40, "iqm_test": 0.91}
+    assert select([*rows, shipped, better]) is better

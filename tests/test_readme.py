@@ -19,7 +19,8 @@ def python_blocks() -> list[str]:
 def test_readme_starts_with_the_two_commands():
     text = (ROOT / "README.md").read_text()
     commands = re.findall(r"```bash\n(.*?)```", text, re.S)[:2]
-    assert "train_agent.py" in commands[0] and "evaluate_agent.py" in commands[0]
+    assert "evaluate_agent.py --agent pretrained" in commands[0]
+    assert "train_agent.py && .venv/bin/python evaluate_agent.py" in text  # one flag away
     assert "pytest" in commands[1]
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1].strip() in ci  # CI runs exactly README's test command

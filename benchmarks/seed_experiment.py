@@ -15,6 +15,9 @@ Writes to ``--output`` (default ``benchmarks/results/seed_experiment/<preset>``)
   CoNLL-2003 entity precision, recall and F1) as mean ± std over seeds, the final
   validation metric, the convergence time in epochs (to 95% of the final validation
   metric) and the episode's wall seconds (one-time data loading excluded);
+* ``table.md``: the plan's question, one row per task: the learned controller against
+  static on the main test metric and convergence, on paired seeds, with the best other
+  baseline and the task's episode hours (README quotes it);
 * ``<task>.png``: validation metric and LR against epochs, one line per method.
 
 Presets: ``--preset cpu`` (default) runs the CPU ids, sized for 2 cores
@@ -344,6 +347,14 @@ def run_plan(plan: Plan, out: Path, workers: int = 1) -> list[dict[str, Any]]:
     return [r for r in store.runs if run_key(r) in wanted]
 
 
+def _group(runs: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], list[Mapping[str, Any]]]:
+    """Runs by ``(env_id, controller)``."""
+    by: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
+    for r in runs:
+        by[(r["env_id"], r["controller"])].append(r)
+    return by
+
+
 def summarize(plan: Plan, runs: Sequence[Mapping[str, Any]]) -> dict[str, list[dict]]:
     """Per task, one row per method: metrics as ``[mean, std]`` over seeds, and run counts.
 
@@ -352,9 +363,7 @@ def summarize(plan: Plan, runs: Sequence[Mapping[str, Any]]) -> dict[str, list[d
     """
     from agents.stats import mean_std
 
-    by: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
-    for r in runs:
-        by[(r["env_id"], r["controller"])].append(r)
+    by = _group(runs)
     out: dict[str, list[dict]] = {}
     for e in plan.envs:
         rows = []
@@ -407,6 +416,63 @@ def report_markdown(plan: Plan, summary: Mapping[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def _paired(runs: Sequence[Mapping[str, Any]], value: str) -> dict[int, float]:
+    """Seed -> the run's ``value`` (``"test"``: the main test metric; a diverged run -inf)."""
+    if value == "test":
+        return {r["seed"]: -math.inf if r["diverged"] else r["test"][r["metric"]]
+                for r in runs}
+    return {r["seed"]: float(r[value]) for r in runs}
+
+
+def _mean_test(runs: Sequence[Mapping[str, Any]]) -> float:
+    """Mean main test metric of the runs that did not diverge (nan if none)."""
+    ok = [r["test"][r["metric"]] for r in runs if not r["diverged"]]
+    return sum(ok) / len(ok) if ok else math.nan
+
+
+def answer_table(plan: Plan, runs: Sequence[Mapping[str, Any]]) -> str:
+    """The plan's question, one row per task: does the learned controller beat static?
+
+    Main test metric (mean over seeds) of the learned controller, static and the best
+    other baseline; on paired seeds, how often the controller's test metric is higher
+    than static's and its convergence (epochs to 95% of the final validation metric)
+    earlier; and the summed episode hours of the task (data loading excluded).
+    """
+    from agents.stats import markdown_table
+
+    if not plan.agents:
+        return "No learned controller in this run (--agent none).\n"
+    by = _group(runs)
+    rows, hours = [], 0.0
+    for e in plan.envs:
+        learned, static = by.get((e.env_id, "ppo"), []), by.get((e.env_id, "static"), [])
+        if not learned or not static:
+            continue
+        metric = learned[0]["metric"]
+        others = {b: _mean_test(by[(e.env_id, b)]) for b in plan.baselines
+                  if b != "static" and by.get((e.env_id, b))}
+        best = max(others, key=lambda b: others[b]) if others else None
+        lt, st = _paired(learned, "test"), _paired(static, "test")
+        lc, sc = _paired(learned, "convergence_epoch"), _paired(static, "convergence_epoch")
+        seeds = sorted(set(lt) & set(st))
+        task_h = sum(r["wall"][-1] for r in runs if r["env_id"] == e.env_id) / 3600
+        hours += task_h
+        rows.append([
+            e.key, f"test {metric}", f"{_mean_test(learned):.4f}", f"{_mean_test(static):.4f}",
+            "—" if best is None else f"{best} {others[best]:.4f}",
+            f"{sum(lt[k] > st[k] for k in seeds)}/{len(seeds)}",
+            f"{sum(lc[k] < sc[k] for k in seeds)}/{len(seeds)}",
+            f"{sum(lc[k] for k in seeds) / len(seeds):.2f} vs "
+            f"{sum(sc[k] for k in seeds) / len(seeds):.2f}",
+            f"{task_h:.2f}"])
+    headers = ["task", "metric", "learned", "static", "best other baseline",
+               "learned > static (paired seeds)", "learned converges earlier",
+               "convergence epochs (learned vs static)", "episode hours"]
+    return (markdown_table(headers, rows) + f"\n\nMean over paired seeds; a diverged run "
+            f"counts as a loss. Episode hours: summed wall time of the task's episodes, "
+            f"data loading excluded; {hours:.2f} h in all.\n")
+
+
 def write_outputs(plan: Plan, runs: Sequence[Mapping[str, Any]], out: Path) -> list[str]:
     """``report.md``, ``results.json`` and one figure per task; returns the file names."""
     from agents.evaluation.plots import plot_curves
@@ -417,7 +483,8 @@ def write_outputs(plan: Plan, runs: Sequence[Mapping[str, Any]], out: Path) -> l
     write_text_atomic(out / "results.json", json.dumps(
         {"settings": plan.settings, "agents": list(plan.agents), "tasks": summary},
         indent=1, default=float))
-    written = ["report.md", "results.json", "runs.jsonl"]
+    write_text_atomic(out / "table.md", answer_table(plan, runs))
+    written = ["report.md", "table.md", "results.json", "runs.jsonl"]
     for e in plan.envs:
         own = [r for r in runs if r["env_id"] == e.env_id]
         if own:

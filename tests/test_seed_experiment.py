@@ -51,6 +51,9 @@ def test_runs_reports_plots_and_resumes(tmp_path, capsys, controller_file):
     assert [r["controller"] for r in rows] == ["ppo", "static", "warmup_linear"]
     assert all(set(r) >= {"test", "final_val", "convergence_epoch", "wall_s"} for r in rows)
     assert "| ppo | 2 |" in (out / "report.md").read_text()
+    row = next(line for line in (out / "table.md").read_text().splitlines()
+               if line.startswith("| SeedBlobs-v1 |"))
+    assert row.count("/2 |") == 2  # paired wins and earlier convergence, over 2 seeds
     capsys.readouterr()
     assert main(args) == 0  # a rerun resumes: nothing runs twice
     assert "Resuming: 6 finished runs" in capsys.readouterr().err

@@ -140,3 +140,24 @@ def test_bad_input_is_refused_before_any_run(tmp_path, capsys, monkeypatch, args
     assert main([*args, "-o", str(tmp_path / "out")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out" / "runs.jsonl").exists()
+
+
+def test_the_answer_table_pairs_seeds_and_counts_a_diverged_run_as_a_loss():
+    from benchmarks.seed_experiment import EnvPlan, Plan, answer_table
+
+    plan = Plan(envs=(EnvPlan("t", "lr_gym/T-v1", (), (0, 1)),), agents=("a.safetensors",),
+                baselines=("static", "cosine"), env_kwargs={}, data_dir=None)
+
+    def run(ctrl, seed, test, conv, diverged=False):
+        return {"env_id": "lr_gym/T-v1", "controller": ctrl, "seed": seed, "metric": "f1",
+                "test": {} if diverged else {"f1": test}, "diverged": diverged,
+                "convergence_epoch": conv, "wall": [0.0, 1800.0]}
+
+    runs = [run("ppo", 0, 0.9, 1.0), run("ppo", 1, 0.0, 2.0, diverged=True),
+            run("static", 0, 0.8, 3.0), run("static", 1, 0.7, 1.0),
+            run("cosine", 0, 0.95, 1.0), run("cosine", 1, 0.85, 1.0)]
+    row = next(line for line in answer_table(plan, runs).splitlines() if line.startswith("| t |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells == ["t", "test f1", "0.9000", "0.7500", "cosine 0.9000", "1/2", "1/2",
+                     "1.50 vs 2.00", "3.00"]
+    assert "No learned controller" in answer_table(Plan(plan.envs, (), ("static",), {}, None), [])

@@ -31,6 +31,7 @@ Usage:
     LR_GYM_DATA_DIR=../shared/data python benchmarks/seed_experiment.py --agent RUN [RUN ...]
     python benchmarks/seed_experiment.py --agent pretrained --preset full --device cuda
     python benchmarks/seed_experiment.py --agent none          # the baselines alone
+    python benchmarks/seed_experiment.py --agent pretrained --report-only  # reports so far
 """
 
 from __future__ import annotations
@@ -169,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="Parallel worker processes (one torch thread each); 1 runs the "
                         "episodes here, one after another, with every thread.")
+    p.add_argument("--report-only", action="store_true",
+                   help="Run nothing: rebuild the reports from the episodes finished so far.")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help=f"Output folder (runs.jsonl, report.md, results.json, PNGs); default "
                         f"{DEFAULT_OUTPUT}/<preset>, or .../custom with --env.")
@@ -299,8 +302,27 @@ def pin_agents(plan: Plan, out: Path) -> Plan:
     return replace(plan, agents=tuple(pinned))
 
 
-def run_plan(plan: Plan, out: Path, workers: int = 1) -> list[dict[str, Any]]:
-    """Runs every missing episode of the plan; returns the plan's runs from the store."""
+def plan_jobs(plan: Plan) -> list[Any]:
+    """Every episode of the plan (``EpisodeJob``), in the order they run."""
+    from agents.evaluation.runner import EpisodeJob
+
+    jobs = []
+    for e in plan.envs:
+        for seed in e.seeds:
+            jobs += [EpisodeJob(e.env_id, "ppo", seed, agent=a, env_kwargs=plan.env_kwargs)
+                     for a in plan.agents]
+            jobs += [EpisodeJob(e.env_id, b, seed, env_kwargs=plan.env_kwargs)
+                     for b in plan.baselines]
+    return jobs
+
+
+def run_plan(plan: Plan, out: Path, workers: int = 1,
+             run: bool = True) -> list[dict[str, Any]]:
+    """Runs every missing episode of the plan (none if not ``run``).
+
+    Returns:
+        The plan's runs in the store.
+    """
     from concurrent.futures import Future, as_completed
 
     from agents.evaluation.runner import EpisodeJob, make_pool, run_job
@@ -310,21 +332,15 @@ def run_plan(plan: Plan, out: Path, workers: int = 1) -> list[dict[str, Any]]:
         # Through the variable, so every task (and worker process) reads the same folder.
         os.environ["LR_GYM_DATA_DIR"] = plan.data_dir
     store = RunStore(out / "runs.jsonl")
-    if len(store):
+    if len(store) and run:
         print(f"Resuming: {len(store)} finished runs in {store.path}.", file=sys.stderr)
-    jobs = []
-    for e in plan.envs:
-        for seed in e.seeds:
-            jobs += [EpisodeJob(e.env_id, "ppo", seed, agent=a, env_kwargs=plan.env_kwargs)
-                     for a in plan.agents]
-            jobs += [EpisodeJob(e.env_id, b, seed, env_kwargs=plan.env_kwargs)
-                     for b in plan.baselines]
+    jobs = plan_jobs(plan)
 
     def key(j: EpisodeJob) -> tuple:
         return run_key({"env_id": j.env_id, "controller": j.controller, "agent": j.agent,
                         "seed": j.seed, "lr0": j.lr, "role": j.role})
 
-    todo = [j for j in jobs if key(j) not in store]
+    todo = [j for j in jobs if key(j) not in store] if run else []
 
     def finish(fut: Future) -> None:
         run = fut.result()
@@ -391,11 +407,11 @@ def _cell(ms: Sequence[float] | None, fmt: str = ".4f") -> str:
     return "—" if ms is None else f"{ms[0]:{fmt}} ± {ms[1]:{fmt}}"
 
 
-def report_markdown(plan: Plan, summary: Mapping[str, list[dict]]) -> str:
-    """The report: one table per task."""
+def report_markdown(plan: Plan, summary: Mapping[str, list[dict]], note: str = "") -> str:
+    """The report: one table per task, after ``note`` (e.g. how many episodes are done)."""
     from agents.stats import markdown_table
 
-    lines = ["# Seed experiment", "",
+    lines = ["# Seed experiment", "", *([note, ""] if note else []),
              f"Controllers: {', '.join(plan.controllers)}; self-tuning track (no method "
              "tuned); paired seeds; mean ± std over seeds. Convergence: epochs to 95% of "
              "the final validation metric. Wall: seconds per episode without one-time data "
@@ -474,16 +490,25 @@ def answer_table(plan: Plan, runs: Sequence[Mapping[str, Any]]) -> str:
 
 
 def write_outputs(plan: Plan, runs: Sequence[Mapping[str, Any]], out: Path) -> list[str]:
-    """``report.md``, ``results.json`` and one figure per task; returns the file names."""
+    """Writes ``report.md``, ``table.md``, ``results.json`` and one figure per task.
+
+    With episodes still missing, the reports say how many are done.
+
+    Returns:
+        The names of the files written.
+    """
     from agents.evaluation.plots import plot_curves
     from agents.runs import write_text_atomic
 
     summary = summarize(plan, runs)
-    write_text_atomic(out / "report.md", report_markdown(plan, summary))
+    total = len(plan_jobs(plan))
+    partial = (f"**Partial: {len(runs)} of {total} episodes done**; rerun the command to "
+               "finish." if len(runs) < total else "")
+    write_text_atomic(out / "report.md", report_markdown(plan, summary, partial))
     write_text_atomic(out / "results.json", json.dumps(
-        {"settings": plan.settings, "agents": list(plan.agents), "tasks": summary},
-        indent=1, default=float))
-    write_text_atomic(out / "table.md", answer_table(plan, runs))
+        {"settings": plan.settings, "agents": list(plan.agents), "episodes": len(runs),
+         "episodes_planned": total, "tasks": summary}, indent=1, default=float))
+    write_text_atomic(out / "table.md", (partial and partial + "\n\n") + answer_table(plan, runs))
     written = ["report.md", "table.md", "results.json", "runs.jsonl"]
     for e in plan.envs:
         own = [r for r in runs if r["env_id"] == e.env_id]
@@ -506,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    runs = run_plan(plan, out, args.workers)
+    runs = run_plan(plan, out, args.workers, run=not args.report_only)
     written = write_outputs(plan, runs, out)
     print((out / "report.md").read_text())
     print(f"Wrote {', '.join(written)} to {out}.")

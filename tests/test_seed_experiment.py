@@ -54,6 +54,13 @@ def test_runs_reports_plots_and_resumes(tmp_path, capsys, controller_file):
     row = next(line for line in (out / "table.md").read_text().splitlines()
                if line.startswith("| SeedBlobs-v1 |"))
     assert row.count("/2 |") == 2  # paired wins and earlier convergence, over 2 seeds
+    assert "Partial" not in (out / "table.md").read_text()
+    capsys.readouterr()
+    # A third seed planned: --report-only runs nothing and says what is missing.
+    assert main([*args[:5], "0", "1", "2", *args[7:], "--report-only"]) == 0
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 6
+    assert "**Partial: 6 of 9 episodes done**" in (out / "table.md").read_text()
+    assert json.loads((out / "results.json").read_text())["episodes_planned"] == 9
     capsys.readouterr()
     assert main(args) == 0  # a rerun resumes: nothing runs twice
     assert "Resuming: 6 finished runs" in capsys.readouterr().err

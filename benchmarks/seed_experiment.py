@@ -331,7 +331,8 @@ def run_plan(plan: Plan, out: Path, workers: int = 1,
     if plan.data_dir is not None:
         # Through the variable, so every task (and worker process) reads the same folder.
         os.environ["LR_GYM_DATA_DIR"] = plan.data_dir
-    store = RunStore(out / "runs.jsonl")
+    # --report-only may read beside a running experiment: it must not cut its last line.
+    store = RunStore(out / "runs.jsonl", repair=run)
     if len(store) and run:
         print(f"Resuming: {len(store)} finished runs in {store.path}.", file=sys.stderr)
     jobs = plan_jobs(plan)

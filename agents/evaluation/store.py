@@ -47,10 +47,13 @@ class RunStore:
 
     Args:
         path: The ``runs.jsonl`` file (created on the first append).
+        repair: Cut off a last line left incomplete by a kill. False for a reader
+            beside a running writer, whose last line may be one being written.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], repair: bool = True) -> None:
         self.path = Path(path)
+        self._repair = repair
         self._runs: dict[RunKey, dict[str, Any]] = {}
         for run in self._read():
             self._runs.setdefault(run_key(run), run)
@@ -59,7 +62,9 @@ class RunStore:
         if not self.path.is_file():
             return
         text = self.path.read_text()
-        if text and not text.endswith("\n"):
+        if text and not text.endswith("\n") and not self._repair:
+            text = text[: text.rfind("\n") + 1]  # someone else's write in progress
+        elif text and not text.endswith("\n"):
             # A kill mid-write left a partial last line: cut it off, or the next append
             # would be glued to it.
             text = text[: text.rfind("\n") + 1]

@@ -39,3 +39,11 @@ def test_cut_off_and_corrupt_lines_are_redone(tmp_path):
     assert store.add(_run(1))  # appended on a line of its own
     assert [json.loads(x)["seed"] for x in path.read_text().splitlines()
             if x.startswith("{")] == [0, 1]
+
+
+def test_a_reader_beside_a_writer_leaves_the_line_being_written(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    text = json.dumps(_run(0)) + "\n" + json.dumps(_run(1))[:20]
+    path.write_text(text)
+    assert [r["seed"] for r in RunStore(path, repair=False).runs] == [0]
+    assert path.read_text() == text

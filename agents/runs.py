@@ -131,3 +131,12 @@ def completion(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None
+
+
+def portable_path(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
+    """``path`` relative to ``root`` (default: the working directory) when inside it.
+
+    For result files that are committed: they should hold no machine's absolute paths.
+    """
+    p, base = Path(path).resolve(), Path(root or Path.cwd()).resolve()
+    return str(p.relative_to(base)) if p.is_relative_to(base) else str(path)

@@ -499,7 +499,7 @@ def write_outputs(plan: Plan, runs: Sequence[Mapping[str, Any]], out: Path) -> l
         The names of the files written.
     """
     from agents.evaluation.plots import plot_curves
-    from agents.runs import write_text_atomic
+    from agents.runs import portable_path, write_text_atomic
 
     summary = summarize(plan, runs)
     total = len(plan_jobs(plan))
@@ -507,7 +507,8 @@ def write_outputs(plan: Plan, runs: Sequence[Mapping[str, Any]], out: Path) -> l
                "finish." if len(runs) < total else "")
     write_text_atomic(out / "report.md", report_markdown(plan, summary, partial))
     write_text_atomic(out / "results.json", json.dumps(
-        {"settings": plan.settings, "agents": list(plan.agents), "episodes": len(runs),
+        {"settings": plan.settings, "agents": [portable_path(a) for a in plan.agents],
+         "episodes": len(runs),
          "episodes_planned": total, "tasks": summary}, indent=1, default=float))
     write_text_atomic(out / "table.md", (partial and partial + "\n\n") + answer_table(plan, runs))
     written = ["report.md", "table.md", "results.json", "runs.jsonl"]

@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from agents.runs import completion
+from agents.runs import completion, portable_path
 from agents.train import train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,10 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"track, 5 paired seeds; baselines at lr0: {base}). Selected: the best dev IQM "
         f"(the controller shipped before stays unless a candidate is strictly better).\n\n"
         + "\n".join(lines) + "\n")
-    def portable(row: dict[str, Any]) -> dict[str, Any]:  # no machine paths in results
-        agent = Path(row["agent"])
-        return {**row, "agent": str(agent.relative_to(ROOT) if agent.is_relative_to(ROOT)
-                                    else agent)}
+    def portable(row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, "agent": portable_path(row["agent"], ROOT)}
 
     (results / "selection.json").write_text(json.dumps(
         {"candidates": [portable(r) for r in table], "selected": portable(best)}, indent=1))

@@ -460,7 +460,9 @@ def answer_table(plan: Plan, runs: Sequence[Mapping[str, Any]]) -> str:
     if not plan.agents:
         return "No learned controller in this run (--agent none).\n"
     by = _group(runs)
-    rows, hours = [], 0.0
+    rows = []
+    planned = {e.env_id for e in plan.envs}  # every episode counts, tabled or not yet
+    hours = sum(r["wall"][-1] for r in runs if r["env_id"] in planned) / 3600
     for e in plan.envs:
         learned, static = by.get((e.env_id, "ppo"), []), by.get((e.env_id, "static"), [])
         if not learned or not static:
@@ -473,7 +475,6 @@ def answer_table(plan: Plan, runs: Sequence[Mapping[str, Any]]) -> str:
         lc, sc = _paired(learned, "convergence_epoch"), _paired(static, "convergence_epoch")
         seeds = sorted(set(lt) & set(st))
         task_h = sum(r["wall"][-1] for r in runs if r["env_id"] == e.env_id) / 3600
-        hours += task_h
         rows.append([
             e.key, f"test {metric}", f"{_mean_test(learned):.4f}", f"{_mean_test(static):.4f}",
             "—" if best is None else f"{best} {others[best]:.4f}",

@@ -30,7 +30,7 @@ attention_mask, label)`` tensors padded to ``max_length``.
     needs a much larger LR than fine-tuning), weight decay 0.01, batch 32, 600 steps
     (2 epochs), 40 steps per env step, so 15 env steps.
 
-``imdb-minilm/cpu`` (2 CPU cores, about 10 minutes per episode):
+``imdb-minilm/cpu`` (2 CPU cores; sized for about 10 minutes per episode, measured 25):
     Fine-tunes a real pretrained encoder, offline: all-MiniLM-L6-v2 (BERT
     architecture, 6 layers, hidden 384, 22.7M parameters; the ``pretrained`` extra,
     see :mod:`lr_gym.tasks.pretrained`) with its own uncased WordPiece tokenizer and a

@@ -56,8 +56,8 @@ valid span at all is answered empty (HF then outputs the literal "empty").
     no-answer share) from the first interval on, and test F1 0.547 (HasAns_f1 0,
     NoAns_f1 1, 749/904 questions, loss 2.47). The loss, not F1, carries the signal.
 
-``squad_v2-minilm/cpu`` (``lr_gym/SQuADv2-MiniLM-CPU-v2``; 2 CPU cores, about 10
-minutes per episode):
+``squad_v2-minilm/cpu`` (``lr_gym/SQuADv2-MiniLM-CPU-v2``; 2 CPU cores; sized for
+about 10 minutes per episode, like ``imdb-minilm/cpu``, which measured 25):
     Fine-tunes a real pretrained encoder, offline, on the data and splits of
     ``squad_v2-roberta/cpu``: all-MiniLM-L6-v2 (BERT architecture, 6 layers, hidden
     384, 22.7M parameters; the ``pretrained`` extra, see :mod:`lr_gym.tasks.pretrained`)

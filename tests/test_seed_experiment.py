@@ -158,7 +158,7 @@ def test_the_answer_table_pairs_seeds_and_counts_a_diverged_run_as_a_loss():
     def run(ctrl, seed, test, conv, diverged=False):
         return {"env_id": "lr_gym/T-v1", "controller": ctrl, "seed": seed, "metric": "f1",
                 "test": {} if diverged else {"f1": test}, "diverged": diverged,
-                "convergence_epoch": conv, "wall": [0.0, 1800.0]}
+                "convergence_epoch": conv, "wall": [0.0, 1800.0], "final_val_metric": test}
 
     runs = [run("ppo", 0, 0.9, 1.0), run("ppo", 1, 0.0, 2.0, diverged=True),
             run("static", 0, 0.8, 3.0), run("static", 1, 0.7, 1.0),

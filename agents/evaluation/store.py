@@ -62,16 +62,15 @@ class RunStore:
         if not self.path.is_file():
             return
         text = self.path.read_text()
-        if text and not text.endswith("\n") and not self._repair:
-            text = text[: text.rfind("\n") + 1]  # someone else's write in progress
-        elif text and not text.endswith("\n"):
-            # A kill mid-write left a partial last line: cut it off, or the next append
-            # would be glued to it.
+        if text and not text.endswith("\n"):
+            # A partial last line: a kill mid-write, or (not repairing) a write in progress.
             text = text[: text.rfind("\n") + 1]
-            # In place: truncating needs no free space, and never loses the finished runs.
-            os.truncate(self.path, len(text.encode()))
-            warnings.warn(f"{self.path}: dropped an incomplete last line (interrupted write); "
-                          "that run is done again.", stacklevel=3)
+            if self._repair:
+                # Cut it off the file, or the next append would be glued to it. In place:
+                # truncating needs no free space, and never loses the finished runs.
+                os.truncate(self.path, len(text.encode()))
+                warnings.warn(f"{self.path}: dropped an incomplete last line (interrupted "
+                              "write); that run is done again.", stacklevel=3)
         for i, line in enumerate(text.splitlines()):
             if not line.strip():
                 continue

@@ -75,9 +75,9 @@ class SeedTask:
 TASKS: tuple[SeedTask, ...] = (
     SeedTask("cifar10", "lr_gym/CIFAR10-ResNet18-CPU-v1", "lr_gym/CIFAR10-ResNet18-v1",
              ("accuracy",), (0, 1, 2)),
-    SeedTask("imdb", "lr_gym/IMDB-MiniLM-CPU-v1", "lr_gym/IMDB-BERT-v1",
+    SeedTask("imdb", "lr_gym/IMDB-MiniLM-CPU-v2", "lr_gym/IMDB-BERT-v1",
              ("accuracy", "f1"), (0, 1)),
-    SeedTask("squad_v2", "lr_gym/SQuADv2-MiniLM-CPU-v2", "lr_gym/SQuADv2-RoBERTa-v1",
+    SeedTask("squad_v2", "lr_gym/SQuADv2-MiniLM-CPU-v3", "lr_gym/SQuADv2-RoBERTa-v1",
              ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1"), (0, 1)),
     SeedTask("conll2003", "lr_gym/CoNLL2003-BiLSTMCRF-CPU-v1", "lr_gym/CoNLL2003-BiLSTMCRF-v1",
              ("precision", "recall", "f1"), (0, 1, 2)),

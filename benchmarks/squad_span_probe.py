@@ -2,7 +2,7 @@
 
 SQuAD v2's official F1 hides span learning early on: while the span head is weak, the
 null score wins every question, so F1 equals the no-answer share and HasAns F1 is 0.
-This probe fine-tunes ``lr_gym/SQuADv2-MiniLM-CPU-v2``'s model on its training
+This probe fine-tunes ``lr_gym/SQuADv2-MiniLM-CPU-v3``'s model on its training
 features with a chosen LR, length and budget (linear warmup, then constant or linear
 decay; AdamW and grad clip 1.0 as in the preset) and, every ``--eval-every`` steps, on
 the whole validation set (one forward pass) reports:

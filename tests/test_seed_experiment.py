@@ -106,8 +106,8 @@ def test_default_plan_is_the_seed_tasks_cpu_presets(monkeypatch, tmp_path):
     plan = make_plan(build_parser().parse_args(["--agent", "none"]))
     assert [(e.env_id, e.seeds) for e in plan.envs] == [
         ("lr_gym/CIFAR10-ResNet18-CPU-v1", (0, 1, 2)),
-        ("lr_gym/IMDB-MiniLM-CPU-v1", (0, 1)),
-        ("lr_gym/SQuADv2-MiniLM-CPU-v2", (0, 1)),
+        ("lr_gym/IMDB-MiniLM-CPU-v2", (0, 1)),
+        ("lr_gym/SQuADv2-MiniLM-CPU-v3", (0, 1)),
         ("lr_gym/CoNLL2003-BiLSTMCRF-CPU-v1", (0, 1, 2)),
     ]
     assert plan.baselines == ("static", "cosine", "warmup_linear", "schedulefree", "prodigy")

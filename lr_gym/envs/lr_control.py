@@ -133,6 +133,10 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Version History
 
+    * v3 (``SQuADv2-MiniLM-CPU`` only) and v2 (``IMDB-MiniLM-CPU`` only): both MiniLM
+      CPU presets are resized to their measured step cost, about 4-5 minutes per
+      episode on 2 cores (the v1 IMDB episode took 25): shorter budgets, batch 16,
+      smaller validation and test sets, 128-token SQuAD windows.
     * v2 (``SQuADv2-MiniLM-CPU`` only): its task keeps 10% of the answer-less training
       windows (``null_window_keep=0.1``), so the budget learns answer spans, and tunes
       the no-answer threshold on validation (``null_score_diff_threshold="tuned"``).

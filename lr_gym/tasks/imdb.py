@@ -2,7 +2,7 @@
 
 Three presets (:class:`~lr_gym.tasks.seed_utils.Preset` values of :func:`imdb_task`):
 ``imdb-bert/full`` registered as ``lr_gym/IMDB-BERT-v1``, ``imdb-bert/cpu`` as
-``lr_gym/IMDB-BERT-CPU-v1`` and ``imdb-minilm/cpu`` as ``lr_gym/IMDB-MiniLM-CPU-v1``.
+``lr_gym/IMDB-BERT-CPU-v1`` and ``imdb-minilm/cpu`` as ``lr_gym/IMDB-MiniLM-CPU-v2``.
 Data goes through :func:`lr_gym.tasks.data.load_split` (``$LR_GYM_DATA_DIR`` or
 ``data_dir=`` for local ``imdb/{train,test}.parquet`` in the HF schema: ``text``,
 ``label`` ClassLabel neg/pos; the HF hub ``imdb`` otherwise). HTML line breaks
@@ -30,24 +30,28 @@ attention_mask, label)`` tensors padded to ``max_length``.
     needs a much larger LR than fine-tuning), weight decay 0.01, batch 32, 600 steps
     (2 epochs), 40 steps per env step, so 15 env steps.
 
-``imdb-minilm/cpu`` (2 CPU cores; sized for about 10 minutes per episode, measured 25):
+``imdb-minilm/cpu`` (2 CPU cores; about 4 minutes per episode):
     Fine-tunes a real pretrained encoder, offline: all-MiniLM-L6-v2 (BERT
     architecture, 6 layers, hidden 384, 22.7M parameters; the ``pretrained`` extra,
     see :mod:`lr_gym.tasks.pretrained`) with its own uncased WordPiece tokenizer and a
     fresh classification head (initialised from the env's seed). Another checkpoint:
     ``task_kwargs={"model_name_or_path": <folder or hub id>}`` or
-    ``$LR_GYM_MINILM_PATH``. The local subset and splits of ``imdb-bert/cpu``. Max
-    length 128 (the start of each review), AdamW lr0 5e-5 (the low end of the 5e-5 to
-    1e-4 usually used to fine-tune MiniLM: a sentence classifier needs little
-    movement), weight decay 0.01, grad clip 1.0, batch 32, 240 steps (0.8 epoch), 20
-    steps per env step, so 12 env steps. Sized from 1.5 s per batch-32 step on 2
-    idle cores: 6 min of training, 13 validation passes over 500 reviews (about 7 s
-    each) and one 4,000-review test pass (about 1 min). Its baseline is Hugging
+    ``$LR_GYM_MINILM_PATH``. The local subset of ``imdb-bert/cpu``, with 200
+    validation reviews held out from train and a fixed 1,000 of the local test
+    reviews. Max length 128 (the start of each review), AdamW lr0 5e-5 (the low end of
+    the 5e-5 to 1e-4 usually used to fine-tune MiniLM: a sentence classifier needs
+    little movement), weight decay 0.01, grad clip 1.0, batch 16, 80 steps (1,280
+    reviews), 10 steps per env step, so 8 env steps. Sized from what one step costs
+    on 2 idle cores, measured: about 1.7 s per batch-16 training step and 31 ms per
+    review evaluated, so about 2.2 min of training, 9 validation passes (about 6 s
+    each) and one test pass (about 30 s). v1 (batch 32, 240 steps, 500 validation and
+    4,000 test reviews) was sized from an assumed 1.5 s per batch-32 step; a batch-32
+    step takes about 3 s, and its episode measured 1,477 s. Its baseline is Hugging
     Face's recipe, linear warmup over 10% of the budget then linear decay to 0:
     ``agents.baselines`` ``warmup_linear``, i.e. ``gym.make(id, mode="anchored",
     schedule="linear", warmup_frac=0.1, lr_min=0)`` with action 0 (a bare ``gym.make``
     keeps the env's default constant LR, as every id). Measured:
-    ``benchmarks/results/minilm_presets.md``.
+    ``benchmarks/results/seed_experiment/cpu/report.md`` (its ``warmup_linear`` rows).
 
 Metrics (validation and test): ``loss``, ``accuracy`` (the main metric), and
 ``f1``/``precision``/``recall`` of the positive class.
@@ -451,11 +455,14 @@ imdb_minilm_cpu = Preset(
         imdb_bert_cpu.defaults,
         model_name_or_path=PACKAGED_MINILM,
         lr=5e-5,
+        batch_size=16,
         eval_batch_size=128,
-        total_steps=240,
-        steps_per_action=20,
+        total_steps=80,
+        steps_per_action=10,
+        val_size=200,
+        max_test_examples=1_000,
         description="all-MiniLM-L6-v2 fine-tuned on a 10k-review IMDB subset, AdamW lr0 5e-5, "
-                    "128 tokens",
+                    "batch 16, 128 tokens, 80 steps",
     ),
 )
 """``imdb-minilm/cpu``: the packaged pretrained MiniLM fine-tuned (see the module docstring)."""

@@ -56,33 +56,39 @@ valid span at all is answered empty (HF then outputs the literal "empty").
     no-answer share) from the first interval on, and test F1 0.547 (HasAns_f1 0,
     NoAns_f1 1, 749/904 questions, loss 2.47). The loss, not F1, carries the signal.
 
-``squad_v2-minilm/cpu`` (``lr_gym/SQuADv2-MiniLM-CPU-v2``; 2 CPU cores; sized for
-about 10 minutes per episode, like ``imdb-minilm/cpu``, which measured 25):
+``squad_v2-minilm/cpu`` (``lr_gym/SQuADv2-MiniLM-CPU-v3``; 2 CPU cores; about 6
+minutes per episode):
     Fine-tunes a real pretrained encoder, offline, on the data and splits of
     ``squad_v2-roberta/cpu``: all-MiniLM-L6-v2 (BERT architecture, 6 layers, hidden
     384, 22.7M parameters; the ``pretrained`` extra, see :mod:`lr_gym.tasks.pretrained`)
     with its own uncased WordPiece tokenizer (segment ids tell question from context)
     and a fresh span head (initialised from the env's seed). Another checkpoint:
     ``task_kwargs={"model_name_or_path": <folder or hub id>}`` or
-    ``$LR_GYM_MINILM_PATH``. max_length 256, doc_stride 64 (4,861 training features,
-    307 validation, 1,935 test), AdamW lr0 1e-4 (the high end of the 5e-5 to 1e-4
+    ``$LR_GYM_MINILM_PATH``. 150 validation questions, the first 400 test questions;
+    max_length 128, doc_stride 32, AdamW lr0 1e-4 (the high end of the 5e-5 to 1e-4
     usually used to fine-tune MiniLM: the span head starts from scratch and the budget
-    is short), weight decay 0.01 (none on biases/LayerNorm), grad clip 1.0,
-    batch 16, 240 steps (1.6 epochs of the kept windows), 20 steps per action, so 12 env
-    steps. Sized from about 1.8 s per batch-16 step of 256 tokens on 2 idle cores: 7 min
-    of training, 13 validation passes (about 9 s each) and one test pass (about 1 min).
-    Its baseline is Hugging Face's recipe, linear warmup over 10% of the budget then
-    linear decay to 0: ``agents.baselines`` ``warmup_linear``, i.e. ``gym.make(id, mode="anchored",
-    schedule="linear", warmup_frac=0.1, lr_min=0)`` with action 0 (a bare ``gym.make``
-    keeps the env's default constant LR, as every id). v2 (v1 used all windows and
-    threshold 0): more than half of the training windows point at CLS, and with all of
-    them the span head never beat the null score in this budget (every answer empty,
-    ``benchmarks/results/minilm_presets.md``); the preset keeps 10% of the answer-less
-    windows (``null_window_keep=0.1``, 2,353 of 4,861) and tunes the no-answer threshold
-    on validation. ``benchmarks/results/squad_span_probe.md`` (the preset's recipe,
-    every validation question): forced-span HasAns F1 0.09 -> 0.49 over the budget,
-    validation loss 5.5 -> 2.3, F1 at the tuned threshold 0.510 (answering nothing:
-    0.503), so the loss and HasAns F1 carry the signal.
+    is short), weight decay 0.01 (none on biases/LayerNorm), grad clip 1.0, batch 16,
+    120 steps, 15 steps per action, so 8 env steps. It keeps 10% of the answer-less
+    training windows (``null_window_keep=0.1``) and tunes the no-answer threshold on
+    validation (``null_score_diff_threshold="tuned"``). Sized from what a step costs on
+    2 cores, measured: about 2.2 s per batch-16 step of 128 tokens, so about 4.5 min
+    of training, and 9 validation passes and a test pass of about 10 and 30 s. Its
+    baseline is Hugging Face's recipe, linear warmup over 10% of the budget then linear
+    decay to 0: ``agents.baselines`` ``warmup_linear``, i.e. ``gym.make(id,
+    mode="anchored", schedule="linear", warmup_frac=0.1, lr_min=0)`` with action 0 (a
+    bare ``gym.make`` keeps the env's default constant LR, as every id).
+
+    Versions. v1 (256/64 windows, every window, threshold 0, 240 steps): more than half
+    of the training windows point at CLS, and with all of them the span head never beat
+    the null score in this budget (every answer empty,
+    ``benchmarks/results/minilm_presets.md``). v2 kept 10% of the answer-less windows
+    and tuned the threshold: ``benchmarks/results/squad_span_probe.md`` (its recipe,
+    every validation question) shows forced-span HasAns F1 0.09 -> 0.49 over the
+    budget, validation loss 5.5 -> 2.3, F1 at the tuned threshold 0.510 (answering
+    nothing: 0.503), so the loss and HasAns F1 carry the signal. v3 halves the window
+    (a 128-token step costs about half a 256-token one) and the budget, so that an
+    episode fits the seed experiment's time. Its levels:
+    ``benchmarks/results/seed_experiment/cpu/report.md`` (the ``warmup_linear`` rows).
 """
 
 from __future__ import annotations
@@ -911,13 +917,17 @@ squad_v2_minilm_cpu = Preset(
         squad_v2_roberta_cpu.defaults,
         model_name_or_path=PACKAGED_MINILM,
         lr=1e-4,
-        total_steps=240,
-        steps_per_action=20,
+        total_steps=120,
+        steps_per_action=15,
+        max_length=128,
+        doc_stride=32,
+        val_size=150,
+        max_eval_examples=400,
         null_window_keep=0.1,
         null_score_diff_threshold="tuned",  # recalibrates the null after the thinning
         description="SQuAD v2 dev half by article, all-MiniLM-L6-v2 fine-tuned, AdamW lr0 "
-                    "1e-4, 10% of answer-less training windows, null threshold tuned on "
-                    "validation",
+                    "1e-4, 128/32 windows, 120 steps, 10% of answer-less training windows, "
+                    "null threshold tuned on validation",
     ),
 )
 """``squad_v2-minilm/cpu``: the local dev half by article, the packaged MiniLM fine-tuned."""

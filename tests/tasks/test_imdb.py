@@ -237,10 +237,10 @@ def test_full_preset_runs_from_a_local_pretrained_dir(data_root, tmp_path):
 def test_minilm_preset_plan():
     from lr_gym.tasks.pretrained import PACKAGED_MINILM
 
-    task = lr_gym.get_task("lr_gym/IMDB-MiniLM-CPU-v1")
+    task = lr_gym.get_task("lr_gym/IMDB-MiniLM-CPU-v2")
     assert task.name == "imdb-minilm/cpu" and task.family == "imdb-minilm"
     assert task.optimizer is torch.optim.AdamW and task.lr == 5e-5
-    assert (task.batch_size, task.total_steps, task.steps_per_action) == (32, 240, 20)
+    assert (task.batch_size, task.total_steps, task.steps_per_action) == (16, 80, 10)
     assert task.data_fn.keywords["model_name_or_path"] == PACKAGED_MINILM
     assert task.model_fn.args == (PACKAGED_MINILM,)
 
@@ -252,7 +252,7 @@ def test_minilm_env_runs_on_a_tiny_bert_given_as_model_name_or_path(data_root, t
     task_kwargs = {"data_dir": str(data_root), "val_size": 16, "max_length": 16,
                    "batch_size": 8, "total_steps": 4, "steps_per_action": 2,
                    "model_name_or_path": str(save_tiny_bert(tmp_path / "bert", words))}
-    env = gym.make("lr_gym/IMDB-MiniLM-CPU-v1", task_kwargs=task_kwargs)
+    env = gym.make("lr_gym/IMDB-MiniLM-CPU-v2", task_kwargs=task_kwargs)
     env.reset(seed=0)
     ids = env.unwrapped.data.train.tensors[0]
     assert (ids[:, 0] == 2).all() and (ids == 1).float().mean() < 0.05  # its own vocabulary

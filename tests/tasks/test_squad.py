@@ -427,17 +427,18 @@ def test_minilm_preset_plan():
     task = lr_gym.get_task("SQuADv2-MiniLM-CPU")
     assert task.name == "squad_v2-minilm/cpu" and task.family == "squad_v2-minilm"
     assert task.optimizer is torch.optim.AdamW and task.lr == 1e-4 and task.metric == "f1"
-    assert (task.batch_size, task.total_steps, task.steps_per_action) == (16, 240, 20)
+    assert (task.batch_size, task.total_steps, task.steps_per_action) == (16, 120, 15)
     assert task.model_fn.args == (PACKAGED_MINILM,)  # resolved only when the model is built
-    v2 = squad_v2_minilm_cpu.defaults
-    assert v2["null_window_keep"] == 0.1 and v2["null_score_diff_threshold"] == "tuned"
+    v3 = squad_v2_minilm_cpu.defaults
+    assert v3["null_window_keep"] == 0.1 and v3["null_score_diff_threshold"] == "tuned"
+    assert (v3["max_length"], v3["doc_stride"], v3["max_eval_examples"]) == (128, 32, 400)
 
 
 def test_minilm_env_runs_on_a_tiny_bert_named_by_the_env_var(tmp_path, monkeypatch, data_dir):
     from lr_gym.tasks.pretrained import MINILM_PATH_ENV
 
     monkeypatch.setenv(MINILM_PATH_ENV, _tiny_bert(tmp_path))
-    env = gym.make("lr_gym/SQuADv2-MiniLM-CPU-v2",
+    env = gym.make("lr_gym/SQuADv2-MiniLM-CPU-v3",
                    task_kwargs={"data_dir": str(data_dir), **MINILM_TINY})
     env.reset(seed=0)
     train = env.unwrapped.data.train

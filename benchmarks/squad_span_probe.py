@@ -2,7 +2,7 @@
 
 SQuAD v2's official F1 hides span learning early on: while the span head is weak, the
 null score wins every question, so F1 equals the no-answer share and HasAns F1 is 0.
-This probe fine-tunes ``lr_gym/SQuADv2-MiniLM-CPU-v3``'s model on its training
+This probe fine-tunes ``lr_gym/SQuADv2-MiniLM-CPU-v4``'s model on its training
 features with a chosen LR, length and budget (linear warmup, then constant or linear
 decay; AdamW and grad clip 1.0 as in the preset) and, every ``--eval-every`` steps, on
 the whole validation set (one forward pass) reports:
@@ -18,8 +18,10 @@ the whole validation set (one forward pass) reports:
 
 Not an env episode: a fixed recipe, to size a preset before any controller runs. The
 defaults are the v2 recipe (256/64 windows, 240 steps), which made the committed
-``benchmarks/results/squad_span_probe.md``; v3's is ``--max-length 128 --doc-stride 32
---steps 120``. Writes ``--output`` (JSON, and a markdown table beside it).
+``benchmarks/results/squad_span_probe.md``; v3's is ``--lr 1e-4 --max-length 128
+--doc-stride 32 --steps 120``, and ``benchmarks/results/squad_span_probe_v4/`` holds
+the validation probes that chose v4's LR. Writes ``--output`` (JSON, and a markdown
+table beside it).
 
 Usage:
     python benchmarks/squad_span_probe.py --lr 3e-4 --steps 450 --max-length 128
@@ -75,7 +77,8 @@ def write(args: argparse.Namespace, rows: list[dict[str, float]], train_features
                    f"{r['val_loss']:.3f} | {r['forced_span_hasans_f1']:.3f} | {r['f1']:.3f} | "
                    f"{r['hasans_f1']:.3f} | {r['best_f1']:.3f} | {r['best_threshold']:.2f} | "
                    f"{r['best_hasans_f1']:.3f} | {r['wall_s']:.0f} |\n" for r in rows)
-    recipe = (f"lr {args.lr:g}, {args.steps} steps (rows up to step {meta['last_step']}), "
+    recipe = (f"seed {args.seed}, lr {args.lr:g}, {args.steps} steps (rows up to step "
+              f"{meta['last_step']}), "
               f"training windows {args.train_windows}, answer-less windows kept "
               f"{args.null_window_keep:g}, "
               f"batch {args.batch_size}, {args.max_length}/{args.doc_stride} window, warmup "
@@ -86,9 +89,44 @@ def write(args: argparse.Namespace, rows: list[dict[str, float]], train_features
         + head + body)
 
 
+SUMMARY_COLUMNS = {"val_loss": "val loss", "forced_span_hasans_f1": "forced-span HasAns F1",
+                   "best_f1": "best F1", "best_hasans_f1": "HasAns F1 (best)"}
+
+
+def summarize(folder: Path) -> str:
+    """Writes ``folder/summary.md`` and returns its text.
+
+    It holds the last row of every probe JSON in ``folder`` and, per LR, the mean over
+    its seeds: the numbers a preset's LR is chosen on.
+    """
+    probes = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+    if not probes:
+        raise SystemExit(f"No probe JSON in {folder}; run probes with -o {folder}/<name>.json.")
+    probes.sort(key=lambda d: (d["meta"]["lr"], d["meta"]["seed"]))
+    cols = " | ".join(SUMMARY_COLUMNS.values())
+    lines = [f"Made by `python benchmarks/squad_span_probe.py --summarize {folder}`: the last "
+             "row of each probe (recipes in the files beside this one).", "",
+             f"| lr | seed | step | {cols} |", "|---" * (3 + len(SUMMARY_COLUMNS)) + "|"]
+    by_lr: dict[float, list[dict]] = {}
+    for d in probes:
+        last = d["rows"][-1]
+        by_lr.setdefault(d["meta"]["lr"], []).append(last)
+        vals = " | ".join(f"{last[k]:.3f}" for k in SUMMARY_COLUMNS)
+        lines.append(f"| {d['meta']['lr']:g} | {d['meta']['seed']} | {last['step']} | {vals} |")
+    lines += ["", f"| lr | seeds | {cols} |", "|---" * (2 + len(SUMMARY_COLUMNS)) + "|"]
+    for lr, rows in by_lr.items():
+        vals = " | ".join(f"{np.mean([r[k] for r in rows]):.3f}" for k in SUMMARY_COLUMNS)
+        lines.append(f"| {lr:g} | {len(rows)} | {vals} |")
+    text = "\n".join(lines) + "\n"
+    (folder / "summary.md").write_text(text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--summarize", metavar="DIR", type=Path, default=None,
+                   help="Write DIR/summary.md from the probe JSONs in DIR and exit.")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--steps", type=int, default=240)
     p.add_argument("--batch-size", type=int, default=16)
@@ -111,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=os.environ.get("LR_GYM_DATA_DIR", str(DEFAULT_DATA)))
     p.add_argument("-o", "--output", default="benchmarks/results/squad_span_probe.json")
     args = p.parse_args(argv)
+    if args.summarize is not None:
+        print(summarize(args.summarize), end="")
+        return 0
 
     import lr_gym
     from lr_gym.tasks.base import iterate_batches

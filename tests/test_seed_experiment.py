@@ -107,12 +107,12 @@ def test_default_plan_is_the_seed_tasks_cpu_presets(monkeypatch, tmp_path):
     assert [(e.env_id, e.seeds) for e in plan.envs] == [
         ("lr_gym/CIFAR10-ResNet18-CPU-v1", (0, 1, 2)),
         ("lr_gym/IMDB-MiniLM-CPU-v2", (0, 1)),
-        ("lr_gym/SQuADv2-MiniLM-CPU-v3", (0, 1)),
+        ("lr_gym/SQuADv2-MiniLM-CPU-v4", (0, 1)),
         ("lr_gym/CoNLL2003-BiLSTMCRF-CPU-v1", (0, 1, 2)),
     ]
     assert plan.baselines == ("static", "cosine", "warmup_linear", "schedulefree", "prodigy")
     assert plan.envs[2].metrics == ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact",
-                                    "NoAns_f1")
+                                    "NoAns_f1", "forced_span_HasAns_f1", "loss")
     full = make_plan(build_parser().parse_args(["--agent", "none", "--preset", "full",
                                                 "--device", "cuda"]))
     assert [e.env_id for e in full.envs] == [

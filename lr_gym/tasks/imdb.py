@@ -77,6 +77,7 @@ from lr_gym.tasks.seed_utils import (
     cache_dir,
     content_key,
     family_of,
+    fixed_subset,
     holdout_indices,
     load_with_data_dir,
     publish,
@@ -201,10 +202,7 @@ def load_imdb(
     )
     test_texts = [clean_text(t) for t in test["text"]]
     test_labels = torch.as_tensor(np.asarray(test["label"]), dtype=torch.long)
-    test_idx = list(range(len(test_texts)))
-    if max_test_examples is not None and max_test_examples < len(test_texts):
-        gen = torch.Generator().manual_seed(split_seed + 1)
-        test_idx = torch.randperm(len(test_texts), generator=gen)[:max_test_examples].tolist()
+    test_idx = fixed_subset(len(test_texts), max_test_examples, split_seed + 1)
 
     train_texts = [texts[i] for i in train_idx]
     if model_name_or_path is None:

@@ -117,6 +117,17 @@ def holdout_indices(
     return (train if max_train is None else train[:max_train]), order[:val_size]
 
 
+def fixed_subset(n: int, k: int | None, seed: int = 0) -> list[int]:
+    """``k`` indices of ``range(n)`` drawn by a fixed permutation (all of them if ``k`` is None).
+
+    An evaluation cap that takes the *first* ``k`` rows keeps whichever articles or
+    reviews the split happens to start with; a seeded random subset keeps the split's mix.
+    """
+    if k is None or k >= n:
+        return list(range(n))
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k].tolist()
+
+
 def step_budget(
     *,
     n_train_source: int,

@@ -14,7 +14,7 @@ from lr_gym.tasks.pretrained import (
     resolve_model,
 )
 
-MINILM_IDS = ["lr_gym/IMDB-MiniLM-CPU-v2", "lr_gym/SQuADv2-MiniLM-CPU-v3"]
+MINILM_IDS = ["lr_gym/IMDB-MiniLM-CPU-v2", "lr_gym/SQuADv2-MiniLM-CPU-v4"]
 
 
 @pytest.fixture

@@ -293,6 +293,8 @@ def test_cpu_task_loads_and_steps(data_dir):
         out = task.eval_fn(model, data.val, task, torch.device("cpu"))
     assert {"loss", "f1", "exact", "HasAns_f1", "NoAns_f1", "total"} <= set(out)
     assert 0.0 <= out["f1"] <= 1.0 and out["total"] == len(data.val.examples)
+    # Always answering the best span can only gain on answerable questions.
+    assert out["HasAns_f1"] <= out["forced_span_HasAns_f1"] <= 1.0
 
 
 def test_null_window_keep_thins_training_windows_only(data_dir):
@@ -303,6 +305,19 @@ def test_null_window_keep_thins_training_windows_only(data_dir):
     assert len(thin.val) == len(full.val) and len(thin.test) == len(full.test)
     with pytest.raises(ValueError, match="answer-less training windows"):
         squad_v2_roberta_cpu(data_dir=str(data_dir), null_window_keep=0)
+
+
+def test_eval_cap_is_a_fixed_random_subset_not_the_first_questions(data_dir):
+    # The test split is Article_3 then Article_7, six questions each: the first five
+    # would all come from one article, with its own share of unanswerable questions.
+    full = squad_v2_roberta_cpu(data_dir=str(data_dir), **TINY).data_fn().test.examples
+    capped = squad_v2_roberta_cpu(data_dir=str(data_dir), max_eval_examples=5,
+                                  **TINY).data_fn().test.examples
+    assert len(capped) == 5 and set(capped.titles) == {"Article_3", "Article_7"}
+    assert capped.ids == [i for i in full.ids if i in set(capped.ids)]  # article order kept
+    again = squad_v2_roberta_cpu(data_dir=str(data_dir), max_eval_examples=5,
+                                 **TINY).data_fn().test.examples
+    assert again.ids == capped.ids
 
 
 def test_tuned_null_threshold_comes_from_validation(data_dir):
@@ -426,19 +441,19 @@ def test_minilm_preset_plan():
 
     task = lr_gym.get_task("SQuADv2-MiniLM-CPU")
     assert task.name == "squad_v2-minilm/cpu" and task.family == "squad_v2-minilm"
-    assert task.optimizer is torch.optim.AdamW and task.lr == 1e-4 and task.metric == "f1"
+    assert task.optimizer is torch.optim.AdamW and task.lr == 3e-4 and task.metric == "f1"
     assert (task.batch_size, task.total_steps, task.steps_per_action) == (16, 120, 15)
     assert task.model_fn.args == (PACKAGED_MINILM,)  # resolved only when the model is built
-    v3 = squad_v2_minilm_cpu.defaults
-    assert v3["null_window_keep"] == 0.1 and v3["null_score_diff_threshold"] == "tuned"
-    assert (v3["max_length"], v3["doc_stride"], v3["max_eval_examples"]) == (128, 32, 400)
+    v4 = squad_v2_minilm_cpu.defaults
+    assert v4["null_window_keep"] == 0.1 and v4["null_score_diff_threshold"] == "tuned"
+    assert (v4["max_length"], v4["doc_stride"], v4["max_eval_examples"]) == (128, 32, 400)
 
 
 def test_minilm_env_runs_on_a_tiny_bert_named_by_the_env_var(tmp_path, monkeypatch, data_dir):
     from lr_gym.tasks.pretrained import MINILM_PATH_ENV
 
     monkeypatch.setenv(MINILM_PATH_ENV, _tiny_bert(tmp_path))
-    env = gym.make("lr_gym/SQuADv2-MiniLM-CPU-v3",
+    env = gym.make("lr_gym/SQuADv2-MiniLM-CPU-v4",
                    task_kwargs={"data_dir": str(data_dir), **MINILM_TINY})
     env.reset(seed=0)
     train = env.unwrapped.data.train
@@ -458,7 +473,7 @@ def test_span_probe_trains_past_an_epoch_and_writes_its_rows(tmp_path, monkeypat
     monkeypatch.setenv(MINILM_PATH_ENV, _tiny_bert(tmp_path))
     # The tiny data cannot fill the preset's 300 validation questions.
     monkeypatch.setattr(lr_gym, "get_task", functools.partial(lr_gym.get_task, val_size=6))
-    out = tmp_path / "probe.json"
+    out = tmp_path / "probes" / "probe.json"
     # 24 steps of batch 4 run over the thinned training windows more than once.
     assert squad_span_probe.main([
         "--data-dir", str(data_dir), "--steps", "24", "--eval-every", "12", "--batch-size", "4",
@@ -467,4 +482,16 @@ def test_span_probe_trains_past_an_epoch_and_writes_its_rows(tmp_path, monkeypat
     result = json.loads(out.read_text())
     assert [r["step"] for r in result["rows"]] == [0, 12, 24]
     assert result["meta"]["train_features"] * 2 < 24 * 4
+    assert "seed 0, lr 0.0001" in out.with_suffix(".md").read_text()
     assert "answer-less windows kept 0.5" in out.with_suffix(".md").read_text()
+    assert squad_span_probe.main(["--summarize", str(out.parent)]) == 0
+    summary = (out.parent / "summary.md").read_text().splitlines()
+    assert summary[4].startswith("| 0.0001 | 0 | 24 | ")
+    assert summary[-1].startswith("| 0.0001 | 1 |")  # the mean over its one seed
+
+
+def test_span_probe_summary_needs_probes(tmp_path):
+    from benchmarks import squad_span_probe
+
+    with pytest.raises(SystemExit, match="No probe JSON"):
+        squad_span_probe.main(["--summarize", str(tmp_path)])

@@ -69,8 +69,8 @@ BUILTIN_VERSIONS: dict[str, int] = {
     "IMDB-MiniLM-CPU": 2,
     # v2: keeps 10% of the answer-less training windows (spans are learned in budget) and
     # tunes the no-answer threshold on validation; v3: resized to its measured step cost
-    # (128-token windows, 120 steps, smaller eval sets); v4: lr0 3e-4 (v3 learned no
-    # spans in its budget) and a random test subset instead of the first 400 questions.
+    # (128-token windows, 120 steps, smaller eval sets); v4: lr0 3e-4 (chosen on
+    # validation) and a random test subset instead of the first 400 questions.
     "SQuADv2-MiniLM-CPU": 4,
 }
 """Built-in tasks whose id moved past ``ENV_VERSION`` (their env's Version History says why)."""

@@ -70,9 +70,9 @@ minutes per episode):
     is 120 steps; chosen on validation, see Versions), weight decay 0.01 (none on
     biases/LayerNorm), grad clip 1.0, batch 16, 120 steps, 15 steps per action, so 8 env
     steps. It keeps 10% of the answer-less training windows (``null_window_keep=0.1``)
-    and tunes the no-answer threshold on validation (``null_score_diff_threshold=
-    "tuned"``). Sized from what a step costs on
-    2 cores, measured: about 2.2 s per batch-16 step of 128 tokens, so about 4.5 min
+    and tunes the no-answer threshold on validation
+    (``null_score_diff_threshold="tuned"``). Sized from what a step costs on 2 cores,
+    measured: about 2.2 s per batch-16 step of 128 tokens, so about 4.5 min
     of training, and 9 validation passes and a test pass of about 10 and 30 s. Its
     baseline is Hugging Face's recipe, linear warmup over 10% of the budget then linear
     decay to 0: ``agents.baselines`` ``warmup_linear``, i.e. ``gym.make(id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,22 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def _sigint_default() -> None:
+    # A suite started in the background (`pytest &`) passes SIGINT on ignored, and Python
+    # then installs no KeyboardInterrupt handler: restore it so the CLI sees the Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _wait_or_kill(proc: subprocess.Popen, group: bool = False) -> tuple[str, str]:
+    """``proc.communicate`` that kills the CLI (and its env workers) if it hangs."""
+    try:
+        return proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL) if group else proc.kill()
+        proc.communicate()
+        raise
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -90,13 +107,13 @@ def test_bad_input_gives_clear_errors(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_keeps_the_agent(tmp_path):
-    import signal
     import time
 
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "train_agent.py"), "--env", "lr_gym/Digits-MLP-v1",
          "-n", "100000", "--n-envs", "1", "--eval-freq", "0", "--no-progress", "-f", "logs"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        preexec_fn=_sigint_default,
     )
     run_dir = tmp_path / "logs" / "ppo" / "Digits-MLP-v1_1"
     deadline = time.time() + 120
@@ -104,7 +121,7 @@ def test_ctrl_c_keeps_the_agent(tmp_path):
         time.sleep(0.5)
     time.sleep(8)  # let it train a little
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    _, err = _wait_or_kill(proc)
     assert proc.returncode == 130, err
     assert "Interrupted: saving" in err
     assert (run_dir / "model.zip").is_file() and (run_dir / "vecnormalize.pkl").is_file()
@@ -112,7 +129,6 @@ def test_ctrl_c_keeps_the_agent(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_with_subprocess_envs_saves_and_exits_130(tmp_path):
-    import signal
     import time
 
     # A terminal's Ctrl-C goes to the whole process group, env workers included.
@@ -121,7 +137,7 @@ def test_ctrl_c_with_subprocess_envs_saves_and_exits_130(tmp_path):
          "-n", "100000", "--n-envs", "2", "--eval-freq", "0", "--no-progress", "-f", "logs",
          "--env-kwargs", "total_steps:20", "steps_per_action:10"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=_sigint_default,
     )
     run_dir = tmp_path / "logs" / "ppo" / "Digits-MLP-v1_1"
     monitor = run_dir / "monitor" / "0.monitor.csv"
@@ -130,7 +146,7 @@ def test_ctrl_c_with_subprocess_envs_saves_and_exits_130(tmp_path):
             not monitor.exists() or len(monitor.read_text().splitlines()) < 4):
         time.sleep(0.3)  # until the workers have finished episodes: mid-rollout
     os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = _wait_or_kill(proc, group=True)
     assert proc.returncode == 130, err
     assert "EOFError" not in err and "Traceback" not in err, err
     assert f"Saved {Path('logs') / 'ppo' / 'Digits-MLP-v1_1' / 'model.zip'}" in err
@@ -179,7 +195,6 @@ def test_resume_and_export_from_the_command_line(tmp_path):
 
 @pytest.mark.slow
 def test_evaluation_resumes_after_kill(tmp_path):
-    import signal
     import time
 
     args = [sys.executable, str(ROOT / "evaluate_agent.py"), "--agent", "none", "--env",

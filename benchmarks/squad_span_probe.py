@@ -102,22 +102,23 @@ def summarize(folder: Path) -> str:
     probes = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
     if not probes:
         raise SystemExit(f"No probe JSON in {folder}; run probes with -o {folder}/<name>.json.")
+    from agents.stats import markdown_table
+
     probes.sort(key=lambda d: (d["meta"]["lr"], d["meta"]["seed"]))
-    cols = " | ".join(SUMMARY_COLUMNS.values())
-    lines = [f"Made by `python benchmarks/squad_span_probe.py --summarize {folder}`: the last "
-             "row of each probe (recipes in the files beside this one).", "",
-             f"| lr | seed | step | {cols} |", "|---" * (3 + len(SUMMARY_COLUMNS)) + "|"]
+    cols = list(SUMMARY_COLUMNS.values())
     by_lr: dict[float, list[dict]] = {}
+    per_probe = []
     for d in probes:
         last = d["rows"][-1]
         by_lr.setdefault(d["meta"]["lr"], []).append(last)
-        vals = " | ".join(f"{last[k]:.3f}" for k in SUMMARY_COLUMNS)
-        lines.append(f"| {d['meta']['lr']:g} | {d['meta']['seed']} | {last['step']} | {vals} |")
-    lines += ["", f"| lr | seeds | {cols} |", "|---" * (2 + len(SUMMARY_COLUMNS)) + "|"]
-    for lr, rows in by_lr.items():
-        vals = " | ".join(f"{np.mean([r[k] for r in rows]):.3f}" for k in SUMMARY_COLUMNS)
-        lines.append(f"| {lr:g} | {len(rows)} | {vals} |")
-    text = "\n".join(lines) + "\n"
+        per_probe.append([f"{d['meta']['lr']:g}", d["meta"]["seed"], last["step"],
+                          *(last[k] for k in SUMMARY_COLUMNS)])
+    per_lr = [[f"{lr:g}", len(rows), *(np.mean([r[k] for r in rows]) for k in SUMMARY_COLUMNS)]
+              for lr, rows in by_lr.items()]
+    text = (f"Made by `python benchmarks/squad_span_probe.py --summarize {folder}`: the last "
+            "row of each probe (recipes in the files beside this one).\n\n"
+            + markdown_table(["lr", "seed", "step", *cols], per_probe, ".3f") + "\n\n"
+            + markdown_table(["lr", "seeds", *cols], per_lr, ".3f") + "\n")
     (folder / "summary.md").write_text(text)
     return text
 

@@ -578,8 +578,8 @@ def qa_eval(
     if threshold == "tuned":
         source = dataset.threshold_source
         src_texts, src_diffs = (texts, diffs) if source is None else candidates(source)[:2]
-        golds = (dataset if source is None else source).examples.answer_texts
-        threshold = best_null_threshold(golds, src_texts, src_diffs)
+        src_golds = (dataset if source is None else source).examples.answer_texts
+        threshold = best_null_threshold(src_golds, src_texts, src_diffs)
     golds = dataset.examples.answer_texts
     scores = squad_v2_scores(golds, apply_null_threshold(texts, diffs, threshold))
     scores["loss"] = loss

@@ -43,7 +43,7 @@ import hashlib
 import json
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from agents.base import Controller
-from agents.runs import CONTROLLER, run_files
+from agents.runs import CONTROLLER, portable_path, run_files
 from lr_gym import features as feats
 from lr_gym import lr_rule
 from lr_gym.config import EnvConfig, check_int, check_real
@@ -356,6 +356,31 @@ def is_pretrained_name(agent: str | Path) -> bool:
     return isinstance(agent, str) and (agent == "pretrained" or agent in PRETRAINED)
 
 
+def agent_label(agent: str | Path) -> str:
+    """How result files name an agent: no machine's absolute path.
+
+    A shipped controller is its pretrained name (``lr_gym/default``), anything inside
+    the working directory its relative path, anything else its file or folder name
+    (result files also hold each agent's content hash).
+    """
+    if is_pretrained_name(agent):
+        return "lr_gym/default" if agent == "pretrained" else str(agent)
+    path = Path(agent).resolve()
+    for name in PRETRAINED:
+        if path == pretrained_file(name).resolve():
+            return name
+    label = portable_path(path)
+    return path.name if Path(label).is_absolute() else label
+
+
+def agent_labels(agents: Sequence[str], sha256s: Sequence[str]) -> dict[str, str]:
+    """Each agent's :func:`agent_label`, made unique by its content hash where two clash."""
+    labels = {a: agent_label(a) for a in agents}
+    if len(set(labels.values())) < len(labels):
+        labels = {a: f"{labels[a]}@{sha[:12]}" for a, sha in zip(agents, sha256s, strict=True)}
+    return labels
+
+
 def controller_file_for(agent: str | Path) -> Path:
     """The pickle-free controller file of an agent path (which need not exist yet).
 
@@ -405,7 +430,7 @@ class PolicyController(Controller):
         name: Table name.
     """
 
-    RUNTIME_FIELDS = ("device", "eval_test")
+    RUNTIME_FIELDS = ("device", "eval_test", "torch_threads")
     """EnvConfig fields that belong to where an episode runs, not to the agent."""
 
     def __init__(self, policy: ControllerPolicy, name: str = "ppo") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -101,17 +102,20 @@ def run_episode(
         if isinstance(env.unwrapped, LRControlEnv):
             env.unwrapped.data  # noqa: B018 - loads the splits
         t0 = time.perf_counter()
-        obs, info = env.reset(seed=seed)
-        controller.reset(env, obs, info)
-        res = EpisodeResult(env_id, controller.name, seed, info["task"], info["metric"])
-        _record(res, info, time.perf_counter() - t0)
-        done = False
-        while not done:
-            action = controller.act(obs, info)
-            obs, reward, terminated, truncated, info = env.step(action)
-            res.total_reward += float(reward)
+        # The controller's own torch work (a policy network) runs pinned like the env's.
+        pin = getattr(env.unwrapped, "pinned", contextlib.nullcontext)
+        with pin():
+            obs, info = env.reset(seed=seed)
+            controller.reset(env, obs, info)
+            res = EpisodeResult(env_id, controller.name, seed, info["task"], info["metric"])
             _record(res, info, time.perf_counter() - t0)
-            done = terminated or truncated
+            done = False
+            while not done:
+                action = controller.act(obs, info)
+                obs, reward, terminated, truncated, info = env.step(action)
+                res.total_reward += float(reward)
+                _record(res, info, time.perf_counter() - t0)
+                done = terminated or truncated
         res.diverged = bool(info["diverged"])
         res.test = dict(info.get("test", {}))
         res.final_val_metric = res.val_metric[-1]

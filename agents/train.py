@@ -328,6 +328,7 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
         write_text_atomic,
     )
     from lr_gym.envs.lr_control import resolve_device
+    from lr_gym.reproducibility import DEFAULT_TORCH_THREADS, settings
 
     _import_packages(args.gym_packages)
     # The meta-network is a 64-32 MLP: extra intra-op threads only spin and steal the
@@ -395,6 +396,8 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
         print(f"error: {err.args[0]}", file=sys.stderr)
         return 2
     env_kwargs = {**hp.env_kwargs, "device": vec.env_device}
+    if vec.resources is not None:  # an actor's reserved CPUs are its episodes' threads
+        env_kwargs.setdefault("torch_threads", vec.resources.threads)
 
     versions = {
         "lr_gym": lr_gym.__version__,
@@ -418,6 +421,8 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
             "vec_env": vec.kind,
             "env_device": vec.env_device,
             "versions": versions,
+            "reproducibility": settings(env_kwargs.get("torch_threads", DEFAULT_TORCH_THREADS),
+                                        deterministic=vec.env_device == "cpu"),
         }
         if vec.resources is not None:
             config["ray"] = {"address": args.ray_address, **vec.resources.options()}

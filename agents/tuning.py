@@ -39,6 +39,7 @@ import numpy as np
 from agents.base import Controller
 from agents.rollout import EpisodeResult, run_episode
 from lr_gym.registration import task_for
+from lr_gym.reproducibility import torch_version
 from lr_gym.tasks.base import Task
 
 TUNING_SEED = 10_000
@@ -252,6 +253,8 @@ class TuningPlan:
             "base_lr": self.base_lr,
             "space": list(self.space),
             "env_kwargs": dict(self.env_kwargs),
+            # Trials are bit-reproducible for one torch version (lr_gym.reproducibility).
+            "torch": torch_version(),
         })
 
     def cached(self) -> TuningResult | None:

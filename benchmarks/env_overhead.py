@@ -4,8 +4,10 @@ Both sides train the same task's model from the same initialisation on the same
 batches for the same number of optimizer steps, set the LR every step (the plain
 loop with a torch ``LambdaLR``), and run the same validation pass after every
 ``steps_per_action`` steps. The env side additionally measures the gradient norm,
-computes features and rewards, and checks for divergence. Repeats alternate the two
-sides; the ratio of medians is reported.
+computes features and rewards, checks for divergence, and runs under its pinned torch
+settings (one thread, deterministic CPU kernels: :mod:`lr_gym.reproducibility`).
+Repeats alternate the sides; ratios of medians are reported. The last column is the
+cost of the deterministic kernels alone: the plain loop with them on over off.
 
 Usage:
     python benchmarks/env_overhead.py [--env lr_gym/Digits-CNN-v1 ...] [--repeats 7]
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 import lr_gym
+from lr_gym.reproducibility import pinned
 from lr_gym.schedules import schedule_factor
 from lr_gym.tasks.base import iterate_batches
 
@@ -41,6 +44,12 @@ def time_env(env_id: str, seed: int) -> float:
     elapsed = time.perf_counter() - t0
     env.close()
     return elapsed
+
+
+def time_deterministic_loop(env_id: str, seed: int) -> float:
+    """The plain loop with torch's deterministic algorithms on."""
+    with pinned(None, deterministic=True):
+        return time_plain_loop(env_id, seed)
 
 
 def time_plain_loop(env_id: str, seed: int) -> float:
@@ -79,7 +88,8 @@ def time_plain_loop(env_id: str, seed: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--env", nargs="+", default=["lr_gym/Digits-CNN-v1", "lr_gym/Digits-MLP-v1"])
+    p.add_argument("--env", nargs="+", default=["lr_gym/Digits-CNN-v1", "lr_gym/Digits-MLP-v1",
+                                                 "lr_gym/Waves-Conv1D-v1", "lr_gym/Seq-GRU-v1"])
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: least noise)")
     p.add_argument("-o", "--output", default="benchmarks/results/env_overhead.json")
@@ -89,13 +99,14 @@ def main() -> None:
     rows = []
     for env_id in args.env:
         task = lr_gym.get_task(env_id)
-        time_env(env_id, 0), time_plain_loop(env_id, 0)  # warm-up: data loading, allocator
-        env_t, plain_t = [], []
+        sides = [time_env, time_plain_loop, time_deterministic_loop]
+        for fn in sides:  # warm-up: data loading, allocator, the deterministic flag's import
+            fn(env_id, 0)
+        times: dict[str, list[float]] = {fn.__name__: [] for fn in sides}
         for r in range(args.repeats):
-            pair = [(env_t, time_env), (plain_t, time_plain_loop)]
-            for out, fn in pair if r % 2 == 0 else pair[::-1]:
-                out.append(fn(env_id, r))
-        env_med, plain_med = statistics.median(env_t), statistics.median(plain_t)
+            for fn in sides if r % 2 == 0 else sides[::-1]:
+                times[fn.__name__].append(fn(env_id, r))
+        env_med, plain_med, det_med = (statistics.median(times[fn.__name__]) for fn in sides)
         rows.append({
             "env_id": env_id,
             "optimizer_steps": task.total_steps,
@@ -103,12 +114,14 @@ def main() -> None:
             "env_s": env_med,
             "plain_s": plain_med,
             "ratio": env_med / plain_med,
+            "deterministic_ratio": det_med / plain_med,
         })
 
     table = ["| env | optimizer steps | env steps | env (s, median) | plain loop (s, median) "
-             "| env / plain |", "|---|---|---|---|---|---|"]
+             "| env / plain | deterministic kernels / plain |", "|---|---|---|---|---|---|---|"]
     table += [f"| {r['env_id']} | {r['optimizer_steps']} | {r['env_steps']} | {r['env_s']:.3f} "
-              f"| {r['plain_s']:.3f} | {r['ratio']:.3f} |" for r in rows]
+              f"| {r['plain_s']:.3f} | {r['ratio']:.3f} | {r['deterministic_ratio']:.3f} |"
+              for r in rows]
     print("\n".join(table))
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,15 +8,24 @@ evaluation protocol (``evaluate_agent.py``: the test families, both tracks, ever
 baseline) with the agents pooled, and copies
 ``report.md``, ``table.md``, ``results.json`` and the figures to ``--results``.
 
+``--check`` runs README's first command as written (``evaluate_agent.py --agent
+pretrained``; a finished run of it resumes with nothing to do) and compares its
+``table.md`` with the committed one, byte for byte: episodes are bit-reproducible on CPU
+for a given torch version (:mod:`lr_gym.reproducibility`), so any difference is a bug or
+another torch or CPU.
+
 Usage:
     python benchmarks/headline.py [--agent pretrained | --seeds 0 1 2 -n 20000]
         [-f logs/headline] [--results benchmarks/results/headline]
+    python benchmarks/headline.py --check
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +49,42 @@ def agents_digest(agents: Sequence[str | Path]) -> str:
     return hashlib.sha256("".join(shas).encode()).hexdigest()[:12]
 
 
+README_COMMAND = ("evaluate_agent.py", "--agent", "pretrained")
+"""README's first command (after the install), which reproduces the committed headline."""
+
+
+def output_folder(stdout: str) -> Path:
+    """The output folder ``evaluate_agent.py`` names in its last line."""
+    found = re.findall(r"^Wrote .* to (.+) in \d+ s\.$", stdout, re.M)
+    if not found:
+        raise ValueError("evaluate_agent.py printed no 'Wrote ... to FOLDER' line.")
+    return Path(found[-1])
+
+
+def compare_tables(fresh: Path, committed: Path) -> list[str]:
+    """The lines of ``committed`` that ``fresh`` does not reproduce, as a unified diff."""
+    return list(difflib.unified_diff(committed.read_text().splitlines(),
+                                     fresh.read_text().splitlines(),
+                                     str(committed), str(fresh), lineterm=""))
+
+
+def check(results: Path) -> int:
+    """Runs README's first command and compares its table with the committed one."""
+    cmd = [sys.executable, str(ROOT / README_COMMAND[0]), *README_COMMAND[1:], "--no-progress"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stderr, file=sys.stderr)
+        return done.returncode
+    fresh = ROOT / output_folder(done.stdout) / "table.md"
+    diff = compare_tables(fresh, results / "table.md")
+    if diff:
+        print("\n".join(diff))
+        print(f"error: {fresh} differs from {results / 'table.md'}.", file=sys.stderr)
+        return 1
+    print(f"{fresh} reproduces {results / 'table.md'} exactly.")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,7 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("-n", "--n-timesteps", type=int, default=20000)
     p.add_argument("-f", "--log-folder", default="logs/headline")
     p.add_argument("--results", default="benchmarks/results/headline")
+    p.add_argument("--check", action="store_true",
+                   help="Run README's first command and compare its table with --results.")
     args = p.parse_args(argv)
+    if args.check:
+        return check(ROOT / args.results)
     folder, results = Path(args.log_folder), Path(args.results)
     runs = args.agent or train_seeds(folder, args.seeds, args.n_timesteps)
     out = folder / "eval" / agents_digest(runs)

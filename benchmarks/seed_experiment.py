@@ -139,6 +139,16 @@ class Plan:
         """What changes a run's meaning without entering its key (see :func:`check_output`)."""
         return {**self.env_kwargs, "data_dir": self.data_dir}
 
+    @property
+    def published_settings(self) -> dict[str, Any]:
+        """:attr:`settings` for committed reports: no absolute path, with the torch settings."""
+        from lr_gym.reproducibility import settings
+
+        data_dir = os.path.relpath(self.data_dir) if self.data_dir else None
+        return {**self.env_kwargs, "data_dir": data_dir,
+                "reproducibility": settings(self.env_kwargs.get("torch_threads"),
+                                            deterministic=self.env_kwargs["device"] == "cpu")}
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
@@ -170,8 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-action", type=int, default=None,
                    help="Override every task's optimizer steps per decision.")
     p.add_argument("--workers", type=int, default=1,
-                   help="Parallel worker processes (one torch thread each); 1 runs the "
-                        "episodes here, one after another, with every thread.")
+                   help="Parallel worker processes; 1 runs the episodes here, one after "
+                        "another.")
+    p.add_argument("--num-threads", type=int, default=2,
+                   help="Torch threads of every episode, pinned (EnvConfig.torch_threads): "
+                        "the CPU presets are sized for one episode on 2 cores, and a fixed "
+                        "count makes the episodes bit-reproducible on CPU.")
     p.add_argument("--report-only", action="store_true",
                    help="Run nothing: rebuild the reports from the episodes finished so far.")
     p.add_argument("-o", "--output", type=Path, default=None,
@@ -235,7 +249,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
         raise UsageError(f"--seeds {args.seeds} repeats a seed; each seed counts once.")
     for flag, value in (("--total-steps", args.total_steps),
-                        ("--steps-per-action", args.steps_per_action), ("--workers", args.workers)):
+                        ("--steps-per-action", args.steps_per_action), ("--workers", args.workers),
+                        ("--num-threads", args.num_threads)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}.")
     if args.env:
@@ -254,7 +269,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
             resolve_model(PACKAGED_MINILM)
         except PretrainedModelMissingError as err:
             raise UsageError(str(err)) from err
-    env_kwargs: dict[str, Any] = {"device": args.device}
+    env_kwargs: dict[str, Any] = {"device": args.device, "torch_threads": args.num_threads}
     if args.total_steps is not None:
         env_kwargs["total_steps"] = args.total_steps
     if args.steps_per_action is not None:
@@ -418,7 +433,7 @@ def report_markdown(plan: Plan, summary: Mapping[str, list[dict]], note: str = "
              f"Controllers: {', '.join(plan.controllers)}; self-tuning track (no method "
              "tuned); paired seeds; mean ± std over seeds. Convergence: epochs to 95% of "
              "the final validation metric. Wall: seconds per episode without one-time data "
-             f"loading. Settings: {plan.settings}.", ""]
+             f"loading. Settings: {plan.published_settings}.", ""]
     for e in plan.envs:
         rows = summary.get(e.key, [])
         if not rows:
@@ -508,7 +523,7 @@ def write_outputs(plan: Plan, runs: Sequence[Mapping[str, Any]], out: Path) -> l
                "finish." if len(runs) < total else "")
     write_text_atomic(out / "report.md", report_markdown(plan, summary, partial))
     write_text_atomic(out / "results.json", json.dumps(
-        {"settings": plan.settings, "agents": [portable_path(a) for a in plan.agents],
+        {"settings": plan.published_settings, "agents": [portable_path(a) for a in plan.agents],
          "episodes": len(runs),
          "episodes_planned": total, "tasks": summary}, indent=1, default=float))
     write_text_atomic(out / "table.md", (partial and partial + "\n\n") + answer_table(plan, runs))

@@ -9,12 +9,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from lr_gym.features import DEFAULT_FEATURES, check_features
+from lr_gym.reproducibility import DEFAULT_TORCH_THREADS
 from lr_gym.schedules import SCHEDULES
 
 Mode = Literal["anchored", "recursive"]
 Reward = Literal["val_loss", "val_loss_area", "train_loss", "metric", "terminal_metric"]
 Schedule = Literal["constant", "cosine", "linear", "step", "warmup_cosine", "onecycle"]
 
+
+MAX_TORCH_THREADS = 1024
+"""More intra-op threads than any machine has cores: a typo, not a setting."""
 
 REWARDS = ("val_loss", "val_loss_area", "train_loss", "metric", "terminal_metric")
 
@@ -64,6 +68,12 @@ class EnvConfig:
         optimizer_sets_lr: The inner optimizer adapts its own LR (e.g. hypergradient
             descent): the env never writes group LRs, ignores actions, and reports the
             first param group's LR in observations and ``info["lr"]``.
+        torch_threads: Torch threads of the episode's work (>= 1; default 1, so that
+            episodes run side by side scale by processes). The count fixes the order of
+            float reductions, so with it pinned an episode is bit-reproducible on CPU
+            (:mod:`lr_gym.reproducibility`; CPU runs also use torch's deterministic
+            algorithms). ``None`` keeps the process's setting: faster for one large
+            model on many cores, but the run then depends on the machine and its load.
     """
 
     # The design's LR multiplier; trained controllers carry their own mode (the packaged
@@ -85,6 +95,7 @@ class EnvConfig:
     device: str = "cpu"
     optimizer_sets_lr: bool = False
     features: tuple[str, ...] = DEFAULT_FEATURES
+    torch_threads: int | None = DEFAULT_TORCH_THREADS
 
     def __post_init__(self) -> None:
         # YAML and JSON give lists; a frozen dataclass keeps the hashable tuple.
@@ -112,6 +123,12 @@ class EnvConfig:
         for name in ("total_steps", "steps_per_action"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), lo=1, none_hint=" (or None: the task's)")
+        if self.torch_threads is not None:
+            check_int("torch_threads", self.torch_threads, lo=1,
+                      none_hint=" (or None: the process's own setting)")
+            if self.torch_threads > MAX_TORCH_THREADS:  # torch would start them all
+                raise ValueError(f"torch_threads must be <= {MAX_TORCH_THREADS}, got "
+                                 f"{self.torch_threads}.")
         for name in ("eval_test", "optimizer_sets_lr"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}.")

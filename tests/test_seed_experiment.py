@@ -118,7 +118,10 @@ def test_default_plan_is_the_seed_tasks_cpu_presets(monkeypatch, tmp_path):
     assert [e.env_id for e in full.envs] == [
         "lr_gym/CIFAR10-ResNet18-v1", "lr_gym/IMDB-BERT-v1", "lr_gym/SQuADv2-RoBERTa-v1",
         "lr_gym/CoNLL2003-BiLSTMCRF-v1"]
-    assert full.env_kwargs == {"device": "cuda"}
+    assert full.env_kwargs == {"device": "cuda", "torch_threads": 2}  # pinned: reproducible
+    published = plan.published_settings
+    assert published["reproducibility"]["torch_threads"] == 2
+    assert published["reproducibility"]["deterministic_algorithms"] is True
 
 
 def test_the_minilm_tasks_without_the_extra_fail_before_any_run(tmp_path, capsys,

@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None,
                    help="Device of the primary models (cpu, cuda, auto); default cpu, or "
                         "cuda for Ray tasks with --env-gpus.")
+    p.add_argument("--num-threads", type=int, default=None,
+                   help="Torch threads of every episode (EnvConfig.torch_threads), pinned "
+                        "whatever the process has, so results are bit-reproducible on CPU "
+                        "for a given count and torch version. Default: 1 (parallelism comes "
+                        "from --workers), or --env-cpus under Ray.")
     p.add_argument("--gym-packages", nargs="*", default=[],
                    help="Modules to import first (they register your own tasks).")
     p.add_argument("--n-boot", type=int, default=2000, help="Bootstrap resamples.")
@@ -96,6 +101,7 @@ def _check_args(args: argparse.Namespace, env_ids: list[str], names: list[str]) 
 
     import lr_gym
     from agents.baselines import BASELINES
+    from lr_gym.config import MAX_TORCH_THREADS
 
     for eid in env_ids:
         if eid not in gym.registry:
@@ -121,6 +127,9 @@ def _check_args(args: argparse.Namespace, env_ids: list[str], names: list[str]) 
                          "use --track self to run untuned only.")
     if args.workers < 1 or args.n_boot < 1:
         raise UsageError("--workers and --n-boot must be >= 1.")
+    if args.num_threads is not None and not 1 <= args.num_threads <= MAX_TORCH_THREADS:
+        raise UsageError(f"--num-threads must be between 1 and {MAX_TORCH_THREADS}, got "
+                         f"{args.num_threads}.")
     _ray_resources(args)
 
 
@@ -257,12 +266,13 @@ def _main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from agents.baselines import BASELINES, make_baseline
-    from agents.controller import load_controller_file
+    from agents.controller import agent_labels, load_controller_file
     from agents.evaluation import plots, scoring
     from agents.evaluation.report import report_markdown, tables_markdown
     from agents.evaluation.runner import EpisodeJob, completed, run_job, tune_all
     from agents.evaluation.store import RunStore, run_key
     from agents.runs import write_text_atomic
+    from lr_gym.reproducibility import DEFAULT_TORCH_THREADS, settings
     from lr_gym.splits import SPLITS
 
     for name in args.gym_packages:
@@ -281,7 +291,9 @@ def _main(args: argparse.Namespace) -> int:
     tunable = [b for b in names if b != "avg_lr_replay" and make_baseline(b).tunable]
     external = "external" in tracks and bool(tunable)
     ray = _ray_resources(args)
-    env_kwargs = {"device": args.device or (ray[0].device if ray else "cpu")}
+    env_kwargs = {"device": args.device or (ray[0].device if ray else "cpu"),
+                  "torch_threads": args.num_threads or (ray[0].threads if ray
+                                                        else DEFAULT_TORCH_THREADS)}
     invocation = {
         "envs": env_ids, "split": _split_of(env_ids), "agents": agents,
         # The weights, not only the path: a re-shipped or retrained agent is another one.
@@ -355,13 +367,18 @@ def _main(args: argparse.Namespace) -> int:
 
     # 3. Scores, report, plots: only this invocation's runs.
     wanted = set(env_ids), set(args.seeds) | set(args.target_seeds)
-    runs = [r for r in store.runs if r["env_id"] in wanted[0] and r["seed"] in wanted[1]
+    labels = agent_labels(agents, invocation["agent_sha256"])  # no machine paths in reports
+    runs = [{**r, "agent": labels.get(r["agent"], r["agent"])} for r in store.runs
+            if r["env_id"] in wanted[0] and r["seed"] in wanted[1]
             and (r["controller"] not in ("ppo", "avg_lr_replay") or r["agent"] in agents)]
     targets = scoring.targets_from(runs)
     order = (["ppo"] if agents else []) + names
     summaries = {t: scoring.summarize_track(scoring.track_runs(runs, t, tuned), order, targets,
                                             n_boot=args.n_boot) for t in tracks}
-    meta = {**invocation, "targets": targets, "reference_tuned": external and ref in tunable,
+    meta = {**invocation, "agents": list(labels.values()),
+            "reproducibility": settings(env_kwargs["torch_threads"],
+                                        deterministic=env_kwargs["device"] == "cpu"),
+            "targets": targets, "reference_tuned": external and ref in tunable,
             "tuned_lr0": {f"{e}|{b}": v for (e, b), v in tuned.items()},
             "seconds": time.perf_counter() - t0}
     report = report_markdown(summaries, meta)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from typing import Any, SupportsFloat
@@ -15,6 +16,7 @@ from lr_gym import features as feats
 from lr_gym import lr_rule
 from lr_gym.config import EnvConfig
 from lr_gym.features import OBS_BOUND, FeatureTracker
+from lr_gym.reproducibility import pinned
 from lr_gym.schedules import schedule_factors
 from lr_gym.tasks.base import Task, TaskData, iterate_batches, move_to
 
@@ -215,8 +217,17 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     def data(self) -> TaskData:
         """The task's splits, loaded on first use (never at construction)."""
         if self._data is None:
-            self._data = self.task.data_fn()
+            with self.pinned():  # generated data may run a model (e.g. a teacher's labels)
+                self._data = self.task.data_fn()
         return self._data
+
+    def pinned(self) -> contextlib.AbstractContextManager[None]:
+        """The episode's torch settings (``torch_threads``, deterministic CPU kernels).
+
+        ``reset``, ``step`` and data loading run under it, so the episode's arithmetic
+        does not depend on the calling process's settings (:mod:`lr_gym.reproducibility`).
+        """
+        return pinned(self.config.torch_threads, deterministic=self.device.type == "cpu")
 
     @property
     def model(self) -> torch.nn.Module:
@@ -298,6 +309,10 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Starts a fresh training run; see the class docstring."""
         super().reset(seed=seed)
+        with self.pinned():
+            return self._reset()
+
+    def _reset(self) -> tuple[np.ndarray, dict[str, Any]]:
         # One draw from the episode RNG fixes everything torch does in this episode.
         torch_seed = int(self.np_random.integers(0, 2**62))
         gen = torch.Generator().manual_seed(torch_seed)
@@ -344,6 +359,12 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         self, action: np.ndarray
     ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         """Trains one control interval at the LR chosen by ``action``."""
+        with self.pinned():
+            return self._step(action)
+
+    def _step(
+        self, action: np.ndarray
+    ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._done:
             raise RuntimeError("The episode has ended (or never started): call reset() first.")
         if np.asarray(action, dtype=object).size != 1:

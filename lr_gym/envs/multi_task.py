@@ -7,6 +7,7 @@ and :class:`lr_gym.envs.sampled.SampledTaskEnv` samples a fresh task from famili
 
 from __future__ import annotations
 
+import contextlib
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, SupportsFloat
@@ -48,6 +49,10 @@ class PerEpisodeTaskEnv(gym.Env[np.ndarray, np.ndarray]):
     def steps_per_action(self) -> int:
         """The current episode's optimizer steps per env step."""
         return self.current.steps_per_action
+
+    def pinned(self) -> contextlib.AbstractContextManager[None]:
+        """The episodes' torch settings: every task's env shares this env's config."""
+        return self.current.pinned()
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

@@ -15,6 +15,8 @@ from agents.controller import (
     ControllerPolicy,
     LRController,
     LRControllerCallback,
+    agent_label,
+    agent_labels,
     controller_file_for,
     is_pretrained_name,
     pretrained_file,
@@ -45,6 +47,19 @@ def test_names_resolve_to_the_shipped_file_and_unknown_names_are_clear():
     assert controller_file_for("lr_gym/default") == pretrained_file()
     with pytest.raises(KeyError, match="shipped"):
         pretrained_file("lr_gym/nope")
+
+
+def test_agent_labels_name_no_machine_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert agent_label("pretrained") == agent_label(str(pretrained_file())) == "lr_gym/default"
+    (tmp_path / "logs" / "ppo" / "Run_1").mkdir(parents=True)
+    assert agent_label(str(tmp_path / "logs" / "ppo" / "Run_1")) == "logs/ppo/Run_1"
+    elsewhere = tmp_path.parent / "x" / "ppo" / "Run_1"
+    assert agent_label(str(elsewhere)) == "Run_1"
+    # Two agents of one name stay two: their content hashes tell them apart.
+    a, b = str(elsewhere), str(tmp_path.parent / "y" / "ppo" / "Run_1")
+    labels = agent_labels([a, b], ["a" * 64, "b" * 64])
+    assert labels == {a: f"Run_1@{'a' * 12}", b: f"Run_1@{'b' * 12}"}
 
 
 def test_from_pretrained_drives_a_plain_loop():

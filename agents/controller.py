@@ -58,7 +58,8 @@ from lr_gym import features as feats
 from lr_gym import lr_rule
 from lr_gym.config import EnvConfig, check_int, check_real
 from lr_gym.features import OBS_BOUND, FeatureTracker
-from lr_gym.schedules import schedule_factor
+from lr_gym.grad_stats import IntervalMeter
+from lr_gym.guard import Guard
 
 FORMAT = "lr_gym.controller"
 FORMAT_VERSION = "1"
@@ -478,6 +479,10 @@ class LRController:
         lr0: Reference LR of the features; default: the first group's initial LR.
         lr_min: Lowest LR; default: the trained rule (``lr0 * 1e-3`` unless set).
         lr_max: Highest LR; default: the trained rule (``lr0 * 30`` unless set).
+        guard: Roll the run back to its best validation loss when it blows up and back
+            the LR off (:mod:`lr_gym.guard`, the env's ``guard=True``): needs ``model``
+            for buffers such as batch-norm statistics (else only the parameters).
+        model: The model the optimizer trains (for the guard).
     """
 
     load = staticmethod(ControllerPolicy.load)
@@ -506,6 +511,8 @@ class LRController:
         lr0: float | None = None,
         lr_min: float | None = None,
         lr_max: float | None = None,
+        guard: bool = False,
+        model: torch.nn.Module | None = None,
     ) -> None:
         check_int("total_steps", total_steps, lo=1)
         check_int("steps_per_action", steps_per_action, lo=1)
@@ -541,12 +548,13 @@ class LRController:
         self._warned_nonfinite = False
         halflives = self.policy.config.get("tracker", {})
         self._tracker = FeatureTracker(self.lr0, **halflives, features=self.config.features)
-        self._measure_update = "update_ratio" in self.config.features
-        self._before: list[torch.Tensor] | None = None  # weights before an interval's last step
-        self._update_ratio = math.nan
+        self._rule = lr_rule.LRState.from_config(
+            c, lr0=self.lr0, total_steps=self.total_steps, group_lr0=self._group_lr0,
+            lr_min=self.lr_min, lr_max=self.lr_max)
+        self._meter = IntervalMeter(self.config.features)
+        self._guard = Guard(optimizer, model) if guard else None
+        self._update_ratio: float | None = None  # given by the caller, else measured
         self._t = 0
-        self._multiplier = 1.0
-        self._action = 0.0
         self._started = False
         self._interval_start = 0
         self._losses: list[Any] = []
@@ -554,23 +562,15 @@ class LRController:
         self._last_obs: np.ndarray | None = None
         self.history: list[tuple[int, float, float]] = []
         """``(step, action, lr)`` of every decision, for logging."""
-        self._set_lr(self._lr_at(0))
+        self._apply_lr()
 
     # ---------------------------------------------------------------- LR rule
     def base_lr(self, step: int) -> float:
         """``lr0 * schedule(step)`` of the trained base schedule."""
-        c = self.config
-        return self.lr0 * schedule_factor(
-            c.schedule, step, self.total_steps,
-            warmup_frac=c.warmup_frac, final_lr_frac=c.final_lr_frac,
-        )
+        return self._rule.base_lr(step)
 
-    def _lr_at(self, step: int) -> float:
-        return lr_rule.clamped_lr(self.base_lr(step), self._multiplier, self.lr_min, self.lr_max)
-
-    def _set_lr(self, lr: float) -> None:
-        self._lr = lr
-        lr_rule.set_lr(self.optimizer, self._group_lr0, lr, self.lr0)
+    def _apply_lr(self) -> None:
+        self._lr = self._rule.apply(self.optimizer, self._t)
 
     def _interval_len(self) -> int:
         return min(self.steps_per_action, self.total_steps - self._interval_start)
@@ -584,7 +584,7 @@ class LRController:
     @property
     def last_action(self) -> float:
         """The latest action in [-1, 1] (0 before the first decision)."""
-        return self._action
+        return self._rule.action
 
     @property
     def last_observation(self) -> np.ndarray | None:
@@ -612,28 +612,32 @@ class LRController:
                 "observe(val_loss=..., val_metric=...) on the untrained model first; the "
                 "first decision needs the initial validation loss."
             )
+        params = self._params()
+        # The step's gradients are still on the parameters: probe them as the env does.
+        self._meter.after_backward(self._t - self._interval_start, params)
+        self._meter.after_step(params)
         self._t += 1
         self.record(loss, grad_norm=grad_norm)
         if grad_norm is None and self.eval_due and not math.isfinite(self._grad_norm):
-            norm = lr_rule.grad_norm(self._params())
+            norm = lr_rule.grad_norm(params)
             if norm is not None:
                 self._grad_norm = float(norm)
-        if self._before is not None:
-            self._update_ratio = feats.update_ratio(self._before, self._params())
-            self._before = None
-        self._set_lr(self._lr_at(self._t))
-        self._snapshot_if_last()
+        self._apply_lr()
+        self._meter.before_step(self._t - self._interval_start, params)
 
     def _params(self) -> list[torch.Tensor]:
         return [p for g in self.optimizer.param_groups for p in g["params"]]
 
-    def _snapshot_if_last(self) -> None:
-        """Copies the weights when the next optimizer step is the interval's last.
-
-        ``update_ratio`` is then measured on that step, as the env does.
-        """
-        if self._measure_update and self._t - self._interval_start == self._interval_len() - 1:
-            self._before = feats.snapshot(self._params())
+    def _start_interval(self) -> None:
+        """Opens the next interval: fresh statistics, the LR of its first step."""
+        self._interval_start = self._t
+        self._losses = []
+        self._grad_norm = math.nan
+        self._update_ratio = None
+        self._apply_lr()
+        self._meter.start(self._interval_len())
+        self._meter.before_step(0, self._params())  # a one-step interval's only step
+        self.history.append((self._t, self._rule.action, self._lr))
 
     def record(self, loss: float | torch.Tensor | None, *, grad_norm: float | None = None
                ) -> None:
@@ -678,6 +682,8 @@ class LRController:
                 )
             self._last_obs = self._tracker.reset(val_loss, val_metric)
             self._started = True
+            if self._guard is not None:
+                self._guard.start(val_loss, info=(val_loss, val_metric))
         else:
             if self._t == self._interval_start:
                 raise RuntimeError(
@@ -688,13 +694,27 @@ class LRController:
                 self._grad_norm = float(grad_norm)
             if update_ratio is not None:
                 self._update_ratio = float(update_ratio)
+            stats = self._meter.stats()
+            if self._update_ratio is not None:
+                stats["update_ratio"] = self._update_ratio
             losses = np.array([float(x) for x in self._losses], dtype=np.float64)
             finite = np.isfinite(losses)
-            if not finite.all():
+            limit = self.config.divergence_factor * self._tracker.initial_loss
+            diverged = (not finite.all() or bool((losses[finite] > limit).any())
+                        or not (math.isfinite(val_loss) and math.isfinite(val_metric)))
+            restored = self._guard is not None and self._guard.check(
+                val_loss, diverged=diverged, raised=self._rule.raised, info=(val_loss, val_metric))
+            if restored:
+                # Rolled back to the best state, as the env does: decide from there.
+                self._rule.back_off()
+                val_loss, val_metric = self._guard.best_info
+                finite &= losses <= limit
+            elif not finite.all():
                 self._warn_nonfinite(int((~finite).sum()), len(losses))
-            if not finite.any() or not (math.isfinite(val_loss) and math.isfinite(val_metric)):
+            if not restored and (not finite.any() or not (math.isfinite(val_loss)
+                                                          and math.isfinite(val_metric))):
                 self._hold()
-                return self._action
+                return self._rule.action
             self._last_obs = self._tracker.update(
                 progress=self._t / self.total_steps,
                 lr=self._prev_lr,
@@ -703,11 +723,11 @@ class LRController:
                 val_loss=val_loss,
                 val_metric=val_metric,
                 grad_norm=self._grad_norm,
-                action=self._action,
-                update_ratio=self._update_ratio,
+                action=self._rule.action,
+                **stats,
             )
         self._decide(self._last_obs)
-        return self._action
+        return self._rule.action
 
     def _warn_nonfinite(self, bad: int, total: int) -> None:
         if not self._warned_nonfinite:
@@ -721,44 +741,28 @@ class LRController:
 
     def _hold(self) -> None:
         """Keeps the multiplier and action for the next interval (no decision)."""
-        self._interval_start = self._t
-        self._losses = []
-        self._grad_norm = self._update_ratio = math.nan
-        self._set_lr(self._lr_at(self._t))
-        self.history.append((self._t, self._action, self._lr))
-        self._snapshot_if_last()
+        self._start_interval()
 
     @property
     def _prev_lr(self) -> float:
         """The LR used by the interval's last step (the env's ``info["lr"]``)."""
-        return self._lr_at(self._t - 1)
+        return self._rule.lr_at(self._t - 1)
 
     def _decide(self, obs: np.ndarray) -> None:
-        c = self.config
-        a, m = lr_rule.action_to_multiplier(self.policy.act(obs), c.max_factor)
-        self._multiplier = lr_rule.next_multiplier(
-            c.mode, self._multiplier, m, self.base_lr(self._t), self.lr_min, self.lr_max
-        )
-        self._action = a
-        self._interval_start = self._t
-        self._losses = []
-        self._grad_norm = self._update_ratio = math.nan
-        self._set_lr(self._lr_at(self._t))
-        self.history.append((self._t, a, self._lr))
-        self._snapshot_if_last()
+        self._rule.decide(self.policy.act(obs), self._t)
+        self._start_interval()
 
     # -------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (the policy itself is not included)."""
         return {
             "t": self._t,
-            "multiplier": self._multiplier,
-            "action": self._action,
+            **self._rule.state_dict(),
             "started": self._started,
             "interval_start": self._interval_start,
             "losses": [float(x) for x in self._losses],
             "grad_norm": self._grad_norm,
-            "tracker": dict(vars(self._tracker)),
+            "tracker": self._tracker.state_dict(),
             "lr0": self.lr0,
             "group_lr0": list(self._group_lr0),
             "last_obs": None if self._last_obs is None else self._last_obs.tolist(),
@@ -767,19 +771,22 @@ class LRController:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`state_dict` and sets the optimizer's LR accordingly."""
-        self._t, self._multiplier = int(state["t"]), float(state["multiplier"])
-        self._action, self._started = float(state["action"]), bool(state["started"])
+        self._t, self._started = int(state["t"]), bool(state["started"])
+        self._rule.load_state_dict(state)
         self._interval_start = int(state["interval_start"])
         self._losses = list(state["losses"])
         self._grad_norm = float(state["grad_norm"])
         self.lr0, self._group_lr0 = float(state["lr0"]), list(state["group_lr0"])
         self._tracker = FeatureTracker(self.lr0, features=self.config.features)
-        vars(self._tracker).update(state["tracker"])
-        self._before, self._update_ratio = None, math.nan
+        self._tracker.load_state_dict(state["tracker"])
+        self._update_ratio = None
         obs = state["last_obs"]
         self._last_obs = None if obs is None else np.asarray(obs, dtype=np.float32)
         self.history = [(int(t), float(a), float(lr)) for t, a, lr in state.get("history", [])]
-        self._set_lr(self._lr_at(self._t))
+        self._rule.group_lr0, self._rule.lr0 = self._group_lr0, self.lr0
+        self._apply_lr()
+        self._meter.start(self._interval_len())
+        self._meter.before_step(self._t - self._interval_start, self._params())
 
 
 # -------------------------------------------------------------------------- HF

@@ -5,7 +5,8 @@ batches for the same number of optimizer steps, set the LR every step (the plain
 loop with a torch ``LambdaLR``), and run the same validation pass after every
 ``steps_per_action`` steps. The env side additionally measures the gradient norm,
 computes features and rewards, checks for divergence, and runs under its pinned torch
-settings (one thread, deterministic CPU kernels: :mod:`lr_gym.reproducibility`).
+settings (one thread, deterministic CPU kernels: :mod:`lr_gym.reproducibility`); a
+second env side observes the v2 features, whose step-size signals probe gradients.
 Repeats alternate the sides; ratios of medians are reported. The last column is the
 cost of the deterministic kernels alone: the plain loop with them on over off.
 
@@ -27,13 +28,14 @@ import numpy as np
 import torch
 
 import lr_gym
+from lr_gym.features import V2_FEATURES
 from lr_gym.reproducibility import pinned
 from lr_gym.schedules import schedule_factor
 from lr_gym.tasks.base import iterate_batches
 
 
-def time_env(env_id: str, seed: int) -> float:
-    env = gym.make(env_id, disable_env_checker=True, eval_test=False)
+def time_env(env_id: str, seed: int, **env_kwargs) -> float:
+    env = gym.make(env_id, disable_env_checker=True, eval_test=False, **env_kwargs)
     env.reset(seed=seed)
     action = np.zeros(1, np.float32)
     t0 = time.perf_counter()
@@ -44,6 +46,11 @@ def time_env(env_id: str, seed: int) -> float:
     elapsed = time.perf_counter() - t0
     env.close()
     return elapsed
+
+
+def time_env_v2_features(env_id: str, seed: int) -> float:
+    """The env observing the v2 features: the gradient probes of the step-size signals."""
+    return time_env(env_id, seed, features=V2_FEATURES)
 
 
 def time_deterministic_loop(env_id: str, seed: int) -> float:
@@ -99,29 +106,33 @@ def main() -> None:
     rows = []
     for env_id in args.env:
         task = lr_gym.get_task(env_id)
-        sides = [time_env, time_plain_loop, time_deterministic_loop]
+        sides = [time_env, time_env_v2_features, time_plain_loop, time_deterministic_loop]
         for fn in sides:  # warm-up: data loading, allocator, the deterministic flag's import
             fn(env_id, 0)
         times: dict[str, list[float]] = {fn.__name__: [] for fn in sides}
         for r in range(args.repeats):
             for fn in sides if r % 2 == 0 else sides[::-1]:
                 times[fn.__name__].append(fn(env_id, r))
-        env_med, plain_med, det_med = (statistics.median(times[fn.__name__]) for fn in sides)
+        env_med, v2_med, plain_med, det_med = (statistics.median(times[fn.__name__])
+                                               for fn in sides)
         rows.append({
             "env_id": env_id,
             "optimizer_steps": task.total_steps,
             "env_steps": -(-task.total_steps // task.steps_per_action),
             "env_s": env_med,
+            "env_v2_s": v2_med,
             "plain_s": plain_med,
             "ratio": env_med / plain_med,
+            "v2_ratio": v2_med / plain_med,
             "deterministic_ratio": det_med / plain_med,
         })
 
     table = ["| env | optimizer steps | env steps | env (s, median) | plain loop (s, median) "
-             "| env / plain | deterministic kernels / plain |", "|---|---|---|---|---|---|---|"]
+             "| env / plain | env with v2 features / plain | deterministic kernels / plain |",
+             "|---|---|---|---|---|---|---|---|"]
     table += [f"| {r['env_id']} | {r['optimizer_steps']} | {r['env_steps']} | {r['env_s']:.3f} "
-              f"| {r['plain_s']:.3f} | {r['ratio']:.3f} | {r['deterministic_ratio']:.3f} |"
-              for r in rows]
+              f"| {r['plain_s']:.3f} | {r['ratio']:.3f} | {r['v2_ratio']:.3f} "
+              f"| {r['deterministic_ratio']:.3f} |" for r in rows]
     print("\n".join(table))
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)

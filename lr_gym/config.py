@@ -13,14 +13,15 @@ from lr_gym.reproducibility import DEFAULT_TORCH_THREADS
 from lr_gym.schedules import SCHEDULES
 
 Mode = Literal["anchored", "recursive"]
-Reward = Literal["val_loss", "val_loss_area", "train_loss", "metric", "terminal_metric"]
+Reward = Literal["val_loss", "val_loss_area", "train_loss", "metric", "terminal_metric",
+                 "paired"]
 Schedule = Literal["constant", "cosine", "linear", "step", "warmup_cosine", "onecycle"]
 
 
 MAX_TORCH_THREADS = 1024
 """More intra-op threads than any machine has cores: a typo, not a setting."""
 
-REWARDS = ("val_loss", "val_loss_area", "train_loss", "metric", "terminal_metric")
+REWARDS = ("val_loss", "val_loss_area", "train_loss", "metric", "terminal_metric", "paired")
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,11 @@ class EnvConfig:
             weighted by the interval's share ``K / T`` of the budget, so the episode
             sum is the area under the log-loss curve), ``"train_loss"`` (same on the
             train-loss EMA),
-            ``"metric"`` (gain of the validation metric) or ``"terminal_metric"``
-            (validation metric at the end of the budget, 0 before).
+            ``"metric"`` (gain of the validation metric), ``"terminal_metric"``
+            (validation metric at the end of the budget, 0 before) or ``"paired"``
+            (against a reference run of the same task and seed, :mod:`lr_gym.reference`:
+            the change of ``log(L_ref / L)``, whose sum is ``log(L_ref(T) / L(T))``
+            clipped to ``+-paired_clip``).
         reward_scale: Multiplies every non-penalty reward (finite, > 0).
         divergence_factor: The run diverged if a training loss is not finite or
             exceeds ``divergence_factor`` times the initial validation loss (> 1; ``inf``
@@ -68,6 +72,16 @@ class EnvConfig:
         optimizer_sets_lr: The inner optimizer adapts its own LR (e.g. hypergradient
             descent): the env never writes group LRs, ignores actions, and reports the
             first param group's LR in observations and ``info["lr"]``.
+        reference: The fixed rule of the paired reward's reference run: ``"static"``
+            (lr0 on a constant schedule) or ``"base"`` (this config's own rule with every
+            action 0).
+        paired_clip: The paired reward's episode sum is clipped to ``[-c, c]``.
+        action_cost: ``beta``: every reward loses ``beta * a**2``, so a policy keeps
+            ``|a|`` near 0 unless moving pays (finite, >= 0).
+        guard: Roll the run back to its best validation loss when it blows up, and back
+            the LR off (:mod:`lr_gym.guard`); a guarded divergence does not end the episode.
+        event_prob: Chance that an episode has one event in 20-80% of its budget (a batch
+            size change, label noise or a data-subset switch: :mod:`lr_gym.events`).
         torch_threads: Torch threads of the episode's work (>= 1; default 1, so that
             episodes run side by side scale by processes). The count fixes the order of
             float reductions, so with it pinned an episode is bit-reproducible on CPU
@@ -95,6 +109,11 @@ class EnvConfig:
     device: str = "cpu"
     optimizer_sets_lr: bool = False
     features: tuple[str, ...] = DEFAULT_FEATURES
+    reference: Literal["static", "base"] = "static"
+    paired_clip: float = 3.0
+    action_cost: float = 0.0
+    guard: bool = False
+    event_prob: float = 0.0
     torch_threads: int | None = DEFAULT_TORCH_THREADS
 
     def __post_init__(self) -> None:
@@ -117,6 +136,10 @@ class EnvConfig:
                 f"lr_min ({self.lr_min}) must be below lr_max ({self.lr_max})."
             )
         check_real("reward_scale", self.reward_scale, lo=0.0, lo_open=True)
+        _check_choice("reference", self.reference, ("static", "base"))
+        check_real("paired_clip", self.paired_clip, lo=0.0, lo_open=True)
+        check_real("action_cost", self.action_cost, lo=0.0)
+        check_real("event_prob", self.event_prob, lo=0.0, hi=1.0)
         check_real("divergence_factor", self.divergence_factor, lo=1.0, lo_open=True,
                    allow_inf=True)
         check_real("divergence_penalty", self.divergence_penalty, lo=0.0)
@@ -129,7 +152,7 @@ class EnvConfig:
             if self.torch_threads > MAX_TORCH_THREADS:  # torch would start them all
                 raise ValueError(f"torch_threads must be <= {MAX_TORCH_THREADS}, got "
                                  f"{self.torch_threads}.")
-        for name in ("eval_test", "optimizer_sets_lr"):
+        for name in ("eval_test", "optimizer_sets_lr", "guard"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}.")
         if not isinstance(self.device, str):

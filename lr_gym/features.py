@@ -16,6 +16,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+STEP_FEATURE_SPEEDS = {"fast": "EMA over decisions, half-life 1",
+                       "slow": "EMA over decisions, half-life 4"}
+"""The two timescales of every step-size feature."""
+STEP_FEATURE_HALFLIVES = {"fast": 1.0, "slow": 4.0}
+STEP_SIGNALS: dict[str, float] = {
+    "grad_alignment": 0.5, "update_alignment": 0.5, "log_noise_scale": 3.0, "loss_ratio": 0.1,
+}
+"""Step-size signals (:mod:`lr_gym.grad_stats`) and the scale ``s`` of their squash
+``tanh(x / s)``: each is observed at both speeds as ``<signal>_<speed>``."""
+_STEP_MEANINGS = {
+    "grad_alignment": "tanh(2 c), c = mean cosine of consecutive minibatch gradients",
+    "update_alignment": "tanh(2 c), c = cosine of -gradient with the optimizer's update",
+    "log_noise_scale": "tanh(log(B_noise / B) / 3): gradient noise over signal",
+    "loss_ratio": "tanh(10 x), x = log(mean train loss / the previous interval's)",
+}
+
 ALL_FEATURES: dict[str, str] = {
     "progress": "optimizer steps done / T",
     "log_lr_ratio": "log(lr / lr0)",
@@ -34,6 +50,8 @@ ALL_FEATURES: dict[str, str] = {
     "val_vs_best": "log(validation loss / lowest validation loss so far) (> 0: overfitting "
                    "or instability)",
     "update_ratio": "log(||w_t - w_t-1|| / ||w_t-1||) of the interval's last optimizer step",
+    **{f"{signal}_{speed}": f"{meaning}; {STEP_FEATURE_SPEEDS[speed]}"
+       for signal, meaning in _STEP_MEANINGS.items() for speed in STEP_FEATURE_SPEEDS},
 }
 """Every feature lr_gym computes, with its meaning."""
 
@@ -50,6 +68,17 @@ DEFAULT_FEATURES: tuple[str, ...] = (
 )
 """The v1 observation: v0 without the duplicate ``log_multiplier``, plus the features
 that expose generalization and step size (README, "Feature and reward ablation")."""
+
+STEP_FEATURES: tuple[str, ...] = tuple(
+    f"{signal}_{speed}" for signal in STEP_SIGNALS for speed in STEP_FEATURE_SPEEDS)
+"""Every step-size feature: the signals of :data:`STEP_SIGNALS` at both speeds."""
+
+V2_FEATURES: tuple[str, ...] = (
+    "progress", "log_lr_ratio", "loss_trend", "loss_cv", "grad_norm_change", "prev_action",
+    "gen_gap", "val_trend", "val_vs_best", "update_ratio", *STEP_FEATURES,
+)
+"""The v2 observation: v1 without the level features that name a task (the loss, metric
+and gradient-norm levels), plus the step-size features."""
 
 FEATURE_NAMES = DEFAULT_FEATURES
 """Order of the default observation vector; documented in ``LRControlEnv``'s docstring."""
@@ -136,7 +165,20 @@ class FeatureTracker:
         self._prev_val = self._best_val = self.initial_loss
         self._a_short = 1.0 - 0.5 ** (1.0 / self.short_halflife)
         self._a_long = 1.0 - 0.5 ** (1.0 / self.long_halflife)
+        self._prev_mean_loss: float | None = None
+        # EMA of each step-size signal at each speed; None until first measured.
+        self._step_emas: dict[str, float | None] = dict.fromkeys(STEP_FEATURES)
         return self._select({"val_metric": initial_metric})
+
+    def state_dict(self) -> dict:
+        """The tracker's running statistics (JSON-friendly), for resuming a run."""
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores :meth:`state_dict`; states saved before the step-size features work."""
+        self._prev_mean_loss = None
+        self._step_emas = dict.fromkeys(STEP_FEATURES)
+        vars(self).update(state)
 
     @property
     def train_loss(self) -> float:
@@ -155,6 +197,9 @@ class FeatureTracker:
         grad_norm: float,
         action: float,
         update_ratio: float = math.nan,
+        grad_alignment: float = math.nan,
+        update_alignment: float = math.nan,
+        noise_ratio: float = math.nan,
     ) -> np.ndarray:
         """Folds in one control interval and returns the observation after it.
 
@@ -168,6 +213,9 @@ class FeatureTracker:
             grad_norm: Global gradient norm at the last step of the interval.
             action: The action that chose this interval's LR, in [-1, 1].
             update_ratio: ``||dw|| / ||w||`` of the interval's last step (NaN: unknown).
+            grad_alignment: Mean cosine of consecutive minibatch gradients (NaN: unknown).
+            update_alignment: Cosine of the negative gradient with the last step's update.
+            noise_ratio: Gradient noise scale over the batch size, ``B_noise / B``.
         """
         losses = np.asarray(step_losses, dtype=np.float64)
         losses = losses[np.isfinite(losses)]
@@ -203,7 +251,30 @@ class FeatureTracker:
         if math.isfinite(val_loss):
             self._prev_val = val_loss
             self._best_val = min(self._best_val, val_loss)
+        loss_ratio = (_log_ratio(mean, self._prev_mean_loss)
+                      if losses.size and self._prev_mean_loss is not None else math.nan)
+        if losses.size:
+            self._prev_mean_loss = mean
+        noise = (math.log(max(noise_ratio, _EPS)) if noise_ratio >= 0 else math.nan)
+        values.update(self._fold_step_signals({
+            "grad_alignment": grad_alignment, "update_alignment": update_alignment,
+            "log_noise_scale": min(noise, 30.0), "loss_ratio": loss_ratio}))
         return self._select(values)
+
+    def _fold_step_signals(self, raw: dict[str, float]) -> dict[str, float]:
+        """Updates each signal's EMAs (an unmeasured NaN leaves them) and squashes them."""
+        out = {}
+        for signal, scale in STEP_SIGNALS.items():
+            x = raw[signal]
+            for speed, halflife in STEP_FEATURE_HALFLIVES.items():
+                name = f"{signal}_{speed}"
+                ema = self._step_emas[name]
+                if math.isfinite(x):
+                    alpha = 1.0 - 0.5 ** (1.0 / halflife)
+                    ema = x if ema is None else ema + alpha * (x - ema)
+                    self._step_emas[name] = ema
+                out[name] = 0.0 if ema is None else math.tanh(ema / scale)
+        return out
 
     def _select(self, values: dict[str, float]) -> np.ndarray:
         return _finite(np.array([values.get(f, 0.0) for f in self.features], dtype=np.float64))

@@ -9,7 +9,8 @@ multiplier ``M`` follows it (:func:`next_multiplier`: ``"anchored"`` replaces it
 same factor, and :func:`grad_norm` is the gradient norm the features see.
 
 :class:`~lr_gym.envs.LRControlEnv` and :class:`agents.controller.LRController` both use
-these functions, which is why a deployed controller reproduces the env's LRs exactly.
+these functions through one :class:`LRState`, which is why a deployed controller
+reproduces the env's LRs exactly.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from lr_gym.schedules import CLOSED_FORM_SCHEDULES, schedule_factor, schedule_factors
 
 LR_MIN_FACTOR = 1e-3
 """``lr_min=None`` means ``lr0 * LR_MIN_FACTOR``."""
@@ -152,3 +155,117 @@ def grad_norm(params: Iterable[torch.nn.Parameter | torch.Tensor]) -> torch.Tens
     if not grads:
         return None
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+BACK_OFF_FACTOR = 0.5
+"""What a guard's rollback multiplies the LR by."""
+BACK_OFF_BLOCK = 2
+"""Decisions after a rollback whose LR increases are blocked."""
+
+
+class LRState:
+    """The LR rule of one run, held by the env and by the deployed controller alike.
+
+    It owns the base schedule, the multiplier ``M`` the actions move, the clamp, and what
+    a guard's rollback changes (:meth:`back_off`: a persistent factor and a few decisions
+    without increases), so any new rule is written here once. The LR at optimizer step
+    ``t`` is ``clamp(lr0 * schedule(t) * M * scale, lr_min, lr_max)``.
+
+    Args:
+        lr0: The reference LR (the first param group's).
+        total_steps: The budget ``T`` the schedule spans.
+        group_lr0: Every param group's initial LR (each is scaled by ``lr / lr0``).
+        mode: ``"anchored"`` or ``"recursive"`` (see :func:`next_multiplier`).
+        max_factor: Largest factor of one action.
+        schedule: Base schedule name (:data:`lr_gym.schedules.SCHEDULES`).
+        warmup_frac: Warmup fraction of the base schedule.
+        final_lr_frac: Final factor of decaying base schedules.
+        lr_min: Lowest LR.
+        lr_max: Highest LR.
+    """
+
+    def __init__(self, *, lr0: float, total_steps: int, group_lr0: Sequence[float],
+                 mode: str, max_factor: float, schedule: str, warmup_frac: float = 0.0,
+                 final_lr_frac: float = 0.0, lr_min: float, lr_max: float) -> None:
+        self.lr0, self.total_steps, self.group_lr0 = lr0, total_steps, list(group_lr0)
+        self.mode, self.max_factor = mode, max_factor
+        self.schedule, self.warmup_frac, self.final_lr_frac = schedule, warmup_frac, final_lr_frac
+        self.lr_min, self.lr_max = lr_min, lr_max
+        # Torch-built schedules have no closed form: their factors are computed once.
+        self._factors = (None if schedule in CLOSED_FORM_SCHEDULES else schedule_factors(
+            schedule, total_steps, warmup_frac=warmup_frac, final_lr_frac=final_lr_frac))
+        self.multiplier = 1.0
+        self.action = 0.0
+        self.scale = 1.0
+        self.blocked = 0
+        self.raised = False
+
+    @classmethod
+    def from_config(cls, config: Any, *, lr0: float, total_steps: int,
+                    group_lr0: Sequence[float], lr_min: float, lr_max: float) -> LRState:
+        """The rule of an :class:`~lr_gym.config.EnvConfig` (bounds already resolved)."""
+        return cls(lr0=lr0, total_steps=total_steps, group_lr0=group_lr0, mode=config.mode,
+                   max_factor=config.max_factor, schedule=config.schedule,
+                   warmup_frac=config.warmup_frac, final_lr_frac=config.final_lr_frac,
+                   lr_min=lr_min, lr_max=lr_max)
+
+    def base_lr(self, step: int) -> float:
+        """``lr0 * schedule(step)``."""
+        step = min(step, self.total_steps)
+        if self._factors is not None:
+            return self.lr0 * float(self._factors[step])
+        return self.lr0 * schedule_factor(self.schedule, step, self.total_steps,
+                                          warmup_frac=self.warmup_frac,
+                                          final_lr_frac=self.final_lr_frac)
+
+    def lr_at(self, step: int) -> float:
+        """The LR of optimizer step ``step``."""
+        return clamped_lr(self.base_lr(step), self.multiplier * self.scale, self.lr_min,
+                          self.lr_max)
+
+    def decide(self, action: Any, step: int) -> float:
+        """Applies one decision at optimizer step ``step``; returns the action taken.
+
+        The action is sanitised (:func:`action_to_multiplier`) and, while increases are
+        blocked after a rollback, capped at 0. :attr:`raised` says whether the LR rose.
+        """
+        a, _ = action_to_multiplier(action, self.max_factor)
+        if self.blocked > 0:
+            a = min(a, 0.0)
+            self.blocked -= 1
+        m = math.exp(a * math.log(self.max_factor))
+        before = self.lr_at(step)
+        self.multiplier = next_multiplier(self.mode, self.multiplier, m,
+                                          self.base_lr(step) * self.scale, self.lr_min,
+                                          self.lr_max)
+        self.action = a
+        self.raised = self.lr_at(step) > before
+        return a
+
+    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
+        """Sets every param group's LR for optimizer step ``step``; returns the LR."""
+        lr = self.lr_at(step)
+        set_lr(optimizer, self.group_lr0, lr, self.lr0)
+        return lr
+
+    def back_off(self) -> None:
+        """A guard's rollback: the LR falls for good, and increases are blocked a while.
+
+        The persistent factor shrinks by :data:`BACK_OFF_FACTOR` and the next
+        :data:`BACK_OFF_BLOCK` decisions cannot raise the LR.
+        """
+        self.scale *= BACK_OFF_FACTOR
+        self.blocked = BACK_OFF_BLOCK
+
+    def state_dict(self) -> dict[str, float]:
+        """What moves during a run (the rule's settings are rebuilt from the config)."""
+        return {"multiplier": self.multiplier, "action": self.action, "scale": self.scale,
+                "blocked": self.blocked, "raised": self.raised}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict` (older states without guard fields are fine)."""
+        self.multiplier = float(state["multiplier"])
+        self.action = float(state.get("action", 0.0))
+        self.scale = float(state.get("scale", 1.0))
+        self.blocked = int(state.get("blocked", 0))
+        self.raised = bool(state.get("raised", False))

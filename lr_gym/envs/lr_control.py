@@ -12,12 +12,15 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from lr_gym import features as feats
 from lr_gym import lr_rule
 from lr_gym.config import EnvConfig
+from lr_gym.events import Event, apply_event, draw_event
 from lr_gym.features import OBS_BOUND, FeatureTracker
+from lr_gym.grad_stats import IntervalMeter
+from lr_gym.guard import Guard
+from lr_gym.reference import CACHE as REFERENCE_CACHE
+from lr_gym.reference import ReferenceRun, reference_key, run_reference
 from lr_gym.reproducibility import pinned
-from lr_gym.schedules import schedule_factors
 from lr_gym.tasks.base import Task, TaskData, iterate_batches, move_to
 
 
@@ -192,23 +195,19 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"lr0*{lr_rule.LR_MIN_FACTOR:g} and lr0*{lr_rule.LR_MAX_FACTOR:g})."
             )
         self.device = resolve_device(self.config.device)
-        # Precomputed once (a list: the per-step lookup is on the training hot path).
-        self._base_lrs: list[float] = (self.lr0 * schedule_factors(
-            self.config.schedule,
-            self.total_steps,
-            warmup_frac=self.config.warmup_frac,
-            final_lr_frac=self.config.final_lr_frac,
-        )).tolist()
+        self._lr_state = self._new_lr_state([self.lr0])
 
         self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
         self.observation_space = spaces.Box(
             -OBS_BOUND, OBS_BOUND, shape=(len(c.features),), dtype=np.float32
         )
         self.feature_names = c.features
-        self._measure_update = "update_ratio" in c.features
+        self._meter = IntervalMeter(c.features)
 
         self._data: TaskData | None = None
         self._model: torch.nn.Module | None = None
+        self._guard: Guard | None = None
+        self._event: Event | None = None
         self._done = True
         self._info: dict[str, Any] = {}
 
@@ -238,13 +237,12 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def base_lr(self, step: int) -> float:
         """``lr0 * schedule(step)`` of the configured base schedule."""
-        return self._base_lrs[min(step, self.total_steps)]
+        return self._lr_state.base_lr(step)
 
-    def _lr_at(self, step: int) -> float:
-        return lr_rule.clamped_lr(self.base_lr(step), self._multiplier, self.lr_min, self.lr_max)
-
-    def _set_lr(self, lr: float) -> None:
-        lr_rule.set_lr(self._optimizer, self._group_lr0, lr, self.lr0)
+    def _new_lr_state(self, group_lr0: list[float]) -> lr_rule.LRState:
+        return lr_rule.LRState.from_config(self.config, lr0=self.lr0,
+                                           total_steps=self.total_steps, group_lr0=group_lr0,
+                                           lr_min=self.lr_min, lr_max=self.lr_max)
 
     def _next_batch(self) -> Any:
         try:
@@ -256,12 +254,20 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def _epoch_iter(self) -> Iterator[Any]:
         return iterate_batches(
-            self.data.train,
-            self.task.batch_size,
+            self._train_set,
+            self._batch_size,
             generator=self._data_gen,
-            drop_last=len(self.data.train) > self.task.batch_size,
+            drop_last=len(self._train_set) > self._batch_size,
             collate_fn=self.task.collate_fn,
         )
+
+    def _apply_event(self) -> None:
+        """The episode's event happens now: new training data or batch size, new epoch."""
+        self._train_set, self._batch_size, applied = apply_event(
+            self._event, self._train_set, self._batch_size)
+        self._event_applied = applied
+        if applied:
+            self._batches = self._epoch_iter()
 
     def _evaluate(self, split: str) -> dict[str, float]:
         dataset = self.data.val if split == "val" else self.data.test
@@ -309,16 +315,24 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Starts a fresh training run; see the class docstring."""
         super().reset(seed=seed)
-        with self.pinned():
-            return self._reset()
-
-    def _reset(self) -> tuple[np.ndarray, dict[str, Any]]:
         # One draw from the episode RNG fixes everything torch does in this episode.
-        torch_seed = int(self.np_random.integers(0, 2**62))
+        return self.start(int(self.np_random.integers(0, 2**62)))
+
+    def start(self, torch_seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """Starts the run that :meth:`reset` starts when it draws ``torch_seed``.
+
+        The whole episode (initialisation, data order, dropout, event) follows from
+        ``torch_seed``: a reference run replays an episode's seed with other actions.
+        """
+        with self.pinned():
+            return self._start(torch_seed)
+
+    def _start(self, torch_seed: int) -> tuple[np.ndarray, dict[str, Any]]:
         gen = torch.Generator().manual_seed(torch_seed)
         model_seed, data_seed, train_seed = (
             int(x) for x in torch.randint(0, 2**62, (3,), generator=gen)
         )
+        self._torch_seed = torch_seed
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(model_seed)
             self._model = self.task.model_fn().to(self.device)
@@ -327,13 +341,19 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         self._optimizer = self.task.build_optimizer(self._model)
         if callable(getattr(self._optimizer, "train", None)):
             self._optimizer.train()  # Schedule-Free optimizers start in train mode
-        self._group_lr0 = [g["lr"] for g in self._optimizer.param_groups]
+        self._lr_state = self._new_lr_state([g["lr"] for g in self._optimizer.param_groups])
+        # The optimizer's parameters, as the deployed LRController sees them.
+        self._params = [p for g in self._optimizer.param_groups for p in g["params"]]
         self._data_gen = torch.Generator().manual_seed(data_seed)
+        # Drawn from its own stream, so v1 episodes (no events) keep their numbers.
+        self._event = draw_event(np.random.default_rng([torch_seed, 1]),
+                                 self.config.event_prob, self.total_steps)
+        self._event_applied = False
+        self._train_set, self._batch_size = self.data.train, self.task.batch_size
         self._epoch = 0
         self._batches = self._epoch_iter()
         self._t = 0
-        self._multiplier = 1.0
-        self._action = 0.0
+        self._decisions = 0
         self._train_loss = math.nan
 
         val = self._evaluate("val")
@@ -347,13 +367,33 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         self._tracker = FeatureTracker(self.lr0, features=self.config.features)
         obs = self._tracker.reset(val["loss"], val[self.task.metric])
         self._val = val
+        self._guard = None
+        if self.config.guard:
+            self._guard = Guard(self._optimizer, self._model)
+            self._guard.start(val["loss"], info=val)
+        self._reference = self._paired_return = None
+        if self.config.reward == "paired":
+            self._reference = self._reference_run()
+            self._paired_return = 0.0
         if self.config.optimizer_sets_lr:
             self._lr = float(self._optimizer.param_groups[0]["lr"])
         else:
-            self._lr = self._lr_at(0)
+            self._lr = self._lr_state.lr_at(0)
         self._done = False
         self._info = self._make_info(diverged=False)
         return obs, dict(self._info)
+
+    def _reference_run(self) -> ReferenceRun:
+        """The reference of this episode's seed (cached: :mod:`lr_gym.reference`)."""
+        key = reference_key(self.task, self.config, self._torch_seed, self.total_steps,
+                            self.steps_per_action, self.device.type)
+        return REFERENCE_CACHE.get(
+            key, lambda: run_reference(self.task, self._reference_config(), self._torch_seed))
+
+    def _reference_config(self) -> EnvConfig:
+        # The budget this env resolved (task or config) is the reference's too.
+        return self.config.replace(total_steps=self.total_steps,
+                                   steps_per_action=self.steps_per_action)
 
     def step(
         self, action: np.ndarray
@@ -373,47 +413,42 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"shape {np.shape(action)}."
             )
         c = self.config
-        a, m = lr_rule.action_to_multiplier(action, c.max_factor)
-        self._multiplier = lr_rule.next_multiplier(
-            c.mode, self._multiplier, m, self.base_lr(self._t), self.lr_min, self.lr_max
-        )
-        self._action = a
+        rule = self._lr_state
+        a = rule.decide(action, self._t)
 
         n = min(self.steps_per_action, self.total_steps - self._t)
         model, opt, task = self.model, self._optimizer, self.task
         losses: list[torch.Tensor] = []
         on_cpu = self.device.type == "cpu"  # CPU data needs no copy
         grad_norm = torch.zeros(())
-        ratio = math.nan
+        meter, params = self._meter, self._params
+        meter.start(n)
         diverged = False
         limit = c.divergence_factor * self._tracker.initial_loss
         set_lr = not c.optimizer_sets_lr
         self._swap_rng()
         try:
             for i in range(n):
+                if self._event is not None and self._t == self._event.step:
+                    self._apply_event()
                 if set_lr:
-                    lr = self._lr_at(self._t)
-                    self._set_lr(lr)
+                    lr = rule.apply(opt, self._t)
                 batch = self._next_batch()
                 if not on_cpu:
                     batch = move_to(batch, self.device)
                 opt.zero_grad(set_to_none=True)
                 loss = task.loss_fn(model, batch)
                 loss.backward()
+                meter.after_backward(i, params)
                 if task.grad_clip is not None:
                     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), task.grad_clip)
                 elif i == n - 1:
                     norm = lr_rule.grad_norm(model.parameters())
                     if norm is not None:
                         grad_norm = norm
-                if self._measure_update and i == n - 1:
-                    # The optimizer's parameters, as the deployed LRController sees them.
-                    params = [p for g in opt.param_groups for p in g["params"]]
-                    before = feats.snapshot(params)
-                    opt.step()
-                    ratio = feats.update_ratio(before, params)
-                else:
-                    opt.step()
+                meter.before_step(i, params)
+                opt.step()
+                meter.after_step(params)
                 self._t += 1
                 losses.append(loss.detach())
         finally:
@@ -429,9 +464,18 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
             diverged = True
 
         prev_val, prev_train = self._val, self._tracker.train_loss
+        self._decisions += 1
+        val = None
         if not diverged:
             val = self._evaluate("val")
             diverged = not math.isfinite(val["loss"])
+        if self._guard is not None and self._guard.check(
+                math.nan if val is None else val["loss"], diverged=diverged,
+                raised=rule.raised, info=val):
+            # Rolled back to the best state: the run goes on from there, more carefully.
+            rule.back_off()
+            val, diverged = self._guard.best_info, False
+            step_losses = step_losses[np.isfinite(step_losses) & (step_losses <= limit)]
         if diverged:
             self._done = True
             self._train_loss = float(step_losses[-1])
@@ -446,7 +490,7 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
                 grad_norm=float("nan"),
                 action=a,
             )
-            return obs, -float(c.divergence_penalty), True, False, dict(self._info)
+            return obs, self._divergence_reward(a), True, False, dict(self._info)
 
         self._val = val
         obs = self._tracker.update(
@@ -458,18 +502,39 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
             val_metric=val[task.metric],
             grad_norm=float(grad_norm),
             action=a,
-            update_ratio=ratio,
+            **meter.stats(),
         )
         self._train_loss = self._tracker.train_loss
         # v1: the budget is part of the MDP (progress is observed), so its end is a
         # termination: PPO must not bootstrap a value past it.
         end = self._t >= self.total_steps
-        reward = self._reward(prev_val, prev_train, end, n)
+        reward = self._reward(prev_val, prev_train, end, n) - c.action_cost * a * a
         self._done = end
         self._info = self._make_info(diverged=False)
         if end and c.eval_test and self.data.test is not None:
             self._info["test"] = self._evaluate("test")
         return obs, reward, end, False, dict(self._info)
+
+    def _divergence_reward(self, a: float) -> float:
+        """The reward of a step whose run diverged (the episode ends)."""
+        c = self.config
+        if self._reference is None:
+            return -float(c.divergence_penalty) - c.action_cost * a * a
+        # A diverged run counts as the untrained model; the penalty applies only where
+        # the reference survived the budget.
+        initial = self._tracker.initial_loss
+        r = self._paired_step(initial)
+        penalty = 0.0 if self._reference.diverged else float(c.divergence_penalty)
+        return float(c.reward_scale * r) - penalty - c.action_cost * a * a
+
+    def _paired_step(self, val_loss: float) -> float:
+        """The change of the clipped ``log(L_ref / L)`` over this decision."""
+        clip = self.config.paired_clip
+        ref = self._reference.loss_at(self._decisions, self._tracker.initial_loss)
+        ret = math.log(max(ref, 1e-12) / max(val_loss, 1e-12))
+        ret = min(max(ret, -clip), clip)
+        step, self._paired_return = ret - self._paired_return, ret
+        return step
 
     def _reward(self, prev_val: dict[str, float], prev_train: float, end: bool,
                 n_steps: int) -> float:
@@ -483,6 +548,10 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
             r = math.log(max(prev_train, 1e-12) / max(self._tracker.train_loss, 1e-12))
         elif c.reward == "metric":
             r = self._val[metric] - prev_val[metric]
+        elif c.reward == "paired":
+            r = self._paired_step(self._val["loss"])
+            if end and self._reference.diverged:  # survived where the reference did not
+                return float(c.reward_scale * r + c.divergence_penalty)
         else:  # terminal_metric
             r = self._val[metric] if end else 0.0
         return float(c.reward_scale * r)
@@ -499,6 +568,11 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
             "metric": self.task.metric,
             "diverged": diverged,
         }
+        if self._guard is not None:
+            info["guard_restores"] = self._guard.restores
+        if self._event is not None:
+            info["event"] = {"kind": self._event.kind, "step": self._event.step,
+                             "applied": self._event_applied}
         info.update({f"val_{k}": v for k, v in self._val.items()})
         return info
 

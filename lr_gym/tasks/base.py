@@ -215,3 +215,42 @@ class Task:
             self.param_groups_fn(model) if self.param_groups_fn else model.parameters()
         )
         return self.optimizer(params, lr=self.lr, **dict(self.optimizer_kwargs))
+
+
+def _describe(value: Any) -> Any:
+    """A JSON-friendly description of a task field (callables by name and bytecode)."""
+    import functools
+    import hashlib
+
+    if isinstance(value, functools.partial):
+        return {"partial": _describe(value.func), "args": [_describe(a) for a in value.args],
+                "keywords": {k: _describe(v) for k, v in sorted(value.keywords.items())}}
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    if callable(value):
+        name = f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', '?')}"
+        code = getattr(value, "__code__", None)
+        return name if code is None else f"{name}#{hashlib.sha256(code.co_code).hexdigest()[:12]}"
+    if isinstance(value, Mapping):
+        return {str(k): _describe(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_describe(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def task_fingerprint(task: Task) -> str:
+    """SHA-256 of a task's definition: every field, callables by name and bytecode.
+
+    Two tasks with one fingerprint train the same model on the same data the same way
+    (keys of cached reference runs). It fingerprints the definition, not the data's
+    bytes: a factory that closes over other data under the same task name and code
+    would collide, so give such tasks different names.
+    """
+    import dataclasses
+    import hashlib
+    import json
+
+    fields = {f.name: _describe(getattr(task, f.name)) for f in dataclasses.fields(task)}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()

@@ -38,14 +38,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def make_run(root: Path, env_kwargs: dict, seed: int = 0) -> Path:
     """A run folder as train_agent.py writes it, with an untrained but lively policy."""
-    venv = VecNormalize(make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1"), n_envs=1))
+    obs_kwargs = {k: v for k, v in env_kwargs.items() if k == "features"}
+    venv = VecNormalize(make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1", **obs_kwargs),
+                                     n_envs=1))
     model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=seed, device="cpu")
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # big actions, so LRs differ visibly from the base schedule
         model.policy.action_net.weight.normal_(0.0, 0.3, generator=g)
     rng = np.random.default_rng(seed)
-    venv.obs_rms.mean = rng.normal(0.0, 0.3, OBS_DIM)
-    venv.obs_rms.var = rng.uniform(0.2, 2.0, OBS_DIM)
+    dim = venv.observation_space.shape[0]
+    venv.obs_rms.mean = rng.normal(0.0, 0.3, dim)
+    venv.obs_rms.var = rng.uniform(0.2, 2.0, dim)
     run = root / "ppo" / f"run_{seed}"
     run.mkdir(parents=True)
     model.save(run / "model.zip")
@@ -168,6 +171,43 @@ def test_decisions_and_lrs_equal_the_envs(tmp_path, mode):
     assert len(set(np.round(np.array(lrs) / task.lr, 6))) > 5  # not a constant LR
 
 
+@pytest.mark.parametrize("optimizer", [torch.optim.SGD, torch.optim.Adam])
+def test_step_size_features_equal_the_envs_on_the_same_steps(tmp_path, optimizer):
+    # The controller rides along the env's own optimizer (a hook after each of its steps),
+    # so both see the same gradients, weights and losses: every observation must match,
+    # the gradient-based step-size features included.
+    from lr_gym.features import STEP_FEATURES, V2_FEATURES
+
+    run = make_run(tmp_path, {"mode": "recursive", "features": list(V2_FEATURES)})
+    ppo = PPOController.load(run, device="cpu")
+    task = dataclasses.replace(blob_task(), optimizer=optimizer, total_steps=48,
+                               lr=0.1 if optimizer is torch.optim.SGD else 0.01)
+    env = LRControlEnv(task, **ppo.env_kwargs())
+    obs, info = env.reset(seed=3)
+    ctl = LRController(env._optimizer, LRController.from_run(run), total_steps=48,
+                       steps_per_action=task.steps_per_action)
+    last_loss = {}
+    real_loss_fn = env.task.loss_fn
+
+    def loss_fn(model, batch):
+        last_loss["v"] = real_loss_fn(model, batch)
+        return last_loss["v"]
+
+    env.task = dataclasses.replace(env.task, loss_fn=loss_fn)
+    env._optimizer.register_step_post_hook(lambda *_: ctl.step(last_loss["v"]))
+    ctl.observe(val_loss=info["val_loss"], val_metric=info["val_metric"])
+    np.testing.assert_array_equal(ctl.last_observation, obs)
+    done, seen = False, []
+    while not done:
+        obs, _, terminated, truncated, info = env.step(ppo.act(obs, info))
+        done = terminated or truncated
+        assert ctl.eval_due
+        ctl.observe(val_loss=info["val_loss"], val_metric=info["val_metric"])
+        np.testing.assert_array_equal(ctl.last_observation, obs)
+        seen.append(obs[[V2_FEATURES.index(f) for f in STEP_FEATURES]])
+    assert np.count_nonzero(np.array(seen)) > len(seen) * 6  # measured, not left at 0
+
+
 def test_plain_loop_measures_grad_norm_and_scales_every_group(exported):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
@@ -190,7 +230,7 @@ def test_plain_loop_measures_grad_norm_and_scales_every_group(exported):
             assert np.isfinite(ctl._grad_norm) and ctl._grad_norm > 0  # measured, not given
             # The weights were copied before the interval's last step: the update ratio
             # is measured here, as the env measures it.
-            assert 0 < ctl._update_ratio < 1
+            assert 0 < ctl._meter.stats()["update_ratio"] < 1
             ctl.observe(val_loss=float(loss.detach()), val_metric=0.6)
     assert ctl.last_observation[7] != 0.0 or ctl.last_observation[8] != 0.0
     names = ctl.config.features
@@ -612,11 +652,11 @@ def test_nan_losses_are_skipped_once_warned_and_a_nan_interval_holds_the_lr(expo
         dirty.observe(val_loss=0.8, val_metric=0.3)
         np.testing.assert_array_equal(dirty.last_observation, clean.last_observation)
         # A whole interval of NaN losses: no decision on zeroed features, the LR holds.
-        before = (dirty.last_action, dirty._multiplier, dirty.last_observation.copy())
+        before = (dirty.last_action, dirty._rule.multiplier, dirty.last_observation.copy())
         for _ in range(4):
             dirty.step(torch.tensor(float("nan")))
         assert dirty.observe(val_loss=0.7, val_metric=0.4) == before[0]
-        assert dirty._multiplier == before[1]
+        assert dirty._rule.multiplier == before[1]
         np.testing.assert_array_equal(dirty.last_observation, before[2])
         assert dirty.history[-1][0] == 8 and not dirty.eval_due
         for _ in range(4):  # and NaN validation results hold it too

@@ -332,7 +332,7 @@ def test_wrongly_shaped_action_is_refused(action):
         env.step(action)
     # The refused action changed nothing: the episode goes on.
     _, r, *_ = env.step(np.array([np.nan], np.float32))  # NaN still counts as 0
-    assert math.isfinite(r) and env._action == 0.0
+    assert math.isfinite(r) and env._lr_state.action == 0.0
 
 
 # ------------------------------------------------------------ property-based test

@@ -18,6 +18,8 @@ Every baseline is a factory in :data:`BASELINES`, built by name with :func:`make
   cosine annealing.
 * ``avg_lr_replay``: replays a learned controller's LRs per interval (geometric mean
   over seeds), blind to state.
+* ``static_guard``: ``static`` with the guard (rollback and LR back-off on blow-ups).
+* ``gala``: a GALA-style alignment rule: the LR rises when consecutive gradients align.
 
 The schedule baselines run torch's own schedulers (through the env's base schedule, see
 :mod:`lr_gym.schedules`), so their LR sequences are torch's exactly. Every baseline with
@@ -52,6 +54,7 @@ import numpy as np
 import torch
 
 from agents.base import Controller, ScheduleBaseline
+from agents.gala import GALAStyle
 from agents.hypergradient import ADAM_HD_BETA, SGD_HD_BETA, SGDHD, AdamHD
 from lr_gym.lr_rule import multiplier_to_action
 from lr_gym.schedules import ALGOPERF_WARMUP_FRAC
@@ -112,6 +115,46 @@ def onecycle() -> ScheduleBaseline:
     LR only).
     """
     return ScheduleBaseline("onecycle", name="onecycle")
+
+
+def static_guard() -> ScheduleBaseline:
+    """Static at lr0 with the guard (:mod:`lr_gym.guard`), halved at each rollback.
+
+    What a rollback alone buys, without any learned control.
+    """
+    return ScheduleBaseline("constant", name="static_guard", guard=True)
+
+
+class AlignmentRule(Controller):
+    """A GALA-style LR from gradient alignment and local curvature (:mod:`agents.gala`).
+
+    ``wrap_task`` wraps the task's optimizer in :class:`~agents.gala.GALAStyle`, which
+    moves the LR every step towards the step length the last update's parabola asks for;
+    the env runs with ``optimizer_sets_lr=True`` on a constant schedule (actions are
+    ignored). ``lr0`` is the starting LR, so it stays tunable.
+
+    Args:
+        name: Table name.
+    """
+
+    tunable = True
+
+    def __init__(self, name: str = "gala") -> None:
+        self.name = name
+
+    def env_kwargs(self) -> Mapping[str, Any]:
+        """The optimizer owns the LR."""
+        return {"mode": "anchored", "schedule": "constant", "optimizer_sets_lr": True}
+
+    def wrap_task(self, task: Task) -> Task:
+        """The task with its optimizer wrapped."""
+        task = super().wrap_task(task)
+        return replace(task, optimizer=GALAStyle,
+                       optimizer_kwargs={"base": task.optimizer, **task.optimizer_kwargs})
+
+    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        """Always 0 (ignored: the optimizer sets the LR)."""
+        return _action(0.0)
 
 
 # ------------------------------------------------------------------------ plateau
@@ -674,6 +717,8 @@ BASELINES: dict[str, Callable[..., Controller]] = {
     "prodigy": ProdigyBaseline,
     "dadaptation": DAdaptationBaseline,
     "avg_lr_replay": AvgLRReplay,
+    "static_guard": static_guard,
+    "gala": AlignmentRule,
 }
 """Baseline factories by name (``evaluate_agent.py --baselines``)."""
 

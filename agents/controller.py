@@ -541,6 +541,7 @@ class LRController:
             self.lr0,
             lr_min if lr_min is not None else c.lr_min,
             lr_max if lr_max is not None else c.lr_max,
+            c.lr_min_factor, c.lr_max_factor,
         )
         if not self.lr_min < self.lr_max:
             raise ValueError(f"lr_min ({self.lr_min:g}) must be below lr_max ({self.lr_max:g}) "

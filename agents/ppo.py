@@ -35,7 +35,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 # (type, lowest, highest, lowest excluded) of each number; checked before any run starts.
 _INTS = {"n_timesteps": 1, "n_envs": 1, "batch_size": 2, "n_epochs": 1, "n_steps": 1,
-         "eval_freq": 0, "n_eval_episodes": 1, "checkpoint_freq": 0}
+         "eval_freq": 0, "n_eval_episodes": 1, "checkpoint_freq": 0, "critic_warmup": 0}
 _FLOATS: dict[str, tuple[float, float, bool]] = {
     "learning_rate": (0.0, math.inf, True),
     "gamma": (0.0, 1.0, False),
@@ -44,6 +44,7 @@ _FLOATS: dict[str, tuple[float, float, bool]] = {
     "ent_coef": (0.0, math.inf, False),
     "vf_coef": (0.0, math.inf, False),
     "max_grad_norm": (0.0, math.inf, True),
+    "log_std_init": (-20.0, 2.0, False),
 }
 
 
@@ -94,6 +95,15 @@ class PPOHyperparams:
         eval_freq: Env steps between periodic evaluations (0: none).
         n_eval_episodes: Episodes per periodic evaluation.
         checkpoint_freq: Env steps between checkpoints (0: none).
+        log_std_init: Initial log standard deviation of the Gaussian policy (SB3's 0 is
+            sigma 1 on a [-1, 1] action: mostly noise and clipping; -1.6 is sigma 0.2).
+        zero_init_action: Zero the action head, so the untrained policy's mean action is
+            0 for every observation (in v2's mode: static exactly); residual policy
+            learning's identity start.
+        target_kl: Stop an update's epochs once the policy moved this far (SB3's
+            ``target_kl``); None: never.
+        critic_warmup: Rollouts at the start whose updates train only the value
+            function (the policy keeps its start while the critic learns what it is worth).
         env_kwargs: EnvConfig overrides used in training and saved with the agent.
 
     Raises:
@@ -121,6 +131,10 @@ class PPOHyperparams:
     eval_freq: int = 2048
     n_eval_episodes: int = 4
     checkpoint_freq: int = 4096
+    log_std_init: float = 0.0
+    zero_init_action: bool = False
+    target_kl: float | None = None
+    critic_warmup: int = 0
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -148,7 +162,12 @@ class PPOHyperparams:
         if self.activation_fn not in ACTIVATIONS:
             raise ValueError(f"activation_fn must be one of {sorted(ACTIVATIONS)}, got "
                              f"{self.activation_fn!r}.")
-        for name in ("normalize_obs", "normalize_reward"):
+        if self.target_kl is not None:
+            try:
+                check_real("target_kl", self.target_kl, lo=0.0, lo_open=True)
+            except TypeError as err:
+                raise ValueError(str(err)) from None
+        for name in ("normalize_obs", "normalize_reward", "zero_init_action"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}.")
         if not isinstance(self.env_kwargs, Mapping):
@@ -180,6 +199,8 @@ class PPOHyperparams:
         for name in _FLOATS:
             if name in values:
                 values[name] = _as_number(name, values[name], float)
+        if values.get("target_kl") is not None:
+            values["target_kl"] = _as_number("target_kl", values["target_kl"], float)
         if "net_arch" in values:
             arch = values["net_arch"]
             if not isinstance(arch, (list, tuple)):
@@ -209,6 +230,7 @@ class PPOHyperparams:
             "ent_coef": self.ent_coef,
             "vf_coef": self.vf_coef,
             "max_grad_norm": self.max_grad_norm,
+            "target_kl": self.target_kl,
         }
 
     def policy_kwargs(self) -> dict[str, Any]:
@@ -217,6 +239,7 @@ class PPOHyperparams:
         return {
             "net_arch": {"pi": arch, "vf": arch},
             "activation_fn": ACTIVATIONS[self.activation_fn],
+            "log_std_init": self.log_std_init,
         }
 
 
@@ -244,9 +267,10 @@ def load_hyperparams(
 
 def make_ppo(venv: Any, hp: PPOHyperparams, *, seed: int | None, device: str = "auto", **kw: Any):
     """A fresh SB3 PPO on ``venv`` with the meta-network of ``hp``."""
+    import torch
     from stable_baselines3 import PPO
 
-    return PPO(
+    model = PPO(
         hp.policy,
         venv,
         **hp.ppo_kwargs(),
@@ -255,6 +279,20 @@ def make_ppo(venv: Any, hp: PPOHyperparams, *, seed: int | None, device: str = "
         device=device,
         **kw,
     )
+    if hp.zero_init_action:
+        with torch.no_grad():
+            model.policy.action_net.weight.zero_()
+            model.policy.action_net.bias.zero_()
+    return model
+
+
+def actor_parameters(model: Any) -> list[Any]:
+    """The parameters of a PPO model's policy (actor) side: what a critic warm-up freezes."""
+    policy = model.policy
+    params = [*policy.mlp_extractor.policy_net.parameters(), *policy.action_net.parameters()]
+    if isinstance(getattr(policy, "log_std", None), nn.Parameter):
+        params.append(policy.log_std)
+    return params
 
 
 def latest_run(log_folder: str | Path) -> Path:

@@ -161,6 +161,30 @@ def env_factory(
     return make
 
 
+def id_env_kwargs(env_ids: Sequence[str]) -> dict[str, Any]:
+    """The :class:`~lr_gym.config.EnvConfig` defaults that the ids' registrations set.
+
+    Raises:
+        ValueError: Two ids set one field differently (the agent would have no one config).
+    """
+    import dataclasses
+
+    from lr_gym.config import EnvConfig
+
+    fields = {f.name for f in dataclasses.fields(EnvConfig)}
+    out: dict[str, Any] = {}
+    for eid in env_ids:
+        for key, value in gym.spec(eid).kwargs.items():
+            if key not in fields:
+                continue
+            value = list(value) if isinstance(value, tuple) else value
+            if key in out and out[key] != value:
+                raise ValueError(f"the env ids set {key} differently ({out[key]!r} and "
+                                 f"{value!r}); train on ids of one configuration.")
+            out[key] = value
+    return out
+
+
 def run_name(env_ids: Sequence[str]) -> str:
     """Folder-friendly name of the env list, e.g. ``EmbeddedMix-v1``."""
     return "+".join(e.split("/")[-1] for e in env_ids)
@@ -378,6 +402,10 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
         if args.env_kwargs:
             hp = PPOHyperparams.from_dict(
                 {**hp.to_dict(), "env_kwargs": {**hp.env_kwargs, **dict(args.env_kwargs)}})
+        # The ids' own defaults (e.g. a v2 id's features) belong to what the agent trains
+        # under: the controller file and config.yml must hold them, not only overrides.
+        hp = PPOHyperparams.from_dict(
+            {**hp.to_dict(), "env_kwargs": {**id_env_kwargs(env_ids), **hp.env_kwargs}})
         resolve_device(args.device)
         vec = resolve_vec_env(args, hp.n_envs)
         # Built once here (cheap: data loads at reset) so that e.g. a budget the task
@@ -465,6 +493,10 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
                 norm_reward=False,
             )
         callbacks = _callbacks(run_dir, hp, source, eval_env, args.verbose)
+        if hp.critic_warmup:
+            from agents.callbacks import CriticWarmup
+
+            callbacks.append(CriticWarmup(hp.critic_warmup))
     except BaseException as err:
         for env in (venv, eval_env):
             if env is not None:

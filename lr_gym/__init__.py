@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from lr_gym import splits
-from lr_gym.config import EnvConfig
+from lr_gym.config import V2_ENV_KWARGS, EnvConfig
 from lr_gym.registration import (
     ENV_VERSION,
     add_task,
@@ -31,6 +31,7 @@ from lr_gym.registration import (
 )
 from lr_gym.splits import DEV, SPLITS, TEST, TRAIN, refuse_split, split_of_env
 from lr_gym.tasks.base import Task, TaskData
+from lr_gym.tasks.family import LR_SCALE_V2
 
 __version__ = "0.1.0"
 
@@ -89,6 +90,13 @@ DEV_FAMILIES_ID = register_sampler("DevFamilies", DEV.sampled_families)
 """A fresh task of a dev family every episode (for development choices; never training)."""
 TEST_FAMILIES_ID = register_sampler("TestFamilies", TEST.sampled_families)
 """A fresh task of a test family every episode (final evaluation only)."""
+# Task distribution v2 (controller v2): lr0 mixture, events, paired reward, v2 features;
+# each (task, seed) serves 4 episodes so its reference run costs a quarter of one.
+_V2 = {**V2_ENV_KWARGS, "lr_scale": LR_SCALE_V2, "repeat": 4}
+TRAIN_FAMILIES_V2_ID = register_sampler("TrainFamilies", TRAIN.sampled_families, version=2, **_V2)
+"""The v2 training distribution (see :data:`lr_gym.config.V2_ENV_KWARGS`)."""
+DEV_FAMILIES_V2_ID = register_sampler("DevFamilies", DEV.sampled_families, version=2, **_V2)
+"""The v2 distribution over the dev families (for choices; never for training)."""
 
 
 def __getattr__(name: str) -> Any:
@@ -103,6 +111,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEV",
     "DEV_FAMILIES_ID",
+    "DEV_FAMILIES_V2_ID",
     "DEV_MIX_ID",
     "SPLITS",
     "TEST",
@@ -110,6 +119,7 @@ __all__ = [
     "TEST_MIX_ID",
     "TRAIN",
     "TRAIN_FAMILIES_ID",
+    "TRAIN_FAMILIES_V2_ID",
     "TRAIN_MIX_ID",
     "EnvConfig",
     "LRControlEnv",

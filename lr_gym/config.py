@@ -8,7 +8,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lr_gym.features import DEFAULT_FEATURES, check_features
+from lr_gym.features import DEFAULT_FEATURES, V2_FEATURES, check_features
+from lr_gym.lr_rule import LR_MAX_FACTOR, LR_MIN_FACTOR
 from lr_gym.reproducibility import DEFAULT_TORCH_THREADS
 from lr_gym.schedules import SCHEDULES
 
@@ -45,8 +46,13 @@ class EnvConfig:
         final_lr_frac: Final base LR as a fraction of ``lr0`` for decaying schedules.
         max_factor: Largest multiplier per action, ``m(a) = max_factor ** a`` for
             ``a`` in [-1, 1].
-        lr_min: Lowest LR (finite, >= 0); ``None`` means ``lr0 * 1e-3``.
-        lr_max: Highest LR (> 0, ``inf`` for no cap); ``None`` means ``lr0 * 30``.
+        lr_min: Lowest LR (finite, >= 0); ``None`` means ``lr0 * lr_min_factor``.
+        lr_max: Highest LR (> 0, ``inf`` for no cap); ``None`` means
+            ``lr0 * lr_max_factor``.
+        lr_min_factor: ``lr_min`` as a factor of ``lr0`` when ``lr_min`` is None
+            (in (0, 1]; default 1e-3).
+        lr_max_factor: ``lr_max`` as a factor of ``lr0`` when ``lr_max`` is None
+            (>= 1, finite; default 30).
         reward: ``"val_loss"`` (log decrease of validation loss, telescopes to
             ``log(L0 / L_T)``), ``"val_loss_area"`` (speed-aware: ``log(L0 / L_t)``
             weighted by the interval's share ``K / T`` of the budget, so the episode
@@ -99,6 +105,8 @@ class EnvConfig:
     max_factor: float = 2.0
     lr_min: float | None = None
     lr_max: float | None = None
+    lr_min_factor: float = LR_MIN_FACTOR
+    lr_max_factor: float = LR_MAX_FACTOR
     reward: Reward = "val_loss"
     reward_scale: float = 1.0
     divergence_factor: float = 10.0
@@ -135,6 +143,8 @@ class EnvConfig:
             raise ValueError(
                 f"lr_min ({self.lr_min}) must be below lr_max ({self.lr_max})."
             )
+        check_real("lr_min_factor", self.lr_min_factor, lo=0.0, lo_open=True, hi=1.0)
+        check_real("lr_max_factor", self.lr_max_factor, lo=1.0)
         check_real("reward_scale", self.reward_scale, lo=0.0, lo_open=True)
         _check_choice("reference", self.reference, ("static", "base"))
         check_real("paired_clip", self.paired_clip, lo=0.0, lo_open=True)
@@ -232,3 +242,15 @@ def check_int(name: str, value: object, *, lo: int | None = None, none_hint: str
     if lo is not None and value < lo:
         raise ValueError(f"{name} must be >= {lo}{none_hint}, got {value}.")
     return int(value)
+
+
+V2_ENV_KWARGS: dict[str, Any] = {
+    "mode": "recursive", "schedule": "constant", "warmup_frac": 0.0, "max_factor": 2.0,
+    "lr_min_factor": 0.01, "lr_max_factor": 100.0, "features": V2_FEATURES,
+    "reward": "paired", "action_cost": 0.01, "event_prob": 0.3,
+}
+"""The v2 training envs' settings (controller v2): a multiplier around static (every
+action 0 is static exactly, and it reaches x0.01-x100 of lr0), the step-size features
+without the task-naming levels, the paired reward against static with a small action
+cost, and events in 30% of the episodes."""
+

@@ -66,20 +66,24 @@ def multiplier_to_action(factor: float, max_factor: float) -> float:
     return math.log(factor) / math.log(max_factor)
 
 
-def lr_bounds(lr0: float, lr_min: float | None, lr_max: float | None) -> tuple[float, float]:
-    """The LR clamp ``(lr_min, lr_max)``; ``None`` takes the default factor of ``lr0``.
+def lr_bounds(lr0: float, lr_min: float | None, lr_max: float | None,
+              min_factor: float = LR_MIN_FACTOR, max_factor: float = LR_MAX_FACTOR,
+              ) -> tuple[float, float]:
+    """The LR clamp ``(lr_min, lr_max)``; ``None`` takes a factor of ``lr0``.
 
     Args:
         lr0: The reference LR.
-        lr_min: Lowest LR, or None for ``lr0 * LR_MIN_FACTOR``.
-        lr_max: Highest LR, or None for ``lr0 * LR_MAX_FACTOR``.
+        lr_min: Lowest LR, or None for ``lr0 * min_factor``.
+        lr_max: Highest LR, or None for ``lr0 * max_factor``.
+        min_factor: The lowest LR as a factor of ``lr0`` when ``lr_min`` is None.
+        max_factor: The highest LR as a factor of ``lr0`` when ``lr_max`` is None.
 
     Returns:
         ``(lr_min, lr_max)``.
     """
     return (
-        lr_min if lr_min is not None else lr0 * LR_MIN_FACTOR,
-        lr_max if lr_max is not None else lr0 * LR_MAX_FACTOR,
+        lr_min if lr_min is not None else lr0 * min_factor,
+        lr_max if lr_max is not None else lr0 * max_factor,
     )
 
 

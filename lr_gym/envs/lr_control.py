@@ -187,12 +187,13 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"({self.total_steps}); lower steps_per_action."
             )
         self.lr0 = self.task.lr
-        self.lr_min, self.lr_max = lr_rule.lr_bounds(self.lr0, c.lr_min, c.lr_max)
+        self.lr_min, self.lr_max = lr_rule.lr_bounds(self.lr0, c.lr_min, c.lr_max,
+                                                     c.lr_min_factor, c.lr_max_factor)
         if not self.lr_min < self.lr_max:
             raise ValueError(
                 f"lr_min ({self.lr_min:g}) must be below lr_max ({self.lr_max:g}) for task "
                 f"{self.task.name!r} (lr0={self.lr0:g}; unset bounds default to "
-                f"lr0*{lr_rule.LR_MIN_FACTOR:g} and lr0*{lr_rule.LR_MAX_FACTOR:g})."
+                f"lr0*{c.lr_min_factor:g} and lr0*{c.lr_max_factor:g})."
             )
         self.device = resolve_device(self.config.device)
         self._lr_state = self._new_lr_state([self.lr0])

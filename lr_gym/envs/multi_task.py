@@ -34,6 +34,9 @@ class PerEpisodeTaskEnv(gym.Env[np.ndarray, np.ndarray]):
     metadata = LRControlEnv.metadata
     config: EnvConfig
     current: LRControlEnv
+    repeat: int = 1
+    _replays_left: int = 0
+    _inner_seed: int = 0
 
     @abstractmethod
     def _next_env(self, options: dict[str, Any] | None) -> LRControlEnv:
@@ -59,10 +62,14 @@ class PerEpisodeTaskEnv(gym.Env[np.ndarray, np.ndarray]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Picks the episode's task from the seed and starts its run."""
         super().reset(seed=seed)
+        if seed is None and not options and self._replays_left > 0:
+            self._replays_left -= 1  # the same task and seed again (``repeat``)
+            return self.current.reset(seed=self._inner_seed)
         env = self._next_env(options)
-        inner_seed = int(self.np_random.integers(0, 2**31 - 1))
+        self._inner_seed = int(self.np_random.integers(0, 2**31 - 1))
+        self._replays_left = self.repeat - 1
         self.current = env
-        return env.reset(seed=inner_seed)
+        return env.reset(seed=self._inner_seed)
 
     def step(
         self, action: np.ndarray

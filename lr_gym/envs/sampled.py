@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from lr_gym.config import EnvConfig
+from lr_gym.config import EnvConfig, check_int
 from lr_gym.envs.lr_control import LRControlEnv
 from lr_gym.envs.multi_task import PerEpisodeTaskEnv
 from lr_gym.tasks.base import Task
-from lr_gym.tasks.family import TaskFamily, get_family
+from lr_gym.tasks.family import Mixture, Range, TaskFamily, get_family
 
 
 def resolve_families(families: str | Sequence[str | TaskFamily]) -> list[TaskFamily]:
@@ -46,6 +46,12 @@ class SampledTaskEnv(PerEpisodeTaskEnv):
         config: Shared :class:`EnvConfig` (its ``total_steps``/``steps_per_action``,
             if set, override every sampled task's).
         render_mode: ``"ansi"`` or None.
+        lr_scale: The ``lr0`` scale distribution of every family (default: each
+            family's own, x0.01-x100 log-uniform; task distribution v2 uses
+            :data:`~lr_gym.tasks.family.LR_SCALE_V2`).
+        repeat: Episodes per drawn task and seed: a ``reset()`` without a seed replays
+            the last draw until it has run ``repeat`` times, so a reference run of the
+            paired reward serves ``repeat`` episodes (an explicit seed always draws).
         **overrides: :class:`EnvConfig` fields.
 
     Raises:
@@ -58,9 +64,14 @@ class SampledTaskEnv(PerEpisodeTaskEnv):
         families: str | Sequence[str | TaskFamily],
         config: EnvConfig | None = None,
         render_mode: str | None = None,
+        lr_scale: Range | Mixture | None = None,
+        repeat: int = 1,
         **overrides: Any,
     ) -> None:
         self.families = resolve_families(families)
+        if lr_scale is not None:
+            self.families = [f.with_lr_scale(lr_scale) for f in self.families]
+        self.repeat = check_int("repeat", repeat, lo=1)
         self.config = (config or EnvConfig()).replace(**overrides)
         if self.config.total_steps is not None and self.config.steps_per_action is None:
             raise ValueError("SampledTaskEnv: pass steps_per_action together with "

@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
 from abc import ABC, abstractmethod
@@ -124,7 +125,33 @@ class Range:
         return isinstance(value, (int, float)) and self.low <= value <= self.high
 
 
-Domain = Choice | Range
+@dataclass(frozen=True)
+class Mixture:
+    """A draw from one of several domains, chosen with the given weights.
+
+    Attributes:
+        parts: ``(weight, domain)`` pairs; weights need not sum to 1.
+    """
+
+    parts: tuple[tuple[float, Range], ...]
+
+    def sample(self, rng: np.random.Generator) -> float | int:
+        """One value: a part by weight, then a value of it (two draws, always)."""
+        weights = np.array([w for w, _ in self.parts], dtype=float)
+        u = rng.random()
+        i = min(int(np.searchsorted(np.cumsum(weights / weights.sum()), u, side="right")),
+                len(self.parts) - 1)
+        return self.parts[i][1].sample(rng)
+
+    def __contains__(self, value: object) -> bool:
+        return any(value in domain for _, domain in self.parts)
+
+
+Domain = Choice | Range | Mixture
+
+LR_SCALE_V2 = Mixture(((0.4, Range(0.5, 2.0, log=True)), (0.6, Range(0.01, 100.0, log=True))))
+"""Task distribution v2's ``lr0`` scale: 40% near the reference LR (x0.5-x2), where
+leaving the LR alone should win, and 60% anywhere in x0.01-x100, to be undone."""
 
 
 # ------------------------------------------------------------------------ run config
@@ -190,7 +217,7 @@ class RunSpace:
     """
 
     optimizers: tuple[str, ...] = tuple(OPTIMIZERS)
-    lr_scale: Range = Range(0.01, 100.0, log=True)
+    lr_scale: Range | Mixture = Range(0.01, 100.0, log=True)
     budget: Range = Range(100, 3000, log=True)
     decisions: Range = Range(10, 50, log=True)
     batch_sizes: tuple[int, ...] = (16, 32, 64, 128)
@@ -293,6 +320,11 @@ class TaskFamily(ABC):
     def sample(self, rng: np.random.Generator) -> Task:
         """Draws a fresh task (builds no model and loads no data)."""
         return self.task(self.sample_config(rng))
+
+    def with_lr_scale(self, lr_scale: Range | Mixture) -> TaskFamily:
+        """The family with another ``lr0`` scale distribution (e.g. :data:`LR_SCALE_V2`)."""
+        return dataclasses.replace(
+            self, run_space=dataclasses.replace(self.run_space, lr_scale=lr_scale))
 
     def task(self, config: TaskConfig) -> Task:
         """The task of a configuration."""

@@ -1,0 +1,275 @@
+"""Learnability check before any PPO: do the features predict which LR move pays?
+
+From ``--states`` training states, each branched three ways, it measures whether an
+observation tells a lower, the same or a higher LR apart, and how much of the reward is
+the action rather than the task. No PPO budget can learn what the features cannot say.
+
+States: state ``i`` is a task of the training families under task distribution v2
+(``lr_gym/TrainFamilies-v2``'s lr0 mixture and events, the v2 LR rule), run from seed
+``i`` with a random prefix of ``t`` decisions (uniform actions in [-1, 1]; ``t`` uniform
+in 1 .. D-3 of the task's ``D`` decisions). The observation after the prefix holds every
+feature of both sets. Branches: from the same seed and prefix (episodes are
+bit-reproducible), ``a`` in {-1, 0, +1} for 3 decisions; the label is the branch with the
+lowest validation loss after them (a diverged branch counts as ``divergence_factor * L0``).
+
+Reported (written to ``--results``):
+
+* **AUC per feature set** (v1: :data:`~lr_gym.features.DEFAULT_FEATURES`; v2:
+  :data:`~lr_gym.features.V2_FEATURES`; the step-size features alone; v1 plus them): a
+  standardised multinomial logistic regression, 5-fold stratified cross-validation,
+  macro one-vs-rest ROC AUC of the out-of-fold probabilities, with a bootstrap 95% CI
+  over states.
+* **The reward's signal-to-noise ratio**: the action's effect, the mean over states of
+  ``|r(+1) - r(-1)|`` with ``r`` the 3-decision log loss decrease, over the spread
+  across states of the reward of leaving the LR alone: ``std r(0)`` for the absolute
+  reward, ``std (r(0) - r_ref)`` for the paired one, ``r_ref`` the static reference
+  run's decrease over the same decisions.
+
+The rule, stated before the first run: **PPO trains only on a feature set whose AUC is at
+least 0.7** (:data:`AUC_RULE`); otherwise the features are fixed first.
+
+Each state is one job (in ``--workers`` processes); finished states are kept in
+``<results>/states.jsonl``, so a stopped run resumes.
+
+Usage:
+    python benchmarks/learnability.py [--states 200] [--workers 2]
+        [--results benchmarks/results/learnability]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+AUC_RULE = 0.7
+"""PPO trains only on a feature set whose cross-validated AUC reaches this."""
+BRANCH_DECISIONS = 3
+MIN_CLASS = 5
+"""States a best-branch class needs to enter the AUC (5-fold cross-validation)."""
+ACTIONS = (-1.0, 0.0, 1.0)
+
+
+def feature_sets() -> dict[str, tuple[str, ...]]:
+    """The feature sets compared, by name."""
+    from lr_gym.features import DEFAULT_FEATURES, STEP_FEATURES, V2_FEATURES
+
+    return {"v1": DEFAULT_FEATURES, "v2": V2_FEATURES, "step-size only": STEP_FEATURES,
+            "v1 + step-size": DEFAULT_FEATURES + STEP_FEATURES}
+
+
+def all_features() -> tuple[str, ...]:
+    """Every feature of every set, once, in a fixed order."""
+    seen: dict[str, None] = {}
+    for names in feature_sets().values():
+        seen.update(dict.fromkeys(names))
+    return tuple(seen)
+
+
+def _env() -> Any:
+    from lr_gym.config import V2_ENV_KWARGS
+    from lr_gym.envs.sampled import SampledTaskEnv
+    from lr_gym.splits import TRAIN
+    from lr_gym.tasks.family import LR_SCALE_V2
+
+    kwargs = {**V2_ENV_KWARGS, "reward": "val_loss", "action_cost": 0.0,
+              "features": all_features(), "eval_test": False}
+    return SampledTaskEnv(TRAIN.sampled_families, lr_scale=LR_SCALE_V2, **kwargs)
+
+
+def _play(env: Any, seed: int, actions: Sequence[float]) -> tuple[np.ndarray, list[dict]]:
+    """Resets to ``seed``, plays ``actions``; the last observation and every info."""
+    obs, info = env.reset(seed=seed)
+    infos = [info]
+    for a in actions:
+        obs, _, done, _, info = env.step(np.array([a], np.float32))
+        infos.append(info)
+        if done:
+            break
+    return obs, infos
+
+
+def run_state(i: int) -> dict[str, Any]:
+    """State ``i``: its observation, the branches' losses and the reference's."""
+    import torch
+
+    torch.set_num_threads(1)
+    env = _env()
+    t0 = time.perf_counter()
+    _, info = env.reset(seed=i)
+    decisions = env.total_steps // env.steps_per_action
+    rng = np.random.default_rng([i, 7])
+    t = int(rng.integers(1, decisions - BRANCH_DECISIONS + 1))
+    prefix = rng.uniform(-1.0, 1.0, t).tolist()
+    initial = info["val_loss"]
+    limit = env.config.divergence_factor * initial
+    obs, infos = _play(env, i, prefix)
+    if infos[-1]["diverged"]:
+        return {"state": i, "task": info["task"], "skipped": "the prefix diverged"}
+    at_t = infos[-1]["val_loss"]
+    after = {}
+    for a in ACTIONS:
+        _, branch = _play(env, i, prefix + [a] * BRANCH_DECISIONS)
+        end = branch[-1]
+        after[str(a)] = limit if end["diverged"] else end["val_loss"]
+    _, ref = _play(env, i, [0.0] * (t + BRANCH_DECISIONS))
+    ref_losses = [limit if r["diverged"] else r["val_loss"] for r in ref]
+    env.close()
+    ref_t = ref_losses[t] if t < len(ref_losses) else limit
+    ref_end = ref_losses[-1] if len(ref_losses) > t + BRANCH_DECISIONS else limit
+    return {"state": i, "task": info["task"], "family": info["task"].split("/")[0],
+            "t": t, "decisions": decisions, "obs": [float(x) for x in obs],
+            "features": list(all_features()), "loss_t": at_t, "after": after,
+            "ref_t": ref_t, "ref_end": ref_end, "initial": initial,
+            "seconds": time.perf_counter() - t0}
+
+
+def labels_and_rewards(rows: Sequence[dict]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The best branch per state (0: down, 1: keep, 2: up) and the 3-decision rewards."""
+    after = np.array([[r["after"][str(a)] for a in ACTIONS] for r in rows])
+    label = np.argmin(after, axis=1)
+    loss_t = np.array([r["loss_t"] for r in rows])[:, None]
+    r = np.log(loss_t / after)  # absolute reward of each branch
+    ref = np.log(np.array([r_["ref_t"] for r_ in rows]) / np.array([r_["ref_end"]
+                                                                 for r_ in rows]))
+    return label, {"abs": r, "ref": ref}
+
+
+def auc_of(x: np.ndarray, y: np.ndarray, seed: int = 0, n_boot: int = 1000) -> dict[str, Any]:
+    """Cross-validated macro one-vs-rest AUC of a logistic regression, with its CI."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    classes = np.unique(y)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    folds = min(5, int(min((y == c).sum() for c in classes)))
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    proba = cross_val_predict(model, x, y, cv=cv, method="predict_proba")
+
+    def score(idx: np.ndarray) -> float:
+        yy, pp = y[idx], proba[idx]
+        if len(np.unique(yy)) < len(classes):
+            return math.nan
+        if len(classes) == 2:
+            return float(roc_auc_score(yy, pp[:, 1]))
+        return float(roc_auc_score(yy, pp, multi_class="ovr", average="macro",
+                                   labels=classes))
+
+    rng = np.random.default_rng(seed)
+    boots = [score(rng.integers(0, len(y), len(y))) for _ in range(n_boot)]
+    boots = [b for b in boots if math.isfinite(b)]
+    return {"auc": score(np.arange(len(y))), "low": float(np.percentile(boots, 2.5)),
+            "high": float(np.percentile(boots, 97.5)), "folds": folds}
+
+
+def summarize(rows: Sequence[dict]) -> dict[str, Any]:
+    """AUC per feature set and the reward's signal-to-noise ratios."""
+    rows = [r for r in rows if "obs" in r]
+    names = rows[0]["features"]
+    obs = np.array([r["obs"] for r in rows])
+    label, rewards = labels_and_rewards(rows)
+    # A class with too few states for 5 folds is left out of the AUC (counted below).
+    fit = np.isin(label, [k for k in range(3) if (label == k).sum() >= MIN_CLASS])
+    if len(np.unique(label[fit])) < 2:  # too few states to tell anything apart
+        nan = {"auc": math.nan, "low": math.nan, "high": math.nan, "folds": 0}
+        sets = {name: dict(nan) for name in feature_sets()}
+    else:
+        sets = {name: auc_of(obs[fit][:, [names.index(f) for f in feats]], label[fit])
+                for name, feats in feature_sets().items()}
+    effect = np.abs(rewards["abs"][:, 2] - rewards["abs"][:, 0])
+    keep = rewards["abs"][:, 1]
+    snr = {"effect": float(effect.mean()),
+           "absolute": float(effect.mean() / keep.std()),
+           "paired": float(effect.mean() / (keep - rewards["ref"]).std())}
+    counts = {lab: int((label == k).sum()) for k, lab in enumerate(("down", "keep", "up"))}
+    families = sorted({r["family"] for r in rows})
+    return {"states": len(rows), "states_in_auc": int(fit.sum()), "labels": counts,
+            "families": families,
+            "feature_sets": sets, "snr": snr, "rule": AUC_RULE,
+            "passing": [n for n, s in sets.items() if s["auc"] >= AUC_RULE]}
+
+
+def table(summary: dict[str, Any]) -> str:
+    """The markdown report."""
+    from agents.stats import markdown_table
+
+    sets = summary["feature_sets"]
+    rows = [[name, len(feature_sets()[name]), f"{s['auc']:.3f} [{s['low']:.3f}, {s['high']:.3f}]",
+             "yes" if s["auc"] >= AUC_RULE else "no"] for name, s in sets.items()]
+    snr = summary["snr"]
+    lab = summary["labels"]
+    return "\n".join([
+        f"{summary['states']} states of the training families ({', '.join(summary['families'])}); "
+        f"best branch: down {lab['down']}, keep {lab['keep']}, up {lab['up']} "
+        f"({summary['states_in_auc']} states in the AUC: classes with at least {MIN_CLASS}).",
+        "",
+        markdown_table(["feature set", "features", "AUC [95% CI]",
+                        f"passes the rule (AUC >= {AUC_RULE})"], rows),
+        "",
+        markdown_table(["reward", "action effect (mean abs log-loss difference, +1 vs -1)",
+                        "spread across states (std)", "signal-to-noise"],
+                       [["absolute", f"{snr['effect']:.4f}",
+                         f"{snr['effect'] / snr['absolute']:.4f}", f"{snr['absolute']:.3f}"],
+                        ["paired", f"{snr['effect']:.4f}",
+                         f"{snr['effect'] / snr['paired']:.4f}", f"{snr['paired']:.3f}"]]),
+        "",
+    ])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--states", type=int, default=200, help="Training states to branch.")
+    p.add_argument("--workers", type=int, default=2, help="Worker processes.")
+    p.add_argument("--results", type=Path, default=Path("benchmarks/results/learnability"))
+    args = p.parse_args(argv)
+    if args.states < 10 or args.workers < 1:
+        print("error: --states must be >= 10 and --workers >= 1.", file=sys.stderr)
+        return 2
+    from agents.runs import write_text_atomic
+
+    args.results.mkdir(parents=True, exist_ok=True)
+    store = args.results / "states.jsonl"
+    done = {}
+    if store.exists():
+        for line in store.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                done[row["state"]] = row
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line cut by a kill: that state runs again
+        # Rewritten whole, so the next line does not continue a cut one.
+        write_text_atomic(store, "".join(json.dumps(r) + "\n" for r in done.values()))
+    todo = [i for i in range(args.states) if i not in done]
+    if todo:
+        print(f"{len(done)} states done, {len(todo)} to run.", file=sys.stderr)
+        with ProcessPoolExecutor(args.workers) as pool, store.open("a") as f:
+            futures = {pool.submit(run_state, i): i for i in todo}
+            for n, fut in enumerate(as_completed(futures), 1):
+                row = fut.result()
+                done[row["state"]] = row
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                print(f"[{n}/{len(todo)}] state {row['state']} {row['task'][:60]}",
+                      file=sys.stderr)
+    rows = [done[i] for i in range(args.states)]
+    summary = summarize(rows)
+    write_text_atomic(args.results / "results.json", json.dumps(summary, indent=1))
+    write_text_atomic(args.results / "table.md", table(summary))
+    print(table(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

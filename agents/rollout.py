@@ -13,6 +13,7 @@ import numpy as np
 from agents.base import Controller
 from agents.metrics import convergence_step, steps_to_target
 from lr_gym.envs.lr_control import LRControlEnv
+from lr_gym.tasks.base import Task
 
 
 @dataclass
@@ -81,20 +82,22 @@ def run_episode(
     seed: int,
     *,
     env_kwargs: dict[str, Any] | None = None,
+    task: Task | None = None,
 ) -> EpisodeResult:
     """Runs ``controller`` for one episode of ``env_id`` from ``seed``.
 
     The env is built with ``env_kwargs`` and then the controller's own
     ``env_kwargs()`` (the controller wins), and the task goes through
     ``controller.wrap_task``. The same seed gives every controller the same model
-    initialisation and data order.
+    initialisation and data order. ``task`` replaces the id's own task (e.g. the same
+    task at another ``lr0``) for a single-task id.
     """
     from lr_gym.registration import is_multi_task, task_for
 
     kwargs = {**(env_kwargs or {}), **controller.env_kwargs()}
     if not is_multi_task(env_id):
         task_kwargs = kwargs.pop("task_kwargs", None) or {}
-        kwargs["task"] = controller.wrap_task(task_for(env_id, **task_kwargs))
+        kwargs["task"] = controller.wrap_task(task or task_for(env_id, **task_kwargs))
     env = gym.make(env_id, disable_env_checker=True, **kwargs)
     try:
         # One-time costs stay off the clock: loading the data (cached per process after

@@ -109,6 +109,21 @@ def iqm_ci(
                      n_boot, alpha, seed)
 
 
+def mean_ci(
+    scores: Scores, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean over all runs and tasks, with the same stratified-bootstrap CI as :func:`iqm_ci`.
+
+    For scores already normalised per task (e.g. to the best result on the task), where
+    the mean is the area under a sensitivity curve.
+
+    Returns:
+        ``(point, low, high)``.
+    """
+    return _interval(score_matrix(scores), lambda x: np.array([float(np.mean(x))]),
+                     n_boot, alpha, seed)
+
+
 def probability_of_improvement_ci(
     x_scores: Scores, y_scores: Scores, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
 ) -> tuple[float, float, float]:

@@ -23,6 +23,23 @@ pooled seeds, never to the test split. Profile scores within 0.01 count as tied 
 when two seeds left three variants within 0.003): the tied variants get a third seed and
 the rule is applied again to three seeds; still tied, the higher IQM wins.
 
+``v2`` (controller v2, issue 21): on ``lr_gym/TrainFamilies-v2``, the v2 design
+(``v2``: the paired reward, the v2 features, a zero-initialised action head, sigma 0.2)
+against one change each: the absolute reward (``absolute-reward``), no step-size
+features (``no-step-features``), SB3's sigma 1 without the zero start
+(``sigma1-no-zero-init``), and the v1 rule (``v1-rule``: anchored cosine x4, the shipped
+v1 features, the absolute reward and v1's PPO settings), each with 3 PPO seeds of the
+same budget, evaluated pooled on the dev LR-sensitivity benchmark
+(:mod:`benchmarks.lr_sensitivity`). A Prodigy base (the action scaling Prodigy's ``lr``)
+is not among them: the env has no such base yet.
+
+v2 decision rule (stated before the v2 runs were trained): the arm with the highest dev
+area wins; arms within 0.01 of it tie, and a tie goes to the arm listed first (``v2``,
+``absolute-reward``, ``no-step-features``, ``sigma1-no-zero-init``, ``v1-rule``). The
+winner replaces ``lr_gym/default`` only if its dev area is above static's and above the
+shipped controller's (``--agent pretrained`` on the same benchmark), and its
+P(learned > static) at x1 on dev is at least 0.45 (not clearly worse where lr0 is right).
+
 Writes ``<results>/report_<variant>.md`` and ``results_<variant>.json`` (the evaluation
 reports) and ``summary.md`` / ``summary.json`` (one row per variant); training runs and
 episode logs stay under ``-f``.
@@ -46,10 +63,14 @@ from pathlib import Path
 from typing import Any
 
 from agents.train import train_seeds
-from lr_gym.features import V0_FEATURES
+from lr_gym.features import STEP_FEATURES, V0_FEATURES, V2_FEATURES
 
 ROOT = Path(__file__).resolve().parents[1]
 ANCHORED = {"mode": "anchored", "schedule": "cosine", "max_factor": 4.0}
+V1_SHIPPED_FEATURES = ("progress", "log_lr_ratio", "log_train_loss", "loss_trend", "loss_cv",
+                       "log_val_loss", "val_metric", "log_grad_norm", "grad_norm_change",
+                       "prev_action")
+"""The shipped v1 controller's observation (``lr_gym/TrainFamilies-v1`` in ppo.yml)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +82,9 @@ class Study:
     n_timesteps: int
     seeds: tuple[int, ...]
     overrides: dict[str, Any] = field(default_factory=dict)
+    variant_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sensitivity: bool = False
+    """Evaluate on the dev LR-sensitivity benchmark instead of the dev envs' lr0."""
 
 
 STUDIES = {
@@ -77,6 +101,22 @@ STUDIES = {
          "area-reward": {**ANCHORED, "reward": "val_loss_area"},
          "recursive": {"mode": "recursive", "schedule": "cosine", "max_factor": 2.0}},
         8192, (0, 1), {"n_envs": 8, "n_steps": 64}),
+    "v2": Study(
+        "lr_gym/TrainFamilies-v2",
+        {"v2": {},
+         "absolute-reward": {"reward": "val_loss"},
+         "no-step-features": {"features": [f for f in V2_FEATURES if f not in STEP_FEATURES]},
+         "sigma1-no-zero-init": {},
+         "v1-rule": {**ANCHORED, "lr_min_factor": 1e-3, "lr_max_factor": 30.0,
+                     "reward": "val_loss", "action_cost": 0.0,
+                     "features": list(V1_SHIPPED_FEATURES)}},
+        16384, (0, 1, 2),
+        variant_overrides={
+            "sigma1-no-zero-init": {"log_std_init": 0.0, "zero_init_action": False},
+            "v1-rule": {"gamma": 0.99, "clip_range": 0.2, "target_kl": None,
+                        "normalize_reward": True, "log_std_init": 0.0,
+                        "zero_init_action": False, "critic_warmup": 0}},
+        sensitivity=True),
 }
 
 
@@ -99,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default=None,
                    help="Where the reports and the summary are written (default: "
                         "benchmarks/results/ablation_<study>; .../mode_ablation for mode).")
+    p.add_argument("--train-only", action="store_true",
+                   help="Train the variants' runs and stop (evaluate later).")
     p.add_argument("--env", nargs="+", default=list(lr_gym.DEV.env_ids),
                    help="Evaluation env ids (dev split by default; test ids are refused).")
     return p
@@ -129,6 +171,48 @@ def evaluate_command(runs: Path | Sequence[Path], env_ids: Sequence[str],
             "-o", str(out), "--no-progress", "--no-plot"]
 
 
+def sensitivity(runs: Sequence[Path], variant: str, root: Path, results: Path,
+                seeds: Sequence[int]) -> int:
+    """The dev LR-sensitivity benchmark of one variant's pooled runs.
+
+    The baselines' episodes are shared by every variant (one ``runs.jsonl`` under
+    ``root``); each variant's table and results are copied to ``results``.
+    """
+    from benchmarks import lr_sensitivity
+
+    sens = root / "sensitivity"
+    code = lr_sensitivity.main(["--split", "dev", "--agent", *map(str, runs),
+                                "--results", str(sens)])
+    if code == 0:
+        shutil.copy(sens / "dev" / "table.md", results / f"sensitivity_{variant}.md")
+        shutil.copy(sens / "dev" / "results.json", results / f"sensitivity_{variant}.json")
+    return code
+
+
+def write_sensitivity_summary(names: Sequence[str], results: Path, study: Study,
+                              seeds: Sequence[int], n: int) -> None:
+    """One row per variant: its dev sensitivity area and P(learned > static) per scale."""
+    from agents.stats import markdown_table
+
+    rows = []
+    for variant in names:
+        data = json.loads((results / f"sensitivity_{variant}.json").read_text())
+        learned, imp = data["methods"]["learned"], data["improvement"].get("static", {})
+        rows.append([variant, f"{learned['area']:.3f} [{learned['low']:.3f}, "
+                              f"{learned['high']:.3f}]",
+                     f"{data['methods']['static']['area']:.3f}",
+                     *[f"{imp[k][0]:.2f} [{imp[k][1]:.2f}, {imp[k][2]:.2f}]" for k in imp]])
+    scales = list(json.loads((results / f"sensitivity_{names[0]}.json").read_text())
+                  ["improvement"].get("static", {}))
+    table = markdown_table(["variant", "dev area [95% CI]", "static's area",
+                            *[f"P(> static) {k}" for k in scales]], rows)
+    (results / "summary.md").write_text(
+        f"Trained on {study.train_env}, PPO seeds {list(seeds)}, {n} env steps each; "
+        f"evaluated pooled on the dev LR-sensitivity benchmark "
+        f"(benchmarks/lr_sensitivity.py --split dev).\n\n{table}\n")
+    print(table)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -154,10 +238,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         env_kwargs = study.variants[variant]
         try:
             runs = train_seeds(root / variant, seeds, n, env_kwargs, env_id=study.train_env,
-                               **study.overrides)
+                               **study.overrides, **study.variant_overrides.get(variant, {}))
         except RuntimeError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
+        if args.train_only:
+            continue
+        if study.sensitivity:
+            code = sensitivity(runs, variant, root, results, seeds)
+            if code != 0:
+                return code
+            continue
         # One evaluation folder per agent set: adding a seed is a new evaluation.
         out = root / f"eval_{variant}_seeds{'-'.join(map(str, seeds))}"
         done = subprocess.run(evaluate_command(runs, args.env, out), cwd=ROOT)
@@ -171,6 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{c}_{k}": agg[c].get(k)
             for c in agg for k in ("iqm_test", "iqm_low", "iqm_high", "profile_score",
                                    "p_improvement")}}
+    if args.train_only or study.sensitivity:
+        if study.sensitivity and not args.train_only:
+            write_sensitivity_summary(names, results, study, seeds, n)
+        return 0
     lines = ["| variant | EnvConfig overrides | agents | IQM dev test metric [95% CI] | "
              "profile score | P(PPO > static) [95% CI] | P(PPO > cosine) [95% CI] |",
              "|---|---|---|---|---|---|---|"]

@@ -20,16 +20,19 @@ STEP_FEATURE_SPEEDS = {"fast": "EMA over decisions, half-life 1",
                        "slow": "EMA over decisions, half-life 4"}
 """The two timescales of every step-size feature."""
 STEP_FEATURE_HALFLIVES = {"fast": 1.0, "slow": 4.0}
-STEP_SIGNALS: dict[str, float] = {
-    "grad_alignment": 0.5, "update_alignment": 0.5, "log_noise_scale": 3.0, "loss_ratio": 0.1,
+STEP_SIGNALS: dict[str, tuple[float, float]] = {
+    "grad_alignment": (0.0, 0.5), "update_alignment": (0.0, 0.5),
+    "log_noise_scale": (0.0, 3.0), "loss_ratio": (0.0, 0.1), "log_update_ratio": (-6.0, 3.0),
 }
-"""Step-size signals (:mod:`lr_gym.grad_stats`) and the scale ``s`` of their squash
-``tanh(x / s)``: each is observed at both speeds as ``<signal>_<speed>``."""
+"""Step-size signals (:mod:`lr_gym.grad_stats`) and the centre ``c`` and scale ``s`` of
+their squash ``tanh((x - c) / s)``: each is observed at both speeds as
+``<signal>_<speed>``."""
 _STEP_MEANINGS = {
     "grad_alignment": "tanh(2 c), c = mean cosine of consecutive minibatch gradients",
     "update_alignment": "tanh(2 c), c = cosine of -gradient with the optimizer's update",
     "log_noise_scale": "tanh(log(B_noise / B) / 3): gradient noise over signal",
     "loss_ratio": "tanh(10 x), x = log(mean train loss / the previous interval's)",
+    "log_update_ratio": "tanh((x + 6) / 3), x = log(||dw|| / ||w||) of the last step",
 }
 
 ALL_FEATURES: dict[str, str] = {
@@ -256,15 +259,17 @@ class FeatureTracker:
         if losses.size:
             self._prev_mean_loss = mean
         noise = (math.log(max(noise_ratio, _EPS)) if noise_ratio >= 0 else math.nan)
+        update = math.log(update_ratio) if update_ratio > 0 else math.nan
         values.update(self._fold_step_signals({
             "grad_alignment": grad_alignment, "update_alignment": update_alignment,
-            "log_noise_scale": min(noise, 30.0), "loss_ratio": loss_ratio}))
+            "log_noise_scale": min(noise, 30.0), "loss_ratio": loss_ratio,
+            "log_update_ratio": update}))
         return self._select(values)
 
     def _fold_step_signals(self, raw: dict[str, float]) -> dict[str, float]:
         """Updates each signal's EMAs (an unmeasured NaN leaves them) and squashes them."""
         out = {}
-        for signal, scale in STEP_SIGNALS.items():
+        for signal, (centre, scale) in STEP_SIGNALS.items():
             x = raw[signal]
             for speed, halflife in STEP_FEATURE_HALFLIVES.items():
                 name = f"{signal}_{speed}"
@@ -273,7 +278,7 @@ class FeatureTracker:
                     alpha = 1.0 - 0.5 ** (1.0 / halflife)
                     ema = x if ema is None else ema + alpha * (x - ema)
                     self._step_emas[name] = ema
-                out[name] = 0.0 if ema is None else math.tanh(ema / scale)
+                out[name] = 0.0 if ema is None else math.tanh((ema - centre) / scale)
         return out
 
     def _select(self, values: dict[str, float]) -> np.ndarray:

@@ -12,7 +12,7 @@ LHOPT, McCandlish et al. 2018):
   minibatch gradients around their mean. Above 1, noise dominates the step.
 
 They cost a few passes over the gradients, so only the last :data:`PROBES` optimizer
-steps of an interval are probed (three consecutive pairs): the env-overhead benchmark
+steps of an interval are probed (seven consecutive pairs): the env-overhead benchmark
 measures what remains. :class:`GradientProbe` is used by
 :class:`~lr_gym.envs.LRControlEnv` and :class:`agents.controller.LRController` alike,
 which is why both compute the same features.
@@ -29,8 +29,8 @@ from lr_gym.features import snapshot, update_ratio
 if TYPE_CHECKING:
     import torch
 
-PROBES = 4
-"""Optimizer steps probed at the end of each interval."""
+PROBES = 8
+"""Optimizer steps probed at the end of each interval (at most: all of a shorter one)."""
 
 
 class GradientProbe:
@@ -127,7 +127,8 @@ def update_alignment(grads: Sequence[torch.Tensor], before: Sequence[torch.Tenso
     return -float(g.dot(delta)) / math.sqrt(g_sq * d_sq)
 
 
-UPDATE_FEATURES = ("update_ratio", "update_alignment_fast", "update_alignment_slow")
+UPDATE_FEATURES = ("update_ratio", "update_alignment_fast", "update_alignment_slow",
+                   "log_update_ratio_fast", "log_update_ratio_slow")
 """Features that need the weights before the interval's last optimizer step."""
 PROBE_FEATURES = ("grad_alignment_fast", "grad_alignment_slow", "log_noise_scale_fast",
                   "log_noise_scale_slow")
@@ -150,7 +151,7 @@ class IntervalMeter:
     def __init__(self, features: Sequence[str]) -> None:
         self.probe = GradientProbe() if set(PROBE_FEATURES) & set(features) else None
         self.measure_update = bool(set(UPDATE_FEATURES) & set(features))
-        self.measure_alignment = bool(set(UPDATE_FEATURES[1:]) & set(features))
+        self.measure_alignment = bool(set(UPDATE_FEATURES[1:3]) & set(features))
         self.start(0)
 
     def start(self, steps: int) -> None:

@@ -160,3 +160,55 @@ def test_corrupt_model_or_normalisation_is_an_error_naming_the_file(saved_agent,
     (run / "vecnormalize.pkl").unlink()
     with pytest.raises(FileNotFoundError, match="No observation normalisation"):
         PPOController.load(run)  # never silently without normalisation
+
+
+def test_v2_policy_starts_as_static_exactly(tmp_path):
+    # A zero action head: the untrained policy's deterministic action is 0 for every
+    # observation, which in v2's rule (a multiplier on a constant base) is static.
+    from agents.baselines import make_baseline
+    from agents.export import export_controller
+    from agents.rollout import run_episode
+    from agents.runs import CONTROLLER
+    from agents.train import id_env_kwargs
+
+    hp = load_hyperparams("lr_gym/TrainFamilies-v2")
+    assert hp.zero_init_action and hp.log_std_init == -1.6 and hp.target_kl == 0.02
+    env_kwargs = id_env_kwargs(["lr_gym/TrainFamilies-v2"])
+    assert env_kwargs["mode"] == "recursive" and env_kwargs["reward"] == "paired"
+    venv = VecNormalize(make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1",
+                                                      features=env_kwargs["features"]),
+                                     n_envs=1))
+    model = make_ppo(venv, hp, seed=0, device="cpu")
+    assert float(model.policy.log_std.exp().mean()) == pytest.approx(np.exp(-1.6))
+    obs = np.random.default_rng(0).normal(0, 3, (50, venv.observation_space.shape[0]))
+    acts, _ = model.predict(obs.astype(np.float32), deterministic=True)
+    assert np.all(acts == 0)
+    ctl = PPOController(model, venv.obs_rms.mean, venv.obs_rms.var, env_kwargs=env_kwargs)
+    path = export_controller(ctl, tmp_path / CONTROLLER)
+    from agents.controller import PolicyController
+
+    learned = run_episode("lr_gym/Waves-Conv1D-v1", PolicyController.load(path), 0)
+    static = run_episode("lr_gym/Waves-Conv1D-v1", make_baseline("static"), 0)
+    assert learned.lrs == static.lrs and learned.val_loss == static.val_loss
+    assert learned.test == static.test
+
+
+def test_critic_warmup_trains_the_value_function_alone():
+    from agents.callbacks import CriticWarmup
+    from agents.ppo import actor_parameters
+
+    venv = make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1", total_steps=40,
+                                         steps_per_action=10), n_envs=1)
+    model = make_ppo(venv, PPOHyperparams(n_steps=8, batch_size=8, n_epochs=1,
+                                          zero_init_action=True), seed=0, device="cpu")
+    actor = [p.detach().clone() for p in actor_parameters(model)]
+    critic = [p.detach().clone() for p in model.policy.value_net.parameters()]
+    model.learn(16, callback=CriticWarmup(rollouts=2))  # two rollouts: both warm-up
+    assert all(np.array_equal(a, b.detach()) for a, b in zip(actor, actor_parameters(model),
+                                                             strict=True))
+    assert not all(np.array_equal(a, b.detach())
+                   for a, b in zip(critic, model.policy.value_net.parameters(), strict=True))
+    assert all(p.requires_grad for p in actor_parameters(model))  # given back afterwards
+    model.learn(8, callback=CriticWarmup(rollouts=2), reset_num_timesteps=False)  # third
+    assert not all(np.array_equal(a, b.detach())
+                   for a, b in zip(actor, actor_parameters(model), strict=True))

@@ -56,7 +56,7 @@ from agents.base import Controller
 from agents.runs import CONTROLLER, portable_path, run_files
 from lr_gym import features as feats
 from lr_gym import lr_rule
-from lr_gym.config import EnvConfig, check_int, check_real
+from lr_gym.config import MAX_TOTAL_STEPS, EnvConfig, check_int, check_real
 from lr_gym.features import OBS_BOUND, FeatureTracker
 from lr_gym.grad_stats import IntervalMeter
 from lr_gym.guard import Guard
@@ -68,6 +68,14 @@ _ACT_FNS = {"relu": torch.relu, "tanh": torch.tanh}
 
 MAX_FACTOR_LIMIT = 10.0
 """The largest ``max_factor`` a controller file may ask for (one action: at most x10)."""
+
+
+POLICY_FIELDS = ("mode", "schedule", "warmup_frac", "final_lr_frac", "max_factor", "lr_min",
+                 "lr_max", "lr_min_factor", "lr_max_factor", "features")
+"""The :class:`EnvConfig` fields a controller file sets when it is evaluated or deployed:
+how its policy reads observations and writes actions. The rest of its ``env_config``
+(budget, divergence rule, reward, events, guard, device) records how it was trained and
+never changes an evaluation."""
 
 
 class ControllerFileError(ValueError):
@@ -296,20 +304,14 @@ class ControllerPolicy:
 
     @classmethod
     def from_run(cls, run_dir: str | Path) -> ControllerPolicy:
-        """The run folder's ``controller.safetensors``; else an export of its pickles.
+        """The controller file of a run folder (or checkpoint): never its pickles.
 
-        Without the file it exports the run to a temporary file and loads it back (one
-        code path), which unpickles the run: only for runs you trained yourself.
+        Raises:
+            FileNotFoundError: The run has no controller file; the message gives the
+                explicit export command (which unpickles: only for your own runs).
+            ControllerFileError: The file is not a valid controller file.
         """
-        import tempfile
-
-        own = controller_file_for(run_dir)
-        if own.is_file():
-            return cls.load(own)
-        from agents.export import export_controller
-
-        with tempfile.TemporaryDirectory() as tmp:
-            return cls.load(export_controller(run_dir, Path(tmp) / CONTROLLER))
+        return load_controller_file(Path(run_dir))
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         """The saved running normalisation, computed exactly as VecNormalize does."""
@@ -431,18 +433,15 @@ class PolicyController(Controller):
         name: Table name.
     """
 
-    RUNTIME_FIELDS = ("device", "eval_test", "torch_threads")
-    """EnvConfig fields that belong to where an episode runs, not to the agent."""
-
     def __init__(self, policy: ControllerPolicy, name: str = "ppo") -> None:
         self.policy = policy
         self.name = name
         default = EnvConfig().to_dict()
-        # The file stores the full config; overriding only what differs from the
-        # defaults reproduces it exactly.
+        # Only how the policy reads and writes: the evaluation owns its protocol (budget,
+        # divergence rule, reward, seeds), whatever the file says about its training.
         self._env_kwargs = {
             k: v for k, v in policy.env_config.to_dict().items()
-            if k not in self.RUNTIME_FIELDS and v != default[k]
+            if k in POLICY_FIELDS and v != default[k]
         }
 
     @classmethod
@@ -514,7 +513,7 @@ class LRController:
         guard: bool = False,
         model: torch.nn.Module | None = None,
     ) -> None:
-        check_int("total_steps", total_steps, lo=1)
+        check_int("total_steps", total_steps, lo=1, hi=MAX_TOTAL_STEPS)
         check_int("steps_per_action", steps_per_action, lo=1)
         if not 1 <= steps_per_action <= total_steps:
             raise ValueError(
@@ -700,7 +699,8 @@ class LRController:
                 stats["update_ratio"] = self._update_ratio
             losses = np.array([float(x) for x in self._losses], dtype=np.float64)
             finite = np.isfinite(losses)
-            limit = self.config.divergence_factor * self._tracker.initial_loss
+            # The env's default rule: a file's own training settings do not apply here.
+            limit = EnvConfig.divergence_factor * self._tracker.initial_loss
             diverged = (not finite.all() or bool((losses[finite] > limit).any())
                         or not (math.isfinite(val_loss) and math.isfinite(val_metric)))
             restored = self._guard is not None and self._guard.check(

@@ -19,6 +19,11 @@ Reward = Literal["val_loss", "val_loss_area", "train_loss", "metric", "terminal_
 Schedule = Literal["constant", "cosine", "linear", "step", "warmup_cosine", "onecycle"]
 
 
+MAX_TOTAL_STEPS = 10_000_000
+"""The largest budget ``T``: ten million optimizer steps is days of training for the
+smallest model here, so more is a typo; it also bounds what a torch-built base schedule
+precomputes (one factor per step)."""
+
 MAX_TORCH_THREADS = 1024
 """More intra-op threads than any machine has cores: a typo, not a setting."""
 
@@ -155,7 +160,8 @@ class EnvConfig:
         check_real("divergence_penalty", self.divergence_penalty, lo=0.0)
         for name in ("total_steps", "steps_per_action"):
             if getattr(self, name) is not None:
-                check_int(name, getattr(self, name), lo=1, none_hint=" (or None: the task's)")
+                check_int(name, getattr(self, name), lo=1, hi=MAX_TOTAL_STEPS,
+                          none_hint=" (or None: the task's)")
         if self.torch_threads is not None:
             check_int("torch_threads", self.torch_threads, lo=1,
                       none_hint=" (or None: the process's own setting)")
@@ -229,18 +235,21 @@ def check_real(
     return x
 
 
-def check_int(name: str, value: object, *, lo: int | None = None, none_hint: str = "") -> int:
-    """Checks that ``value`` is an integer (not a bool) ``>= lo``; returns it as an int.
+def check_int(name: str, value: object, *, lo: int | None = None, hi: int | None = None,
+              none_hint: str = "") -> int:
+    """Checks that ``value`` is an integer (not a bool) in ``[lo, hi]``; returns it as an int.
 
     Raises:
         TypeError: Not an integer.
-        ValueError: Below ``lo``; the message names ``name`` and the valid range.
+        ValueError: Out of range; the message names ``name`` and the valid range.
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer{none_hint}, got {value!r} "
                         f"({type(value).__name__}).")
     if lo is not None and value < lo:
         raise ValueError(f"{name} must be >= {lo}{none_hint}, got {value}.")
+    if hi is not None and value > hi:
+        raise ValueError(f"{name} must be <= {hi:,}{none_hint}, got {value:,}.")
     return int(value)
 
 

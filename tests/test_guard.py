@@ -123,14 +123,14 @@ def test_env_guard_blocks_increases_after_a_restore():
 
 def test_lr_controller_guard_restores_and_blocks(tmp_path):
     from agents.controller import LRController
-    from tests.agents.test_deploy import make_run
+    from tests.agents.test_deploy import exported_run, make_run
 
     run = make_run(tmp_path, {"mode": "recursive", "max_factor": 4.0})
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    ctl = LRController(opt, LRController.from_run(run), total_steps=40, steps_per_action=4,
-                       guard=True, model=model, lr_max=100.0)
+    ctl = LRController(opt, LRController.from_run(exported_run(run)), total_steps=40,
+                       steps_per_action=4, guard=True, model=model, lr_max=100.0)
     ctl.policy = type("Up", (), {"act": staticmethod(lambda obs: 1.0)})()  # always up
     x = torch.randn(64, 4)
     y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1

@@ -186,20 +186,23 @@ def _resolve_agents(args: argparse.Namespace) -> list[str]:
                  else [latest_run(args.log_folder)])
     except FileNotFoundError as err:
         raise UsageError(str(err)) from err
-    out = []
+    out, seen = [], {}
     for p in paths:
         try:
-            load_controller_file(p)  # a bad file is an error line now, not a worker traceback
+            # A bad file is an error line now, not a worker traceback.
+            sha = load_controller_file(p).sha256
         except (FileNotFoundError, ControllerFileError) as err:
             raise UsageError(f"{err} Or pass --agent none.") from err
+        if sha in seen:  # e.g. a run folder and its own controller file
+            raise UsageError(f"--agent {seen[sha]} and {p} are the same controller (sha256 "
+                             f"{sha[:12]}...); pass it once, or it would count twice.")
+        seen[sha] = p
         if isinstance(p, str):  # a pretrained name: its shipped file
             out.append(str(controller_file_for(p)))
             continue
         run = p.parent if p.name == MODEL else p
         agent = run if run.is_dir() else controller_file_for(p)
         out.append(str(agent.resolve()))
-    if len(set(out)) != len(out):
-        raise UsageError(f"--agent names the same run twice: {out}.")
     return out
 
 

@@ -63,9 +63,10 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     ``lr = lr0 * schedule(t) * M``: the design's LR multiplier. In ``mode="anchored"``
     the LR at optimizer step ``t`` is ``lr0 * schedule(t) * m``, a bounded residual
     around the base schedule. The LR is always clamped to ``[lr_min, lr_max]``
-    (default ``[lr0 / 1000, 30 lr0]``). Out-of-range actions are clipped; NaN counts
-    as 0 (keep the LR); an action that is not one number (e.g. shape ``(3,)``) raises
-    ``ValueError``.
+    (default ``[lr0 / 1000, 30 lr0]``: ``lr_min_factor``, ``lr_max_factor``; v2's
+    ``[lr0 / 100, 100 lr0]``). Out-of-range actions are clipped; NaN counts
+    as 0 (keep the LR); an action that is not one number (shape ``(3,)``, ``None``, a
+    string, a bool) raises ``ValueError`` and changes nothing.
 
     ## Observation Space
 
@@ -93,6 +94,23 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     ``log_multiplier`` (log(lr / (lr0 * schedule(t))), v0's last entry) can still be
     asked for by name; it duplicates ``log_lr_ratio`` or ``prev_action``.
 
+    The step-size features (:data:`lr_gym.features.STEP_FEATURES`, measured by
+    :mod:`lr_gym.grad_stats` on the last 8 optimizer steps of each interval), each an
+    EMA over decisions at two speeds (``_fast``: half-life 1, ``_slow``: half-life 4),
+    squashed by ``tanh``:
+
+    | name | signal |
+    |------|--------|
+    | grad_alignment_* | mean cosine of consecutive minibatch gradients (hypergradient, GALA) |
+    | update_alignment_* | cosine of -gradient with the optimizer's actual update (LHOPT) |
+    | log_noise_scale_* | log(B_noise / B), the simple gradient noise scale over the batch |
+    | loss_ratio_* | log(mean train loss / the previous interval's) |
+    | log_update_ratio_* | log(‖Δw‖ / ‖w‖) of the interval's last step |
+
+    The v2 training ids (``lr_gym/TrainFamilies-v2``, ``DevFamilies-v2``) observe
+    :data:`lr_gym.features.V2_FEATURES`: v1's without the level features that name a
+    task (loss, metric and gradient-norm levels), plus these.
+
     ## Rewards
 
     Dense, by ``reward``: ``"val_loss"`` (default) ``log(L_val,t-1 / L_val,t)``, whose
@@ -102,6 +120,15 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     train-loss EMA; ``"metric"`` the validation-metric gain; ``"terminal_metric"`` the
     final validation metric. All scaled by ``reward_scale``. Divergence gives
     ``-divergence_penalty``. Rewards never use the test split.
+
+    ``"paired"`` (v2): against a reference run of the same task and seed under a fixed
+    rule (``reference``: static at lr0 by default; :mod:`lr_gym.reference`, cached), the
+    change of ``R_t = clip(log(L_ref(t) / L(t)), +-paired_clip)``, so the episode sums
+    to ``clip(log(L_ref(T) / L(T)))``: what the actions changed, not how far the task's
+    loss can fall. A diverged run (agent or reference) counts as the untrained model
+    ``L0``; the agent's divergence costs ``divergence_penalty`` only where the
+    reference survived, and surviving the budget where the reference diverged earns it.
+    Every reward pays ``action_cost * a**2``.
 
     ## Starting State
 
@@ -121,6 +148,12 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     * Truncation: never by the env itself; only an external time limit
       (``max_episode_steps``) truncates.
 
+    With ``guard=True`` (:mod:`lr_gym.guard`) a divergence, or a validation loss above
+    ``e^0.1`` times its best right after an LR increase, rolls the run back to its best
+    state instead, halves the LR for good and blocks increases for two decisions;
+    ``info["guard_restores"]`` counts them. With ``event_prob > 0`` an episode may have
+    one event (:mod:`lr_gym.events`), drawn from its seed; ``info["event"]`` describes it.
+
     ## Arguments
 
     ```python
@@ -137,6 +170,15 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     ``task`` and ``diverged``.
 
     ## Version History
+
+    * v2 (``TrainFamilies`` and ``DevFamilies`` only: task distribution v2 for controller
+      v2): lr0 x0.5-x2 in 40% of the tasks and x0.01-x100 in 60%, an event in 30% of the
+      episodes, each task and seed run 4 times; the v2 rule (a multiplier around static
+      reaching x0.01-x100, ``max_factor`` 2), :data:`~lr_gym.features.V2_FEATURES`, the
+      paired reward and an action cost of 0.01 (:data:`lr_gym.config.V2_ENV_KWARGS`).
+      Every v1 id and its episodes are unchanged; the new options (``reward="paired"``,
+      ``guard``, ``event_prob``, the step-size features, ``lr_min_factor``,
+      ``lr_max_factor``, ``torch_threads``) default to v1's behaviour.
 
     * v4 (``SQuADv2-MiniLM-CPU`` only): lr0 3e-4 instead of 1e-4, chosen on validation
       among 1e-4, 3e-4 and 5e-4 (the best mean over two seeds, by less than the spread
@@ -412,6 +454,15 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
             raise ValueError(
                 f"action must hold exactly one number (action space Box(-1, 1, (1,))), got "
                 f"shape {np.shape(action)}."
+            )
+        try:
+            numeric = np.asarray(action).dtype.kind in "fiu"
+        except (TypeError, ValueError):
+            numeric = False
+        if not numeric:
+            raise ValueError(
+                f"action must be a number (action space Box(-1, 1, (1,))), got {action!r} "
+                f"of type {type(action).__name__}; pass e.g. np.array([0.5], np.float32)."
             )
         c = self.config
         rule = self._lr_state

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from lr_gym.config import check_int, check_real
+from lr_gym.config import MAX_TOTAL_STEPS, check_int, check_real
 
 Batch = Any
 """Whatever the task's batches are: a tuple of tensors, a dict of tensors, ..."""
@@ -195,7 +195,8 @@ class Task:
         try:
             check_real("lr", self.lr, lo=0.0, lo_open=True)
             for name in ("total_steps", "steps_per_action", "batch_size", "eval_batch_size"):
-                check_int(name, getattr(self, name), lo=1)
+                check_int(name, getattr(self, name), lo=1,
+                          hi=MAX_TOTAL_STEPS if "steps" in name else None)
             if self.grad_clip is not None:
                 check_real("grad_clip", self.grad_clip, lo=0.0, lo_open=True)
         except (TypeError, ValueError) as err:

@@ -58,6 +58,13 @@ def make_run(root: Path, env_kwargs: dict, seed: int = 0) -> Path:
     return run
 
 
+def exported_run(run: Path) -> Path:
+    """The run with its controller file written (as train_agent.py writes it)."""
+    if not (run / "controller.safetensors").is_file():
+        export_controller(run, run / "controller.safetensors")
+    return run
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     return make_run(tmp_path_factory.mktemp("runs"), {"mode": "anchored", "warmup_frac": 0.1})
@@ -98,7 +105,7 @@ def test_round_trip_gives_the_ppo_controllers_actions(run_dir, exported):
     theirs = np.array([ppo.act(o, {})[0] for o in obs], dtype=np.float32)
     np.testing.assert_array_equal(ours, theirs)
     assert ours.std() > 0.1 and np.mean(np.abs(ours) < 1) > 0.5  # varied, mostly unclipped
-    assert LRController.from_run(run_dir).act(obs[0]) == ours[0]
+    assert LRController.from_run(exported_run(run_dir)).act(obs[0]) == ours[0]
 
 
 def _env_trace(run: Path, task: Task, seed: int) -> dict:
@@ -148,7 +155,7 @@ def test_decisions_and_lrs_equal_the_envs(tmp_path, mode):
     # The deployed controller, fed the same statistics, on an optimizer of its own.
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=task.lr)
-    ctl = LRController(opt, LRController.from_run(run), total_steps=task.total_steps,
+    ctl = LRController(opt, LRController.from_run(exported_run(run)), total_steps=task.total_steps,
                        steps_per_action=task.steps_per_action)
     infos, k = trace["info"], task.steps_per_action
     actions = [ctl.observe(val_loss=infos[0]["val_loss"], val_metric=infos[0]["val_metric"])]
@@ -184,7 +191,7 @@ def test_step_size_features_equal_the_envs_on_the_same_steps(tmp_path, optimizer
                                lr=0.1 if optimizer is torch.optim.SGD else 0.01)
     env = LRControlEnv(task, **ppo.env_kwargs())
     obs, info = env.reset(seed=3)
-    ctl = LRController(env._optimizer, LRController.from_run(run), total_steps=48,
+    ctl = LRController(env._optimizer, LRController.from_run(exported_run(run)), total_steps=48,
                        steps_per_action=task.steps_per_action)
     last_loss = {}
     real_loss_fn = env.task.loss_fn
@@ -350,6 +357,41 @@ def test_loading_never_unpickles(exported, monkeypatch):
     ctl = LRController(opt, policy, total_steps=10, steps_per_action=5)
     ctl.observe(val_loss=1.0, val_metric=0.1)
     assert ctl.get_last_lr()[0] > 0
+
+
+def test_from_run_never_unpickles_a_run_without_its_controller_file(tmp_path, monkeypatch):
+    run = make_run(tmp_path, {"mode": "anchored"})  # model.zip and vecnormalize.pkl only
+
+    def refuse(*a, **k):
+        raise AssertionError("from_run unpickled the run")
+
+    for name in ("load", "loads"):
+        monkeypatch.setattr(pickle, name, refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    for load in (LRController.from_run, ControllerPolicy.from_run):
+        with pytest.raises(FileNotFoundError, match="python -m agents.deploy export"):
+            load(run)
+
+
+def test_a_controller_file_cannot_set_the_evaluation_protocol(run_dir, tmp_path):
+    # A file whose training config asks for 10x the budget, no divergence and its own
+    # reward: evaluation keeps the env's protocol and takes only the action rule.
+    from agents.controller import POLICY_FIELDS, PolicyController
+    from agents.rollout import run_episode
+
+    ppo = PPOController.load(run_dir, device="cpu")
+    greedy = {"mode": "anchored", "max_factor": 3.0, "total_steps": 3000,
+              "steps_per_action": 1000, "divergence_factor": 1e9, "reward": "metric",
+              "event_prob": 1.0, "guard": True, "eval_test": False}
+    path = export_controller(PPOController(ppo.model, ppo.obs_mean, ppo.obs_var,
+                                           env_kwargs=greedy), tmp_path / "c.safetensors")
+    ctl = PolicyController.load(path)
+    assert ctl.env_kwargs() == {"mode": "anchored", "max_factor": 3.0}
+    assert set(ctl.env_kwargs()) <= set(POLICY_FIELDS)
+    res = run_episode("lr_gym/Digits-MLP-v1", ctl, 0)
+    assert res.steps[-1] == lr_gym.task_for("lr_gym/Digits-MLP-v1").total_steps
+    assert res.test  # the evaluation's eval_test, not the file's
 
 
 # ---------------------------------------------------------------- CLI, example

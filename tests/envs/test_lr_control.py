@@ -324,11 +324,12 @@ def test_nan_metric_is_an_error_not_a_nan_reward():
 
 
 @pytest.mark.parametrize("action", [np.zeros(3, np.float32), np.zeros(0, np.float32),
-                                    [0.1, 0.2]])
+                                    [0.1, 0.2], None, object(), "0.5", [True],
+                                    np.array(["1"])])
 def test_wrongly_shaped_action_is_refused(action):
     env = LRControlEnv(blob_task())
     env.reset(seed=0)
-    with pytest.raises(ValueError, match="exactly one number"):
+    with pytest.raises(ValueError, match="exactly one number|must be a number"):
         env.step(action)
     # The refused action changed nothing: the episode goes on.
     _, r, *_ = env.step(np.array([np.nan], np.float32))  # NaN still counts as 0

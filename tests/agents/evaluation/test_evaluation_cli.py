@@ -136,6 +136,7 @@ def test_crafted_run_folder_never_runs_code(tmp_path, capsys, controller_file, m
     import pickle
     import warnings
 
+    import rliable.library  # noqa: F401 - its import uses pickle: load it before refusing
     import torch
 
     marker = tmp_path / "pwned"
@@ -234,3 +235,15 @@ def test_the_invocation_names_each_agent_by_its_content(tmp_path):
                  "--seeds", "0", "--target-seeds", "7", "-o", str(out)) == 0
     invocation = json.loads((out / "invocation.json").read_text())
     assert invocation["agent_sha256"] == [load_controller_file("pretrained").sha256]
+
+
+def test_one_agent_given_twice_is_refused_before_anything_runs(tmp_path, capsys,
+                                                               controller_file):
+    run = tmp_path / "logs" / "ppo" / "Env_1"
+    run.mkdir(parents=True)
+    (run / "controller.safetensors").write_bytes(controller_file.read_bytes())
+    code = main(["--agent", str(run), str(run / "controller.safetensors"), "--env", ENV,
+                 "--track", "self", "-f", str(tmp_path / "logs"), "-o", str(tmp_path / "ev")])
+    assert code == 2
+    assert "are the same controller" in capsys.readouterr().err
+    assert not (tmp_path / "ev").exists()

@@ -1,0 +1,40 @@
+"""EnvConfig bounds that keep a typo from hanging a run."""
+
+from __future__ import annotations
+
+import time
+
+import gymnasium as gym
+import pytest
+import torch
+
+import lr_gym  # noqa: F401 - registers the ids
+from lr_gym.config import MAX_TOTAL_STEPS, EnvConfig
+from tests.helpers import blob_task
+
+
+@pytest.mark.parametrize("field", ["total_steps", "steps_per_action"])
+def test_budgets_beyond_the_bound_are_refused_at_once(field):
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=f"{field} must be <= 10,000,000"):
+        gym.make("lr_gym/Digits-MLP-v1", **{field: 10**12})
+    assert time.perf_counter() - t0 < 5  # refused, not materialised
+    EnvConfig(**{field: MAX_TOTAL_STEPS})  # the bound itself is fine
+
+
+def test_task_and_deployed_controller_budgets_are_bounded():
+    from agents.controller import LRController
+
+    with pytest.raises(ValueError, match="total_steps must be <= 10,000,000"):
+        blob_task(total_steps=MAX_TOTAL_STEPS + 1)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError, match="total_steps must be <= 10,000,000"):
+        LRController(opt, "pretrained", total_steps=10**12, steps_per_action=10)
+
+
+def test_a_long_closed_form_budget_builds_no_list():
+    env = gym.make("lr_gym/Digits-MLP-v1", total_steps=MAX_TOTAL_STEPS, schedule="cosine",
+                   steps_per_action=100)
+    rule = env.unwrapped._lr_state
+    assert rule._factors is None  # computed per step, not precomputed
+    assert rule.base_lr(MAX_TOTAL_STEPS // 2) == pytest.approx(rule.lr0 * 0.5)

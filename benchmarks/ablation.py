@@ -24,18 +24,21 @@ when two seeds left three variants within 0.003): the tied variants get a third 
 the rule is applied again to three seeds; still tied, the higher IQM wins.
 
 ``v2`` (controller v2, issue 21): on ``lr_gym/TrainFamilies-v2``, the v2 design
-(``v2``: the paired reward, the v2 features, a zero-initialised action head, sigma 0.2)
-against one change each: the absolute reward (``absolute-reward``), no step-size
-features (``no-step-features``), SB3's sigma 1 without the zero start
-(``sigma1-no-zero-init``), and the v1 rule (``v1-rule``: anchored cosine x4, the shipped
-v1 features, the absolute reward and v1's PPO settings), each with 3 PPO seeds of the
-same budget, evaluated pooled on the dev LR-sensitivity benchmark
-(:mod:`benchmarks.lr_sensitivity`). A Prodigy base (the action scaling Prodigy's ``lr``)
-is not among them: the env has no such base yet.
+(``v2``: the static-based multiplier, the paired reward, a zero-initialised action head,
+sigma 0.2, critic warm-up) against one change each: the absolute reward
+(``absolute-reward``), SB3's sigma 1 without the zero start (``sigma1-no-zero-init``),
+and the v1 rule (``v1-rule``: anchored cosine x4, the absolute reward and v1's PPO
+settings), each with 3 PPO seeds of the same budget, evaluated pooled on the dev
+LR-sensitivity benchmark (:mod:`benchmarks.lr_sensitivity`). Every arm observes v1's
+features: the learnability check before any PPO (``benchmarks/learnability.py``, its
+stated rule: train only on a feature set with AUC >= 0.7) passed v1's alone (0.702;
+the step-size set 0.694), so no arm with the step-size features was trained. A Prodigy
+base (the action scaling Prodigy's ``lr``) is not among the arms: the env has no such
+base.
 
 v2 decision rule (stated before the v2 runs were trained): the arm with the highest dev
 area wins; arms within 0.01 of it tie, and a tie goes to the arm listed first (``v2``,
-``absolute-reward``, ``no-step-features``, ``sigma1-no-zero-init``, ``v1-rule``). The
+``absolute-reward``, ``sigma1-no-zero-init``, ``v1-rule``). The
 winner replaces ``lr_gym/default`` only if its dev area is above static's and above the
 shipped controller's (``--agent pretrained`` on the same benchmark), and its
 P(learned > static) at x1 on dev is at least 0.45 (not clearly worse where lr0 is right).
@@ -63,14 +66,10 @@ from pathlib import Path
 from typing import Any
 
 from agents.train import train_seeds
-from lr_gym.features import STEP_FEATURES, V0_FEATURES, V2_FEATURES
+from lr_gym.features import V0_FEATURES
 
 ROOT = Path(__file__).resolve().parents[1]
 ANCHORED = {"mode": "anchored", "schedule": "cosine", "max_factor": 4.0}
-V1_SHIPPED_FEATURES = ("progress", "log_lr_ratio", "log_train_loss", "loss_trend", "loss_cv",
-                       "log_val_loss", "val_metric", "log_grad_norm", "grad_norm_change",
-                       "prev_action")
-"""The shipped v1 controller's observation (``lr_gym/TrainFamilies-v1`` in ppo.yml)."""
 
 
 @dataclass(frozen=True)
@@ -105,11 +104,9 @@ STUDIES = {
         "lr_gym/TrainFamilies-v2",
         {"v2": {},
          "absolute-reward": {"reward": "val_loss"},
-         "no-step-features": {"features": [f for f in V2_FEATURES if f not in STEP_FEATURES]},
          "sigma1-no-zero-init": {},
          "v1-rule": {**ANCHORED, "lr_min_factor": 1e-3, "lr_max_factor": 30.0,
-                     "reward": "val_loss", "action_cost": 0.0,
-                     "features": list(V1_SHIPPED_FEATURES)}},
+                     "reward": "val_loss", "action_cost": 0.0}},
         16384, (0, 1, 2),
         variant_overrides={
             "sigma1-no-zero-init": {"log_std_init": 0.0, "zero_init_action": False},

@@ -107,9 +107,10 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     | loss_ratio_* | log(mean train loss / the previous interval's) |
     | log_update_ratio_* | log(‖Δw‖ / ‖w‖) of the interval's last step |
 
-    The v2 training ids (``lr_gym/TrainFamilies-v2``, ``DevFamilies-v2``) observe
-    :data:`lr_gym.features.V2_FEATURES`: v1's without the level features that name a
-    task (loss, metric and gradient-norm levels), plus these.
+    :data:`lr_gym.features.V2_FEATURES` is v1's observation without the level features
+    that name a task (loss, metric and gradient-norm levels), plus these; the learnability
+    check before controller v2's training kept v1's observation as the v2 ids' default
+    (``benchmarks/results/learnability``).
 
     ## Rewards
 
@@ -174,8 +175,8 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     * v2 (``TrainFamilies`` and ``DevFamilies`` only: task distribution v2 for controller
       v2): lr0 x0.5-x2 in 40% of the tasks and x0.01-x100 in 60%, an event in 30% of the
       episodes, each task and seed run 4 times; the v2 rule (a multiplier around static
-      reaching x0.01-x100, ``max_factor`` 2), :data:`~lr_gym.features.V2_FEATURES`, the
-      paired reward and an action cost of 0.01 (:data:`lr_gym.config.V2_ENV_KWARGS`).
+      reaching x0.01-x100, ``max_factor`` 2), the paired reward and an action cost of
+      0.01, with v1's observation (:data:`lr_gym.config.V2_ENV_KWARGS`).
       Every v1 id and its episodes are unchanged; the new options (``reward="paired"``,
       ``guard``, ``event_prob``, the step-size features, ``lr_min_factor``,
       ``lr_max_factor``, ``torch_threads``) default to v1's behaviour.

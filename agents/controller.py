@@ -264,7 +264,7 @@ class ControllerPolicy:
             if config["policy"]["activation"] not in _ACT_FNS:
                 raise ValueError(f"unknown activation {config['policy']['activation']!r}")
             float(norm["clip_obs"]), float(norm["epsilon"])
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, RecursionError) as e:
             raise ControllerFileError(
                 f"{path}: metadata is missing or malformed ({type(e).__name__}: {e})."
             ) from e
@@ -284,7 +284,7 @@ class ControllerPolicy:
             )
         try:
             validate_controller(config, tensors)
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, RecursionError) as e:
             raise ControllerFileError(
                 f"{path} asks for what a controller file may not: {e}."
             ) from e

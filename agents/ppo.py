@@ -423,7 +423,11 @@ def check_model_zip(path: str | Path) -> None:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No model file {path}.")
+        ckpts = sorted(path.parent.glob("checkpoints/model_*_steps.zip"),
+                       key=lambda p: int(p.stem.split("_")[1]))
+        hint = (f" The run stopped before its final save; resume from its last checkpoint: "
+                f"-i {ckpts[-1]}" if ckpts else "")
+        raise FileNotFoundError(f"No model file {path}.{hint}")
     try:
         with zipfile.ZipFile(path) as z:
             names, bad = set(z.namelist()), z.testzip()

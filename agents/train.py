@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import platform
 import sys
 import time
@@ -117,11 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _import_packages(packages: Sequence[str]) -> None:
-    for name in packages:
-        importlib.import_module(name)
-
-
 def env_factory(
     env_ids: Sequence[str],
     env_kwargs: dict[str, Any],
@@ -139,8 +133,9 @@ def env_factory(
 
     def make() -> gym.Env:
         import lr_gym  # noqa: F401 - registers the ids in subprocesses
+        from agents.packages import import_gym_packages
 
-        _import_packages(packages)
+        import_gym_packages(packages)
         if worker:
             import signal
             import threading
@@ -339,6 +334,7 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
     import lr_gym
+    from agents.packages import GymPackageError, import_gym_packages
     from agents.ppo import PPOHyperparams, check_model_zip, load_hyperparams
     from agents.ray_cluster import RaySetupError, ray_session
     from agents.ray_vec_env import EnvActorError
@@ -354,7 +350,11 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
     from lr_gym.envs.lr_control import resolve_device
     from lr_gym.reproducibility import DEFAULT_TORCH_THREADS, settings
 
-    _import_packages(args.gym_packages)
+    try:
+        import_gym_packages(args.gym_packages)
+    except GymPackageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     # The meta-network is a 64-32 MLP: extra intra-op threads only spin and steal the
     # cores the env subprocesses train on.
     torch.set_num_threads(1)
@@ -365,6 +365,9 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
     try:
         if args.seed < 0:
             raise ValueError(f"--seed must be >= 0, got {args.seed}.")
+        folder = Path(args.log_folder)
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"-f/--log-folder {folder} is a file, not a folder; pass a folder.")
         if args.tensorboard_log and not _tensorboard_available():
             raise ValueError("-tb/--tensorboard-log needs TensorBoard, which is not installed: "
                              "pip install 'lr-gym[tensorboard]' (or pip install tensorboard).")

@@ -236,3 +236,57 @@ def test_train_refuses_test_split_ids(tmp_path):
     assert "'lr_gym/Seq-GRU-v1' belong(s) to the test split" in out.stderr
     assert "must not be used for training" in out.stderr and "lr_gym/EmbeddedMix-v1" in out.stderr
     assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_stops_an_evaluation_keeps_its_runs_and_resumes(tmp_path, workers):
+    import time
+
+    args = [sys.executable, str(ROOT / "evaluate_agent.py"), "--agent", "none", "--env",
+            "lr_gym/Wine-MLP-v1", "--seeds", "0", "1", "2", "3", "--baselines", "static",
+            "cosine", "step", "--track", "self", "--target-seeds", "7", "--no-plot",
+            "--no-progress", "--workers", workers, "-o", "ev"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_sigint_default)
+    log = tmp_path / "ev" / "runs.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 2):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole process group
+    t0 = time.time()
+    _, err = _wait_or_kill(proc, group=True)
+    assert proc.returncode == 130, err
+    assert time.time() - t0 < 30  # within about one episode, not the rest of the plan
+    assert "Traceback" not in err and "rerun the same command to resume" in err
+    kept = log.read_text().splitlines()
+    assert 2 <= len(kept) < 13
+    out = subprocess.run(args, cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert f"Resuming: {len(kept)} finished runs" in out.stderr
+
+
+@pytest.mark.slow
+def test_bad_evaluation_and_training_input_is_one_error_line_leaving_nothing(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    base = ["--agent", "none", "--env", "lr_gym/Wine-MLP-v1", "--baselines", "static",
+            "--track", "self", "--seeds", "0", "--no-progress"]
+    cases = [
+        (["evaluate_agent.py", *base, "-f", "afile"], "is a file, not a folder"),
+        (["evaluate_agent.py", *base, "-o", "afile"], "is a file, not a folder"),
+        (["evaluate_agent.py", *base, "--gym-packages", "missing_module"],
+         "no module named 'missing_module'"),
+        (["evaluate_agent.py", "--agent", "none", "--seeds", "-1"], "seeds must be >= 0"),
+        (["evaluate_agent.py", *base, "--device", "bogus"], "is not a torch device"),
+        (["train_agent.py", "-f", "afile"], "is a file, not a folder"),
+        (["train_agent.py", "--gym-packages", "missing_module"],
+         "no module named 'missing_module'"),
+    ]
+    for argv, message in cases:
+        out = run(str(ROOT / argv[0]), *argv[1:], cwd=tmp_path)
+        assert out.returncode == 2, (argv, out.stderr)
+        assert "Traceback" not in out.stderr and "error: " in out.stderr, (argv, out.stderr)
+        assert message in out.stderr, (argv, out.stderr)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"], argv  # nothing made

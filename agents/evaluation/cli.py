@@ -112,6 +112,8 @@ def _check_args(args: argparse.Namespace, env_ids: list[str], names: list[str]) 
     if unknown:
         raise UsageError(f"unknown baseline {unknown[0]!r}; choose from {sorted(BASELINES)}.")
     for flag, seeds in (("--seeds", args.seeds), ("--target-seeds", args.target_seeds)):
+        if any(s < 0 for s in seeds):
+            raise UsageError(f"{flag} {seeds}: seeds must be >= 0 (gymnasium's rule).")
         if len(set(seeds)) != len(seeds):
             raise UsageError(f"{flag} {seeds} repeats a seed; each seed counts once.")
     if set(args.seeds) & set(args.target_seeds):
@@ -125,6 +127,16 @@ def _check_args(args: argparse.Namespace, env_ids: list[str], names: list[str]) 
     if args.track != "self" and args.tuning_budget == 0:
         raise UsageError("the external-tuning track needs --tuning-budget >= 1; "
                          "use --track self to run untuned only.")
+    if args.device is not None:
+        from lr_gym.envs.lr_control import resolve_device
+
+        try:
+            resolve_device(args.device)
+        except ValueError as err:
+            raise UsageError(f"--device: {err}") from err
+    for flag, folder in (("-f/--log-folder", args.log_folder), ("-o/--output", args.output)):
+        if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+            raise UsageError(f"{flag} {folder} is a file, not a folder; pass a folder.")
     if args.workers < 1 or args.n_boot < 1:
         raise UsageError("--workers and --n-boot must be >= 1.")
     if args.num_threads is not None and not 1 <= args.num_threads <= MAX_TORCH_THREADS:
@@ -245,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _main(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: every finished episode is kept in runs.jsonl; rerun the same "
+              "command to resume.", file=sys.stderr)
+        return 130
     except (UsageError, RaySetupError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -264,22 +280,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    import importlib
-
     from tqdm import tqdm
 
     from agents.baselines import BASELINES, make_baseline
     from agents.controller import agent_labels, load_controller_file
     from agents.evaluation import plots, scoring
     from agents.evaluation.report import report_markdown, tables_markdown
-    from agents.evaluation.runner import EpisodeJob, completed, run_job, tune_all
+    from agents.evaluation.runner import EpisodeJob, run_job, run_jobs, tune_all
     from agents.evaluation.store import RunStore, run_key
+    from agents.packages import GymPackageError, import_gym_packages
     from agents.runs import write_text_atomic
     from lr_gym.reproducibility import DEFAULT_TORCH_THREADS, settings
     from lr_gym.splits import SPLITS
 
-    for name in args.gym_packages:
-        importlib.import_module(name)
+    try:
+        import_gym_packages(args.gym_packages)
+    except GymPackageError as err:
+        raise UsageError(str(err)) from err
     env_ids = list(args.env or SPLITS[args.split].env_ids)
     names = list(BASELINES) if args.baselines is None else list(args.baselines)
     _check_args(args, env_ids, names)
@@ -308,7 +325,8 @@ def _main(args: argparse.Namespace) -> int:
     }
     out = _output_dir(args, invocation)
     cache = str(Path(args.tuning_cache or Path(args.log_folder) / "tuning_cache.json"))
-    Path(cache).parent.mkdir(parents=True, exist_ok=True)
+    if external:  # only tuning writes the cache: a self-track run makes no log folder
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
     store = RunStore(out / "runs.jsonl")
     if len(store):
         print(f"Resuming: {len(store)} finished runs found in {store.path}.", file=sys.stderr)
@@ -330,10 +348,9 @@ def _main(args: argparse.Namespace) -> int:
             # One job per key: a baseline whose best trial was its default lr0 runs once
             # for both tracks. Each run is stored the moment it comes back.
             todo = list({_key(j): j for j in specs if _key(j) not in store}.values())
-            futures = [pool.submit(run_job, j) for j in todo]
-            for fut in tqdm(completed(futures, timeout), total=len(futures), desc=desc,
-                            disable=bars or not futures, file=sys.stderr):
-                store.add(fut.result())
+            for _, run in tqdm(run_jobs(pool, run_job, todo, timeout), total=len(todo),
+                               desc=desc, disable=bars or not todo, file=sys.stderr):
+                store.add(run)
 
         def _key(j: EpisodeJob) -> tuple:
             return run_key({"env_id": j.env_id, "controller": j.controller, "agent": j.agent,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import os
 import tempfile
 import threading
@@ -69,10 +68,10 @@ class WorkerSetup:
 
         import lr_gym  # noqa: F401 - registers the ids
         from agents.evaluation.runner import AGENT_FILES
+        from agents.packages import import_gym_packages
 
         torch.set_num_threads(self.threads)
-        for name in self.packages:
-            importlib.import_module(name)
+        import_gym_packages(self.packages)
         root = Path(tempfile.gettempdir()) / "lr_gym_agents"
         for agent, data in self.agent_files:
             path = root / f"{hashlib.sha256(data).hexdigest()}.safetensors"

@@ -122,5 +122,8 @@ def report_markdown(summaries: Mapping[str, Mapping[str, Any]], meta: Mapping[st
         lines += _track_section(track, summary)
     targets = meta.get("targets", {})
     if targets:
-        lines += ["Targets: " + ", ".join(f"`{k}` {v:.4f}" for k, v in targets.items()), ""]
+        lines += ["Targets: " + ", ".join(
+            f"`{k}` {v:.4f}" if v is not None else f"`{k}` none (most target-setting runs "
+            "diverged: no method reaches it, and it adds nothing to the profile scores)"
+            for k, v in targets.items()), ""]
     return "\n".join(lines)

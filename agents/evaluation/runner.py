@@ -147,10 +147,31 @@ def completed(futures: Iterable[Future], timeout_s: float | None = None) -> Iter
         yield from done
 
 
+def run_jobs(pool: Any, fn: Callable[[Any], Any], jobs: Sequence[Any],
+             timeout_s: float | None = None) -> Iterator[tuple[Any, Any]]:
+    """``(job, result)`` as each job finishes, so a caller can store it at once.
+
+    In this process (``workers=1``) the jobs run one at a time, in order, when the
+    iteration asks for them: a kill or Ctrl-C loses at most the episode running. In a
+    pool they all start, and come back as they finish (see :func:`completed`).
+    """
+    if isinstance(pool, _InProcess):
+        for job in jobs:
+            yield job, fn(job)
+        return
+    futures = {pool.submit(fn, j): j for j in jobs}
+    try:
+        for fut in completed(futures, timeout_s):
+            yield futures[fut], fut.result()
+    finally:  # stopped (Ctrl-C, an error): the jobs not yet started never start
+        for fut in futures:
+            fut.cancel()
+
+
 def tune_all(pool: Any, pairs: Sequence[tuple[str, str]], budget: int,
              eval_seeds: Sequence[int], env_kwargs: Mapping[str, Any], cache: str,
              timeout_s: float | None = None,
-             progress: Callable[[Iterator[Future], int], Iterator[Future]] | None = None,
+             progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None,
              ) -> dict[tuple[str, str], float]:
     """Tunes every ``(env_id, baseline)`` pair, one pool job per trial.
 
@@ -165,7 +186,8 @@ def tune_all(pool: Any, pairs: Sequence[tuple[str, str]], budget: int,
         env_kwargs: EnvConfig overrides of the evaluation.
         cache: The tuning cache file.
         timeout_s: See :func:`completed`.
-        progress: Wraps the finishing futures (e.g. a progress bar), given their count.
+        progress: Wraps the finishing ``(job, result)`` pairs (e.g. a progress bar),
+            given their count.
 
     Returns:
         The tuned ``lr0`` of each pair whose best trial is not its default ``lr0``.
@@ -174,7 +196,7 @@ def tune_all(pool: Any, pairs: Sequence[tuple[str, str]], budget: int,
     from agents.tuning import plan_controller_tuning
 
     tuned: dict[tuple[str, str], float] = {}
-    plans, results, jobs = {}, {}, {}
+    plans, results, jobs, where = {}, {}, [], {}
     for pair in pairs:
         plan = plan_controller_tuning(pair[0], make_baseline(pair[1]), budget=budget,
                                       eval_seeds=eval_seeds, env_kwargs=env_kwargs, cache=cache)
@@ -184,12 +206,12 @@ def tune_all(pool: Any, pairs: Sequence[tuple[str, str]], budget: int,
             continue
         plans[pair], results[pair] = plan, [None] * plan.budget
         for i, lr in enumerate(plan.lrs):
-            job = TrialJob(pair[0], pair[1], lr, plan.seed, plan.trial_env_kwargs())
-            jobs[pool.submit(run_trial, job)] = (pair, i)
-    finished = completed(jobs, timeout_s)
-    for fut in progress(finished, len(jobs)) if progress else finished:
-        pair, i = jobs[fut]
-        results[pair][i] = fut.result()
+            jobs.append(TrialJob(pair[0], pair[1], lr, plan.seed, plan.trial_env_kwargs()))
+            where[id(jobs[-1])] = (pair, i)  # jobs hold dicts: not hashable themselves
+    finished = run_jobs(pool, run_trial, jobs, timeout_s)
+    for job, result in progress(finished, len(jobs)) if progress else finished:
+        pair, i = where[id(job)]
+        results[pair][i] = result
         if all(r is not None for r in results[pair]):
             res = plans[pair].finish(results[pair])
             if res.best_lr != res.base_lr:
@@ -198,15 +220,13 @@ def tune_all(pool: Any, pairs: Sequence[tuple[str, str]], budget: int,
 
 
 def _init_worker(packages: Sequence[str], parent: int) -> None:
-    import importlib
-
     import torch
 
     import lr_gym  # noqa: F401 - registers the ids
+    from agents.packages import import_gym_packages
 
     torch.set_num_threads(1)  # one core per worker: small models scale by processes
-    for name in packages:
-        importlib.import_module(name)
+    import_gym_packages(packages)
 
     def exit_with_parent() -> None:
         # A killed evaluation must not leave workers training on: nothing else ends them.
@@ -233,8 +253,8 @@ class _InProcess:
         fut: Future = Future()
         try:
             fut.set_result(fn(*args, **kwargs))
-        except BaseException as err:  # surfaced by fut.result(), as an executor would
-            fut.set_exception(err)
+        except Exception as err:  # surfaced by fut.result(), as an executor would
+            fut.set_exception(err)  # (Ctrl-C is not a job's error: it stops the caller)
         return fut
 
 

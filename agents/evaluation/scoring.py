@@ -55,17 +55,30 @@ def track_runs(
     return out
 
 
-def targets_from(runs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+def targets_from(runs: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
     """Per env, the AlgoPerf target from the reference's target-setting runs.
 
     The median over target-setting seeds of the best validation metric
-    (:func:`agents.stats.algoperf_target`); a diverged run counts as a miss.
+    (:func:`agents.stats.algoperf_target`); a diverged run counts as a miss. None where
+    most target-setting runs diverged: that env has no target, so no method reaches
+    it and it adds nothing to the profile scores (the report says so).
     """
     best: dict[str, list[float]] = defaultdict(list)
     for r in runs:
         if r.get("role") == "target":
             best[r["env_id"]].append(float("nan") if r["diverged"] else max(r["val_metric"]))
-    return {env: stats.algoperf_target(v) for env, v in sorted(best.items())}
+    out: dict[str, float | None] = {}
+    for env, v in sorted(best.items()):
+        try:
+            out[env] = stats.algoperf_target(v)
+        except ValueError:
+            out[env] = None
+    return out
+
+
+def _target(targets: Mapping[str, float | None], env_id: str) -> float:
+    target = targets.get(env_id)
+    return float("nan") if target is None else target
 
 
 def _scores(rs: Sequence[Mapping[str, Any]]) -> list[float]:
@@ -84,7 +97,7 @@ def _ordered(rs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 def summarize_track(
     runs: Sequence[Mapping[str, Any]],
     controllers: Sequence[str],
-    targets: Mapping[str, float],
+    targets: Mapping[str, float | None],
     *,
     n_boot: int = 2000,
     seed: int = 0,
@@ -112,7 +125,7 @@ def summarize_track(
 
     rows, times = [], {c: {} for c in present}
     for env_id in envs:
-        target = targets.get(env_id, float("nan"))
+        target = _target(targets, env_id)
         for ctrl in present:
             rs = _ordered(by.get((env_id, ctrl), []))
             if not rs:
@@ -167,7 +180,7 @@ def _agent_spread(
     envs: list[str],
     present: list[str],
     times: Mapping[str, Mapping[str, float]],
-    targets: Mapping[str, float],
+    targets: Mapping[str, float | None],
     n_boot: int,
     seed: int,
 ) -> list[dict[str, Any]]:
@@ -188,7 +201,7 @@ def _agent_spread(
         point, low, high = stats.iqm_ci({e: _scores(_ordered(rs)) for e, rs in own.items()},
                                         n_boot=n_boot, seed=seed)
         agent_times = {e: float(np.median([steps_to_target(r["steps"], r["val_metric"],
-                                                           targets.get(e, float("nan")))
+                                                           _target(targets, e))
                                            for r in rs])) for e, rs in own.items()}
         others = {c: t for c, t in times.items() if c != LEARNED}
         ratios = _ratios({**others, "agent": agent_times}, envs)

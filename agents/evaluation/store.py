@@ -75,10 +75,13 @@ class RunStore:
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                warnings.warn(f"{self.path}:{i + 1} is not valid JSON; that run is done again.",
-                              stacklevel=3)
+                run = json.loads(line)
+                run_key(run)  # the fields every run has
+            except (ValueError, RecursionError, TypeError, KeyError, AttributeError):
+                warnings.warn(f"{self.path}:{i + 1} is not a run record; that run is done "
+                              "again.", stacklevel=3)
+                continue
+            yield run
 
     def __contains__(self, key: object) -> bool:
         return key in self._runs

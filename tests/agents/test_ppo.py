@@ -212,3 +212,15 @@ def test_critic_warmup_trains_the_value_function_alone():
     model.learn(8, callback=CriticWarmup(rollouts=2), reset_num_timesteps=False)  # third
     assert not all(np.array_equal(a, b.detach())
                    for a, b in zip(actor, actor_parameters(model), strict=True))
+
+
+def test_a_killed_run_without_its_model_points_at_its_last_checkpoint(tmp_path):
+    from agents.ppo import check_model_zip
+
+    (tmp_path / "checkpoints").mkdir()
+    for steps in (16, 128, 32):
+        (tmp_path / "checkpoints" / f"model_{steps}_steps.zip").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"-i .*model_128_steps\.zip"):
+        check_model_zip(tmp_path / "model.zip")
+    with pytest.raises(FileNotFoundError, match=r"No model file [^ ]*\.$"):
+        check_model_zip(tmp_path / "elsewhere" / "model.zip")

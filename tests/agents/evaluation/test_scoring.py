@@ -74,3 +74,22 @@ def test_diverged_runs_score_zero_and_misses_are_infinite():
     assert rows["static"]["test"] == [0.0] and rows["static"]["diverged"] == 1
     assert math.isinf(rows["static"]["steps_to_target"][0])
     assert math.isinf(summary["ratios"]["static"][ENVS[0]])
+
+
+def test_an_env_whose_reference_diverged_has_no_target_and_is_still_reported():
+    from agents.evaluation.report import report_markdown
+
+    runs = [_run(ENVS[0], "warmup_cosine", s, 0.0, role="target") for s in (7, 8, 9)]
+    for r in runs:
+        r["diverged"] = True
+    runs += [_run(ENVS[1], "warmup_cosine", 7, 0.5, role="target")]
+    targets = targets_from(runs)
+    assert targets == {ENVS[0]: None, ENVS[1]: 0.9}
+    scored = [_run(e, c, s, 0.6) for e in ENVS for c in ("static", LEARNED) for s in (0, 1)]
+    summary = summarize_track(scored, [LEARNED, "static"], targets, n_boot=50)
+    rows = [r for r in summary["rows"] if r["env_id"] == ENVS[0]]
+    assert rows and all(math.isinf(x) for r in rows for x in r["steps_to_target"])
+    meta = {"envs": list(ENVS), "split": None, "agents": ["a"], "seeds": [0, 1],
+            "target_seeds": [7, 8, 9], "reference_tuned": False, "tuning_budget": 0,
+            "tuning_seed": 10000, "targets": targets}
+    assert "none (most target-setting runs diverged" in report_markdown({"self": summary}, meta)

@@ -47,3 +47,14 @@ def test_a_reader_beside_a_writer_leaves_the_line_being_written(tmp_path):
     path.write_text(text)
     assert [r["seed"] for r in RunStore(path, repair=False).runs] == [0]
     assert path.read_text() == text
+
+
+@pytest.mark.parametrize("line", ["[1, 2]", "3", '"run"', "null", '{"env_id": "x"}',
+                                  '{"env_id": "x", "controller": "c", "seed": "s"}',
+                                  "[" * 100_000 + "]" * 100_000])
+def test_valid_json_that_is_not_a_run_is_skipped_with_a_warning(tmp_path, line):
+    path = tmp_path / "runs.jsonl"
+    path.write_text(json.dumps(_run(0)) + "\n" + line + "\n")
+    with pytest.warns(UserWarning, match="not a run record"):
+        store = RunStore(path)
+    assert [r["seed"] for r in store.runs] == [0]

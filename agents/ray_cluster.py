@@ -185,6 +185,44 @@ class RayResources:
                     "or add nodes (`ray status` shows the cluster's resources).")
 
 
+CONNECT_TIMEOUT_S = 10.0
+"""The longest wait for a cluster's port to answer before ``ray.init`` is even tried."""
+
+AUTH_HINT = (
+    "If the cluster uses token authentication (Ray 2.59+ turns it on for clusters that "
+    "`ray.init()` starts; `RAY_AUTH_MODE=token` for `ray start`), this process needs the "
+    "same RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN or "
+    "RAY_AUTH_TOKEN_PATH (`ray get-auth-token` on the head prints it).")
+
+
+def probe_address(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Checks that something listens at a ``host:port`` (or ``ray://host:port``) address.
+
+    ``ray.init`` retries an address that does not answer for minutes; this fails in
+    ``timeout_s`` instead. ``"auto"`` is left to Ray.
+
+    Raises:
+        RaySetupError: Nothing answers; the message names the address and the fixes.
+    """
+    import socket
+
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise RaySetupError(f"--ray-address {address!r} is not HOST:PORT, ray://HOST:PORT or "
+                            "auto.") from None
+    try:
+        socket.create_connection((host or "127.0.0.1", number), timeout=timeout_s).close()
+    except OSError as err:
+        raise RaySetupError(
+            f"no Ray cluster answers at {address} ({err}; waited up to {timeout_s:g} s). "
+            "Check the address (`ray status` on the head node shows it; the GCS port is "
+            f"6379 by default, Ray Client's 10001). {AUTH_HINT}") from err
+
+
 def init_ray(ray: ModuleType, address: str | None = None) -> None:
     """``ray.init(address)``, with :data:`LOCAL_SYSTEM_CONFIG` when it starts a local Ray."""
     local = address is None and not os.environ.get("RAY_ADDRESS")
@@ -194,7 +232,8 @@ def init_ray(ray: ModuleType, address: str | None = None) -> None:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None, what: str) -> Iterator[ModuleType]:
+def ray_session(address: str | None, what: str,
+                timeout_s: float = CONNECT_TIMEOUT_S) -> Iterator[ModuleType]:
     """Ray, connected for the duration of the block.
 
     An already initialised Ray (a test's, a notebook's) is used as it is and left
@@ -207,6 +246,8 @@ def ray_session(address: str | None, what: str) -> Iterator[ModuleType]:
             ``"ray://host:10001"``: a remote cluster through Ray Client; or a GCS
             address ``host:6379``.
         what: What needs Ray, for messages.
+        timeout_s: The longest wait for an explicit address to answer
+            (``--ray-timeout``, at most :data:`CONNECT_TIMEOUT_S`).
 
     Raises:
         RaySetupError: Ray is not installed, or no cluster answers at ``address``.
@@ -215,14 +256,18 @@ def ray_session(address: str | None, what: str) -> Iterator[ModuleType]:
     if ray.is_initialized():
         yield ray
         return
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target:
+        probe_address(target, min(timeout_s, CONNECT_TIMEOUT_S))
     try:
         init_ray(ray, address)
     except (ConnectionError, ValueError, RuntimeError) as err:
-        where = f"at {address!r}" if address else "locally"
+        where = f"at {target!r}" if target else "locally"
         raise RaySetupError(
-            f"could not start or reach Ray {where} for {what}: {err}. Start a cluster with "
-            "`ray start --head` and pass --ray-address auto, give its address "
-            "(ray://HOST:10001), or drop --ray-address to start a local Ray."
+            f"could not start or reach Ray {where} for {what}: {err}. For a cluster that "
+            "runs, pass its address (HOST:6379, or --ray-address auto on its head node); "
+            f"to start one, `ray start --head`; or drop --ray-address for a local Ray. "
+            f"{AUTH_HINT}"
         ) from err
     try:
         yield ray

@@ -416,7 +416,8 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
         env_factory(env_ids, {**hp.env_kwargs, "device": vec.local_device},
                     args.gym_packages)().close()
         if vec.kind == "ray":
-            ray = cleanup.enter_context(ray_session(args.ray_address, "--vec-env ray"))
+            ray = cleanup.enter_context(ray_session(args.ray_address, "--vec-env ray",
+                                                    vec.timeout_s))
             actors = hp.n_envs + (hp.eval_freq > 0)  # periodic evaluation has one too
             vec.resources.check_fits(ray, actors, f"{actors} env actors (--n-envs {hp.n_envs}"
                                      f"{' and one for evaluation' if hp.eval_freq else ''})")

@@ -139,10 +139,18 @@ def _check_args(args: argparse.Namespace, env_ids: list[str], names: list[str]) 
             raise UsageError(f"{flag} {folder} is a file, not a folder; pass a folder.")
     if args.workers < 1 or args.n_boot < 1:
         raise UsageError("--workers and --n-boot must be >= 1.")
+    ray = _ray_resources(args)
+    address = args.ray_address or os.environ.get("RAY_ADDRESS")
+    if ray is not None and address:  # before any output exists: a wrong address makes none
+        from agents.ray_cluster import CONNECT_TIMEOUT_S, RaySetupError, probe_address
+
+        try:
+            probe_address(address, min(ray[1], CONNECT_TIMEOUT_S))
+        except RaySetupError as err:
+            raise UsageError(str(err)) from err
     if args.num_threads is not None and not 1 <= args.num_threads <= MAX_TORCH_THREADS:
         raise UsageError(f"--num-threads must be between 1 and {MAX_TORCH_THREADS}, got "
                          f"{args.num_threads}.")
-    _ray_resources(args)
 
 
 def _ray_resources(args: argparse.Namespace) -> Any:
@@ -171,9 +179,11 @@ def _make_pool(args: argparse.Namespace, agents: list[str]) -> tuple[Any, float 
     if ray is None:
         return make_pool(args.workers, args.gym_packages), None
     from agents.evaluation.ray_backend import RayPool
+    from agents.ray_cluster import CONNECT_TIMEOUT_S
 
     resources, timeout = ray
-    return RayPool(args.ray_address, resources, args.gym_packages, agents), timeout
+    return RayPool(args.ray_address, resources, args.gym_packages, agents,
+                   connect_timeout_s=min(timeout, CONNECT_TIMEOUT_S)), timeout
 
 
 def _resolve_agents(args: argparse.Namespace) -> list[str]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.ray_cluster import RayResources, ray_session
+from agents.ray_cluster import CONNECT_TIMEOUT_S, RayResources, ray_session
 
 MAX_RETRIES = 3
 """Reruns of a task lost to a dead worker or node (Ray's ``max_retries``)."""
@@ -99,11 +99,14 @@ class RayPool:
         resources: What each task reserves.
         packages: ``--gym-packages``, imported by every worker.
         agents: The learned agents (their controller files are shipped to the tasks).
+        connect_timeout_s: The longest wait for an explicit address to answer.
     """
 
     def __init__(self, address: str | None, resources: RayResources,
-                 packages: Sequence[str] = (), agents: Sequence[str] = ()) -> None:
+                 packages: Sequence[str] = (), agents: Sequence[str] = (),
+                 connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         self.address, self.resources = address, resources
+        self.connect_timeout_s = connect_timeout_s
         self.setup = WorkerSetup.for_agents(agents, packages, resources.threads)
         self._stack = contextlib.ExitStack()
         # Unfinished tasks, to cancel on the way out; finished ones are let go so that
@@ -115,7 +118,8 @@ class RayPool:
         self._setup_ref: Any = None
 
     def __enter__(self) -> RayPool:
-        ray = self._stack.enter_context(ray_session(self.address, "--backend ray"))
+        ray = self._stack.enter_context(ray_session(self.address, "--backend ray",
+                                                    self.connect_timeout_s))
         try:
             self.resources.check_fits(ray, 1, "each evaluation task")
             self._task = ray.remote(_run).options(max_retries=MAX_RETRIES,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pickle
 import subprocess
@@ -736,3 +737,89 @@ def test_cli_export_defaults_to_the_runs_own_file_and_warns_about_pickles(tmp_pa
     (run / "model.zip").write_bytes(b"PK\x03\x04 cut short")
     assert main(["export", "--agent", str(run)]) == 2
     assert f"error: {run / 'model.zip'} is not a readable SB3 model" in capsys.readouterr().err
+
+
+JSON_VALUES = [None, True, -1, 0, 1, 10**9, 1e308, -1e-9, float("nan"), "", "x" * 50, [],
+               [1, "a"], {"k": 1}, "relu", "anchored", [64, 32], 1e6, 11.0, 0.5, 100.0]
+
+
+def _check_loads_or_refuses(path: Path) -> ControllerPolicy | None:
+    """A ControllerFileError, or a controller that keeps every rule: nothing else."""
+    from agents.controller import MAX_FACTOR_LIMIT
+    from lr_gym.features import ALL_FEATURES
+
+    try:
+        policy = ControllerPolicy.load(path)
+    except ControllerFileError:
+        return None
+    c = policy.env_config
+    assert 1 < c.max_factor <= MAX_FACTOR_LIMIT, c.max_factor
+    assert set(c.features) <= set(ALL_FEATURES)
+    assert c.lr_min is None or 0 < c.lr_min < (c.lr_max or math.inf)
+    assert -1 <= policy.config["policy"]["action_low"] < policy.config["policy"]["action_high"] <= 1
+    assert math.isfinite(policy.act(np.zeros(len(c.features), np.float32)))  # it runs
+    return policy
+
+
+@pytest.mark.slow
+def test_fuzzed_controller_file_bytes_load_or_fail_cleanly(exported, tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    raw = exported.read_bytes()
+    original = ControllerPolicy.load(exported).sha256
+    path = tmp_path / "fuzz.safetensors"
+
+    @settings(max_examples=80, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(edits=st.lists(st.tuples(st.integers(0, len(raw) - 1), st.integers(0, 255)),
+                          min_size=1, max_size=4),
+           cut=st.one_of(st.none(), st.integers(0, len(raw) - 1)))
+    def check(edits, cut):
+        data = bytearray(raw)
+        for pos, value in edits:
+            data[pos] = value
+        path.write_bytes(bytes(data[:cut] if cut is not None else data))
+        policy = _check_loads_or_refuses(path)
+        if policy is not None:  # only an edit that changes nothing that counts loads
+            assert policy.sha256 == original
+
+    check()
+
+
+def _config_fields(path: Path) -> list[tuple[str | None, str]]:
+    config = json.loads(load_meta(path)["config"])
+    return ([(sec, key) for sec, val in config.items() if isinstance(val, dict) for key in val]
+            + [(None, key) for key in config] + [("env_config", "x")])
+
+
+@pytest.mark.slow
+def test_every_resigned_field_corruption_loads_or_fails_cleanly(exported, tmp_path):
+    # What a malicious author writes: any field set to any value, the checksum redone.
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    path = tmp_path / "forged.safetensors"
+    values = st.one_of(st.sampled_from(JSON_VALUES), st.floats(-1e3, 1e3, allow_nan=False),
+                       st.lists(st.sampled_from(["progress", "val_trend", "nope", 3]),
+                                max_size=3))
+    def check_field(section: str | None, key: str) -> None:
+        @settings(max_examples=12, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=[HealthCheck.function_scoped_fixture])
+        @given(value=values)
+        def check(value):
+            def edit(config):
+                if section is None:
+                    config[key] = value
+                else:
+                    config[section][key] = value
+            try:
+                forged = _forge(exported, path, edit)
+            except (TypeError, ValueError):  # not JSON: no file to load
+                return
+            _check_loads_or_refuses(forged)
+
+        check()
+
+    for section, key in _config_fields(exported):
+        check_field(section, key)

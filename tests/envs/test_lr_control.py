@@ -10,6 +10,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import lr_gym
+from lr_gym.config import EnvConfig
 from lr_gym.envs import LRControlEnv, MultiTaskEnv
 from lr_gym.features import FEATURE_NAMES, OBS_DIM
 from tests.helpers import blob_task, digits_task
@@ -421,3 +422,86 @@ def test_random_configs_actions_and_tasks_give_clear_errors_or_finite_steps():
 
     check()
     assert seen["stepped"] >= 10  # the examples exercised the env, not only the checks
+
+
+INVALID = {
+    "warmup_frac": [1.0, -0.1, 2.0], "final_lr_frac": [-0.1, 1.5], "max_factor": [1.0, 0.5, -2],
+    "lr_min": [-1e-3, math.inf], "lr_max": [0.0, -1.0], "lr_min_factor": [0.0, 1.5, -1],
+    "lr_max_factor": [0.5, -3.0], "reward_scale": [0.0, -1.0], "divergence_factor": [1.0, 0.5],
+    "divergence_penalty": [-1.0, math.inf], "total_steps": [0, -5, 10**8],
+    "steps_per_action": [0, 10**8], "paired_clip": [0.0, -1.0], "action_cost": [-0.1],
+    "event_prob": [-0.1, 1.01], "torch_threads": [0, 10**5],
+    "mode": ["both"], "schedule": ["wavy"], "reward": ["accuracy"], "reference": ["cosine"],
+}
+
+
+@pytest.mark.parametrize("field, bad", [(f, v) for f, vs in INVALID.items() for v in vs])
+def test_every_out_of_range_config_value_is_refused_naming_the_field(field, bad):
+    with pytest.raises((ValueError, TypeError), match=field):
+        EnvConfig(**{field: bad})
+
+
+@pytest.mark.slow
+def test_random_valid_runs_follow_the_lr_rule_and_the_feature_definitions():
+    # The LR of every interval is the rule's (schedule x multiplier, clamped), and the
+    # observed features are their definitions, sign included: a property-based check
+    # that fails when the clamp, the rule or a feature's direction changes.
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from lr_gym.features import DEFAULT_FEATURES, OBS_BOUND
+
+    @settings(max_examples=30, deadline=None, derandomize=True)
+    @given(mode=st.sampled_from(["anchored", "recursive"]),
+           schedule=st.sampled_from(["constant", "cosine", "linear"]),
+           max_factor=st.floats(1.1, 8.0), lr_scale=st.floats(0.01, 100.0),
+           bounds=st.sampled_from([(None, None), (0.01, 0.2), (None, 0.05)]),
+           actions=st.lists(st.floats(-1.5, 1.5), min_size=3, max_size=6),
+           seed=st.integers(0, 3))
+    def check(mode, schedule, max_factor, lr_scale, bounds, actions, seed):
+        task = blob_task(lr=0.05 * lr_scale, total_steps=24, steps_per_action=4)
+        env = LRControlEnv(task, mode=mode, schedule=schedule, max_factor=max_factor,
+                           lr_min=bounds[0], lr_max=bounds[1], eval_test=False,
+                           features=DEFAULT_FEATURES, divergence_factor=math.inf)
+        obs, info = env.reset(seed=seed)
+        lo, hi, lr0, l0 = env.lr_min, env.lr_max, env.lr0, info["val_loss"]
+        names = list(DEFAULT_FEATURES)
+        m, prev_val, best = 1.0, l0, l0
+        for a in actions:
+            t = info["step"]
+            obs, _, done, _, info = env.step(np.array([a], np.float32))
+            clipped = min(max(float(np.float32(a)), -1.0), 1.0)
+            factor = max_factor ** clipped
+            base = env.base_lr(t)
+            m = (factor if mode == "anchored"
+                 else min(max(m * factor, lo / max(base, 1e-30)), hi / max(base, 1e-30)))
+            want = min(max(env.base_lr(info["step"] - 1) * m, lo), hi)
+            assert info["lr"] == pytest.approx(want, rel=1e-9)  # the rule, clamped
+            assert lo * (1 - 1e-12) <= info["lr"] <= hi * (1 + 1e-12)
+            if not math.isfinite(info["val_loss"]):
+                break
+
+            def feat(name, obs=obs):
+                return float(obs[names.index(name)])
+
+            def clip(x):
+                return float(np.float32(min(max(x, -OBS_BOUND), OBS_BOUND)))
+
+            assert feat("progress") == pytest.approx(info["step"] / env.total_steps)
+            assert feat("prev_action") == pytest.approx(clipped, abs=1e-6)
+            assert feat("log_lr_ratio") == pytest.approx(clip(math.log(info["lr"] / lr0)),
+                                                         abs=1e-5)
+            assert feat("log_val_loss") == pytest.approx(clip(math.log(info["val_loss"] / l0)),
+                                                         abs=1e-5)
+            assert feat("val_trend") == pytest.approx(clip(math.log(info["val_loss"] / prev_val)),
+                                                      abs=1e-5)
+            # Against the lowest loss before this interval (negative at a new best).
+            assert feat("val_vs_best") == pytest.approx(clip(math.log(info["val_loss"] / best)),
+                                                        abs=1e-5)
+            best = min(best, info["val_loss"])
+            assert feat("val_metric") == pytest.approx(info["val_metric"], abs=1e-6)
+            prev_val = info["val_loss"]
+            if done:
+                break
+
+    check()

@@ -114,6 +114,36 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     return path
 
 
+_TEMPORARY = re.compile(r"^\..+\.tmp(\d+)$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Deletes the temporary files of :func:`atomic_write` that a killed process left.
+
+    A temporary file names its writer's PID; it is stale when that process is gone.
+    Called when a command starts on a folder it writes to (never on files in use).
+
+    Returns:
+        The files removed.
+    """
+    removed = []
+    root = Path(folder)
+    if not root.is_dir():
+        return removed
+    for tmp in root.rglob(".*.tmp*"):
+        m = _TEMPORARY.match(tmp.name)
+        if not m or not tmp.is_file():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)  # signal 0: does the writer still exist?
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+        except (PermissionError, OverflowError):
+            continue  # alive under another user, or not a PID: leave it
+    return removed
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """:func:`atomic_write` of a text file."""
     return atomic_write(path, lambda tmp: tmp.write_text(text))

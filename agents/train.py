@@ -344,6 +344,7 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
         MODEL,
         VECNORMALIZE,
         mark_complete,
+        remove_stale_temporaries,
         run_files,
         write_text_atomic,
     )
@@ -438,6 +439,7 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
         "gymnasium": gym.__version__,
         "python": platform.python_version(),
     }
+    remove_stale_temporaries(args.log_folder)  # what killed runs left half-written
     run_dir = next_run_dir(Path(args.log_folder), run_name(env_ids))
     source = {"run": str(run_dir), "env": env_ids, "versions": versions}
     venv = eval_env = None

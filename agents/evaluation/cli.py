@@ -250,8 +250,9 @@ def _output_dir(args: argparse.Namespace, invocation: dict[str, Any]) -> Path:
             raise UsageError(f"{out} holds the results of another evaluation (it differs in: "
                              f"{', '.join(diff)}); pass another -o, or drop -o to get a "
                              "folder of its own.")
-    from agents.runs import write_text_atomic
+    from agents.runs import remove_stale_temporaries, write_text_atomic
 
+    remove_stale_temporaries(out)  # what a killed run of this evaluation left half-written
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(marker, json.dumps(invocation, indent=1, sort_keys=True))
     return out

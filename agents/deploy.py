@@ -1,15 +1,16 @@
 """A trained controller as one safe file, and as a drop-in LR scheduler.
 
-The public deployment API in one place; it lives in two modules:
+The public deployment API in one place; it lives in the :mod:`agents.controller`
+package:
 
-* :mod:`agents.controller`, the torch-only runtime (never imports stable-baselines3):
-  :class:`ControllerPolicy` (loading and validating a controller file),
-  :class:`LRController` (a torch LR scheduler), :class:`PolicyController` (a file
-  acting in the env) and :class:`LRControllerCallback` (Hugging Face ``Trainer``).
-  Its docstring describes the trust model: loading a file never unpickles anything,
-  and its SHA-256 is an integrity check, not authenticity.
-* :mod:`agents.export`: :func:`export_controller` (a PPO run -> controller file) and
-  the CLI.
+* the torch-only runtime (never imports stable-baselines3): :class:`ControllerPolicy`
+  (loading and validating a controller file), :class:`LRController` (a torch LR
+  scheduler), :class:`PolicyController` (a file acting in the env) and
+  :class:`LRControllerCallback` (Hugging Face ``Trainer``). Its docstring describes the
+  trust model: loading a file never unpickles anything, and its SHA-256 is an integrity
+  check, not authenticity.
+* :mod:`agents.controller.export`: :func:`export_controller` (a PPO run -> controller
+  file) and the CLI.
 
 CLI: ``python -m agents.deploy export --agent RUN_DIR`` (re)writes
 ``RUN_DIR/controller.safetensors``; it unpickles the run's files, so run it only on
@@ -28,14 +29,13 @@ from agents.controller import (
     LRController,
     LRControllerCallback,
     PolicyController,
-    _digest,
     check_deployable,
     controller_file_for,
     load_controller_file,
     pretrained_file,
     validate_controller,
 )
-from agents.export import build_parser, export_controller, main
+from agents.controller.export import build_parser, export_controller, main
 
 __all__ = [
     "FORMAT",
@@ -47,7 +47,6 @@ __all__ = [
     "LRController",
     "LRControllerCallback",
     "PolicyController",
-    "_digest",
     "build_parser",
     "check_deployable",
     "controller_file_for",

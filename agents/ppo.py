@@ -138,7 +138,7 @@ class PPOHyperparams:
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from agents.controller import check_deployable
+        from agents.controller.file import check_deployable
         from lr_gym.config import EnvConfig, check_int, check_real
 
         try:

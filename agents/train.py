@@ -225,7 +225,7 @@ def save_agent(model: Any, venv: Any, folder: Path, names: Sequence[str],
         env_kwargs: The EnvConfig overrides the agent trains under.
         source: Provenance recorded in the controller file.
     """
-    from agents.export import export_controller
+    from agents.controller.export import export_controller
     from agents.ppo import PPOController
     from agents.runs import atomic_write
 

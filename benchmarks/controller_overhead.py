@@ -21,16 +21,14 @@ from pathlib import Path
 
 import torch
 
-from agents.deploy import ControllerPolicy, LRController
+from agents.deploy import ControllerPolicy, LRController, load_controller_file
 
 K = 15  # steps per decision, as in the embedded tasks
 
 
 def _policy(arg: str | None) -> ControllerPolicy:
-    if arg and arg.endswith(".safetensors"):
-        return ControllerPolicy.load(arg)
     if arg:
-        return ControllerPolicy.from_run(arg)
+        return load_controller_file(arg)
     # No agent given: an untrained policy of the design's shape (same cost).
     import gymnasium as gym
     from stable_baselines3.common.env_util import make_vec_env

@@ -23,6 +23,7 @@ import math
 import os
 import tempfile
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,13 +94,18 @@ def reference_key(task: Task, config: EnvConfig, torch_seed: int, total_steps: i
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def run_reference(task: Task, config: EnvConfig, torch_seed: int) -> ReferenceRun:
-    """Runs the reference of an episode with ``torch_seed`` (actions 0 under its rule)."""
+def run_reference(make_env: Callable[[EnvConfig], Any], config: EnvConfig,
+                  torch_seed: int) -> ReferenceRun:
+    """Runs the reference of an episode with ``torch_seed`` (actions 0 under its rule).
+
+    Args:
+        make_env: Builds the episode's env (same task) from a config: the reference's.
+        config: The episode's env settings (the reference's follow from them).
+        torch_seed: The episode's seed (:meth:`LRControlEnv.start`).
+    """
     import numpy as np
 
-    from lr_gym.envs.lr_control import LRControlEnv
-
-    env = LRControlEnv(task, reference_config(config))
+    env = make_env(reference_config(config))
     try:
         _, info = env.start(torch_seed)
         losses, diverged, done = [info["val_loss"]], False, False

@@ -75,7 +75,7 @@ def test_another_controller_at_the_same_path_reruns_only_the_controller(tmp_path
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    from agents.controller import _digest
+    from agents.controller.file import _digest
 
     agent, out = tmp_path / "controller.safetensors", tmp_path / "seed"
     shutil.copyfile(controller_file, agent)

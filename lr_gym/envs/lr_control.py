@@ -431,8 +431,9 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         """The reference of this episode's seed (cached: :mod:`lr_gym.reference`)."""
         key = reference_key(self.task, self.config, self._torch_seed, self.total_steps,
                             self.steps_per_action, self.device.type)
-        return REFERENCE_CACHE.get(
-            key, lambda: run_reference(self.task, self._reference_config(), self._torch_seed))
+        return REFERENCE_CACHE.get(key, lambda: run_reference(
+            lambda config: LRControlEnv(self.task, config), self._reference_config(),
+            self._torch_seed))
 
     def _reference_config(self) -> EnvConfig:
         # The budget this env resolved (task or config) is the reference's too.

@@ -26,6 +26,7 @@ from agents.deploy import (
     ControllerPolicy,
     LRController,
     export_controller,
+    load_controller_file,
     main,
 )
 from agents.ppo import PPOController, PPOHyperparams, make_ppo
@@ -370,7 +371,7 @@ def test_from_run_never_unpickles_a_run_without_its_controller_file(tmp_path, mo
         monkeypatch.setattr(pickle, name, refuse)
     monkeypatch.setattr(pickle, "Unpickler", refuse)
     monkeypatch.setattr(torch, "load", refuse)
-    for load in (LRController.from_run, ControllerPolicy.from_run):
+    for load in (LRController.from_run, load_controller_file):
         with pytest.raises(FileNotFoundError, match="python -m agents.deploy export"):
             load(run)
 
@@ -449,7 +450,8 @@ def test_runtime_never_imports_stable_baselines3(exported):
         "ctl.step(0.9); ctl.step(0.8)\n"
         "ctl.observe(val_loss=0.8, val_metric=0.6)\n"
         "bad = sorted(m for m in sys.modules\n"
-        "             if m.split('.')[0] == 'stable_baselines3' or m == 'agents.export')\n"
+        "             if m.split('.')[0] == 'stable_baselines3'\n"
+        "             or m in ('agents.controller.export', 'agents.ppo'))\n"
         "print(bad)\n"
     )
     proc = subprocess.run(
@@ -462,14 +464,14 @@ def test_runtime_never_imports_stable_baselines3(exported):
 
 def test_deploy_reexports_the_runtime_and_the_export_side():
     import agents.controller
+    import agents.controller.export
     import agents.deploy
-    import agents.export
 
     assert agents.deploy.LRController is agents.controller.LRController
     assert agents.deploy.LRControllerCallback is agents.controller.LRControllerCallback
     assert agents.deploy.ControllerPolicy is agents.controller.ControllerPolicy
-    assert agents.deploy.export_controller is agents.export.export_controller
-    assert agents.deploy.main is agents.export.main
+    assert agents.deploy.export_controller is agents.controller.export.export_controller
+    assert agents.deploy.main is agents.controller.export.main
 
 
 # ------------------------------------------------------------------ HF Trainer
@@ -609,7 +611,7 @@ def test_policy_controller_acts_exactly_like_ppo_controller(run_dir, exported):
 
 def _forge(src: Path, dst: Path, edit_config=None, edit_tensors=None) -> Path:
     """A file whose checksum matches its (edited) content: what a malicious author writes."""
-    from agents.deploy import _digest
+    from agents.controller.file import _digest
 
     meta = load_meta(src)
     config = json.loads(meta["config"])

@@ -166,7 +166,7 @@ def test_v2_policy_starts_as_static_exactly(tmp_path):
     # A zero action head: the untrained policy's deterministic action is 0 for every
     # observation, which in v2's rule (a multiplier on a constant base) is static.
     from agents.baselines import make_baseline
-    from agents.export import export_controller
+    from agents.controller.export import export_controller
     from agents.rollout import run_episode
     from agents.runs import CONTROLLER
     from agents.train import id_env_kwargs

@@ -7,7 +7,7 @@ loads and runs it without stable-baselines3. ``model.zip`` and ``vecnormalize.pk
 are pickles: only ``export`` (from your own runs) and resuming training read them.
 
 CLI: ``python -m agents.deploy export --agent RUN_DIR`` (or ``python -m
-agents.export export ...``) (re)writes ``RUN_DIR/controller.safetensors``; it
+agents.controller.export export ...``) (re)writes ``RUN_DIR/controller.safetensors``; it
 unpickles the run's files, so run it only on runs you trained yourself.
 """
 
@@ -25,14 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.controller import (
-    FORMAT,
-    FORMAT_VERSION,
-    ControllerPolicy,
-    _digest,
-    controller_file_for,
-    validate_controller,
-)
+from agents.controller.file import FORMAT, FORMAT_VERSION, _digest, validate_controller
+from agents.controller.policy import ControllerPolicy
+from agents.controller.resolve import controller_file_for
 from agents.help_format import DefaultsHelpFormatter
 from agents.runs import atomic_write, run_files
 from lr_gym.config import EnvConfig

@@ -1,0 +1,81 @@
+"""The torch-only runtime of a trained controller: its file, policy and LR scheduler.
+
+Deploying a controller needs torch, safetensors and lr_gym only: nothing here imports
+stable-baselines3 or unpickles anything. One idea per module:
+
+* :mod:`~agents.controller.file`: the file format, its checks and digest
+  (:func:`validate_controller`, :func:`check_deployable`, :class:`ControllerFileError`);
+* :mod:`~agents.controller.policy`: :class:`ControllerPolicy`, a loaded, verified file;
+* :mod:`~agents.controller.resolve`: pretrained names and paths
+  (:func:`load_controller_file`) and :class:`PolicyController`, a file acting in the env;
+* :mod:`~agents.controller.scheduler`: :class:`LRController`, a file driving any torch
+  optimizer (decisions equal the env's on the same statistics);
+* :mod:`~agents.controller.hf`: :class:`LRControllerCallback` for the Hugging Face
+  ``Trainer``;
+* :mod:`~agents.controller.export`: a PPO run to a file, and its CLI. The one module that
+  reads pickles (your own runs only); it is not imported here.
+
+Trust model. Loading a controller file never unpickles anything, so a file from someone
+else cannot run code; evaluation and deployment load agents only this way. Its SHA-256
+is an integrity check, not authenticity, so every value a file asks for is validated at
+load (a :class:`ControllerFileError`, never a surprise at the first decision).
+
+Usage in a plain loop::
+
+    ctl = LRController(opt, "controller.safetensors", total_steps=T, steps_per_action=K)
+    ctl.observe(**evaluate(model))          # once on the untrained model
+    for step in range(T):
+        loss = loss_fn(model, next(batches))
+        opt.zero_grad(); loss.backward(); opt.step()
+        ctl.step(loss)                      # every optimizer step
+        if ctl.eval_due:                    # every K steps
+            ctl.observe(**evaluate(model))  # val_loss=..., val_metric=...
+"""
+
+from agents.controller.file import (
+    FORMAT,
+    FORMAT_VERSION,
+    MAX_FACTOR_LIMIT,
+    POLICY_FIELDS,
+    ControllerFileError,
+    check_deployable,
+    file_env_config,
+    validate_controller,
+)
+from agents.controller.hf import LRControllerCallback
+from agents.controller.policy import ControllerPolicy
+from agents.controller.resolve import (
+    PRETRAINED,
+    PRETRAINED_DIR,
+    PolicyController,
+    agent_label,
+    agent_labels,
+    controller_file_for,
+    is_pretrained_name,
+    load_controller_file,
+    pretrained_file,
+)
+from agents.controller.scheduler import LRController
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MAX_FACTOR_LIMIT",
+    "POLICY_FIELDS",
+    "PRETRAINED",
+    "PRETRAINED_DIR",
+    "ControllerFileError",
+    "ControllerPolicy",
+    "LRController",
+    "LRControllerCallback",
+    "PolicyController",
+    "agent_label",
+    "agent_labels",
+    "check_deployable",
+    "controller_file_for",
+    "file_env_config",
+    "is_pretrained_name",
+    "load_controller_file",
+    "pretrained_file",
+    "validate_controller",
+]

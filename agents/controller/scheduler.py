@@ -1,0 +1,350 @@
+"""``LRController``: a trained controller driving any torch optimizer, like a scheduler."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.controller.policy import ControllerPolicy
+from agents.controller.resolve import load_controller_file
+from lr_gym import lr_rule
+from lr_gym.config import MAX_TOTAL_STEPS, EnvConfig, check_int, check_real
+from lr_gym.features import FeatureTracker
+from lr_gym.grad_stats import IntervalMeter
+from lr_gym.guard import Guard
+
+
+class LRController:
+    """Sets an optimizer's learning rate with a trained controller, like a torch scheduler.
+
+    Usage (see the module docstring): ``observe(val_loss=..., val_metric=...)`` once on
+    the untrained model (the first decision), ``step(loss)`` after every optimizer
+    step, and ``observe(...)`` again whenever ``eval_due`` is True (every
+    ``steps_per_action`` steps). Every param group's LR is scaled from its initial LR
+    by the same factor, as in the env. Called this way, the features, actions and LRs
+    equal those of :class:`~lr_gym.envs.LRControlEnv` on the same statistics.
+
+    Args:
+        optimizer: The optimizer to drive (any ``torch.optim.Optimizer``).
+        policy: A controller file, run folder or checkpoint, a pretrained name
+            (``"lr_gym/default"``), or a :class:`ControllerPolicy` already loaded.
+        total_steps: The optimizer-step budget ``T`` (progress is ``step / T``).
+        steps_per_action: Optimizer steps per decision ``K``.
+        lr0: Reference LR of the features; default: the first group's initial LR.
+        lr_min: Lowest LR; default: the trained rule (``lr0 * 1e-3`` unless set).
+        lr_max: Highest LR; default: the trained rule (``lr0 * 30`` unless set).
+        guard: Roll the run back to its best validation loss when it blows up and back
+            the LR off (:mod:`lr_gym.guard`, the env's ``guard=True``): needs ``model``
+            for buffers such as batch-norm statistics (else only the parameters).
+        model: The model the optimizer trains (for the guard).
+    """
+
+    load = staticmethod(ControllerPolicy.load)
+    from_run = staticmethod(load_controller_file)  # a run folder's file; never its pickles
+
+    @classmethod
+    def from_pretrained(cls, optimizer: torch.optim.Optimizer, name: str = "lr_gym/default",
+                        **kwargs: Any) -> LRController:
+        """A controller driven by a shipped pretrained policy (see its model card).
+
+        Args:
+            optimizer: The optimizer to drive.
+            name: A name of :data:`PRETRAINED` (``"lr_gym/default"``).
+            **kwargs: As for :class:`LRController` (``total_steps``,
+                ``steps_per_action``, ...).
+        """
+        return cls(optimizer, load_controller_file(name), **kwargs)
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        policy: str | Path | ControllerPolicy,
+        *,
+        total_steps: int,
+        steps_per_action: int,
+        lr0: float | None = None,
+        lr_min: float | None = None,
+        lr_max: float | None = None,
+        guard: bool = False,
+        model: torch.nn.Module | None = None,
+    ) -> None:
+        check_int("total_steps", total_steps, lo=1, hi=MAX_TOTAL_STEPS)
+        check_int("steps_per_action", steps_per_action, lo=1)
+        if not 1 <= steps_per_action <= total_steps:
+            raise ValueError(
+                f"Need 1 <= steps_per_action <= total_steps, got steps_per_action="
+                f"{steps_per_action}, total_steps={total_steps}."
+            )
+        self.optimizer = optimizer
+        self.policy = (policy if isinstance(policy, ControllerPolicy)
+                       else load_controller_file(policy))
+        self.config = self.policy.env_config
+        self.total_steps, self.steps_per_action = int(total_steps), int(steps_per_action)
+        # Torch schedulers record each group's starting LR as "initial_lr".
+        self._group_lr0 = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
+        self.lr0 = float(lr0) if lr0 is not None else self._group_lr0[0]
+        if not (self.lr0 > 0 and math.isfinite(self.lr0)):
+            raise ValueError(f"lr0 must be > 0, finite, got {self.lr0}; give the optimizer "
+                             "an lr.")
+        c = self.config
+        if lr_min is not None:
+            check_real("lr_min", lr_min, lo=0.0)
+        if lr_max is not None:
+            check_real("lr_max", lr_max, lo=0.0, lo_open=True, allow_inf=True)
+        self.lr_min, self.lr_max = lr_rule.lr_bounds(
+            self.lr0,
+            lr_min if lr_min is not None else c.lr_min,
+            lr_max if lr_max is not None else c.lr_max,
+            c.lr_min_factor, c.lr_max_factor,
+        )
+        if not self.lr_min < self.lr_max:
+            raise ValueError(f"lr_min ({self.lr_min:g}) must be below lr_max ({self.lr_max:g}) "
+                             f"(lr0={self.lr0:g}).")
+        self._warned_nonfinite = False
+        halflives = self.policy.config.get("tracker", {})
+        self._tracker = FeatureTracker(self.lr0, **halflives, features=self.config.features)
+        self._rule = lr_rule.LRState.from_config(
+            c, lr0=self.lr0, total_steps=self.total_steps, group_lr0=self._group_lr0,
+            lr_min=self.lr_min, lr_max=self.lr_max)
+        self._meter = IntervalMeter(self.config.features)
+        self._guard = Guard(optimizer, model) if guard else None
+        self._update_ratio: float | None = None  # given by the caller, else measured
+        self._t = 0
+        self._started = False
+        self._interval_start = 0
+        self._losses: list[Any] = []
+        self._grad_norm = math.nan
+        self._last_obs: np.ndarray | None = None
+        self.history: list[tuple[int, float, float]] = []
+        """``(step, action, lr)`` of every decision, for logging."""
+        self._apply_lr()
+
+    # ---------------------------------------------------------------- LR rule
+    def base_lr(self, step: int) -> float:
+        """``lr0 * schedule(step)`` of the trained base schedule."""
+        return self._rule.base_lr(step)
+
+    def _apply_lr(self) -> None:
+        self._lr = self._rule.apply(self.optimizer, self._t)
+
+    def _interval_len(self) -> int:
+        return min(self.steps_per_action, self.total_steps - self._interval_start)
+
+    # -------------------------------------------------------------------- API
+    @property
+    def eval_due(self) -> bool:
+        """True when the current interval is complete and ``observe`` should be called."""
+        return self._started and self._t - self._interval_start >= max(self._interval_len(), 1)
+
+    @property
+    def last_action(self) -> float:
+        """The latest action in [-1, 1] (0 before the first decision)."""
+        return self._rule.action
+
+    @property
+    def last_observation(self) -> np.ndarray | None:
+        """The feature vector of the latest decision."""
+        return self._last_obs
+
+    def get_last_lr(self) -> list[float]:
+        """The LR of every param group, as torch schedulers report it."""
+        return [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def step(self, loss: float | torch.Tensor | None = None, *, grad_norm: float | None = None
+             ) -> None:
+        """Records one optimizer step (call it right after ``optimizer.step()``).
+
+        Args:
+            loss: The step's training loss (a tensor is not synced until ``observe``);
+                None if it arrives later via :meth:`record`.
+            grad_norm: The step's gradient norm before clipping; by default it is
+                measured from the optimizer's gradients on the interval's last step
+                (pass it when you clip gradients or free them before this call).
+        """
+        if not self._started:
+            raise RuntimeError(
+                "LRController.step() before the first observe(): call "
+                "observe(val_loss=..., val_metric=...) on the untrained model first; the "
+                "first decision needs the initial validation loss."
+            )
+        params = self._params()
+        # The step's gradients are still on the parameters: probe them as the env does.
+        self._meter.after_backward(self._t - self._interval_start, params)
+        self._meter.after_step(params)
+        self._t += 1
+        self.record(loss, grad_norm=grad_norm)
+        if grad_norm is None and self.eval_due and not math.isfinite(self._grad_norm):
+            norm = lr_rule.grad_norm(params)
+            if norm is not None:
+                self._grad_norm = float(norm)
+        self._apply_lr()
+        self._meter.before_step(self._t - self._interval_start, params)
+
+    def _params(self) -> list[torch.Tensor]:
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def _start_interval(self) -> None:
+        """Opens the next interval: fresh statistics, the LR of its first step."""
+        self._interval_start = self._t
+        self._losses = []
+        self._grad_norm = math.nan
+        self._update_ratio = None
+        self._apply_lr()
+        self._meter.start(self._interval_len())
+        self._meter.before_step(0, self._params())  # a one-step interval's only step
+        self.history.append((self._t, self._rule.action, self._lr))
+
+    def record(self, loss: float | torch.Tensor | None, *, grad_norm: float | None = None
+               ) -> None:
+        """Adds a training loss (and gradient norm) without counting a step.
+
+        For frameworks that report the loss after the step was counted (the HF callback).
+        """
+        if loss is not None:
+            self._losses.append(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+        if grad_norm is not None:
+            self._grad_norm = float(grad_norm)
+
+    def observe(self, val_loss: float, val_metric: float, *, grad_norm: float | None = None,
+                update_ratio: float | None = None, **_ignored: Any) -> float:
+        """Feeds a validation result and makes a decision; returns the action.
+
+        The first call (before any ``step``) describes the untrained model. Later calls
+        close the interval since the previous one: call them when ``eval_due`` is True
+        for decisions identical to the env's (other times work, on shorter intervals).
+
+        Non-finite training losses are skipped (one ``RuntimeWarning`` per controller).
+        If none of the interval's losses is finite, or the validation result is not,
+        the controller holds its LR rule for the next interval instead of deciding on
+        meaningless features.
+
+        Args:
+            val_loss: Validation loss.
+            val_metric: Main validation metric (higher is better, e.g. accuracy).
+            grad_norm: Gradient norm at the interval's last step, if not given to ``step``.
+            update_ratio: ``||w_t - w_t-1|| / ||w_t-1||`` of the interval's last step, if
+                measured by the caller; by default the controller measures it itself
+                (one copy of the weights before that step).
+            **_ignored: Other metrics (so ``observe(**evaluate(model))`` works).
+        """
+        val_loss, val_metric = float(val_loss), float(val_metric)
+        if not self._started:
+            if not (math.isfinite(val_loss) and val_loss > 0 and math.isfinite(val_metric)):
+                raise ValueError(
+                    f"The first observe() needs a finite validation loss > 0 and a finite "
+                    f"metric (every feature is relative to them), got val_loss={val_loss}, "
+                    f"val_metric={val_metric}."
+                )
+            self._last_obs = self._tracker.reset(val_loss, val_metric)
+            self._started = True
+            if self._guard is not None:
+                self._guard.start(val_loss, info=(val_loss, val_metric))
+        else:
+            if self._t == self._interval_start:
+                raise RuntimeError(
+                    "observe() again without a training step in between; call step(loss) "
+                    "after every optimizer step and observe() when eval_due is True."
+                )
+            if grad_norm is not None:
+                self._grad_norm = float(grad_norm)
+            if update_ratio is not None:
+                self._update_ratio = float(update_ratio)
+            stats = self._meter.stats()
+            if self._update_ratio is not None:
+                stats["update_ratio"] = self._update_ratio
+            losses = np.array([float(x) for x in self._losses], dtype=np.float64)
+            finite = np.isfinite(losses)
+            # The env's default rule: a file's own training settings do not apply here.
+            limit = EnvConfig.divergence_factor * self._tracker.initial_loss
+            diverged = (not finite.all() or bool((losses[finite] > limit).any())
+                        or not (math.isfinite(val_loss) and math.isfinite(val_metric)))
+            restored = self._guard is not None and self._guard.check(
+                val_loss, diverged=diverged, raised=self._rule.raised, info=(val_loss, val_metric))
+            if restored:
+                # Rolled back to the best state, as the env does: decide from there.
+                self._rule.back_off()
+                val_loss, val_metric = self._guard.best_info
+                finite &= losses <= limit
+            elif not finite.all():
+                self._warn_nonfinite(int((~finite).sum()), len(losses))
+            if not restored and (not finite.any() or not (math.isfinite(val_loss)
+                                                          and math.isfinite(val_metric))):
+                self._hold()
+                return self._rule.action
+            self._last_obs = self._tracker.update(
+                progress=self._t / self.total_steps,
+                lr=self._prev_lr,
+                base_lr=self.base_lr(self._t - 1),
+                step_losses=losses[finite],
+                val_loss=val_loss,
+                val_metric=val_metric,
+                grad_norm=self._grad_norm,
+                action=self._rule.action,
+                **stats,
+            )
+        self._decide(self._last_obs)
+        return self._rule.action
+
+    def _warn_nonfinite(self, bad: int, total: int) -> None:
+        if not self._warned_nonfinite:
+            self._warned_nonfinite = True
+            warnings.warn(
+                f"LRController: {bad} of {total} training losses in the interval ending at "
+                f"step {self._t} are not finite; they are skipped (further ones silently), "
+                "and an interval with no finite loss keeps the LR rule unchanged.",
+                RuntimeWarning, stacklevel=3,
+            )
+
+    def _hold(self) -> None:
+        """Keeps the multiplier and action for the next interval (no decision)."""
+        self._start_interval()
+
+    @property
+    def _prev_lr(self) -> float:
+        """The LR used by the interval's last step (the env's ``info["lr"]``)."""
+        return self._rule.lr_at(self._t - 1)
+
+    def _decide(self, obs: np.ndarray) -> None:
+        self._rule.decide(self.policy.act(obs), self._t)
+        self._start_interval()
+
+    # -------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume (the policy itself is not included)."""
+        return {
+            "t": self._t,
+            **self._rule.state_dict(),
+            "started": self._started,
+            "interval_start": self._interval_start,
+            "losses": [float(x) for x in self._losses],
+            "grad_norm": self._grad_norm,
+            "tracker": self._tracker.state_dict(),
+            "lr0": self.lr0,
+            "group_lr0": list(self._group_lr0),
+            "last_obs": None if self._last_obs is None else self._last_obs.tolist(),
+            "history": [list(h) for h in self.history],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict` and sets the optimizer's LR accordingly."""
+        self._t, self._started = int(state["t"]), bool(state["started"])
+        self._rule.load_state_dict(state)
+        self._interval_start = int(state["interval_start"])
+        self._losses = list(state["losses"])
+        self._grad_norm = float(state["grad_norm"])
+        self.lr0, self._group_lr0 = float(state["lr0"]), list(state["group_lr0"])
+        self._tracker = FeatureTracker(self.lr0, features=self.config.features)
+        self._tracker.load_state_dict(state["tracker"])
+        self._update_ratio = None
+        obs = state["last_obs"]
+        self._last_obs = None if obs is None else np.asarray(obs, dtype=np.float32)
+        self.history = [(int(t), float(a), float(lr)) for t, a, lr in state.get("history", [])]
+        self._rule.group_lr0, self._rule.lr0 = self._group_lr0, self.lr0
+        self._apply_lr()
+        self._meter.start(self._interval_len())
+        self._meter.before_step(self._t - self._interval_start, self._params())

@@ -82,7 +82,7 @@ def measure(policy: ControllerPolicy, repeats: int) -> dict[str, float]:
 
 def _cnn_steps(n: int) -> list[int]:
     """Nanoseconds of plain optimizer steps of the Digits-CNN (batch 64): the yardstick."""
-    from lr_gym.tasks.embedded import digits_cnn
+    from lr_gym.tasks.grids.embedded import digits_cnn
 
     model = digits_cnn()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)

@@ -30,7 +30,7 @@ import torch
 
 from lr_gym.envs.lr_control import LRControlEnv
 from lr_gym.splits import split_of_family
-from lr_gym.tasks.family import get_family, sampled_family_names
+from lr_gym.tasks.families.base import get_family, sampled_family_names
 
 MEDIAN_BAR_S = 2.0
 

@@ -30,7 +30,7 @@ def offline_bert(workdir: Path, texts: list[str]) -> str:
     """bert-base-uncased's architecture, random init, WordPiece vocab from ``texts``."""
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
-    from lr_gym.tasks.imdb import train_wordpiece
+    from lr_gym.tasks.seed.imdb import train_wordpiece
 
     path = workdir / "bert-base-offline"
     path.mkdir(parents=True, exist_ok=True)
@@ -47,7 +47,7 @@ def offline_roberta(workdir: Path, texts: list[str]) -> str:
     """roberta-base's architecture, random init, byte-level BPE trained on ``texts``."""
     from transformers import RobertaConfig, RobertaForQuestionAnswering
 
-    from lr_gym.tasks.squad import train_bpe_tokenizer
+    from lr_gym.tasks.seed.squad import train_bpe_tokenizer
 
     path = workdir / "roberta-base-offline"
     path.mkdir(parents=True, exist_ok=True)

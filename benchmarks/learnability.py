@@ -78,7 +78,7 @@ def _env() -> Any:
     from lr_gym.config import V2_ENV_KWARGS
     from lr_gym.envs.sampled import SampledTaskEnv
     from lr_gym.splits import TRAIN
-    from lr_gym.tasks.family import LR_SCALE_V2
+    from lr_gym.tasks.families.base import LR_SCALE_V2
 
     kwargs = {**V2_ENV_KWARGS, "reward": "val_loss", "action_cost": 0.0,
               "features": all_features(), "eval_test": False}

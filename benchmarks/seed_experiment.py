@@ -237,7 +237,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
     import lr_gym
     from agents.baselines import BASELINES as KNOWN
-    from lr_gym.tasks.pretrained import (
+    from lr_gym.tasks.seed.pretrained import (
         PACKAGED_MINILM,
         PretrainedModelMissingError,
         resolve_model,

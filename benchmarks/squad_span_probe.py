@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import lr_gym
     from lr_gym.tasks.base import iterate_batches
-    from lr_gym.tasks.squad import (
+    from lr_gym.tasks.seed.squad import (
         apply_null_threshold,
         best_null_threshold,
         qa_logits,

@@ -7,7 +7,7 @@ training (:data:`TRAIN`), development choices (:data:`DEV`) and final evaluation
 only (:data:`TEST`). Each split has a mix of fixed variants (``lr_gym/EmbeddedMix-v1``,
 ...) and a sampler that draws a fresh task of its families every episode
 (``lr_gym/TrainFamilies-v1``, ``lr_gym/DevFamilies-v1``, ``lr_gym/TestFamilies-v1``;
-see :mod:`lr_gym.tasks.family`).
+see :mod:`lr_gym.tasks.families.base`).
 """
 
 from __future__ import annotations
@@ -31,12 +31,11 @@ from lr_gym.registration import (
 )
 from lr_gym.splits import DEV, SPLITS, TEST, TRAIN, refuse_split, split_of_env
 from lr_gym.tasks.base import Task, TaskData
-from lr_gym.tasks.family import LR_SCALE_V2
 
 __version__ = "0.1.0"
 
-_E = "lr_gym.tasks.embedded"
-_G = "lr_gym.tasks.generated"
+_E = "lr_gym.tasks.grids.embedded"
+_G = "lr_gym.tasks.grids.generated"
 # name -> task factory; ids are lr_gym/<name>-v1 (later versions: BUILTIN_VERSIONS).
 # Which id is in which split (train, dev, test) is declared in lr_gym.splits.
 BUILTIN_TASKS: dict[str, str] = {
@@ -53,17 +52,17 @@ BUILTIN_TASKS: dict[str, str] = {
     "Waves-Conv1D-Adam": f"{_G}:waves_conv1d_adam",
     "Seq-GRU": f"{_G}:seq_gru",
     "Seq-GRU-HighLR": f"{_G}:seq_gru_high_lr",
-    "SQuADv2-RoBERTa": "lr_gym.tasks.squad:squad_v2_roberta_full",
-    "SQuADv2-RoBERTa-CPU": "lr_gym.tasks.squad:squad_v2_roberta_cpu",
-    "CoNLL2003-BiLSTMCRF": "lr_gym.tasks.conll:conll2003_bilstm_crf_full",
-    "CoNLL2003-BiLSTMCRF-CPU": "lr_gym.tasks.conll:conll2003_bilstm_crf_cpu",
-    "CIFAR10-ResNet18": "lr_gym.tasks.cifar10:cifar10_resnet18_full",
-    "CIFAR10-ResNet18-CPU": "lr_gym.tasks.cifar10:cifar10_resnet18_cpu",
-    "IMDB-BERT": "lr_gym.tasks.imdb:imdb_bert_full",
-    "IMDB-BERT-CPU": "lr_gym.tasks.imdb:imdb_bert_cpu",
-    # Fine-tune a real pretrained encoder (the `pretrained` extra; see lr_gym.tasks.pretrained).
-    "IMDB-MiniLM-CPU": "lr_gym.tasks.imdb:imdb_minilm_cpu",
-    "SQuADv2-MiniLM-CPU": "lr_gym.tasks.squad:squad_v2_minilm_cpu",
+    "SQuADv2-RoBERTa": "lr_gym.tasks.seed.squad:squad_v2_roberta_full",
+    "SQuADv2-RoBERTa-CPU": "lr_gym.tasks.seed.squad:squad_v2_roberta_cpu",
+    "CoNLL2003-BiLSTMCRF": "lr_gym.tasks.seed.conll:conll2003_bilstm_crf_full",
+    "CoNLL2003-BiLSTMCRF-CPU": "lr_gym.tasks.seed.conll:conll2003_bilstm_crf_cpu",
+    "CIFAR10-ResNet18": "lr_gym.tasks.seed.cifar10:cifar10_resnet18_full",
+    "CIFAR10-ResNet18-CPU": "lr_gym.tasks.seed.cifar10:cifar10_resnet18_cpu",
+    "IMDB-BERT": "lr_gym.tasks.seed.imdb:imdb_bert_full",
+    "IMDB-BERT-CPU": "lr_gym.tasks.seed.imdb:imdb_bert_cpu",
+    # Fine-tune a real pretrained encoder (the `pretrained` extra: lr_gym.tasks.seed.pretrained).
+    "IMDB-MiniLM-CPU": "lr_gym.tasks.seed.imdb:imdb_minilm_cpu",
+    "SQuADv2-MiniLM-CPU": "lr_gym.tasks.seed.squad:squad_v2_minilm_cpu",
 }
 BUILTIN_VERSIONS: dict[str, int] = {
     # v2: resized to its measured step cost (batch 16, 80 steps, smaller eval sets).
@@ -92,7 +91,7 @@ TEST_FAMILIES_ID = register_sampler("TestFamilies", TEST.sampled_families)
 """A fresh task of a test family every episode (final evaluation only)."""
 # Task distribution v2 (controller v2): lr0 mixture, events, paired reward, v2 features;
 # each (task, seed) serves 4 episodes so its reference run costs a quarter of one.
-_V2 = {**V2_ENV_KWARGS, "lr_scale": LR_SCALE_V2, "repeat": 4}
+_V2 = {**V2_ENV_KWARGS, "lr_scale": "v2", "repeat": 4}  # named: nothing imported now
 TRAIN_FAMILIES_V2_ID = register_sampler("TrainFamilies", TRAIN.sampled_families, version=2, **_V2)
 """The v2 training distribution (see :data:`lr_gym.config.V2_ENV_KWARGS`)."""
 DEV_FAMILIES_V2_ID = register_sampler("DevFamilies", DEV.sampled_families, version=2, **_V2)

@@ -143,7 +143,7 @@ def register_sampler(
     Args:
         name: Env name (the id is ``lr_gym/<name>-v<version>``).
         families: Names of families that sample tasks (see
-            :func:`lr_gym.tasks.family.get_family`); nothing is imported now.
+            :func:`lr_gym.tasks.families.base.get_family`); nothing is imported now.
         version: Version suffix.
         **env_kwargs: Default :class:`~lr_gym.config.EnvConfig` overrides for this id.
 
@@ -192,7 +192,7 @@ def task_for(env_id: str, **task_kwargs: Any) -> Task:
         raise ValueError(
             f"{env_id!r} samples a fresh task every episode; pass a single-task env id "
             "such as 'lr_gym/Digits-MLP-v1', or draw tasks with "
-            "lr_gym.tasks.family.get_family(name).sample(rng)."
+            "lr_gym.tasks.families.base.get_family(name).sample(rng)."
         )
     if "tasks" in kwargs:
         raise ValueError(
@@ -220,7 +220,7 @@ def tasks_for(env_id: str) -> list[Task]:
         raise ValueError(
             f"{env_id!r} samples a fresh task of its families "
             f"{list(gym.spec(env_id).kwargs['families'])} every episode; draw tasks with "
-            "lr_gym.tasks.family.get_family(name).sample(rng)."
+            "lr_gym.tasks.families.base.get_family(name).sample(rng)."
         )
     if is_multi_task(env_id):
         return resolve_tasks(gym.spec(env_id).kwargs["tasks"])

@@ -9,7 +9,7 @@
   :func:`refuse_split` is the guard scripts call.
 
 A family has a fixed variant grid (:attr:`Family.module`), a sampler of fresh tasks
-(:attr:`Family.sampler`, a :class:`~lr_gym.tasks.family.TaskFamily`), or both.
+(:attr:`Family.sampler`, a :class:`~lr_gym.tasks.families.base.TaskFamily`), or both.
 
 Every test family differs from every training family in both its data and its
 architecture (see :data:`FAMILIES`), so a test score measures transfer to data and
@@ -55,7 +55,7 @@ class Family:
         module: Module whose ``variants(name)`` builds the family's fixed variant grid,
             or None (a family that only samples).
         sampler: Import string ``"module:ATTR"`` of the family's
-            :class:`~lr_gym.tasks.family.TaskFamily`, or None (a grid only).
+            :class:`~lr_gym.tasks.families.base.TaskFamily`, or None (a grid only).
     """
 
     name: str
@@ -102,8 +102,8 @@ class Split:
         return (self.mix_id, self.sampler_id, *self.env_ids)
 
 
-_EMB = "lr_gym.tasks.embedded"
-_GEN = "lr_gym.tasks.generated"
+_EMB = "lr_gym.tasks.grids.embedded"
+_GEN = "lr_gym.tasks.grids.generated"
 _FAM = "lr_gym.tasks.families"
 FAMILIES: dict[str, Family] = {
     f.name: f
@@ -233,14 +233,14 @@ def family_variants(family: str) -> list[Task]:
     Raises:
         KeyError: Unknown family.
         ValueError: The family only samples tasks (use
-            :func:`lr_gym.tasks.family.get_family`).
+            :func:`lr_gym.tasks.families.base.get_family`).
     """
     if family not in FAMILIES:
         raise KeyError(f"Unknown family {family!r}; choose from {sorted(FAMILIES)}.")
     module = FAMILIES[family].module
     if module is None:
         raise ValueError(f"Family {family!r} samples tasks and has no variant grid; draw "
-                         "one with lr_gym.tasks.family.get_family(name).sample(rng).")
+                         "one with lr_gym.tasks.families.base.get_family(name).sample(rng).")
     return importlib.import_module(module).variants(family)
 
 

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from lr_gym.tasks import Task, TaskData
-from lr_gym.tasks.embedded import load_sklearn_data, mlp
+from lr_gym.tasks.grids.embedded import load_sklearn_data, mlp
 
 
 @functools.cache

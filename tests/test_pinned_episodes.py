@@ -35,7 +35,7 @@ def _episode(case: str, tmp_path) -> EpisodeResult:
     if case == "waves-adam-pretrained":
         return run_episode("lr_gym/Waves-Conv1D-Adam-v1", PolicyController.load("pretrained"),
                            1)
-    from tests.tasks.test_conll import TINY, _write
+    from tests.tasks.seed.test_conll import TINY, _write
 
     root = tmp_path / "data"
     for split, n in (("train", 24), ("validation", 8), ("test", 12)):

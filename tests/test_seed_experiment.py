@@ -99,7 +99,7 @@ def test_another_controller_at_the_same_path_reruns_only_the_controller(tmp_path
 
 
 def test_default_plan_is_the_seed_tasks_cpu_presets(monkeypatch, tmp_path):
-    from lr_gym.tasks.pretrained import MINILM_PATH_ENV
+    from lr_gym.tasks.seed.pretrained import MINILM_PATH_ENV
 
     # Without the `pretrained` extra (as in CI) a local model folder stands in for it.
     monkeypatch.setenv(MINILM_PATH_ENV, str(tmp_path))
@@ -128,7 +128,7 @@ def test_the_minilm_tasks_without_the_extra_fail_before_any_run(tmp_path, capsys
                                                                monkeypatch):
     import sys
 
-    from lr_gym.tasks.pretrained import MINILM_PACKAGE, MINILM_PATH_ENV
+    from lr_gym.tasks.seed.pretrained import MINILM_PACKAGE, MINILM_PATH_ENV
 
     monkeypatch.setitem(sys.modules, MINILM_PACKAGE, None)  # as if not installed
     monkeypatch.delenv(MINILM_PATH_ENV, raising=False)

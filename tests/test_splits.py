@@ -31,7 +31,7 @@ def test_import_builds_and_loads_nothing_of_the_families():
     code = (
         "import sys, lr_gym\n"
         "assert lr_gym.TEST.env_ids and lr_gym.splits.FAMILIES\n"
-        "for m in ('lr_gym.tasks.embedded', 'lr_gym.tasks.generated', 'sklearn',\n"
+        "for m in ('lr_gym.tasks.grids.embedded', 'lr_gym.tasks.grids.generated', 'sklearn',\n"
         "          'lr_gym.tasks.families', 'lr_gym.envs.sampled'):\n"
         "    assert m not in sys.modules, m\n"
         "print('ok')\n"

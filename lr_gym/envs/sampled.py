@@ -11,7 +11,7 @@ from lr_gym.config import EnvConfig, check_int
 from lr_gym.envs.lr_control import LRControlEnv
 from lr_gym.envs.multi_task import PerEpisodeTaskEnv
 from lr_gym.tasks.base import Task
-from lr_gym.tasks.family import Mixture, Range, TaskFamily, get_family
+from lr_gym.tasks.families.base import LR_SCALES, Mixture, Range, TaskFamily, get_family
 
 
 def resolve_families(families: str | Sequence[str | TaskFamily]) -> list[TaskFamily]:
@@ -41,14 +41,14 @@ class SampledTaskEnv(PerEpisodeTaskEnv):
     :class:`LRControlEnv`; the data are cached per process by the families.
 
     Args:
-        families: Family names (see :func:`lr_gym.tasks.family.get_family`) or
+        families: Family names (see :func:`lr_gym.tasks.families.base.get_family`) or
             :class:`TaskFamily` objects; one is drawn uniformly per episode.
         config: Shared :class:`EnvConfig` (its ``total_steps``/``steps_per_action``,
             if set, override every sampled task's).
         render_mode: ``"ansi"`` or None.
-        lr_scale: The ``lr0`` scale distribution of every family (default: each
-            family's own, x0.01-x100 log-uniform; task distribution v2 uses
-            :data:`~lr_gym.tasks.family.LR_SCALE_V2`).
+        lr_scale: The ``lr0`` scale distribution of every family, or its name in
+            :data:`~lr_gym.tasks.families.base.LR_SCALES` (default: each family's own,
+            x0.01-x100 log-uniform; task distribution v2 uses ``"v2"``).
         repeat: Episodes per drawn task and seed: a ``reset()`` without a seed replays
             the last draw until it has run ``repeat`` times, so a reference run of the
             paired reward serves ``repeat`` episodes (an explicit seed always draws).
@@ -64,11 +64,16 @@ class SampledTaskEnv(PerEpisodeTaskEnv):
         families: str | Sequence[str | TaskFamily],
         config: EnvConfig | None = None,
         render_mode: str | None = None,
-        lr_scale: Range | Mixture | None = None,
+        lr_scale: Range | Mixture | str | None = None,
         repeat: int = 1,
         **overrides: Any,
     ) -> None:
         self.families = resolve_families(families)
+        if isinstance(lr_scale, str):
+            if lr_scale not in LR_SCALES:
+                raise ValueError(f"lr_scale={lr_scale!r} is not a named distribution; choose "
+                                 f"one of {sorted(LR_SCALES)} or pass a Range or Mixture.")
+            lr_scale = LR_SCALES[lr_scale]
         if lr_scale is not None:
             self.families = [f.with_lr_scale(lr_scale) for f in self.families]
         self.repeat = check_int("repeat", repeat, lo=1)

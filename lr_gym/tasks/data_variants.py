@@ -22,8 +22,8 @@ NOISE_SEED = 4321
 def split_sizes(n: int) -> tuple[int, int, int]:
     """Train, val and test sizes of ``n`` examples split 65/15/20.
 
-    The same arithmetic as :func:`lr_gym.tasks.generated.split_arrays` and
-    :func:`lr_gym.tasks.embedded.load_sklearn_data`, so sizes are known without
+    The same arithmetic as :func:`lr_gym.tasks.grids.generated.split_arrays` and
+    :func:`lr_gym.tasks.grids.embedded.load_sklearn_data`, so sizes are known without
     loading any data.
     """
     n_test, n_val = int(0.2 * n), int(0.15 * n)

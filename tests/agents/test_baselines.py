@@ -24,7 +24,7 @@ from agents.rollout import EpisodeResult, run_episode
 from lr_gym.envs.lr_control import LRControlEnv
 from lr_gym.registration import get_task
 from lr_gym.tasks.base import Task
-from lr_gym.tasks.embedded import make_task
+from lr_gym.tasks.grids.embedded import make_task
 
 ENV = "lr_gym/Digits-MLP-v1"
 LR0 = 0.05  # Digits-MLP's lr0 (SGD, momentum 0.9)

@@ -23,7 +23,7 @@ from agents.tuning import (
 )
 from lr_gym.registration import get_task
 from lr_gym.tasks.base import Task
-from lr_gym.tasks.embedded import make_task
+from lr_gym.tasks.grids.embedded import make_task
 
 ENV = "lr_gym/Digits-MLP-v1"
 # A 30-step budget keeps each episode well under a second; it is part of the cache key too.

@@ -16,8 +16,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 import lr_gym
 from lr_gym.envs import LRControlEnv, PerEpisodeTaskEnv, SampledTaskEnv
 from lr_gym.splits import DEV, SPLITS, TEST, TRAIN, refuse_split, split_of_env
-from lr_gym.tasks.embedded import mlp
-from lr_gym.tasks.family import (
+from lr_gym.tasks.families.base import (
     Choice,
     Range,
     RunSpace,
@@ -25,6 +24,7 @@ from lr_gym.tasks.family import (
     get_family,
     sampled_family_names,
 )
+from lr_gym.tasks.grids.embedded import mlp
 from tests.helpers import blob_data
 
 SHORT = {"total_steps": 30, "steps_per_action": 10}

@@ -1,4 +1,4 @@
-"""Built-in task families that sample a fresh task per draw (see :mod:`lr_gym.tasks.family`).
+"""Built-in task families that sample a fresh task per draw (see :mod:`lr_gym.tasks.families.base`).
 
 * :mod:`~lr_gym.tasks.families.tabular`: MLPs on scikit-learn tables (``tabular-mlp``,
   train) and CNNs on 8x8 digits (``digits-cnn``, dev).
@@ -10,6 +10,6 @@
   (``spirals-resmlp``, dev; ``waves-conv1d`` and ``seq-gru``, test).
 
 Which family is in which split is declared in :mod:`lr_gym.splits`; resolve one by
-name with :func:`lr_gym.tasks.family.get_family`. Nothing here is imported by
+name with :func:`lr_gym.tasks.families.base.get_family`. Nothing here is imported by
 ``import lr_gym``.
 """

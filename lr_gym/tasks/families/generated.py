@@ -1,4 +1,4 @@
-"""Samplers of the generated-data families of :mod:`lr_gym.tasks.generated`.
+"""Samplers of the generated-data families of :mod:`lr_gym.tasks.grids.generated`.
 
 The fixed ids of these families (``lr_gym/Spirals-ResMLP-v1``, ``lr_gym/Waves-Conv1D-v1``,
 ``lr_gym/Seq-GRU-v1``, ...) keep their variant grids; these samplers draw the same
@@ -11,7 +11,7 @@ the shared run configuration:
   (the fixed ids use 24), batches of 16 or 32.
 
 Sizes and lengths are capped, and the CNN and the GRU run with
-:data:`lr_gym.tasks.family.HEAVY_MODEL_RUNS` (budgets of 100-1,000 steps, batches of at
+:data:`lr_gym.tasks.families.base.HEAVY_MODEL_RUNS` (budgets of 100-1,000 steps, batches of at
 most 64), so that a median episode stays cheap on one core
 (``benchmarks/family_costs.py``).
 
@@ -28,9 +28,9 @@ from typing import Any
 
 from lr_gym.tasks.base import TaskData
 from lr_gym.tasks.data_variants import train_size, vary
+from lr_gym.tasks.families.base import HEAVY_MODEL_RUNS, Choice, Range, TaskFamily, reference_lrs
 from lr_gym.tasks.families.tabular import LABEL_NOISE, TRAIN_FRACTION
-from lr_gym.tasks.family import HEAVY_MODEL_RUNS, Choice, Range, TaskFamily, reference_lrs
-from lr_gym.tasks.generated import (
+from lr_gym.tasks.grids.generated import (
     N_CHAINS,
     SPIRAL_ARMS,
     WAVE_KINDS,

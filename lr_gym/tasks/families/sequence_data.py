@@ -13,7 +13,7 @@ integer class labels, so one sequence model fits them all:
   binned at 1/8, 1/4 and 3/8 (4 classes).
 
 Data are generated from fixed seeds, cached per process and split 65/15/20 by
-:func:`lr_gym.tasks.generated.split_arrays`.
+:func:`lr_gym.tasks.grids.generated.split_arrays`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import functools
 import numpy as np
 
 from lr_gym.tasks.base import TaskData
-from lr_gym.tasks.generated import DATA_SEED, split_arrays
+from lr_gym.tasks.grids.generated import DATA_SEED, split_arrays
 
 N_EXAMPLES = 2000
 """Examples per sequence dataset (before the 65/15/20 split)."""

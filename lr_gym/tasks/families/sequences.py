@@ -9,7 +9,7 @@
 
 Both sample the sequence length, the training fraction and label noise
 (:mod:`lr_gym.tasks.data_variants`), and runs from
-:data:`lr_gym.tasks.family.HEAVY_MODEL_RUNS` (budgets of 100-1,000 steps, batches of at
+:data:`lr_gym.tasks.families.base.HEAVY_MODEL_RUNS` (budgets of 100-1,000 steps, batches of at
 most 64). Data: :mod:`lr_gym.tasks.families.sequence_data`.
 """
 
@@ -26,9 +26,9 @@ from torch import nn
 
 from lr_gym.tasks.base import TaskData
 from lr_gym.tasks.data_variants import train_size, vary
+from lr_gym.tasks.families.base import HEAVY_MODEL_RUNS, Choice, Range, TaskFamily, reference_lrs
 from lr_gym.tasks.families.sequence_data import N_CLASSES, N_EXAMPLES, N_FEATURES, sequence_data
 from lr_gym.tasks.families.tabular import LABEL_NOISE, TRAIN_FRACTION
-from lr_gym.tasks.family import HEAVY_MODEL_RUNS, Choice, Range, TaskFamily, reference_lrs
 
 LENGTHS = Choice((8, 12, 16))
 """Sequence lengths (the transformer's stop at 12: attention costs more per step)."""

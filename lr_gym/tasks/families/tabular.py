@@ -5,9 +5,9 @@ cancer, iris), an MLP of 1-3 hidden layers of width 16-256 with or without Layer
 and dropout, and an overfitting-prone data variant (training fraction 0.1-1.0, label
 noise 0-30%). ``digits-cnn`` (dev split) samples CNNs of 1-3 conv layers with 4-16
 channels on 8x8 digits, with the same data variants and
-:data:`lr_gym.tasks.family.HEAVY_MODEL_RUNS` (budgets of 100-1,000 steps, batches of at
+:data:`lr_gym.tasks.families.base.HEAVY_MODEL_RUNS` (budgets of 100-1,000 steps, batches of at
 most 64). Data come from
-:func:`lr_gym.tasks.embedded.load_sklearn_data`.
+:func:`lr_gym.tasks.grids.embedded.load_sklearn_data`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from torch import nn
 
 from lr_gym.tasks.base import TaskData
 from lr_gym.tasks.data_variants import train_size, vary
-from lr_gym.tasks.embedded import load_sklearn_data
-from lr_gym.tasks.family import HEAVY_MODEL_RUNS, Choice, Range, TaskFamily, reference_lrs
+from lr_gym.tasks.families.base import HEAVY_MODEL_RUNS, Choice, Range, TaskFamily, reference_lrs
+from lr_gym.tasks.grids.embedded import load_sklearn_data
 
 N_EXAMPLES = {"digits": 1797, "wine": 178, "cancer": 569, "iris": 150}
 """Examples per scikit-learn dataset (before the 65/15/20 split)."""
@@ -65,7 +65,7 @@ def tabular_mlp(
 def digits_cnn(channels: int, depth: int) -> nn.Sequential:
     """CNN for 1x8x8 digits: ``depth`` 3x3 convs (``channels``, then twice that), pool, head.
 
-    ``depth=2`` is :func:`lr_gym.tasks.embedded.digits_cnn`.
+    ``depth=2`` is :func:`lr_gym.tasks.grids.embedded.digits_cnn`.
     """
     layers: list[nn.Module] = []
     c_in = 1

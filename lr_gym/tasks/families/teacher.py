@@ -24,9 +24,9 @@ from torch.utils.data import Dataset
 
 from lr_gym.tasks.base import Batch, Task, TaskData, iterate_batches, move_to
 from lr_gym.tasks.data_variants import train_size, vary
+from lr_gym.tasks.families.base import Choice, Range, TaskFamily, reference_lrs
 from lr_gym.tasks.families.tabular import TRAIN_FRACTION, tabular_mlp
-from lr_gym.tasks.family import Choice, Range, TaskFamily, reference_lrs
-from lr_gym.tasks.generated import DATA_SEED, split_arrays
+from lr_gym.tasks.grids.generated import DATA_SEED, split_arrays
 
 N_EXAMPLES = 2000
 """Examples per teacher dataset (before the 65/15/20 split)."""

@@ -1,11 +1,11 @@
-"""Tests for the shared seed-task plumbing in ``lr_gym.tasks.seed_utils``."""
+"""Tests for the shared seed-task plumbing in ``lr_gym.tasks.seed.common``."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lr_gym.tasks.seed_utils import fixed_subset
+from lr_gym.tasks.seed.common import fixed_subset
 
 
 @settings(max_examples=50, deadline=None)

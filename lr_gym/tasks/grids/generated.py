@@ -11,8 +11,8 @@ Three families, none of which shares data or architecture with the training fami
   sequence, classified by a GRU over token embeddings.
 
 Data are generated once per process from fixed seeds (``functools.cache``) and split
-65/15/20 (train/val/test) like :func:`lr_gym.tasks.embedded.load_sklearn_data`. Each
-family has a variant grid like :func:`lr_gym.tasks.embedded.variants` (widths,
+65/15/20 (train/val/test) like :func:`lr_gym.tasks.grids.embedded.load_sklearn_data`. Each
+family has a variant grid like :func:`lr_gym.tasks.grids.embedded.variants` (widths,
 SGD+momentum or Adam, lr0 x0.1/x1/x10, full or half training data). Accuracy is the
 metric of every family, so scores pool across tasks.
 

@@ -17,7 +17,7 @@ evaluation). Metrics (seqeval, entity level, tags are IOB2): ``"f1"`` (main),
 (``mode="strict", scheme=IOB2``: such ill-formed entities count as wrong). All on
 the 0-1 scale.
 
-Presets (:class:`~lr_gym.tasks.seed_utils.Preset` values of :func:`conll_task`; an
+Presets (:class:`~lr_gym.tasks.seed.common.Preset` values of :func:`conll_task`; an
 epoch is ``14,041 // 64 = 219`` steps, as for every seed task the env drops the last
 partial batch):
 
@@ -55,9 +55,9 @@ import torch
 from torch import nn
 
 from lr_gym.tasks.base import Task, TaskData, iterate_batches, move_to
-from lr_gym.tasks.batching import DictDataset, dict_collate
-from lr_gym.tasks.data import load_split
-from lr_gym.tasks.seed_utils import Preset, family_of, load_with_data_dir, step_budget
+from lr_gym.tasks.seed.batching import DictDataset, dict_collate
+from lr_gym.tasks.seed.common import Preset, family_of, load_with_data_dir, step_budget
+from lr_gym.tasks.seed.data import load_split
 
 HF_COLUMNS = {"tokens": "list[str]", "ner_tags": "list[int] (conll2003 ClassLabel ids)"}
 """The HF ``conll2003`` columns this task reads."""

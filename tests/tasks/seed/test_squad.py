@@ -12,8 +12,8 @@ import torch
 
 import lr_gym  # registers the ids
 from lr_gym.tasks.base import iterate_batches
-from lr_gym.tasks.data import DATA_DIR_ENV, DataNotFoundError
-from lr_gym.tasks.squad import (
+from lr_gym.tasks.seed.data import DATA_DIR_ENV, DataNotFoundError
+from lr_gym.tasks.seed.squad import (
     Examples,
     apply_null_threshold,
     best_null_threshold,
@@ -321,7 +321,7 @@ def test_eval_cap_is_a_fixed_random_subset_not_the_first_questions(data_dir):
 
 
 def test_tuned_null_threshold_comes_from_validation(data_dir):
-    from lr_gym.tasks.squad import qa_logits
+    from lr_gym.tasks.seed.squad import qa_logits
 
     task = squad_v2_roberta_cpu(data_dir=str(data_dir), null_score_diff_threshold="tuned",
                                 **TINY)
@@ -437,7 +437,7 @@ MINILM_TINY = {"total_steps": 4, "steps_per_action": 2, "max_length": 48, "doc_s
 
 
 def test_minilm_preset_plan():
-    from lr_gym.tasks.pretrained import PACKAGED_MINILM
+    from lr_gym.tasks.seed.pretrained import PACKAGED_MINILM
 
     task = lr_gym.get_task("SQuADv2-MiniLM-CPU")
     assert task.name == "squad_v2-minilm/cpu" and task.family == "squad_v2-minilm"
@@ -450,7 +450,7 @@ def test_minilm_preset_plan():
 
 
 def test_minilm_env_runs_on_a_tiny_bert_named_by_the_env_var(tmp_path, monkeypatch, data_dir):
-    from lr_gym.tasks.pretrained import MINILM_PATH_ENV
+    from lr_gym.tasks.seed.pretrained import MINILM_PATH_ENV
 
     monkeypatch.setenv(MINILM_PATH_ENV, _tiny_bert(tmp_path))
     env = gym.make("lr_gym/SQuADv2-MiniLM-CPU-v4",
@@ -468,7 +468,7 @@ def test_minilm_env_runs_on_a_tiny_bert_named_by_the_env_var(tmp_path, monkeypat
 
 def test_span_probe_trains_past_an_epoch_and_writes_its_rows(tmp_path, monkeypatch, data_dir):
     from benchmarks import squad_span_probe
-    from lr_gym.tasks.pretrained import MINILM_PATH_ENV
+    from lr_gym.tasks.seed.pretrained import MINILM_PATH_ENV
 
     monkeypatch.setenv(MINILM_PATH_ENV, _tiny_bert(tmp_path))
     # The tiny data cannot fill the preset's 300 validation questions.

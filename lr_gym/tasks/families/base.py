@@ -30,7 +30,7 @@ are cached per process by data configuration.
 
 Example:
     >>> import numpy as np
-    >>> from lr_gym.tasks.family import get_family
+    >>> from lr_gym.tasks.families.base import get_family
     >>> family = get_family("tabular-mlp")                 # doctest: +SKIP
     >>> task = family.sample(np.random.default_rng(0))      # doctest: +SKIP
 """
@@ -248,6 +248,10 @@ class RunSpace:
             steps_per_action=k,
             batch_size=batch,
         )
+
+
+LR_SCALES: dict[str, Range | Mixture] = {"v1": RunSpace.lr_scale, "v2": LR_SCALE_V2}
+"""Named ``lr0`` scale distributions (what registrations name without importing this)."""
 
 
 HEAVY_MODEL_RUNS = RunSpace(budget=Range(100, 1000, log=True), batch_sizes=(16, 32, 64))

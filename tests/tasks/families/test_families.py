@@ -13,12 +13,7 @@ from lr_gym.splits import FAMILIES, split_of_family
 from lr_gym.tasks import Task
 from lr_gym.tasks.data_variants import noisy_labels, split_sizes, train_size, vary
 from lr_gym.tasks.families import sequence_data, teacher
-from lr_gym.tasks.families.generated import N_EXAMPLES as GEN_EXAMPLES
-from lr_gym.tasks.families.generated import generated_variant, markov_data
-from lr_gym.tasks.families.sequence_data import sequence_task_arrays
-from lr_gym.tasks.families.tabular import N_EXAMPLES as SKLEARN_EXAMPLES
-from lr_gym.tasks.families.tabular import SHAPES, sklearn_variant
-from lr_gym.tasks.family import (
+from lr_gym.tasks.families.base import (
     OPTIMIZERS,
     Choice,
     Range,
@@ -27,7 +22,12 @@ from lr_gym.tasks.family import (
     get_family,
     sampled_family_names,
 )
-from lr_gym.tasks.generated import load_generated_data
+from lr_gym.tasks.families.generated import N_EXAMPLES as GEN_EXAMPLES
+from lr_gym.tasks.families.generated import generated_variant, markov_data
+from lr_gym.tasks.families.sequence_data import sequence_task_arrays
+from lr_gym.tasks.families.tabular import N_EXAMPLES as SKLEARN_EXAMPLES
+from lr_gym.tasks.families.tabular import SHAPES, sklearn_variant
+from lr_gym.tasks.grids.generated import load_generated_data
 
 NAMES = sampled_family_names()
 

@@ -1,7 +1,7 @@
 """Plumbing shared by the seed tasks: presets, budgets, data and cache folders.
 
-Every seed-task module (:mod:`~lr_gym.tasks.cifar10`, :mod:`~lr_gym.tasks.imdb`,
-:mod:`~lr_gym.tasks.squad`, :mod:`~lr_gym.tasks.conll`) has one idiom:
+Every seed-task module (:mod:`~lr_gym.tasks.seed.cifar10`, :mod:`~lr_gym.tasks.seed.imdb`,
+:mod:`~lr_gym.tasks.seed.squad`, :mod:`~lr_gym.tasks.seed.conll`) has one idiom:
 
 * one builder, ``<dataset>_task(*, name, ...)``, whose keyword arguments are every knob;
 * presets as :class:`Preset` values named ``<dataset>-<model>/<preset>`` (e.g.
@@ -30,8 +30,8 @@ from typing import Any
 import torch
 
 from lr_gym.tasks.base import Task
-from lr_gym.tasks.data import data_dir as resolve_data_dir
-from lr_gym.tasks.pretrained import resolve_model
+from lr_gym.tasks.seed.data import data_dir as resolve_data_dir
+from lr_gym.tasks.seed.pretrained import resolve_model
 
 CACHE_DIR_ENV = "LR_GYM_CACHE_DIR"
 """Environment variable naming the folder of trained tokenizers."""
@@ -44,7 +44,7 @@ class Preset:
     """A named set of defaults for a seed-task builder; calling it builds the task.
 
     Registered by import string like any task factory
-    (``"lr_gym.tasks.cifar10:cifar10_resnet18_cpu"``), so ``gym.make(id,
+    (``"lr_gym.tasks.seed.cifar10:cifar10_resnet18_cpu"``), so ``gym.make(id,
     task_kwargs={...})`` passes its overrides here.
 
     Attributes:
@@ -180,7 +180,7 @@ def load_with_data_dir(
     What environment variables decide is resolved here, at load time, so the cache key
     is what is actually read and a changed variable is not masked by the cache:
     ``$LR_GYM_DATA_DIR`` (the data folder) and, for a ``model_name_or_path`` keyword,
-    the packaged-model placeholder (:func:`~lr_gym.tasks.pretrained.resolve_model`).
+    the packaged-model placeholder (:func:`~lr_gym.tasks.seed.pretrained.resolve_model`).
     """
     if kwargs.get("model_name_or_path") is not None:
         kwargs["model_name_or_path"] = resolve_model(kwargs["model_name_or_path"])

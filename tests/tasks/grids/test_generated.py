@@ -9,8 +9,8 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import lr_gym
 from lr_gym.splits import DEV, FAMILIES, TEST, split_of_family
-from lr_gym.tasks import generated
-from lr_gym.tasks.generated import load_generated_data, make_task, variants
+from lr_gym.tasks.grids import generated
+from lr_gym.tasks.grids.generated import load_generated_data, make_task, variants
 
 GEN_FAMILIES = [f for f, fam in FAMILIES.items() if fam.module == generated.__name__]
 NEW_IDS = [e for e in DEV.env_ids + TEST.env_ids

@@ -1,9 +1,9 @@
 """Seed task: IMDB sentiment classification with a BERT-family sequence classifier.
 
-Three presets (:class:`~lr_gym.tasks.seed_utils.Preset` values of :func:`imdb_task`):
+Three presets (:class:`~lr_gym.tasks.seed.common.Preset` values of :func:`imdb_task`):
 ``imdb-bert/full`` registered as ``lr_gym/IMDB-BERT-v1``, ``imdb-bert/cpu`` as
 ``lr_gym/IMDB-BERT-CPU-v1`` and ``imdb-minilm/cpu`` as ``lr_gym/IMDB-MiniLM-CPU-v2``.
-Data goes through :func:`lr_gym.tasks.data.load_split` (``$LR_GYM_DATA_DIR`` or
+Data goes through :func:`lr_gym.tasks.seed.data.load_split` (``$LR_GYM_DATA_DIR`` or
 ``data_dir=`` for local ``imdb/{train,test}.parquet`` in the HF schema: ``text``,
 ``label`` ClassLabel neg/pos; the HF hub ``imdb`` otherwise). HTML line breaks
 (``<br />``) are replaced by spaces; texts are tokenized once into ``(input_ids,
@@ -33,7 +33,7 @@ attention_mask, label)`` tensors padded to ``max_length``.
 ``imdb-minilm/cpu`` (2 CPU cores; about 4 minutes per episode):
     Fine-tunes a real pretrained encoder, offline: all-MiniLM-L6-v2 (BERT
     architecture, 6 layers, hidden 384, 22.7M parameters; the ``pretrained`` extra,
-    see :mod:`lr_gym.tasks.pretrained`) with its own uncased WordPiece tokenizer and a
+    see :mod:`lr_gym.tasks.seed.pretrained`) with its own uncased WordPiece tokenizer and a
     fresh classification head (initialised from the env's seed). Another checkpoint:
     ``task_kwargs={"model_name_or_path": <folder or hub id>}`` or
     ``$LR_GYM_MINILM_PATH``. The local subset of ``imdb-bert/cpu``, with 200
@@ -70,9 +70,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from lr_gym.tasks.base import Batch, Task, TaskData, iterate_batches, move_to
-from lr_gym.tasks.data import load_split
-from lr_gym.tasks.pretrained import PACKAGED_MINILM, resolve_model
-from lr_gym.tasks.seed_utils import (
+from lr_gym.tasks.seed.common import (
     Preset,
     cache_dir,
     content_key,
@@ -83,6 +81,8 @@ from lr_gym.tasks.seed_utils import (
     publish,
     step_budget,
 )
+from lr_gym.tasks.seed.data import load_split
+from lr_gym.tasks.seed.pretrained import PACKAGED_MINILM, resolve_model
 
 HF_COLUMNS = {"text": "string", "label": "int 0 (negative) or 1 (positive)"}
 """The HF ``imdb`` columns this task reads."""
@@ -103,7 +103,7 @@ def train_wordpiece(texts: Sequence[str], vocab_size: int, cache: Path):  # noqa
     """Trains (or loads from ``cache``) a lower-cased BERT-style WordPiece tokenizer.
 
     The file, ``<cache>/imdb-wordpiece-<vocab_size>/<key>.json``, is keyed by
-    :func:`~lr_gym.tasks.seed_utils.content_key` of the texts, so the same training
+    :func:`~lr_gym.tasks.seed.common.content_key` of the texts, so the same training
     data always gets the same tokenizer without retraining.
 
     Returns:
@@ -185,7 +185,7 @@ def load_imdb(
         max_test_examples: Keep at most this many test reviews (a fixed random subset:
             the splits are sorted by label).
         tokenizer_cache: Folder of trained tokenizers (see
-            :func:`~lr_gym.tasks.seed_utils.cache_dir`).
+            :func:`~lr_gym.tasks.seed.common.cache_dir`).
         split_seed: Seed of the train/validation permutation and test subset.
     """
     train = load_split("imdb", "train", hub_name=hub_name, data_dir_=data_dir,
@@ -251,7 +251,7 @@ def tiny_bert(
 def pretrained_classifier(model_name_or_path: str, num_labels: int = 2) -> nn.Module:
     """A pretrained encoder with a fresh classification head (seeded by the env).
 
-    ``model_name_or_path`` goes through :func:`~lr_gym.tasks.pretrained.resolve_model`
+    ``model_name_or_path`` goes through :func:`~lr_gym.tasks.seed.pretrained.resolve_model`
     (the packaged MiniLM placeholder becomes its folder).
     """
     from transformers import AutoModelForSequenceClassification
@@ -342,7 +342,7 @@ def imdb_task(
         data_dir: Local data directory (else ``$LR_GYM_DATA_DIR``, else the hub).
         hub_name: HF hub dataset name.
         model_name_or_path: Pretrained checkpoint (hub name, local folder, or
-            :data:`~lr_gym.tasks.pretrained.PACKAGED_MINILM`) for ``from_pretrained``,
+            :data:`~lr_gym.tasks.seed.pretrained.PACKAGED_MINILM`) for ``from_pretrained``,
             whose own tokenizer is used; None builds the tiny BERT with a local tokenizer.
         max_length: Tokens per review.
         vocab_size: Local WordPiece vocabulary size (tiny BERT only).
@@ -360,7 +360,7 @@ def imdb_task(
         max_train_examples: Cap on training reviews (tests, quick runs).
         max_test_examples: Cap on test reviews.
         tokenizer_cache: Folder for trained tokenizers (default: see
-            :func:`~lr_gym.tasks.seed_utils.cache_dir`).
+            :func:`~lr_gym.tasks.seed.common.cache_dir`).
         grad_clip: Max gradient norm (BERT fine-tuning clips at 1.0).
         description: One-line description.
     """

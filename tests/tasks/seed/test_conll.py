@@ -10,7 +10,7 @@ import torch
 
 import lr_gym  # noqa: F401  (registers the ids)
 from lr_gym.tasks.base import iterate_batches
-from lr_gym.tasks.conll import (
+from lr_gym.tasks.seed.conll import (
     HUB_NAME,
     PAD,
     TAG_NAMES,
@@ -21,7 +21,7 @@ from lr_gym.tasks.conll import (
     encode,
     entity_scores,
 )
-from lr_gym.tasks.data import DATA_DIR_ENV, DataNotFoundError
+from lr_gym.tasks.seed.data import DATA_DIR_ENV, DataNotFoundError
 
 FEATURES = datasets.Features(
     {

@@ -121,7 +121,7 @@ def make_task(
     if dataset not in _SHAPES or arch not in ("mlp", "cnn") or family == "wine-cnn":
         raise KeyError(f"Unknown embedded family {family!r}; choose from "
                        f"{list(EMBEDDED_FAMILIES)} (generated-data families are built by "
-                       "lr_gym.tasks.generated.make_task).")
+                       "lr_gym.tasks.grids.generated.make_task).")
     n_in, n_out = _SHAPES[dataset]
     opt_cls, opt_kwargs, lr0 = {"sgd": _SGD, "adam": _ADAM}[optimizer]
     image = arch == "cnn"

@@ -12,8 +12,8 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from torch.utils.data import TensorDataset
 
 import lr_gym
-from lr_gym.tasks import imdb
-from lr_gym.tasks.data import DATA_DIR_ENV, DataNotFoundError
+from lr_gym.tasks.seed import imdb
+from lr_gym.tasks.seed.data import DATA_DIR_ENV, DataNotFoundError
 
 POS = ["a great movie", "wonderful acting<br />loved it", "excellent and fun", "good film"]
 NEG = ["a boring movie", "awful acting<br />hated it", "terrible and dull", "bad film"]
@@ -235,7 +235,7 @@ def test_full_preset_runs_from_a_local_pretrained_dir(data_root, tmp_path):
 
 # ------------------------------------------------------------------ MiniLM
 def test_minilm_preset_plan():
-    from lr_gym.tasks.pretrained import PACKAGED_MINILM
+    from lr_gym.tasks.seed.pretrained import PACKAGED_MINILM
 
     task = lr_gym.get_task("lr_gym/IMDB-MiniLM-CPU-v2")
     assert task.name == "imdb-minilm/cpu" and task.family == "imdb-minilm"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datasets
 import pytest
 
-from lr_gym.tasks.cifar10 import load_cifar10
-from lr_gym.tasks.conll import load_conll
-from lr_gym.tasks.data import DataFormatError, load_split
-from lr_gym.tasks.imdb import load_imdb
+from lr_gym.tasks.seed.cifar10 import load_cifar10
+from lr_gym.tasks.seed.conll import load_conll
+from lr_gym.tasks.seed.data import DataFormatError, load_split
+from lr_gym.tasks.seed.imdb import load_imdb
 
 
 def _parquet(path, columns):

@@ -1,9 +1,9 @@
 """Seed task: CIFAR-10 image classification with torchvision's ResNet-18.
 
-Two presets (:class:`~lr_gym.tasks.seed_utils.Preset` values of :func:`cifar10_task`),
+Two presets (:class:`~lr_gym.tasks.seed.common.Preset` values of :func:`cifar10_task`),
 ``cifar10-resnet18/full`` registered as ``lr_gym/CIFAR10-ResNet18-v1`` and
 ``cifar10-resnet18/cpu`` as ``lr_gym/CIFAR10-ResNet18-CPU-v1``. Data goes through
-:func:`lr_gym.tasks.data.load_split` (``$LR_GYM_DATA_DIR`` or ``data_dir=`` for local
+:func:`lr_gym.tasks.seed.data.load_split` (``$LR_GYM_DATA_DIR`` or ``data_dir=`` for local
 ``cifar10/{train,test}.parquet`` in the HF schema: ``img`` image, ``label`` ClassLabel;
 the HF hub ``cifar10`` otherwise).
 
@@ -48,14 +48,14 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from lr_gym.tasks.base import Batch, Task, TaskData
-from lr_gym.tasks.data import load_split
-from lr_gym.tasks.seed_utils import (
+from lr_gym.tasks.seed.common import (
     Preset,
     family_of,
     holdout_indices,
     load_with_data_dir,
     step_budget,
 )
+from lr_gym.tasks.seed.data import load_split
 
 HF_COLUMNS = {"img|image": "PIL image, 32x32 RGB", "label": "int class id 0-9"}
 """The HF ``cifar10`` columns this task reads."""

@@ -6,7 +6,7 @@ import gymnasium as gym
 import pytest
 
 import lr_gym  # noqa: F401  (registers the ids)
-from lr_gym.tasks.pretrained import (
+from lr_gym.tasks.seed.pretrained import (
     MINILM_PACKAGE,
     MINILM_PATH_ENV,
     PACKAGED_MINILM,
@@ -41,7 +41,7 @@ def test_other_checkpoints_pass_through_unchanged(no_package, monkeypatch):
 
 def test_the_packaged_folder_holds_the_model_and_its_tokenizer():
     pytest.importorskip(MINILM_PACKAGE, reason="the `pretrained` extra is not installed")
-    from lr_gym.tasks.pretrained import packaged_minilm_dir
+    from lr_gym.tasks.seed.pretrained import packaged_minilm_dir
 
     names = {p.name for p in packaged_minilm_dir().iterdir()}
     assert {"config.json", "model.safetensors", "vocab.txt", "tokenizer.json"} <= names

@@ -10,8 +10,8 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import lr_gym
-from lr_gym.tasks import cifar10
-from lr_gym.tasks.data import DATA_DIR_ENV, DataNotFoundError
+from lr_gym.tasks.seed import cifar10
+from lr_gym.tasks.seed.data import DATA_DIR_ENV, DataNotFoundError
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

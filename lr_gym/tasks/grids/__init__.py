@@ -1,0 +1,1 @@
+"""Fixed variant grids of small tasks: scikit-learn tables and generated data."""

@@ -1,6 +1,7 @@
-"""Copies committed result files into README, so every quoted number has a source.
+"""Copies committed result files into README and the docs, so every quoted number has a source.
 
-README marks each quoted result with the file it comes from::
+README (and each of :data:`DOCUMENTS`) marks each quoted result with the file it comes
+from::
 
     <!-- results: benchmarks/results/headline/table.md -->
     ...the file's content, verbatim...
@@ -19,6 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+def documents(root: Path = ROOT) -> list[Path]:
+    """README.md, the docs and the benchmarks' README: every file that quotes results."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md")),
+            root / "benchmarks" / "README.md"]
+
+
 BLOCK = re.compile(r"(<!-- results: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
 
 
@@ -48,17 +55,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="Report stale blocks, change nothing.")
     args = p.parse_args(argv)
-    path = ROOT / "README.md"
-    text = path.read_text()
-    new = render(text)
-    if args.check:
+    stale = []
+    for path in documents():
+        text = path.read_text()
+        new = render(text)
         if new != text:
-            print("README.md quotes results that differ from their files; run "
-                  "`python benchmarks/readme_results.py`.", file=sys.stderr)
-            return 1
-        return 0
-    path.write_text(new)
-    print(f"Updated {len(sources(text))} results blocks in README.md.")
+            stale.append(path)
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        print(f"{', '.join(str(p.relative_to(ROOT)) for p in stale)} quote results that "
+              "differ from their files; run `python benchmarks/readme_results.py`.",
+              file=sys.stderr)
+        return 1
+    if not args.check:
+        print(f"Updated {len(stale)} file(s).")
     return 0
 
 

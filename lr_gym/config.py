@@ -102,7 +102,7 @@ class EnvConfig:
     """
 
     # The design's LR multiplier; trained controllers carry their own mode (the packaged
-    # PPO hyperparameters use the dev-chosen anchored mode: README, "Action mode").
+    # PPO hyperparameters use the dev-chosen anchored mode: docs/experiments.md, "Action mode").
     mode: Mode = "recursive"
     schedule: Schedule = "constant"
     warmup_frac: float = 0.0

@@ -70,7 +70,7 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "gen_gap", "val_trend", "val_vs_best", "update_ratio",
 )
 """The v1 observation: v0 without the duplicate ``log_multiplier``, plus the features
-that expose generalization and step size (README, "Feature and reward ablation")."""
+that expose generalization and step size (docs/experiments.md, "Features, reward and mode")."""
 
 STEP_FEATURES: tuple[str, ...] = tuple(
     f"{signal}_{speed}" for signal in STEP_SIGNALS for speed in STEP_FEATURE_SPEEDS)

@@ -3,7 +3,7 @@
 * **train**: the families controllers are trained on (``lr_gym/EmbeddedMix-v1``: the
   fixed variant grids; ``lr_gym/TrainFamilies-v1``: a fresh sampled task every episode).
 * **dev**: families for choices made while developing controllers (env defaults,
-  hyperparameters, ablations such as ``benchmarks/mode_ablation.py``).
+  hyperparameters, ablations such as ``benchmarks/ablation.py``).
 * **test**: families for the final evaluation only (the default set of
   ``evaluate_agent.py``). Nothing may be trained or tuned on them:
   :func:`refuse_split` is the guard scripts call.

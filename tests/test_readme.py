@@ -1,4 +1,4 @@
-"""The README's Python blocks run as written."""
+"""README and the docs: their Python blocks run as written, their results are current."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    from benchmarks.readme_results import documents
+
+    return [b for doc in documents(ROOT)
+            for b in re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)]
 
 
 def test_readme_starts_with_the_two_commands():
@@ -51,16 +54,28 @@ def test_readme_deployment_example_is_the_tested_script():
     src = (ROOT / "examples" / "deploy_plain_loop.py").read_text()
     block = re.search(r"# --- begin example ---\n(.*?)\n\s*# --- end example ---", src, re.S)
     code = textwrap.dedent(block.group(1))
-    assert code in (ROOT / "README.md").read_text()
+    assert code in (ROOT / "docs" / "deploy.md").read_text()
     assert len(code.strip().splitlines()) < 15
 
 
 def test_readme_results_come_from_committed_files():
-    from benchmarks.readme_results import render, sources
+    from benchmarks.readme_results import documents, render, sources
 
     text = (ROOT / "README.md").read_text()
     assert "benchmarks/results/headline/table.md" in sources(text)
-    assert render(text) == text, "stale: run python benchmarks/readme_results.py"
+    for doc in documents(ROOT):
+        assert render(doc.read_text()) == doc.read_text(), (
+            f"{doc.name} is stale: run python benchmarks/readme_results.py")
+
+
+def test_readme_is_a_front_door_with_every_moved_section_one_link_away():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 300
+    for doc in ("docs/protocol.md", "docs/deploy.md", "docs/tasks.md", "docs/experiments.md",
+                "docs/ray.md", "benchmarks/README.md"):
+        assert f"]({doc})" in text, doc
+        assert (ROOT / doc).is_file(), doc
+    assert text.index("## Layout") < text.index("## Documentation")
 
 
 def test_readme_results_blocks_are_filled_from_files(tmp_path):

@@ -25,7 +25,7 @@ def test_hyperparams_from_yaml_and_fallback(tmp_path):
     hp = load_hyperparams("lr_gym/EmbeddedMix-v1")
     assert (hp.learning_rate, hp.batch_size, hp.n_epochs) == (0.001, 32, 5)  # the plan's
     assert hp.net_arch == (64, 32) and hp.activation_fn == "relu"
-    # The action mode chosen on the dev families (README, "Action mode: chosen on dev").
+    # The action mode chosen on the dev families (docs/experiments.md, "Action mode").
     assert dict(hp.env_kwargs) == {"mode": "anchored", "schedule": "cosine", "max_factor": 4.0}
     other = load_hyperparams("lr_gym/Unlisted-v1", n_timesteps=7)
     assert other.n_timesteps == 7

@@ -175,11 +175,10 @@ def sensitivity(runs: Sequence[Path], variant: str, root: Path, results: Path,
     The baselines' episodes are shared by every variant (one ``runs.jsonl`` under
     ``root``); each variant's table and results are copied to ``results``.
     """
-    from benchmarks import lr_sensitivity
-
     sens = root / "sensitivity"
-    code = lr_sensitivity.main(["--split", "dev", "--agent", *map(str, runs),
-                                "--results", str(sens)])
+    code = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "lr_sensitivity.py"),
+                           "--split", "dev", "--agent", *map(str, runs), "--results", str(sens)],
+                          cwd=ROOT).returncode
     if code == 0:
         shutil.copy(sens / "dev" / "table.md", results / f"sensitivity_{variant}.md")
         shutil.copy(sens / "dev" / "results.json", results / f"sensitivity_{variant}.json")

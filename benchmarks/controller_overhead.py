@@ -12,8 +12,6 @@ Writes benchmarks/results/controller_overhead.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import tempfile
 import time
@@ -22,6 +20,7 @@ from pathlib import Path
 import torch
 
 from agents.deploy import ControllerPolicy, LRController, load_controller_file
+from agents.results import add_output, meta, write_results
 
 K = 15  # steps per decision, as in the embedded tasks
 
@@ -103,6 +102,7 @@ def main() -> int:
     p.add_argument("agent", nargs="?", default=None, help="Run folder or controller file.")
     p.add_argument("--repeats", type=int, default=2000, help="Decisions timed.")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads.")
+    add_output(p, "benchmarks/results/controller_overhead.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     policy = _policy(args.agent)
@@ -116,8 +116,6 @@ def main() -> int:
               f"{s['n']:>8}")
     per_step = res["decision"]["median_us"] / K + res["step_float_loss"]["median_us"]
     print(f"amortised per optimizer step (median decision / K + median step): {per_step:.1f} us")
-    out = Path(__file__).parent / "results" / "controller_overhead.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     table = ["| what | median µs | mean µs | p90 µs |", "|---|---|---|---|"]
     table += [f"| {name} | {s['median_us']:.1f} | {s['mean_us']:.1f} | {s['p90_us']:.1f} |"
               for name, s in res.items()]
@@ -126,14 +124,10 @@ def main() -> int:
     table.append(f"\nControlling the LR adds {100 * ratio:.2f}% to a Digits-CNN optimizer "
                  "step (batch 64), measured in the same run.")
     print(table[-1].strip())
-    out.with_suffix(".md").write_text("\n".join(table) + "\n")
-    out.write_text(json.dumps({
-        "results": res, "steps_per_action": K, "threads": args.threads,
+    out, _ = write_results(args.output, {
+        "meta": meta(), "results": res, "steps_per_action": K,
         "amortised_per_step_us": per_step, "overhead_vs_digits_cnn_step": ratio,
-        "torch": str(torch.__version__),
-        "python": platform.python_version(), "machine": platform.processor() or platform.machine(),
-        "policy": policy.config["policy"],
-    }, indent=2))
+        "policy": policy.config["policy"]}, "\n".join(table))
     print(f"wrote {out}")
     return 0
 

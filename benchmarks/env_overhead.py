@@ -17,17 +17,15 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 import lr_gym
+from agents.results import add_output, meta, write_results
 from lr_gym.features import V2_FEATURES
 from lr_gym.reproducibility import pinned
 from lr_gym.schedules import schedule_factor
@@ -99,7 +97,7 @@ def main() -> None:
                                                  "lr_gym/Waves-Conv1D-v1", "lr_gym/Seq-GRU-v1"])
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: least noise)")
-    p.add_argument("-o", "--output", default="benchmarks/results/env_overhead.json")
+    add_output(p, "benchmarks/results/env_overhead.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -134,12 +132,8 @@ def main() -> None:
               f"| {r['plain_s']:.3f} | {r['ratio']:.3f} | {r['v2_ratio']:.3f} "
               f"| {r['deterministic_ratio']:.3f} |" for r in rows]
     print("\n".join(table))
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text("\n".join(table) + "\n")
-    meta = {"python": platform.python_version(), "torch": str(torch.__version__),
-            "machine": platform.machine(), "threads": args.threads, "repeats": args.repeats}
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    out, _ = write_results(args.output, {"meta": meta(repeats=args.repeats), "rows": rows},
+                           "\n".join(table))
     print(f"\nWrote {out}")
 
 

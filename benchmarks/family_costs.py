@@ -19,15 +19,12 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from agents.results import add_output, meta, write_results
 from lr_gym.envs.lr_control import LRControlEnv
 from lr_gym.splits import split_of_family
 from lr_gym.tasks.families.base import get_family, sampled_family_names
@@ -95,7 +92,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=30, help="tasks per family (seeds 0..n-1)")
     p.add_argument("--families", nargs="+", default=sampled_family_names())
-    p.add_argument("-o", "--output", default="benchmarks/results/family_costs.json")
+    add_output(p, "benchmarks/results/family_costs.json")
     args = p.parse_args()
     torch.set_num_threads(1)
 
@@ -107,18 +104,13 @@ def main() -> None:
 
     md = table(rows)
     print("\n" + md)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"python": platform.python_version(), "torch": str(torch.__version__),
-            "machine": platform.machine(), "cpus": os.cpu_count(), "threads": 1,
-            "load_avg_1min_at_end": os.getloadavg()[0], "median_bar_s": MEDIAN_BAR_S}
+    info = meta(median_bar_s=MEDIAN_BAR_S)
     note = (f"\nOne episode per sample (seeds 0-{args.samples - 1}), constant LR at the "
             "sampled lr0, one torch thread; CPU seconds per episode (bar: median <= "
             f"{MEDIAN_BAR_S:g} s); final validation metric percentiles over the samples. "
-            f"Load average at the end {meta['load_avg_1min_at_end']:.1f} on "
-            f"{meta['cpus']} CPUs.\n")
-    out.with_suffix(".md").write_text(md + "\n" + note)
-    out.write_text(json.dumps({"meta": meta, "rows": rows, "runs": runs}, indent=1))
+            f"Load average at the end {info['load_avg_1min']:.1f} on {info['cpus']} CPUs.\n")
+    out, _ = write_results(args.output, {"meta": info, "rows": rows, "runs": runs},
+                           md + "\n" + note)
     print(f"\nWrote {out} and {out.with_suffix('.md')}")
 
 

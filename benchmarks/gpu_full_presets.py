@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 import lr_gym  # noqa: F401 - registers the ids
+from agents.results import add_output, meta, write_results
 
 
 def offline_bert(workdir: Path, texts: list[str]) -> str:
@@ -68,7 +69,7 @@ def main() -> None:
     p.add_argument("--offline-models", action="store_true")
     p.add_argument("--workdir", default="/tmp/lr_gym_gpu")
     p.add_argument("--only", nargs="*", default=None, help="Subset of env ids.")
-    p.add_argument("-o", "--output", default="benchmarks/results/gpu_full_presets.json")
+    add_output(p, "benchmarks/results/gpu_full_presets.json")
     args = p.parse_args()
     workdir = Path(args.workdir)
     import pandas as pd
@@ -137,19 +138,17 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row, default=float), flush=True)
 
-    print("\n| env | params (M) | batch | s / optimizer step | peak mem (GB) | ok |")
-    print("|---|---|---|---|---|---|")
+    table = ["| env | params (M) | batch | s / optimizer step | peak mem (GB) | ok |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         mem = r.get("peak_mem_gb")
-        print(f"| {r['env_id']} | {r.get('params_m', float('nan')):.1f} | {r.get('batch_size')} "
-              f"| {r.get('s_per_step', float('nan')):.4f} | "
-              f"{'n/a' if mem is None else f'{mem:.2f}'} | {r['ok']} |")
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"device": args.device, "torch": str(torch.__version__),
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=float))
-
+        table.append(f"| {r['env_id']} | {r.get('params_m', float('nan')):.1f} | "
+                     f"{r.get('batch_size')} | {r.get('s_per_step', float('nan')):.4f} | "
+                     f"{'n/a' if mem is None else f'{mem:.2f}'} | {r['ok']} |")
+    print("\n" + "\n".join(table))
+    info = meta(device=args.device,
+                gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
+    write_results(args.output, {"meta": info, "rows": rows}, "\n".join(table))
 
 if __name__ == "__main__":
     main()

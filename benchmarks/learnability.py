@@ -237,20 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.states < 10 or args.workers < 1:
         print("error: --states must be >= 10 and --workers >= 1.", file=sys.stderr)
         return 2
+    from agents.results import load_jsonl, meta
     from agents.runs import write_text_atomic
 
     args.results.mkdir(parents=True, exist_ok=True)
     store = args.results / "states.jsonl"
-    done = {}
-    if store.exists():
-        for line in store.read_text().splitlines():
-            try:
-                row = json.loads(line)
-                done[row["state"]] = row
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line cut by a kill: that state runs again
-        # Rewritten whole, so the next line does not continue a cut one.
-        write_text_atomic(store, "".join(json.dumps(r) + "\n" for r in done.values()))
+    done = load_jsonl(store, "state")
     todo = [i for i in range(args.states) if i not in done]
     if todo:
         print(f"{len(done)} states done, {len(todo)} to run.", file=sys.stderr)
@@ -265,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       file=sys.stderr)
     rows = [done[i] for i in range(args.states)]
     summary = summarize(rows)
+    summary["meta"] = meta(workers=args.workers)
     write_text_atomic(args.results / "results.json", json.dumps(summary, indent=1))
     write_text_atomic(args.results / "table.md", table(summary))
     print(table(summary))

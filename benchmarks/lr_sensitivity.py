@@ -259,21 +259,6 @@ def plot(summary: dict[str, Any], path: Path, split: str) -> None:
     plt.close(fig)
 
 
-def _load(store: Path) -> dict[str, dict]:
-    from agents.runs import write_text_atomic
-
-    runs: dict[str, dict] = {}
-    if store.exists():
-        for line in store.read_text().splitlines():
-            try:
-                row = json.loads(line)
-                runs[row["key"]] = row
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line cut by a kill: that episode runs again
-        write_text_atomic(store, "".join(json.dumps(r) + "\n" for r in runs.values()))
-    return runs
-
-
 def _run_all(jobs: Sequence[Job], runs: dict[str, dict], store: Path, workers: int) -> None:
     todo = [j for j in jobs if j.key() not in runs]
     if not todo:
@@ -310,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/lr_sensitivity"))
     args = p.parse_args(argv)
     from agents.controller import ControllerFileError, controller_file_for, load_controller_file
+    from agents.results import load_jsonl, meta
     from agents.runs import write_text_atomic
 
     agents = []
@@ -328,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.results / split
     out.mkdir(parents=True, exist_ok=True)
     store = out / "runs.jsonl"
-    runs = _load(store)
+    runs = load_jsonl(store, "key")
     t0 = time.perf_counter()
     _run_all(plan(envs, args.seeds, agents, args.agent_guard, args.events), runs, store,
              args.workers)
@@ -346,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "scales": list(SCALES), "agents": [agent_label(a) for a in agents],
                        "agent_sha256": [load_controller_file(a).sha256 for a in agents],
                        "episodes": len(mine), "seconds_this_invocation":
-                           time.perf_counter() - t0, "reproducibility": settings(1)}
+                           time.perf_counter() - t0, **meta(), "reproducibility": settings(1)}
     write_text_atomic(out / "results.json", json.dumps(summary, indent=1, default=float))
     write_text_atomic(out / "table.md", table(summary, split, len(args.seeds)))
     plot(summary, out / "sensitivity.png", split)

@@ -18,7 +18,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch
 
 import lr_gym  # noqa: F401 - registers the ids
 from agents.baselines import make_baseline
+from agents.results import add_output, meta, write_results
 from agents.rollout import run_episode
 
 ENVS = ("lr_gym/IMDB-MiniLM-CPU-v2", "lr_gym/SQuADv2-MiniLM-CPU-v4")
@@ -69,7 +69,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=os.environ.get("LR_GYM_DATA_DIR", str(DEFAULT_DATA)))
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    p.add_argument("-o", "--output", default="benchmarks/results/minilm_presets.json")
+    add_output(p, "benchmarks/results/minilm_presets.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.output)
@@ -81,13 +81,10 @@ def main() -> None:
         r = rows[-1]
         print(f"{env_id}: {r['episode_wall_s']:.0f} s wall, {r['episode_cpu_s']:.0f} s CPU, "
               f"test {r['test']}", flush=True)
-        meta = {"date": datetime.date.today().isoformat(), "machine": platform.machine(),
-                "cpus": os.cpu_count(), "threads": args.threads, "torch": torch.__version__}
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=float))
-    command = "python benchmarks/minilm_presets.py --threads " + str(args.threads)
-    out.with_suffix(".md").write_text(markdown(rows, command))
-    print(markdown(rows, command))
+        command = "python benchmarks/minilm_presets.py --threads " + str(args.threads)
+        # After every row: a long run stopped midway keeps what it measured.
+        write_results(out, {"meta": meta(), "rows": rows}, markdown(rows, command))
+    print(markdown(rows, "python benchmarks/minilm_presets.py --threads " + str(args.threads)))
 
 
 if __name__ == "__main__":

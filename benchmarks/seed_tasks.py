@@ -12,10 +12,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import torch
 
 import lr_gym
 from agents.baselines import make_baseline
+from agents.results import add_output, meta, write_results
 from agents.rollout import run_episode
 
 CPU_IDS = [e for e in lr_gym.lr_gym_env_ids() if "-CPU-v" in e]
@@ -37,7 +35,7 @@ def main() -> None:
         "LR_GYM_DATA_DIR", str(Path(__file__).resolve().parents[1].parent / "shared" / "data")))
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    p.add_argument("-o", "--output", default="benchmarks/results/seed_tasks.json")
+    add_output(p, "benchmarks/results/seed_tasks.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -66,20 +64,15 @@ def main() -> None:
             print(f"{env_id} {name}: {r['s_per_env_step']:.2f} s/env step, "
                   f"val {metric} {r['final_val']:.4f}, test {r['test']:.4f}", flush=True)
 
-    print("\n| env | LR | s / env step | env steps | final val | test | steps (epochs) to 95% "
-          "|\n|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['env_id']} | {r['controller']} | {r['s_per_env_step']:.2f} | "
+    table = ["| env | LR | s / env step | env steps | final val | test | steps (epochs) to 95% |",
+             "|---|---|---|---|---|---|---|"]
+    table += [f"| {r['env_id']} | {r['controller']} | {r['s_per_env_step']:.2f} | "
               f"{r['env_steps']} | {r['metric']} {r['final_val']:.4f} | {r['test']:.4f} | "
-              f"{r['convergence_step']:.0f} ({r['convergence_epoch']:.2f}) |")
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"date": datetime.date.today().isoformat(), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "threads": args.threads, "device": args.device,
-            "torch": str(torch.__version__)}
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=float))
+              f"{r['convergence_step']:.0f} ({r['convergence_epoch']:.2f}) |" for r in rows]
+    print("\n" + "\n".join(table))
+    out, _ = write_results(args.output, {"meta": meta(device=args.device), "rows": rows},
+                           "\n".join(table))
     print(f"\nWrote {out}")
-
 
 if __name__ == "__main__":
     main()

@@ -17,14 +17,13 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
+
+from agents.results import add_output, meta, write_results
 
 
 class Stepper:
@@ -78,7 +77,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3,
                    help="Timed windows per kind, interleaved across kinds; the median counts.")
     p.add_argument("--note", default="", help="A line about the machine, kept with the table.")
-    p.add_argument("-o", "--output", default="benchmarks/results/vec_env_scaling.json")
+    add_output(p, "benchmarks/results/vec_env_scaling.json")
     args = p.parse_args()
 
     import ray
@@ -133,14 +132,9 @@ def main() -> None:
         "at the end."
         + (f" {args.note}" if args.note else "") + "\n")
     print("\n" + text)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(text)
-    meta = {"python": platform.python_version(), "torch": str(torch.__version__),
-            "ray": ray.__version__, "cpus": os.cpu_count(), "load_average_start": load_start,
-            "load_average_end": load,
-            **{k: v for k, v in vars(args).items() if k != "output"}}
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    info = meta(ray=ray.__version__, load_average_start=load_start,
+                **{k: v for k, v in vars(args).items() if k != "output"})
+    out, _ = write_results(args.output, {"meta": info, "rows": rows}, text)
     print(f"Wrote {out}")
 
 

@@ -1,0 +1,31 @@
+"""The helpers every benchmark's results file shares."""
+
+from __future__ import annotations
+
+import json
+
+from agents.results import load_jsonl, meta, write_results
+
+
+def test_meta_records_where_and_how_a_run_ran():
+    m = meta(repeats=3)
+    for key in ("date", "cpus", "torch_threads", "load_avg_1min", "torch", "python",
+                "reproducibility"):
+        assert key in m
+    assert m["repeats"] == 3
+    json.dumps(m)
+
+
+def test_write_results_writes_json_and_its_table_beside_it(tmp_path):
+    out, md = write_results(tmp_path / "x" / "bench.json", {"rows": [1.5]}, "| a |\n")
+    assert json.loads(out.read_text()) == {"rows": [1.5]}
+    assert md == tmp_path / "x" / "bench.md" and md.read_text() == "| a |\n"
+
+
+def test_load_jsonl_drops_a_cut_line_and_rewrites_the_file(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    path.write_text('{"k": 1, "v": "a"}\n[1]\n{"k": 2, "v": "b"}\n{"k": 1, "v": "c"}\n{"k": 3,')
+    rows = load_jsonl(path, "k")
+    assert rows == {1: {"k": 1, "v": "c"}, 2: {"k": 2, "v": "b"}}
+    assert path.read_text().endswith("\n") and len(path.read_text().splitlines()) == 2
+    assert load_jsonl(tmp_path / "missing.jsonl", "k") == {}

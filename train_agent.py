@@ -1,6 +1,6 @@
 """Train a PPO learning-rate controller: ``python train_agent.py --help``."""
 
-from agents.train import main
+from agents.training.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

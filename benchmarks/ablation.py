@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.train import train_seeds
+from agents.training.seeds import train_seeds
 from lr_gym.features import V0_FEATURES
 
 ROOT = Path(__file__).resolve().parents[1]

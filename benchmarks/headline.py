@@ -32,7 +32,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agents.train import train_seeds
+from agents.training.seeds import train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 

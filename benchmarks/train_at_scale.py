@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from agents.runs import completion, portable_path
-from agents.train import train_seeds
+from agents.training.seeds import train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_ENV = "lr_gym/TrainFamilies-v1"

@@ -34,7 +34,7 @@ class Stepper:
         from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
         from agents.ray_vec_env import RayVecEnv
-        from agents.train import env_factory
+        from agents.training.envs import env_factory
 
         cls = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv, "ray": RayVecEnv}[kind]
         self.n_envs = n_envs

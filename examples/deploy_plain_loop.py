@@ -28,7 +28,7 @@ def controller_file(arg: str | None, workdir: Path) -> Path:
     if arg and arg.endswith(".safetensors"):
         return Path(arg)
     if arg is None:
-        from agents.train import main as train
+        from agents.training.cli import main as train
 
         print("No run folder given: training a tiny agent (256 env steps)...")
         train(["-n", "256", "--n-envs", "1", "--eval-freq", "0", "--save-freq", "0",

@@ -169,7 +169,7 @@ def test_v2_policy_starts_as_static_exactly(tmp_path):
     from agents.controller.export import export_controller
     from agents.rollout import run_episode
     from agents.runs import CONTROLLER
-    from agents.train import id_env_kwargs
+    from agents.training.envs import id_env_kwargs
 
     hp = load_hyperparams("lr_gym/TrainFamilies-v2")
     assert hp.zero_init_action and hp.log_std_init == -1.6 and hp.target_kl == 0.02
@@ -194,8 +194,8 @@ def test_v2_policy_starts_as_static_exactly(tmp_path):
 
 
 def test_critic_warmup_trains_the_value_function_alone():
-    from agents.callbacks import CriticWarmup
     from agents.ppo import actor_parameters
+    from agents.training.callbacks import CriticWarmup
 
     venv = make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1", total_steps=40,
                                          steps_per_action=10), n_envs=1)

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from agents.ray_cluster import RayResources, RaySetupError
-from agents.train import env_factory, main
+from agents.training.cli import main
+from agents.training.envs import env_factory
 
 ENV = "lr_gym/Digits-MLP-v1"
 SHORT = {"total_steps": 20, "steps_per_action": 10}  # two env steps per episode

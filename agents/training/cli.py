@@ -17,8 +17,7 @@ import contextlib
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,18 @@ import gymnasium as gym
 
 from agents.help_format import DefaultsHelpFormatter
 from agents.ray_cluster import (
-    DEFAULT_TIMEOUT_S,
-    RayResources,
     add_ray_arguments,
-    ray_settings,
 )
-
-DEFAULT_ENV = "lr_gym/EmbeddedMix-v1"
-VEC_ENVS = ("dummy", "subproc", "ray")
+from agents.training.callbacks import training_callbacks
+from agents.training.envs import (
+    DEFAULT_ENV,
+    VEC_ENVS,
+    _close,
+    env_factory,
+    id_env_kwargs,
+    resolve_vec_env,
+)
+from agents.training.run_folder import load_for_resume, next_run_dir, run_name, save_agent
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -116,205 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def env_factory(
-    env_ids: Sequence[str],
-    env_kwargs: dict[str, Any],
-    packages: Sequence[str] = (),
-    worker: bool = False,
-) -> Callable[[], gym.Env]:
-    """A picklable thunk building the training env in any process.
-
-    One id is built with ``gym.make``; several become one
-    :class:`~lr_gym.envs.MultiTaskEnv` over all their tasks. ``worker``: the env runs
-    in a ``SubprocVecEnv`` worker or a Ray actor, with one torch thread (an actor then
-    sets its own) and Ctrl-C ignored.
-    """
-    env_ids, env_kwargs, packages = list(env_ids), dict(env_kwargs), list(packages)
-
-    def make() -> gym.Env:
-        import lr_gym  # noqa: F401 - registers the ids in subprocesses
-        from agents.packages import import_gym_packages
-
-        import_gym_packages(packages)
-        if worker:
-            import signal
-            import threading
-
-            import torch
-
-            torch.set_num_threads(1)  # one core per env subprocess
-            # A terminal's Ctrl-C reaches the whole process group: a worker that died
-            # of it would break the main process's save-then-close (EOFError).
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if len(env_ids) == 1:
-            return gym.make(env_ids[0], **env_kwargs)
-        from lr_gym.envs.multi_task import MultiTaskEnv
-
-        return MultiTaskEnv(env_ids, **env_kwargs)
-
-    return make
-
-
-def id_env_kwargs(env_ids: Sequence[str]) -> dict[str, Any]:
-    """The :class:`~lr_gym.config.EnvConfig` defaults that the ids' registrations set.
-
-    Raises:
-        ValueError: Two ids set one field differently (the agent would have no one config).
-    """
-    import dataclasses
-
-    from lr_gym.config import EnvConfig
-
-    fields = {f.name for f in dataclasses.fields(EnvConfig)}
-    out: dict[str, Any] = {}
-    for eid in env_ids:
-        for key, value in gym.spec(eid).kwargs.items():
-            if key not in fields:
-                continue
-            value = list(value) if isinstance(value, tuple) else value
-            if key in out and out[key] != value:
-                raise ValueError(f"the env ids set {key} differently ({out[key]!r} and "
-                                 f"{value!r}); train on ids of one configuration.")
-            out[key] = value
-    return out
-
-
-def run_name(env_ids: Sequence[str]) -> str:
-    """Folder-friendly name of the env list, e.g. ``EmbeddedMix-v1``."""
-    return "+".join(e.split("/")[-1] for e in env_ids)
-
-
-def next_run_dir(log_folder: Path, name: str) -> Path:
-    """``<log_folder>/ppo/<name>_<N>`` with the next free N (RL Zoo's layout)."""
-    root = log_folder / "ppo"
-    root.mkdir(parents=True, exist_ok=True)
-    taken = [
-        int(p.name.rsplit("_", 1)[1])
-        for p in root.glob(f"{name}_*")
-        if p.name.rsplit("_", 1)[1].isdigit()
-    ]
-    path = root / f"{name}_{max(taken, default=0) + 1}"
-    path.mkdir()
-    return path
-
-
 def _tensorboard_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("tensorboard") is not None
-
-
-def _close(venv: Any) -> None:
-    # A worker already gone (killed, out of memory) leaves nothing to close.
-    with contextlib.suppress(EOFError, BrokenPipeError, ConnectionResetError):
-        venv.close()
-
-
-def save_agent(model: Any, venv: Any, folder: Path, names: Sequence[str],
-               env_kwargs: Mapping[str, Any], source: Mapping[str, Any]) -> None:
-    """Writes an agent's normalisation, controller file and model, each atomically.
-
-    The model goes last, so a ``.zip`` that exists has its companions.
-
-    Args:
-        model: The PPO model.
-        venv: Its ``VecNormalize``.
-        folder: Where the files go.
-        names: ``(model, vecnormalize, controller)`` file names.
-        env_kwargs: The EnvConfig overrides the agent trains under.
-        source: Provenance recorded in the controller file.
-    """
-    from agents.controller.export import export_controller
-    from agents.ppo import PPOController
-    from agents.runs import atomic_write
-
-    model_name, norm_name, ctl_name = names
-    atomic_write(folder / norm_name, lambda tmp: venv.save(str(tmp)))
-    export_controller(PPOController.from_training(model, venv, env_kwargs), folder / ctl_name,
-                      source={**source, "num_timesteps": int(model.num_timesteps)})
-    atomic_write(folder / model_name, lambda tmp: model.save(tmp))
-
-
-def _callbacks(run_dir: Path, hp: Any, source: Mapping[str, Any], eval_env: Any,
-               verbose: int) -> list:
-    """Checkpoints and periodic evaluation, each saving a complete agent."""
-    from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
-
-    from agents.runs import BEST_MODEL, CONTROLLER, VECNORMALIZE, checkpoint_names
-
-    def save(cb: BaseCallback, folder: Path, names: Sequence[str]) -> None:
-        save_agent(cb.model, cb.model.get_vec_normalize_env(), folder, names, hp.env_kwargs,
-                   source)
-
-    class Checkpoint(BaseCallback):
-        def __init__(self, every: int) -> None:
-            super().__init__()
-            self.every = every
-
-        def _on_step(self) -> bool:
-            if self.n_calls % self.every == 0:
-                save(self, run_dir / "checkpoints", checkpoint_names(self.num_timesteps))
-            return True
-
-    class SaveBest(BaseCallback):
-        def _on_step(self) -> bool:
-            save(self, run_dir / "best", (BEST_MODEL, VECNORMALIZE, CONTROLLER))
-            return True
-
-    callbacks: list = []
-    every = max(hp.n_envs, 1)
-    if hp.checkpoint_freq > 0:
-        callbacks.append(Checkpoint(max(hp.checkpoint_freq // every, 1)))
-    if eval_env is not None:
-        callbacks.append(EvalCallback(
-            eval_env,
-            n_eval_episodes=hp.n_eval_episodes,
-            eval_freq=max(hp.eval_freq // every, 1),
-            log_path=str(run_dir),
-            callback_on_new_best=SaveBest(),
-            deterministic=True,
-            verbose=verbose,
-        ))
-    return callbacks
-
-
-@dataclass(frozen=True)
-class VecEnvChoice:
-    """Where the training envs run, resolved from the flags.
-
-    Attributes:
-        kind: ``"dummy"``, ``"subproc"`` or ``"ray"``.
-        env_device: Device of the training envs' primary models.
-        local_device: Device of the env built in this process to check the options up
-            front: with Ray, this machine may have no GPU.
-        resources: What each Ray actor reserves (``None`` unless ``kind == "ray"``).
-        timeout_s: The longest wait for a Ray actor's answer.
-    """
-
-    kind: str
-    env_device: str
-    local_device: str
-    resources: RayResources | None = None
-    timeout_s: float = DEFAULT_TIMEOUT_S
-
-
-def resolve_vec_env(args: argparse.Namespace, n_envs: int) -> VecEnvChoice:
-    """The :class:`VecEnvChoice` of the flags.
-
-    Raises:
-        ValueError: A Ray flag without ``--vec-env ray``, or a bad value; the message
-            names the flag.
-    """
-    kind = args.vec_env or ("subproc" if n_envs > 1 else "dummy")
-    ray = ray_settings(args, "--vec-env ray", kind == "ray", args.env_device,
-                       "--env-device", "env actor")
-    if ray is None:
-        device = args.env_device or "cpu"
-        return VecEnvChoice(kind, device, device)
-    resources, timeout = ray
-    return VecEnvChoice("ray", args.env_device or resources.device, args.env_device or "cpu",
-                        resources, timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -498,11 +306,7 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
                 training=False,
                 norm_reward=False,
             )
-        callbacks = _callbacks(run_dir, hp, source, eval_env, args.verbose)
-        if hp.critic_warmup:
-            from agents.callbacks import CriticWarmup
-
-            callbacks.append(CriticWarmup(hp.critic_warmup))
+        callbacks = training_callbacks(run_dir, hp, source, eval_env, args.verbose)
     except BaseException as err:
         for env in (venv, eval_env):
             if env is not None:
@@ -583,125 +387,3 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
     return 130 if interrupted else 0
 
 
-def load_for_resume(files: Any, venv: Any, hp: Any, device: str,
-                    tensorboard_log: str | None = None) -> tuple[Any, Any]:
-    """The trained agent of ``files`` (:class:`~agents.runs.RunFiles`) on ``venv``.
-
-    Unpickles ``model.zip`` and its normalisation: only for your own runs. The
-    normalisation statistics are restored exactly (and keep updating); the PPO
-    settings of ``hp`` apply, the network is the agent's.
-
-    Returns:
-        ``(model, VecNormalize-wrapped venv)``.
-
-    Raises:
-        ValueError: A damaged file, or ``hp`` asks for another network.
-    """
-    from agents.ppo import ACTIVATIONS, load_model, load_vecnormalize
-
-    vn = load_vecnormalize(files.vecnormalize)
-    vn.set_venv(venv)
-    vn.training = True
-    model = load_model(files.model, env=vn, device=device, tensorboard_log=tensorboard_log,
-                       **hp.ppo_kwargs())
-    saved = model.policy_kwargs
-    want = hp.policy_kwargs()
-    if saved.get("net_arch") != want["net_arch"] or (
-            saved.get("activation_fn") is not ACTIVATIONS[hp.activation_fn]):
-        raise ValueError(
-            f"{files.model} has the network {saved.get('net_arch')} "
-            f"{getattr(saved.get('activation_fn'), '__name__', '?')}, but the hyperparameters "
-            f"ask for {want['net_arch']} {hp.activation_fn}: a resumed agent keeps its "
-            "network; drop the override."
-        )
-    return model, vn
-
-
-def trained_run(folder: Path, seed: int, n_timesteps: int) -> Path | None:
-    """A finished run of ``seed`` and budget under ``folder``.
-
-    Finished: ``complete.json`` exists (it is written after every other file) and
-    training was not interrupted (a Ctrl-C'd run has fewer steps than its budget).
-    """
-    import yaml
-
-    from agents.runs import completion
-
-    for cfg in sorted((folder / "ppo").glob("*/config.yml")):
-        meta = yaml.safe_load(cfg.read_text()) or {}
-        done = completion(cfg.parent)
-        if meta.get("seed") != seed or done is None or done.get("interrupted"):
-            continue
-        # A resumed run (-i) trains the remainder: its own budget is smaller, its total
-        # steps count on from the checkpoint.
-        if meta.get("hyperparams", {}).get("n_timesteps") == n_timesteps or (
-                meta.get("trained_agent") and done.get("num_timesteps", 0) >= n_timesteps):
-            return cfg.parent
-    return None
-
-
-def last_checkpoint(folder: Path, seed: int) -> tuple[Path, int] | None:
-    """The checkpoint of ``seed`` with the most env steps under ``folder`` (and its steps).
-
-    Looks at every run of the seed, finished or not: a run stopped by a kill or the end
-    of a session leaves its periodic checkpoints, and a resumed run counts steps on.
-    """
-    import re
-
-    import yaml
-
-    best: tuple[Path, int] | None = None
-    for cfg in (folder / "ppo").glob("*/config.yml"):
-        if (yaml.safe_load(cfg.read_text()) or {}).get("seed") != seed:
-            continue
-        for zip_path in (cfg.parent / "checkpoints").glob("model_*_steps.zip"):
-            m = re.fullmatch(r"model_(\d+)_steps\.zip", zip_path.name)
-            if m and (best is None or int(m.group(1)) > best[1]):
-                best = (zip_path, int(m.group(1)))
-    return best
-
-
-def train_seeds(folder: Path, seeds: Sequence[int], n_timesteps: int,
-                env_kwargs: Mapping[str, Any] | None = None, *, env_id: str = DEFAULT_ENV,
-                **overrides: Any) -> list[Path]:
-    """One finished run per seed on ``env_id`` under ``folder``, training what is missing.
-
-    Runs use the packaged hyperparameters of ``env_id`` (with ``env_kwargs`` instead of
-    the packaged ones, if given, and other hyperparameters from ``overrides``) and no
-    periodic evaluation; benchmarks call this so that a stopped benchmark resumes.
-
-    Raises:
-        RuntimeError: A training run failed.
-    """
-    import yaml
-
-    from agents.ppo import HYPERPARAMS_FILE
-
-    folder.mkdir(parents=True, exist_ok=True)
-    conf = folder / "hyperparams.yml"
-    packaged = yaml.safe_load(HYPERPARAMS_FILE.read_text())
-    base = {**packaged.get(env_id, packaged["default"]), **overrides}
-    if env_kwargs is not None:
-        base = {**base, "env_kwargs": dict(env_kwargs)}
-    conf.write_text(yaml.safe_dump({env_id: {**base, "eval_freq": 0}}))
-    runs = []
-    for seed in seeds:
-        run = trained_run(folder, seed, n_timesteps)
-        if run is None:
-            cmd = ["--env", env_id, "-conf", str(conf), "--seed", str(seed), "-f", str(folder),
-                   "--no-progress"]
-            ckpt = last_checkpoint(folder, seed)
-            if ckpt is not None and 0 < ckpt[1] < n_timesteps:
-                cmd += ["-i", str(ckpt[0]), "-n", str(n_timesteps - ckpt[1])]
-            else:
-                cmd += ["-n", str(n_timesteps)]
-            code = main(cmd)
-            run = trained_run(folder, seed, n_timesteps)
-            if code != 0 or run is None:
-                raise RuntimeError(f"training seed {seed} under {folder} failed (exit {code}).")
-        runs.append(run)
-    return runs
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from agents.runs import mark_complete
-from agents.train import main, train_seeds, trained_run
+from agents.training.cli import main
+from agents.training.run_folder import trained_run
+from agents.training.seeds import train_seeds
 from lr_gym.config import EnvConfig
 from lr_gym.features import OBS_DIM
 
@@ -40,15 +42,16 @@ def test_trained_run_needs_the_completion_marker_and_a_whole_budget(tmp_path):
 
 
 def test_train_seeds_reuses_finished_runs(tmp_path, monkeypatch):
-    import agents.train
+    import agents.training.seeds
 
     done = _fake_run(tmp_path, "EmbeddedMix-v1_3", 3, 64)
-    monkeypatch.setattr(agents.train, "main", lambda argv: (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(agents.training.seeds, "main",
+                        lambda argv: (_ for _ in ()).throw(AssertionError))
     assert train_seeds(tmp_path, [3], 64) == [done]  # nothing trained again
 
 
 def test_train_seeds_resumes_a_stopped_run_from_its_last_checkpoint(tmp_path, monkeypatch):
-    import agents.train
+    import agents.training.seeds
 
     cut = _fake_run(tmp_path, "TrainFamilies-v1_1", 2, 100, model=False)  # killed
     (cut / "checkpoints").mkdir()
@@ -67,7 +70,7 @@ def test_train_seeds_resumes_a_stopped_run_from_its_last_checkpoint(tmp_path, mo
         mark_complete(run, num_timesteps=112)  # counts on from the checkpoint
         return 0
 
-    monkeypatch.setattr(agents.train, "main", fake_main)
+    monkeypatch.setattr(agents.training.seeds, "main", fake_main)
     runs = train_seeds(tmp_path, [2], 100, env_id="lr_gym/TrainFamilies-v1")
     argv = calls[0]
     assert argv[argv.index("-i") + 1] == str(cut / "checkpoints" / "model_48_steps.zip")
@@ -117,7 +120,7 @@ def test_bad_conf_file_exits_2_before_any_run_folder(tmp_path, capsys):
 
 
 def test_key_value_flags_are_parsed_as_yaml():
-    from agents.train import build_parser
+    from agents.training.cli import build_parser
 
     args = build_parser().parse_args(["--hyperparams", "n_steps:128", "learning_rate:3e-4",
                                       "net_arch:[8, 8]", "--env-kwargs", "mode:anchored",
@@ -133,9 +136,9 @@ def test_key_value_flags_are_parsed_as_yaml():
 
 
 def test_tensorboard_flag_names_the_extra_when_missing(tmp_path, capsys, monkeypatch):
-    import agents.train
+    import agents.training.cli
 
-    monkeypatch.setattr(agents.train, "_tensorboard_available", lambda: False)
+    monkeypatch.setattr(agents.training.cli, "_tensorboard_available", lambda: False)
     assert main([*TINY, "-f", str(tmp_path / "logs"), "-tb", str(tmp_path / "tb")]) == 2
     assert "pip install 'lr-gym[tensorboard]'" in capsys.readouterr().err
     assert not (tmp_path / "logs").exists()
@@ -195,8 +198,13 @@ def test_checkpoints_keep_their_normalisation_and_config(trained, which):
         assert not np.array_equal(final.obs_mean, ckpt.obs_mean)
     safe = PolicyController.load(path)
     assert controller_file_for(path).is_file()
-    # The same env configuration (the file leaves out values equal to the env's defaults).
-    assert EnvConfig(**safe.env_kwargs()) == EnvConfig(**ckpt.env_kwargs())
+    # The same action rule and features (the file leaves out values equal to the env's
+    # defaults, and the budget: the evaluation owns its protocol).
+    from agents.controller import POLICY_FIELDS
+
+    ours, theirs = EnvConfig(**safe.env_kwargs()), EnvConfig(**ckpt.env_kwargs())
+    assert all(getattr(ours, f) == getattr(theirs, f) for f in POLICY_FIELDS)
+    assert "total_steps" not in safe.env_kwargs()
     obs = np.random.default_rng(0).normal(0, 1, (100, OBS_DIM)).astype(np.float32)
     for o in obs:
         np.testing.assert_array_equal(safe.act(o, {}), ckpt.act(o, {}))
@@ -209,7 +217,8 @@ def test_resume_from_a_checkpoint_restores_normalisation_and_counts_on(trained):
 
     from agents.ppo import PPOHyperparams, load_model
     from agents.runs import completion, run_files
-    from agents.train import env_factory, load_for_resume
+    from agents.training.envs import env_factory
+    from agents.training.run_folder import load_for_resume
 
     ckpt = trained / "checkpoints" / "model_16_steps.zip"
     files = run_files(ckpt)

@@ -24,7 +24,8 @@ TaskFactory = Callable[[], Task]
 _TASKS: dict[str, Task | TaskFactory | str] = {}
 
 
-def _load(ref: str) -> Any:
+def load_reference(ref: str) -> Any:
+    """The object an import string ``"package.module:attr"`` names (imported now)."""
     module, _, attr = ref.partition(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -60,7 +61,7 @@ def get_task(name_or_id: str, **task_kwargs: Any) -> Task:
         )
     entry = _TASKS[name]
     if isinstance(entry, str):
-        entry = _load(entry)
+        entry = load_reference(entry)
     if isinstance(entry, Task):
         if task_kwargs:
             raise TypeError(f"Task {name!r} is a fixed Task; it takes no task_kwargs.")
@@ -240,7 +241,7 @@ def resolve_tasks(tasks: str | Sequence[str | Task]) -> list[Task]:
     """
     if isinstance(tasks, str):
         if ":" in tasks:
-            tasks = _load(tasks)()
+            tasks = load_reference(tasks)()
         elif tasks.startswith(f"{NAMESPACE}/"):
             tasks = tasks_for(tasks)
         else:

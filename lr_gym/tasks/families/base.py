@@ -38,7 +38,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -361,8 +360,9 @@ def get_family(name: str) -> TaskFamily:
     if name not in FAMILIES or FAMILIES[name].sampler is None:
         raise KeyError(f"Unknown task family {name!r}; families that sample tasks: "
                        f"{sampled_family_names()}.")
-    module, _, attr = FAMILIES[name].sampler.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    from lr_gym.registration import load_reference
+
+    return load_reference(FAMILIES[name].sampler)
 
 
 def sampled_family_names() -> list[str]:

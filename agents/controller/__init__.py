@@ -10,8 +10,12 @@ stable-baselines3 or unpickles anything. One idea per module:
   (:func:`load_controller_file`) and :class:`PolicyController`, a file acting in the env;
 * :mod:`~agents.controller.scheduler`: :class:`LRController`, a file driving any torch
   optimizer (decisions equal the env's on the same statistics);
+* :mod:`~agents.controller.torch_scheduler`: :class:`LRControllerScheduler`, the same
+  controller as a torch ``LRScheduler`` (``SequentialLR``, ``state_dict``);
 * :mod:`~agents.controller.hf`: :class:`LRControllerCallback` for the Hugging Face
   ``Trainer``;
+* :mod:`~agents.controller.lightning`: ``LRControllerLightning`` for PyTorch Lightning
+  (the ``[lightning]`` extra; import it from there);
 * :mod:`~agents.controller.export`: a PPO run to a file, and its CLI. The one module that
   reads pickles (your own runs only); it is not imported here.
 
@@ -55,7 +59,8 @@ from agents.controller.resolve import (
     load_controller_file,
     pretrained_file,
 )
-from agents.controller.scheduler import LRController
+from agents.controller.scheduler import LRController, tensorboard_logger
+from agents.controller.torch_scheduler import LRControllerScheduler
 
 __all__ = [
     "FORMAT",
@@ -68,6 +73,7 @@ __all__ = [
     "ControllerPolicy",
     "LRController",
     "LRControllerCallback",
+    "LRControllerScheduler",
     "PolicyController",
     "agent_label",
     "agent_labels",
@@ -77,5 +83,6 @@ __all__ = [
     "is_pretrained_name",
     "load_controller_file",
     "pretrained_file",
+    "tensorboard_logger",
     "validate_controller",
 ]

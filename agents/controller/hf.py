@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,24 +31,42 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
     Trainer's own scheduler (use ``lr_scheduler_type="constant"``). Needs an
     ``eval_dataset`` and ``compute_metrics`` that returns ``metric``.
 
+    What the Trainer logs is the LR actually applied: the callback keeps the Trainer's
+    scheduler reporting the controller's LR, so ``learning_rate`` in
+    ``state.log_history``, TensorBoard or W&B is the real one. The controller's state
+    goes into every checkpoint (``lr_controller.json`` beside ``trainer_state.json``) and
+    comes back with ``trainer.train(resume_from_checkpoint=...)``. With
+    ``tensorboard=True`` every decision (LR, action, reward proxy, features) is written
+    to TensorBoard where the Trainer's own TensorBoard logs go (``$TENSORBOARD_LOGGING_DIR``,
+    else ``<output_dir>/runs``), or to the folder ``tensorboard`` names.
+
     Args:
         policy: A controller file, run folder, pretrained name (``"lr_gym/default"``)
             or a loaded :class:`ControllerPolicy`.
         steps_per_action: Optimizer steps per decision.
         metric: The main validation metric's name in ``compute_metrics`` (without
             ``eval_``), higher is better.
+        tensorboard: Log every decision to TensorBoard: True (beside the Trainer's own
+            logs) or a folder.
         **controller_kwargs: Other :class:`LRController` arguments (``lr_min``...).
     """
 
+    STATE_FILE = "lr_controller.json"
+    """The controller's state in a Trainer checkpoint folder."""
+
     def __init__(self, policy: str | Path | ControllerPolicy, *, steps_per_action: int,
-                 metric: str = "accuracy", **controller_kwargs: Any) -> None:
+                 metric: str = "accuracy", tensorboard: bool | str = False,
+                 **controller_kwargs: Any) -> None:
         self.policy = (policy if isinstance(policy, ControllerPolicy)
                        else load_controller_file(policy))
         self.steps_per_action = steps_per_action
         self.metric = metric
+        self.tensorboard = tensorboard
         self.controller_kwargs = controller_kwargs
         self.controller: LRController | None = None
         self._initial: tuple[float, float] | None = None
+        self._scheduler: Any = None
+        self._writer: Any = None
 
     def _val(self, metrics: dict[str, float]) -> tuple[float, float]:
         key = f"eval_{self.metric}"
@@ -59,22 +79,73 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
         return float(metrics["eval_loss"]), float(metrics[key])
 
     def on_train_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None,
-                       **kwargs: Any) -> None:
-        """Builds the controller on the Trainer's optimizer."""
+                       lr_scheduler: Any = None, **kwargs: Any) -> None:
+        """Builds the controller on the Trainer's optimizer (resumed from a checkpoint)."""
         if optimizer is None:
             raise RuntimeError("LRControllerCallback: the Trainer passed no optimizer.")
-        if self._initial is None and not getattr(args, "eval_on_start", False):
+        saved = self._saved_state(args, state)
+        if saved is None and self._initial is None and not getattr(args, "eval_on_start",
+                                                                   False):
             raise RuntimeError(
                 "LRControllerCallback needs the untrained model's validation result: set "
                 "TrainingArguments(eval_on_start=True) or call trainer.evaluate() before "
                 "trainer.train()."
             )
+        self._scheduler = lr_scheduler
         self.controller = LRController(
             optimizer, self.policy, total_steps=state.max_steps,
             steps_per_action=self.steps_per_action, **self.controller_kwargs,
         )
-        if self._initial is not None:
+        if self.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            from agents.controller.scheduler import tensorboard_logger
+
+            folder = (self.tensorboard if isinstance(self.tensorboard, str)
+                      else os.getenv("TENSORBOARD_LOGGING_DIR")
+                      or getattr(args, "logging_dir", None)  # transformers < 5
+                      or os.path.join(args.output_dir, "runs"))
+            self._writer = SummaryWriter(folder)
+            self.controller.add_logger(tensorboard_logger(self._writer))
+        if saved is not None:
+            self.controller.load_state_dict(saved)
+        elif self._initial is not None:
             self.controller.observe(*self._initial)
+        self._report_lr()
+
+    def _saved_state(self, args: Any, state: Any) -> dict[str, Any] | None:
+        """The controller's state in the checkpoint the Trainer resumes from, if any."""
+        if not state.global_step:
+            return None
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}" / self.STATE_FILE
+        if not path.is_file():
+            raise RuntimeError(
+                f"LRControllerCallback: resuming at step {state.global_step} but "
+                f"{path} is missing, so the controller's features and multiplier are lost; "
+                "resume from a checkpoint saved with this callback.")
+        return json.loads(path.read_text())
+
+    def _report_lr(self) -> None:
+        # The Trainer logs its scheduler's last LR: make that the LR actually applied.
+        if self._scheduler is not None and self.controller is not None:
+            self._scheduler._last_lr = self.controller.get_last_lr()
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Writes the controller's state into the checkpoint just saved."""
+        if self.controller is None:
+            return
+        from agents.runs import write_text_atomic
+
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            write_text_atomic(folder / self.STATE_FILE,
+                              json.dumps(self.controller.state_dict()))
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Flushes the TensorBoard writer."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         """Counts the step, sets the next LR, asks for the step's log and due evaluations."""
@@ -83,6 +154,7 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
             raise RuntimeError("LRControllerCallback: training started without an initial "
                                "evaluation (set TrainingArguments(eval_on_start=True)).")
         ctl.step(None)
+        self._report_lr()
         control.should_log = True
         if ctl.eval_due:
             control.should_evaluate = True
@@ -103,3 +175,4 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
             self._initial = val  # trainer.evaluate() before train()
         elif not ctl._started or ctl.eval_due:
             ctl.observe(*val)
+            self._report_lr()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,11 @@ class LRController:
                        else load_controller_file(policy))
         self.config = self.policy.env_config
         self.total_steps, self.steps_per_action = int(total_steps), int(steps_per_action)
-        # Torch schedulers record each group's starting LR as "initial_lr".
-        self._group_lr0 = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
+        # Torch schedulers record each group's starting LR as "initial_lr"; so does this
+        # one, so that a resumed optimizer (whose "lr" is the controller's) keeps its lr0.
+        for g in optimizer.param_groups:
+            g.setdefault("initial_lr", g["lr"])
+        self._group_lr0 = [float(g["initial_lr"]) for g in optimizer.param_groups]
         self.lr0 = float(lr0) if lr0 is not None else self._group_lr0[0]
         if not (self.lr0 > 0 and math.isfinite(self.lr0)):
             raise ValueError(f"lr0 must be > 0, finite, got {self.lr0}; give the optimizer "
@@ -113,6 +117,8 @@ class LRController:
             lr_min=self.lr_min, lr_max=self.lr_max)
         self._meter = IntervalMeter(self.config.features)
         self._guard = Guard(optimizer, model) if guard else None
+        self._loggers: list[Callable[[dict[str, float], int], None]] = []
+        self._prev_val_loss: float | None = None
         self._update_ratio: float | None = None  # given by the caller, else measured
         self._t = 0
         self._started = False
@@ -288,6 +294,7 @@ class LRController:
                 **stats,
             )
         self._decide(self._last_obs)
+        self._log_decision(val_loss, val_metric)
         return self._rule.action
 
     def _warn_nonfinite(self, bad: int, total: int) -> None:
@@ -313,10 +320,43 @@ class LRController:
         self._rule.decide(self.policy.act(obs), self._t)
         self._start_interval()
 
+    def add_logger(self, log: Callable[[dict[str, float], int], None]) -> None:
+        """Calls ``log(scalars, step)`` at every decision (see :meth:`decision_scalars`).
+
+        E.g. ``ctl.add_logger(tensorboard_logger(SummaryWriter(...)))``; the Trainer and
+        Lightning faces wire their own loggers.
+        """
+        self._loggers.append(log)
+
+    def decision_scalars(self, val_loss: float, val_metric: float) -> dict[str, float]:
+        """What a decision is seen by: the LR, the action, the reward proxy, each feature.
+
+        The reward proxy is the env's default reward for the interval just closed,
+        ``log(previous validation loss / this one)`` (0 at the first decision).
+        """
+        prev, self._prev_val_loss = self._prev_val_loss, val_loss
+        proxy = (math.log(prev / val_loss) if prev is not None and prev > 0 and val_loss > 0
+                 else 0.0)
+        obs = self._last_obs if self._last_obs is not None else []
+        return {"lr_controller/lr": self._lr, "lr_controller/action": self._rule.action,
+                "lr_controller/multiplier": self._rule.multiplier * self._rule.scale,
+                "lr_controller/val_loss": val_loss, "lr_controller/val_metric": val_metric,
+                "lr_controller/reward_proxy": proxy,
+                **{f"lr_controller/features/{name}": float(x)
+                   for name, x in zip(self.config.features, obs, strict=False)}}
+
+    def _log_decision(self, val_loss: float, val_metric: float) -> None:
+        scalars = self.decision_scalars(val_loss, val_metric)
+        for log in self._loggers:
+            log(scalars, self._t)
+
     # -------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume (the policy itself is not included)."""
-        return {
+        """Everything needed to resume, as plain Python data (no numpy, no policy).
+
+        Plain data round-trips through JSON and ``torch.load(weights_only=True)``.
+        """
+        return _plain({
             "t": self._t,
             **self._rule.state_dict(),
             "started": self._started,
@@ -326,9 +366,12 @@ class LRController:
             "tracker": self._tracker.state_dict(),
             "lr0": self.lr0,
             "group_lr0": list(self._group_lr0),
+            "lr_min": self.lr_min,
+            "lr_max": self.lr_max,
             "last_obs": None if self._last_obs is None else self._last_obs.tolist(),
             "history": [list(h) for h in self.history],
-        }
+            "prev_val_loss": self._prev_val_loss,
+        })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`state_dict` and sets the optimizer's LR accordingly."""
@@ -344,7 +387,30 @@ class LRController:
         obs = state["last_obs"]
         self._last_obs = None if obs is None else np.asarray(obs, dtype=np.float32)
         self.history = [(int(t), float(a), float(lr)) for t, a, lr in state.get("history", [])]
+        self._prev_val_loss = state.get("prev_val_loss")
+        self.lr_min = float(state.get("lr_min", self.lr_min))
+        self.lr_max = float(state.get("lr_max", self.lr_max))
         self._rule.group_lr0, self._rule.lr0 = self._group_lr0, self.lr0
+        self._rule.lr_min, self._rule.lr_max = self.lr_min, self.lr_max
         self._apply_lr()
         self._meter.start(self._interval_len())
         self._meter.before_step(self._t - self._interval_start, self._params())
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays turned into Python numbers and lists."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return value
+
+
+def tensorboard_logger(writer: Any) -> Callable[[dict[str, float], int], None]:
+    """A decision logger writing scalars to a TensorBoard ``SummaryWriter``."""
+    def log(scalars: dict[str, float], step: int) -> None:
+        for name, value in scalars.items():
+            writer.add_scalar(name, value, step)
+    return log

@@ -1,0 +1,124 @@
+"""The Hugging Face face: the Trainer logs the real LR and resumes the controller."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.agents.test_deploy import _ListDataset
+
+pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate")
+
+
+def _trainer(tmp_path, name, callbacks, max_steps=12, save_steps=None):
+    from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=16, num_labels=2,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+
+    def accuracy(pred):
+        return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path / name), max_steps=max_steps, per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
+        learning_rate=1e-3, lr_scheduler_type="constant", eval_on_start=True,
+        eval_strategy="no", save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500, report_to=[], use_cpu=True, disable_tqdm=True, seed=0)
+    return Trainer(model=model, args=args, train_dataset=_ListDataset(32, 0),
+                   eval_dataset=_ListDataset(16, 1), compute_metrics=accuracy,
+                   callbacks=callbacks)
+
+
+def _spy():
+    from transformers import TrainerCallback
+
+    class Spy(TrainerCallback):
+        """The LR each step runs with, and what the Trainer logs for it."""
+
+        def __init__(self):
+            self.applied, self.logged = {}, {}
+
+        def on_step_begin(self, args, state, control, optimizer=None, **kw):
+            self.applied[state.global_step + 1] = optimizer.param_groups[0]["lr"]
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "learning_rate" in logs:
+                self.logged[state.global_step] = logs["learning_rate"]
+    return Spy()
+
+
+@pytest.mark.slow
+def test_the_trainer_logs_the_lr_actually_applied(tmp_path):
+    from agents.controller import LRControllerCallback
+
+    spy = _spy()
+    cb = LRControllerCallback("pretrained", steps_per_action=4,
+                              tensorboard=str(tmp_path / "run" / "tb"))
+    trainer = _trainer(tmp_path, "run", [cb, spy])
+    trainer.train()
+    assert sorted(spy.logged) == list(range(1, 13))
+    assert spy.logged == spy.applied  # each step's log says the LR that step ran with
+    assert len(set(spy.logged.values())) > 3  # the controller's, not the constant 1e-3
+    history = [h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h]
+    assert history == [spy.logged[s] for s in range(1, 13)]
+    # Every decision is in TensorBoard, under the Trainer's logging_dir.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tb")).Reload()
+    tags = events.Tags()["scalars"]
+    assert "lr_controller/lr" in tags and "lr_controller/features/log_val_loss" in tags
+    assert len(events.Scalars("lr_controller/action")) == 4  # the first and one per interval
+
+
+@pytest.mark.slow
+def test_a_resumed_run_gives_the_lrs_and_losses_of_an_uninterrupted_one(tmp_path):
+    from transformers import TrainerCallback
+
+    from agents.controller import LRControllerCallback
+
+    def steps(trainer):
+        return {h["step"]: (h["learning_rate"], h["loss"]) for h in trainer.state.log_history
+                if "loss" in h}
+
+    whole = _trainer(tmp_path, "whole", [LRControllerCallback("pretrained", steps_per_action=4)],
+                     save_steps=6)
+    whole.train()
+
+    class StopAt6(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 6:
+                control.should_training_stop = True
+
+    cut = _trainer(tmp_path, "cut", [LRControllerCallback("pretrained", steps_per_action=4),
+                                     StopAt6()], save_steps=6)
+    cut.train()
+    ckpt = tmp_path / "cut" / "checkpoint-6"
+    saved = json.loads((ckpt / LRControllerCallback.STATE_FILE).read_text())
+    assert saved["t"] == 6 and len(saved["history"]) == 2
+    resumed = _trainer(tmp_path, "cut", [LRControllerCallback("pretrained", steps_per_action=4)],
+                       save_steps=6)
+    resumed.train(resume_from_checkpoint=str(ckpt))
+    # The resumed Trainer restores log_history up to step 6, so steps 1-6 are cut's own.
+    want, got = steps(whole), steps(resumed)
+    assert sorted(got) == list(range(1, 13))
+    for s in got:
+        assert got[s] == pytest.approx(want[s], rel=1e-6), s
+
+
+def test_resuming_without_the_controllers_state_is_a_clear_error(tmp_path):
+    from types import SimpleNamespace
+
+    from agents.controller import LRControllerCallback
+
+    cb = LRControllerCallback("pretrained", steps_per_action=4)
+    args = SimpleNamespace(output_dir=str(tmp_path), eval_on_start=True)
+    state = SimpleNamespace(global_step=6, max_steps=12)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(RuntimeError, match="checkpoint-6.*lr_controller.json is missing"):
+        cb.on_train_begin(args, state, None, optimizer=opt)

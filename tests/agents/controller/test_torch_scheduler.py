@@ -1,0 +1,125 @@
+"""The torch face: ``LRControllerScheduler`` is an ``LRScheduler`` over ``LRController``."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.optim.lr_scheduler import LinearLR, SequentialLR
+
+from agents.controller import LRController, LRControllerScheduler
+
+T, K, WARMUP = 40, 5, 6
+
+
+def _problem(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(256, 8, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return model, opt, x, y
+
+
+def _evaluate(model, x, y):
+    with torch.no_grad():
+        logits = model(x[200:])
+    return {"val_loss": F.cross_entropy(logits, y[200:]).item(),
+            "val_metric": (logits.argmax(1) == y[200:]).float().mean().item()}
+
+
+def _train_step(model, opt, x, y, t):
+    idx = torch.arange(t * 16, t * 16 + 16) % 200
+    loss = F.cross_entropy(model(x[idx]), y[idx])
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def _run_controller(steps: range, model, opt, x, y, sched, lrs):
+    for t in steps:
+        lrs.append(opt.param_groups[0]["lr"])
+        sched.step(_train_step(model, opt, x, y, t))
+        if sched.eval_due:
+            sched.observe(**_evaluate(model, x, y))
+
+
+def _started(seed: int = 0):
+    """A fresh problem and a scheduler that has made its first decision."""
+    model, opt, x, y = _problem(seed)
+    sched = LRControllerScheduler(opt, "pretrained", total_steps=T, steps_per_action=K)
+    sched.observe(**_evaluate(model, x, y))
+    return model, opt, x, y, sched
+
+
+def test_the_scheduler_sets_the_lrs_of_the_plain_controller():
+    model, opt, x, y = _problem()
+    ctl = LRController(opt, "pretrained", total_steps=T, steps_per_action=K)
+    ctl.observe(**_evaluate(model, x, y))
+    want: list[float] = []
+    _run_controller(range(T), model, opt, x, y, ctl, want)
+
+    model, opt, x, y, sched = _started()
+    assert isinstance(sched, torch.optim.lr_scheduler.LRScheduler)
+    got: list[float] = []
+    _run_controller(range(T), model, opt, x, y, sched, got)
+    assert got == want
+    assert len(set(got)) > 2  # the controller moved the LR
+    assert sched.get_last_lr() == [opt.param_groups[0]["lr"]]
+    assert sched.last_epoch == T
+
+
+def test_a_warmup_then_the_controller_in_sequential_lr():
+    model, opt, x, y = _problem()
+    warmup = LinearLR(opt, start_factor=0.1, total_iters=WARMUP)
+    ctl = LRControllerScheduler(opt, "pretrained", total_steps=T - WARMUP, steps_per_action=K)
+    sched = SequentialLR(opt, [warmup, ctl], milestones=[WARMUP])
+    lrs = []
+    for t in range(T):
+        if t == WARMUP:  # the controller takes over: its first decision, on this model
+            ctl.observe(**_evaluate(model, x, y))
+        lrs.append(opt.param_groups[0]["lr"])
+        loss = _train_step(model, opt, x, y, t)
+        if t >= WARMUP:
+            ctl.record(loss)  # SequentialLR.step() takes no loss
+        sched.step()
+        if ctl.eval_due:
+            ctl.observe(**_evaluate(model, x, y))
+    assert lrs[:WARMUP] == pytest.approx([0.1 * (0.1 + 0.9 * t / WARMUP) for t in range(WARMUP)])
+    # From the milestone on, each step runs with the controller's LR for it.
+    decided = {t + WARMUP: lr for t, _, lr in ctl.controller.history if t + WARMUP < T}
+    assert set(decided) == set(range(WARMUP, T, K))
+    for t, lr in decided.items():
+        assert lrs[t] == pytest.approx(lr)
+    assert ctl.controller._t == T - WARMUP
+
+
+def test_a_checkpoint_round_trip_resumes_identically(tmp_path):
+    model, opt, x, y, sched = _started()
+    whole: list[float] = []
+    _run_controller(range(T), model, opt, x, y, sched, whole)
+
+    model, opt, x, y, sched = _started()
+    first: list[float] = []
+    _run_controller(range(17), model, opt, x, y, sched, first)
+    path = tmp_path / "ckpt.pt"
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
+                "sched": sched.state_dict()}, path)
+
+    model, opt, x, y = _problem(seed=1)  # different weights, replaced by the checkpoint
+    ckpt = torch.load(path, weights_only=True)  # plain data: no pickle of objects
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["opt"])
+    resumed = LRControllerScheduler(opt, "pretrained", total_steps=T, steps_per_action=K)
+    resumed.load_state_dict(copy.deepcopy(ckpt["sched"]))
+    assert resumed.last_epoch == 17
+    rest: list[float] = []
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 8, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    _run_controller(range(17, T), model, opt, x, y, resumed, rest)
+    assert first + rest == whole

@@ -66,6 +66,11 @@ class _EnvWorker:
     def spaces(self) -> tuple[spaces.Space, spaces.Space]:
         return self.env.observation_space, self.env.action_space
 
+    def node(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def step(self, action: Any) -> tuple[Any, float, bool, dict, dict]:
         observation, reward, terminated, truncated, info = self.env.step(action)
         done = terminated or truncated
@@ -212,6 +217,10 @@ class RayVecEnv(VecEnv):
         idx = list(self._get_indices(indices))
         refs = [getattr(self.actors[i], method).remote(*args) for i in idx]
         return self._get(refs, idx, what or f"calling {method}")
+
+    def node_ids(self) -> list[str]:
+        """The Ray node id of each env's actor (where its env runs)."""
+        return self._call("node", what="asking the actors' nodes")
 
     # ------------------------------------------------------------------ VecEnv API
     def step_async(self, actions: np.ndarray) -> None:

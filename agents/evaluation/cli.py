@@ -395,6 +395,8 @@ def _main(args: argparse.Namespace) -> int:
                     replays += [EpisodeJob(e, "avg_lr_replay", s, agent=a, replay=own,
                                            env_kwargs=env_kwargs) for s in args.seeds]
             run_all(replays, "replays")
+    if getattr(pool, "nodes", None):
+        print(f"Ray: this invocation's jobs ran on {len(pool.nodes)} node(s).", file=sys.stderr)
 
     # 3. Scores, report, plots: only this invocation's runs.
     wanted = set(env_ids), set(args.seeds) | set(args.target_seeds)

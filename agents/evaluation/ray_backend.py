@@ -85,10 +85,12 @@ class WorkerSetup:
             AGENT_FILES[agent] = str(path)
 
 
-def _run(setup: WorkerSetup, fn: Callable[..., Any], *args: Any) -> Any:
-    """The body of every Ray task: the worker's setup, then the job."""
+def _run(setup: WorkerSetup, fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
+    """The body of every Ray task: the worker's setup, then the job; with its node's id."""
+    import ray
+
     setup.apply()
-    return fn(*args)
+    return ray.get_runtime_context().get_node_id(), fn(*args)
 
 
 class RayPool:
@@ -116,6 +118,8 @@ class RayPool:
         self._ray: Any = None
         self._task: Any = None
         self._setup_ref: Any = None
+        self.nodes: set[str] = set()
+        """The ids of the nodes whose workers finished a task."""
 
     def __enter__(self) -> RayPool:
         ray = self._stack.enter_context(ray_session(self.address, "--backend ray",
@@ -160,7 +164,10 @@ class RayPool:
                 return
             err = fut.exception()
             if err is None:
-                out.set_result(fut.result())
+                node, result = fut.result()
+                with self._lock:
+                    self.nodes.add(node)
+                out.set_result(result)
             elif isinstance(err, (RayTaskError, TaskCancelledError)) or not isinstance(
                     err, RayError):
                 out.set_exception(err)  # the job's own error (an instance of its type too)

@@ -284,6 +284,9 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
             vec_env_cls=vec_env_cls,
             vec_env_kwargs=vec_env_kwargs,
         )
+        if vec.kind == "ray" and args.verbose:
+            nodes = venv.node_ids()
+            print(f"RayVecEnv: {len(nodes)} env actor(s) on {len(set(nodes))} node(s).")
         if resume:
             model, venv = load_for_resume(resume, venv, hp, args.device, args.tensorboard_log)
             model.set_random_seed(args.seed)

@@ -14,6 +14,14 @@ import numpy as np
 from lr_gym.tasks.base import Task
 
 
+def action_array(value: float) -> np.ndarray:
+    """An action as the env takes it.
+
+    float64: the env maps actions in float64, so a computed factor arrives unrounded.
+    """
+    return np.array([value], dtype=np.float64)
+
+
 class Controller(abc.ABC):
     """Decides the LR action of an :class:`~lr_gym.envs.LRControlEnv` each interval.
 

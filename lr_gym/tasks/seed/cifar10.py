@@ -50,10 +50,9 @@ from torch.utils.data import TensorDataset
 from lr_gym.tasks.base import Batch, Task, TaskData
 from lr_gym.tasks.seed.common import (
     Preset,
-    family_of,
     holdout_indices,
     load_with_data_dir,
-    step_budget,
+    seed_task,
 )
 from lr_gym.tasks.seed.data import load_split
 
@@ -223,17 +222,11 @@ def cifar10_task(
         max_test_examples: Cap on test images.
         description: One-line description.
     """
-    total_steps, steps_per_action = step_budget(
-        n_train_source=n_train_source,
-        val_size=val_size,
-        batch_size=batch_size,
-        epochs=epochs,
-        total_steps=total_steps,
-        steps_per_action=steps_per_action,
-        max_train_examples=max_train_examples,
-    )
-    return Task(
-        name=name,
+    return seed_task(
+        name, description,
+        dict(n_train_source=n_train_source, val_size=val_size, batch_size=batch_size,
+             epochs=epochs, total_steps=total_steps, steps_per_action=steps_per_action,
+             max_train_examples=max_train_examples),
         model_fn=functools.partial(resnet18, 10, cifar_stem),
         data_fn=functools.partial(
             load_with_data_dir,
@@ -249,12 +242,8 @@ def cifar10_task(
         optimizer_kwargs={"momentum": momentum, "weight_decay": weight_decay},
         batch_size=batch_size,
         eval_batch_size=eval_batch_size,
-        total_steps=total_steps,
-        steps_per_action=steps_per_action,
         loss_fn=augmented_loss,
         metric="accuracy",
-        family=family_of(name),
-        description=description,
     )
 
 

@@ -171,6 +171,22 @@ def step_budget(
     return total_steps, min(steps_per_action, total_steps)
 
 
+def seed_task(name: str, description: str, budget: Mapping[str, Any], **fields: Any) -> Task:
+    """A seed task: its step budget from ``budget``, its family from ``name``.
+
+    Args:
+        name: ``<family>/<preset>`` (see :func:`family_of`).
+        description: One-line description.
+        budget: :func:`step_budget`'s keywords (epochs or explicit steps, and the data
+            sizes that turn epochs into steps without loading anything).
+        **fields: The rest of :class:`~lr_gym.tasks.base.Task` (model, data, optimizer,
+            loss, metric...).
+    """
+    total_steps, steps_per_action = step_budget(**budget)
+    return Task(name=name, description=description, family=family_of(name),
+                total_steps=total_steps, steps_per_action=steps_per_action, **fields)
+
+
 # ------------------------------------------------------------------ data folder
 def load_with_data_dir(
     loader: Callable[..., Any], data_dir: str | os.PathLike | None, **kwargs: Any
@@ -181,7 +197,9 @@ def load_with_data_dir(
     is what is actually read and a changed variable is not masked by the cache:
     ``$LR_GYM_DATA_DIR`` (the data folder) and, for a ``model_name_or_path`` keyword,
     the packaged-model placeholder (:func:`~lr_gym.tasks.seed.pretrained.resolve_model`).
+    Paths among ``kwargs`` become strings, so the cache key does not depend on their type.
     """
+    kwargs = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in kwargs.items()}
     if kwargs.get("model_name_or_path") is not None:
         kwargs["model_name_or_path"] = resolve_model(kwargs["model_name_or_path"])
     root = resolve_data_dir(data_dir)

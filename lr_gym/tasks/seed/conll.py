@@ -56,7 +56,7 @@ from torch import nn
 
 from lr_gym.tasks.base import Task, TaskData, iterate_batches, move_to
 from lr_gym.tasks.seed.batching import DictDataset, dict_collate
-from lr_gym.tasks.seed.common import Preset, family_of, load_with_data_dir, step_budget
+from lr_gym.tasks.seed.common import Preset, load_with_data_dir, seed_task
 from lr_gym.tasks.seed.data import load_split
 
 HF_COLUMNS = {"tokens": "list[str]", "ner_tags": "list[int] (conll2003 ClassLabel ids)"}
@@ -337,28 +337,22 @@ def conll_task(
         )
 
     # Validation is the official dev split, so none is held out of training.
-    total_steps, steps_per_action = step_budget(
-        n_train_source=CONLL_TRAIN_SENTENCES, val_size=0, batch_size=batch_size,
-        epochs=epochs, total_steps=total_steps, steps_per_action=steps_per_action,
-        max_train_examples=max_train_examples,
-    )
-    return Task(
-        name=name,
+    return seed_task(
+        name, description,
+        dict(n_train_source=CONLL_TRAIN_SENTENCES, val_size=0, batch_size=batch_size,
+             epochs=epochs, total_steps=total_steps, steps_per_action=steps_per_action,
+             max_train_examples=max_train_examples),
         model_fn=model,
         data_fn=lambda: data().data,
         lr=lr,
         optimizer=torch.optim.Adam,
         batch_size=batch_size,
         eval_batch_size=eval_batch_size,
-        total_steps=total_steps,
-        steps_per_action=steps_per_action,
         loss_fn=crf_loss,
         eval_fn=crf_eval,
         metric="f1",
         collate_fn=dict_collate,
         grad_clip=5.0,
-        family=family_of(name),
-        description=description,
     )
 
 

@@ -74,12 +74,11 @@ from lr_gym.tasks.seed.common import (
     Preset,
     cache_dir,
     content_key,
-    family_of,
     fixed_subset,
     holdout_indices,
     load_with_data_dir,
     publish,
-    step_budget,
+    seed_task,
 )
 from lr_gym.tasks.seed.data import load_split
 from lr_gym.tasks.seed.pretrained import PACKAGED_MINILM, resolve_model
@@ -364,51 +363,33 @@ def imdb_task(
         grad_clip: Max gradient norm (BERT fine-tuning clips at 1.0).
         description: One-line description.
     """
-    total_steps, steps_per_action = step_budget(
-        n_train_source=n_train_source,
-        val_size=val_size,
-        batch_size=batch_size,
-        epochs=epochs,
-        total_steps=total_steps,
-        steps_per_action=steps_per_action,
-        max_train_examples=max_train_examples,
-        actions_per_epoch=10,
-    )
     if model_name_or_path is None:
         model_fn = functools.partial(
             tiny_bert, vocab_size, max_length, hidden_size, num_layers, num_heads
         )
     else:
         model_fn = functools.partial(pretrained_classifier, str(model_name_or_path))
-    return Task(
-        name=name,
+    return seed_task(
+        name, description,
+        dict(n_train_source=n_train_source, val_size=val_size, batch_size=batch_size,
+             epochs=epochs, total_steps=total_steps, steps_per_action=steps_per_action,
+             max_train_examples=max_train_examples, actions_per_epoch=10),
         model_fn=model_fn,
         data_fn=functools.partial(
-            load_with_data_dir,
-            load_imdb,
-            data_dir,
-            hub_name=hub_name,
-            model_name_or_path=None if model_name_or_path is None else str(model_name_or_path),
-            max_length=max_length,
-            vocab_size=vocab_size,
-            val_size=val_size,
-            max_train_examples=max_train_examples,
-            max_test_examples=max_test_examples,
-            tokenizer_cache=None if tokenizer_cache is None else str(tokenizer_cache),
+            load_with_data_dir, load_imdb, data_dir, hub_name=hub_name,
+            model_name_or_path=model_name_or_path, max_length=max_length,
+            vocab_size=vocab_size, val_size=val_size, max_train_examples=max_train_examples,
+            max_test_examples=max_test_examples, tokenizer_cache=tokenizer_cache,
         ),
         lr=lr,
         optimizer=torch.optim.AdamW,
         optimizer_kwargs={"weight_decay": weight_decay},
         batch_size=batch_size,
         eval_batch_size=eval_batch_size,
-        total_steps=total_steps,
-        steps_per_action=steps_per_action,
         loss_fn=sequence_classification_loss,
         eval_fn=sequence_classification_eval,
         metric="accuracy",
         grad_clip=grad_clip,
-        family=family_of(name),
-        description=description,
     )
 
 

@@ -19,11 +19,10 @@ from lr_gym.tasks.seed.common import (
     Preset,
     cache_dir,
     content_key,
-    family_of,
     fixed_subset,
     load_with_data_dir,
     publish,
-    step_budget,
+    seed_task,
 )
 from lr_gym.tasks.seed.data import load_split
 from lr_gym.tasks.seed.pretrained import PACKAGED_MINILM, resolve_model
@@ -375,29 +374,11 @@ def squad_task(
     if split_scheme not in SPLIT_SCHEMES:
         raise ValueError(f"split_scheme must be one of {list(SPLIT_SCHEMES)}, got "
                          f"{split_scheme!r}.")
-    total_steps, steps_per_action = step_budget(
-        n_train_source=n_train_source,
-        val_size=val_size,
-        batch_size=batch_size,
-        epochs=epochs,
-        total_steps=total_steps,
-        steps_per_action=steps_per_action,
-        max_train_examples=max_train_examples,
-        rows_per_example=FEATURES_PER_QUESTION,
-    )
     data = functools.partial(
-        load_with_data_dir,
-        load_squad,
-        data_dir,
-        split_scheme=split_scheme,
-        model_name_or_path=None if model_name_or_path is None else str(model_name_or_path),
-        max_length=max_length,
-        doc_stride=doc_stride,
-        val_size=val_size,
-        vocab_size=vocab_size,
-        max_train_examples=max_train_examples,
-        max_eval_examples=max_eval_examples,
-        tokenizer_cache=None if tokenizer_cache is None else str(tokenizer_cache),
+        load_with_data_dir, load_squad, data_dir, split_scheme=split_scheme,
+        model_name_or_path=model_name_or_path, max_length=max_length, doc_stride=doc_stride,
+        val_size=val_size, vocab_size=vocab_size, max_train_examples=max_train_examples,
+        max_eval_examples=max_eval_examples, tokenizer_cache=tokenizer_cache,
         null_window_keep=null_window_keep,
     )
     if model_name_or_path is None:
@@ -407,8 +388,11 @@ def squad_task(
                                     hidden=hidden, heads=max(hidden // 64, 1), ffn=4 * hidden)
     else:
         model_fn = functools.partial(pretrained_qa, str(model_name_or_path))
-    return Task(
-        name=name,
+    return seed_task(
+        name, description,
+        dict(n_train_source=n_train_source, val_size=val_size, batch_size=batch_size,
+             epochs=epochs, total_steps=total_steps, steps_per_action=steps_per_action,
+             max_train_examples=max_train_examples, rows_per_example=FEATURES_PER_QUESTION),
         model_fn=model_fn,
         data_fn=lambda: data().data,
         lr=lr,
@@ -416,8 +400,6 @@ def squad_task(
         param_groups_fn=functools.partial(_no_decay_groups, weight_decay),
         batch_size=batch_size,
         eval_batch_size=eval_batch_size,
-        total_steps=total_steps,
-        steps_per_action=steps_per_action,
         loss_fn=qa_loss,
         eval_fn=functools.partial(
             qa_eval, n_best=n_best, max_answer_length=max_answer_length,
@@ -426,8 +408,6 @@ def squad_task(
         metric="f1",
         collate_fn=dict_collate,
         grad_clip=grad_clip,
-        family=family_of(name),
-        description=description,
     )
 
 

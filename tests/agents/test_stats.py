@@ -9,6 +9,7 @@ from agents.stats import (
     algoperf_target,
     iqm_ci,
     markdown_table,
+    mean_ci,
     mean_std,
     performance_profile,
     performance_ratios,
@@ -52,6 +53,24 @@ def test_iqm_ci_is_stratified():
     # Each task keeps its runs in every replicate: with constant tasks the interval
     # collapses to the point.
     assert iqm_ci({"a": [1.0] * 4, "b": [3.0] * 4}, n_boot=200) == (2.0, 2.0, 2.0)
+
+
+def test_mean_ci_point_is_the_mean_and_interval_stratified():
+    table = {"a": [0.1, 0.4, 0.2, 0.9], "b": [1.0, 0.8, 0.6, 0.7]}
+    point, low, high = mean_ci(table, n_boot=300)
+    assert point == pytest.approx(np.mean([0.1, 0.4, 0.2, 0.9, 1.0, 0.8, 0.6, 0.7]))
+    assert low < point < high
+    assert mean_ci(table, n_boot=300, seed=1) != (point, low, high)  # the seed drives it
+    assert mean_ci(table, n_boot=300, alpha=0.5)[1] > low  # a narrower interval
+    assert mean_ci({"a": [1.0] * 3, "b": [0.0] * 3}, n_boot=50) == (0.5, 0.5, 0.5)
+
+
+@pytest.mark.parametrize("fn", [iqm_ci, mean_ci])
+def test_documented_defaults_are_2000_replicates_95_percent_seed_0(fn):
+    rng = np.random.default_rng(0)
+    table = {"a": rng.normal(size=40), "b": rng.normal(size=40) + 1.0}  # continuous scores
+    assert fn(table) == fn(table, n_boot=2000, alpha=0.05, seed=0)
+    assert fn(table) != fn(table, n_boot=1999, alpha=0.05, seed=0)
 
 
 def test_probability_of_improvement_hand_cases():

@@ -38,3 +38,13 @@ def test_a_long_closed_form_budget_builds_no_list():
     rule = env.unwrapped._lr_state
     assert rule._factors is None  # computed per step, not precomputed
     assert rule.base_lr(MAX_TOTAL_STEPS // 2) == pytest.approx(rule.lr0 * 0.5)
+
+
+def test_range_messages_say_open_and_closed_ends():
+    from lr_gym.config import check_real
+
+    cases = [({"lo": 0.0, "lo_open": True, "hi": 1.0, "hi_open": True}, "> 0 and < 1"),
+             ({"lo": 0.0, "hi": 1.0}, ">= 0 and <= 1"), ({"hi": 2.0, "hi_open": True}, "< 2")]
+    for bounds, words in cases:
+        with pytest.raises(ValueError, match=rf"^x must be {words}, finite, got 5\.0\.$"):
+            check_real("x", 5.0 if "hi" in bounds else -5.0, **bounds)

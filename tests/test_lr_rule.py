@@ -82,6 +82,8 @@ def test_back_off_lowers_the_lr_for_good_and_blocks_increases():
     assert rule.decide(1.0, 0) == 1.0 and rule.raised
     assert rule.lr_at(0) == pytest.approx(0.1 * BACK_OFF_FACTOR * 2.0)
     assert rule.decide(-1.0, 0) == -1.0  # decreases were never blocked
+    rule.back_off()
+    assert rule.scale == BACK_OFF_FACTOR**2  # rollbacks compound
 
 
 def test_state_dict_round_trip_and_old_states():
@@ -95,6 +97,9 @@ def test_state_dict_round_trip_and_old_states():
     fresh.load_state_dict(state)
     assert fresh.state_dict() == state
     assert [fresh.lr_at(t) for t in (0, 50, 100)] == [rule.lr_at(t) for t in (0, 50, 100)]
+    raised = _state()
+    raised.load_state_dict({**state, "raised": True})
+    assert raised.raised is True
     old = _state()
     old.load_state_dict({"multiplier": 1.5})  # saved before the guard fields existed
     assert old.state_dict() == {"multiplier": 1.5, "action": 0.0, "scale": 1.0, "blocked": 0,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -195,3 +196,60 @@ def test_mean_std_and_markdown_table():
     ]
     with pytest.raises(ValueError, match="cells"):
         markdown_table(["a", "b"], [[1]])
+
+
+# ------------------------------------------------------------------ errors, by their words
+# Each message names the problem and the fix; these pin them (and the edge values).
+def _raises(fn, message, *args, **kwargs):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        fn(*args, **kwargs)
+
+
+def test_interval_arguments_are_checked_at_their_edges():
+    table = {"a": [0.1, 0.2, 0.3]}
+    assert iqm_ci(table, n_boot=1)[0] == pytest.approx(0.2)  # one replicate is allowed
+    _raises(iqm_ci, "n_boot must be >= 1, got 0.", table, n_boot=0)
+    for alpha in (0.0, 1.0, 1.5):
+        _raises(iqm_ci, f"alpha must be in (0, 1), got {alpha}.", table, alpha=alpha)
+
+
+def test_probability_of_improvement_defaults_seed_and_argument_names():
+    rng = np.random.default_rng(1)
+    x = {"a": rng.normal(size=30), "b": rng.normal(size=30)}
+    y = {"a": rng.normal(size=30) + 0.2, "b": rng.normal(size=30)}
+    assert probability_of_improvement_ci(x, y) == probability_of_improvement_ci(
+        x, y, n_boot=2000, alpha=0.05, seed=0)
+    assert probability_of_improvement_ci(x, y, n_boot=300, seed=1) != (
+        probability_of_improvement_ci(x, y, n_boot=300, seed=0))
+    ragged = {"a": [1.0, 2.0], "b": [1.0]}
+    with pytest.raises(ValueError, match="^x_scores"):
+        probability_of_improvement_ci(ragged, {"a": [1.0], "b": [1.0]})
+    with pytest.raises(ValueError, match="^y_scores"):
+        probability_of_improvement_ci({"a": [1.0], "b": [1.0]}, ragged)
+
+
+def test_algoperf_target_messages():
+    _raises(algoperf_target, "algoperf_target needs the best validation metric of >= 1 seed.",
+            [])
+    _raises(algoperf_target, "Most reference runs diverged ([0.5, -inf, -inf]); no finite "
+            "target. Tune the reference method first.", [0.5, float("nan"), float("inf") * -1])
+
+
+def test_performance_ratio_and_profile_messages():
+    _raises(performance_ratios, "times is empty; pass {method: {task: time to target}}.", {})
+    _raises(performance_ratios, "Method 'c' has tasks ['t1'], but 'a' has ['t1', 't2']; every "
+            "method needs a time (inf for a miss) on every task.",
+            {"b": {"t1": 1.0, "t2": 2.0}, "a": {"t1": 1.0, "t2": 2.0}, "c": {"t1": 1.0}})
+    _raises(performance_ratios, "On task 't' a method reached the target at time 0 (before "
+            "training); the target is too easy. Use a higher target.",
+            {"a": {"t": 0.0}, "b": {"t": 3.0}})
+    _raises(performance_profile, "ratios['a'] has no tasks.", {"a": {}}, [1.0])
+    _raises(profile_score, "ratios['a'] has no tasks.", {"a": {}})
+    _raises(profile_score, "ratios['a'] has values < 1; pass performance_ratios output.",
+            {"a": {"t": 0.5}})
+
+
+def test_mean_std_and_table_formatting_edges():
+    assert mean_std([1.0, 3.0]) == pytest.approx((2.0, math.sqrt(2.0)))  # two values: ddof=1
+    _raises(mean_std, "mean_std of an empty array.", [])
+    assert "| 1.234e-05 |" in markdown_table(["x"], [[1.2344e-5]])  # ".4g": lower-case e

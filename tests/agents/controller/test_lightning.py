@@ -71,7 +71,7 @@ def _fit(tmp_path, name, *, stop_at=None, ckpt_path=None, every=None):
         max_steps=stop_at or T, val_check_interval=K, check_val_every_n_epoch=None,
         num_sanity_val_steps=-1, callbacks=callbacks, accelerator="cpu", devices=1,
         logger=pl.loggers.CSVLogger(tmp_path, name=name), log_every_n_steps=1,
-        enable_progress_bar=False, enable_model_summary=False, deterministic=True)
+        enable_progress_bar=False, enable_model_summary=False)
     if stop_at:  # the budget the controller plans over stays T
         cb.total_steps = T
     train, val = _loaders()

@@ -188,6 +188,11 @@ class FeatureTracker:
         """Short EMA of the training loss."""
         return self._short
 
+    @property
+    def prev_val_loss(self) -> float:
+        """The latest finite validation loss folded in (``L0`` after :meth:`reset`)."""
+        return self._prev_val
+
     def update(
         self,
         *,

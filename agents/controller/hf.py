@@ -117,7 +117,7 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
         """The controller's state in the checkpoint the Trainer resumes from, if any."""
         if not state.global_step:
             return None
-        path = Path(args.output_dir) / f"checkpoint-{state.global_step}" / self.STATE_FILE
+        path = _checkpoint(args, state) / self.STATE_FILE
         if not path.is_file():
             raise RuntimeError(
                 f"LRControllerCallback: resuming at step {state.global_step} but "
@@ -136,7 +136,7 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
             return
         from agents.runs import write_text_atomic
 
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        folder = _checkpoint(args, state)
         if folder.is_dir():
             write_text_atomic(folder / self.STATE_FILE,
                               json.dumps(self.controller.state_dict()))
@@ -176,3 +176,10 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
         elif not ctl._started or ctl.eval_due:
             ctl.observe(*val)
             self._report_lr()
+
+
+def _checkpoint(args: Any, state: Any) -> Path:
+    """The Trainer's checkpoint folder of the current step."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"

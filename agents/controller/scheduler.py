@@ -118,7 +118,6 @@ class LRController:
         self._meter = IntervalMeter(self.config.features)
         self._guard = Guard(optimizer, model) if guard else None
         self._loggers: list[Callable[[dict[str, float], int], None]] = []
-        self._prev_val_loss: float | None = None
         self._update_ratio: float | None = None  # given by the caller, else measured
         self._t = 0
         self._started = False
@@ -248,6 +247,7 @@ class LRController:
                 )
             self._last_obs = self._tracker.reset(val_loss, val_metric)
             self._started = True
+            prev_val_loss = None
             if self._guard is not None:
                 self._guard.start(val_loss, info=(val_loss, val_metric))
         else:
@@ -282,6 +282,7 @@ class LRController:
                                                           and math.isfinite(val_metric))):
                 self._hold()
                 return self._rule.action
+            prev_val_loss = self._tracker.prev_val_loss
             self._last_obs = self._tracker.update(
                 progress=self._t / self.total_steps,
                 lr=self._prev_lr,
@@ -294,7 +295,10 @@ class LRController:
                 **stats,
             )
         self._decide(self._last_obs)
-        self._log_decision(val_loss, val_metric)
+        if self._loggers:
+            scalars = self.decision_scalars(val_loss, val_metric, prev_val_loss)
+            for log in self._loggers:
+                log(scalars, self._t)
         return self._rule.action
 
     def _warn_nonfinite(self, bad: int, total: int) -> None:
@@ -328,13 +332,14 @@ class LRController:
         """
         self._loggers.append(log)
 
-    def decision_scalars(self, val_loss: float, val_metric: float) -> dict[str, float]:
-        """What a decision is seen by: the LR, the action, the reward proxy, each feature.
+    def decision_scalars(self, val_loss: float, val_metric: float,
+                         prev_val_loss: float | None) -> dict[str, float]:
+        """What the latest decision was seen by: the LR, action, reward proxy, features.
 
         The reward proxy is the env's default reward for the interval just closed,
-        ``log(previous validation loss / this one)`` (0 at the first decision).
+        ``log(prev_val_loss / val_loss)`` (0 at the first decision: ``None``).
         """
-        prev, self._prev_val_loss = self._prev_val_loss, val_loss
+        prev = prev_val_loss
         proxy = (math.log(prev / val_loss) if prev is not None and prev > 0 and val_loss > 0
                  else 0.0)
         obs = self._last_obs if self._last_obs is not None else []
@@ -344,11 +349,6 @@ class LRController:
                 "lr_controller/reward_proxy": proxy,
                 **{f"lr_controller/features/{name}": float(x)
                    for name, x in zip(self.config.features, obs, strict=False)}}
-
-    def _log_decision(self, val_loss: float, val_metric: float) -> None:
-        scalars = self.decision_scalars(val_loss, val_metric)
-        for log in self._loggers:
-            log(scalars, self._t)
 
     # -------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -370,7 +370,6 @@ class LRController:
             "lr_max": self.lr_max,
             "last_obs": None if self._last_obs is None else self._last_obs.tolist(),
             "history": [list(h) for h in self.history],
-            "prev_val_loss": self._prev_val_loss,
         })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -387,7 +386,6 @@ class LRController:
         obs = state["last_obs"]
         self._last_obs = None if obs is None else np.asarray(obs, dtype=np.float32)
         self.history = [(int(t), float(a), float(lr)) for t, a, lr in state.get("history", [])]
-        self._prev_val_loss = state.get("prev_val_loss")
         self.lr_min = float(state.get("lr_min", self.lr_min))
         self.lr_max = float(state.get("lr_max", self.lr_max))
         self._rule.group_lr0, self._rule.lr0 = self._group_lr0, self.lr0

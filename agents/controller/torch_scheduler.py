@@ -46,7 +46,6 @@ class LRControllerScheduler(LRScheduler):
                  **controller_kwargs: Any) -> None:
         self.controller = LRController(optimizer, policy, total_steps=total_steps,
                                        steps_per_action=steps_per_action, **controller_kwargs)
-        self._pending: Any = None
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -66,14 +65,13 @@ class LRControllerScheduler(LRScheduler):
 
     def record(self, loss: Any) -> None:
         """The loss of the step about to be counted, for a ``SequentialLR.step()``."""
-        self._pending = loss
+        self.controller.record(loss)
 
     def step(self, loss: Any = None) -> None:  # type: ignore[override]
         """Counts one optimizer step (with its loss) and sets the next step's LR."""
         if self._step_count == 0:  # torch's initial step at construction: no step yet
             super().step()
             return
-        loss, self._pending = (loss if loss is not None else self._pending), None
         self.controller.step(loss)
         self.last_epoch += 1
         self._step_count += 1
@@ -82,7 +80,7 @@ class LRControllerScheduler(LRScheduler):
     def state_dict(self) -> dict[str, Any]:
         """Torch's scheduler state with the controller's (its policy is not included)."""
         state = {k: v for k, v in self.__dict__.items()
-                 if k not in ("optimizer", "controller", "_pending")}
+                 if k not in ("optimizer", "controller")}
         state["controller"] = self.controller.state_dict()
         return state
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -96,6 +97,23 @@ def test_a_warmup_then_the_controller_in_sequential_lr():
     for t, lr in decided.items():
         assert lrs[t] == pytest.approx(lr)
     assert ctl.controller._t == T - WARMUP
+
+
+def test_each_decision_is_logged_with_its_reward_proxy():
+    model, opt, x, y = _problem()
+    sched = LRControllerScheduler(opt, "pretrained", total_steps=T, steps_per_action=K)
+    logged = []
+    sched.controller.add_logger(lambda scalars, step: logged.append((step, scalars)))
+    first = _evaluate(model, x, y)
+    sched.observe(**first)
+    _run_controller(range(K), model, opt, x, y, sched, [])
+    (t0, a), (t1, b) = logged
+    assert (t0, t1) == (0, K) and a["lr_controller/reward_proxy"] == 0.0
+    assert b["lr_controller/reward_proxy"] == pytest.approx(
+        math.log(first["val_loss"] / b["lr_controller/val_loss"]))
+    assert b["lr_controller/lr"] == opt.param_groups[0]["lr"]
+    assert len([k for k in b if k.startswith("lr_controller/features/")]) == len(
+        sched.controller.config.features)
 
 
 def test_a_checkpoint_round_trip_resumes_identically(tmp_path):

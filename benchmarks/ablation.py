@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "benchmarks/results/ablation_<study>; .../mode_ablation for mode).")
     p.add_argument("--train-only", action="store_true",
                    help="Train the variants' runs and stop (evaluate later).")
+    p.add_argument("--n-boot", type=int, default=None,
+                   help="Bootstrap samples of the sensitivity benchmark's CIs (default: its "
+                        "own; the decision rule reads point estimates only).")
     p.add_argument("--env", nargs="+", default=list(lr_gym.DEV.env_ids),
                    help="Evaluation env ids (dev split by default; test ids are refused).")
     return p
@@ -169,7 +172,7 @@ def evaluate_command(runs: Path | Sequence[Path], env_ids: Sequence[str],
 
 
 def sensitivity(runs: Sequence[Path], variant: str, root: Path, results: Path,
-                seeds: Sequence[int]) -> int:
+                seeds: Sequence[int], n_boot: int | None = None) -> int:
     """The dev LR-sensitivity benchmark of one variant's pooled runs.
 
     The baselines' episodes are shared by every variant (one ``runs.jsonl`` under
@@ -177,7 +180,8 @@ def sensitivity(runs: Sequence[Path], variant: str, root: Path, results: Path,
     """
     sens = root / "sensitivity"
     code = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "lr_sensitivity.py"),
-                           "--split", "dev", "--agent", *map(str, runs), "--results", str(sens)],
+                           "--split", "dev", "--agent", *map(str, runs), "--results", str(sens),
+                           *(["--n-boot", str(n_boot)] if n_boot else [])],
                           cwd=ROOT).returncode
     if code == 0:
         shutil.copy(sens / "dev" / "table.md", results / f"sensitivity_{variant}.md")
@@ -241,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.train_only:
             continue
         if study.sensitivity:
-            code = sensitivity(runs, variant, root, results, seeds)
+            code = sensitivity(runs, variant, root, results, seeds, args.n_boot)
             if code != 0:
                 return code
             continue

@@ -39,6 +39,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -122,13 +123,13 @@ def run_job(job: Job) -> dict[str, Any]:
 
 
 def plan(envs: Sequence[str], seeds: Sequence[int], agents: Sequence[str], guard: bool,
-         events: bool) -> list[Job]:
+         events: bool, methods: Sequence[str] = METHODS) -> list[Job]:
     """Every episode of the sweep but the replays (which follow the learned runs)."""
     jobs = []
     for env in envs:
         for seed in seeds:
             for scale in SCALES:
-                for m in METHODS:
+                for m in methods:
                     if m not in LR_FREE or scale == 1.0:
                         jobs.append(Job(env, m, scale, seed))
                 for a in agents:
@@ -161,6 +162,17 @@ def _scores(runs: Sequence[dict], method: str, env: str, scale: float,
             and r["scale"] == scale and r["condition"] == condition]
 
 
+def t_interval(x: Sequence[float], level: float = 0.95) -> list[float]:
+    """The ``level`` t-interval of the mean of ``x`` (one run: the point itself)."""
+    from scipy import stats
+
+    mean = float(np.mean(x))
+    if len(x) < 2:
+        return [mean, mean]
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * stats.sem(x))
+    return [mean - half, mean + half]
+
+
 def summarize(runs: Sequence[dict], envs: Sequence[str], n_boot: int = 2000) -> dict[str, Any]:
     """Normalised scores, areas, per-scale means and probabilities of improvement."""
     from agents.stats import mean_ci, probability_of_improvement_ci
@@ -178,8 +190,12 @@ def summarize(runs: Sequence[dict], envs: Sequence[str], n_boot: int = 2000) -> 
         per_scale = {f"x{s:g}": float(np.mean([x for e in envs for x in norm[m][f"{e}|x{s:g}"]]))
                      for s in SCALES}
         per_env = {e: {f"x{s:g}": means.get((m, e, s), math.nan) for s in SCALES} for e in envs}
+        # The plot's bands: each point's t-interval over its seeds (a bootstrap per
+        # point would cost seconds each, and the bands only guide the eye).
+        per_env_ci = {e: {f"x{s:g}": t_interval(_scores(runs, m, e, s))
+                          for s in SCALES if _scores(runs, m, e, s)} for e in envs}
         out["methods"][m] = {"area": point, "low": low, "high": high, "per_scale": per_scale,
-                             "per_env": per_env,
+                             "per_env": per_env, "per_env_ci": per_env_ci,
                              "diverged": sum(r["diverged"] for r in runs if r["method"] == m
                                              and r["condition"] == "lr0")}
     if LEARNED in methods:
@@ -234,7 +250,7 @@ def table(summary: dict[str, Any], split: str, seeds: int) -> str:
 
 
 def plot(summary: dict[str, Any], path: Path, split: str) -> None:
-    """Mean test metric against the lr0 scale, one panel per env."""
+    """Mean test metric against the lr0 scale, one panel per env, with 95% CI bands."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -246,7 +262,13 @@ def plot(summary: dict[str, Any], path: Path, split: str) -> None:
         for m, info in summary["methods"].items():
             y = [info["per_env"][env][f"x{s:g}"] for s in SCALES]
             style = {"lw": 2.6, "color": "k"} if m == LEARNED else {"lw": 1.2}
-            ax.plot(SCALES, y, marker="o", ms=3, label=m, **style)
+            (line,) = ax.plot(SCALES, y, marker="o", ms=3, label=m, **style)
+            ci = info.get("per_env_ci", {}).get(env, {})
+            if ci:
+                lo, hi = zip(*(ci.get(f"x{s:g}", (math.nan, math.nan)) for s in SCALES),
+                             strict=True)
+                ax.fill_between(SCALES, lo, hi, color=line.get_color(),
+                                alpha=0.25 if m == LEARNED else 0.08, lw=0)
         ax.set_xscale("log")
         ax.set_title(env.split("/")[-1], fontsize=9)
         ax.set_xlabel("lr0 scale")
@@ -264,10 +286,13 @@ def _run_all(jobs: Sequence[Job], runs: dict[str, dict], store: Path, workers: i
     if not todo:
         return
     print(f"{len(todo)} episodes to run ({len(runs)} done).", file=sys.stderr)
-    with ProcessPoolExecutor(workers) as pool, store.open("a") as f:
-        futures = [pool.submit(run_job, j) for j in todo]
-        for n, fut in enumerate(as_completed(futures), 1):
-            row = fut.result()
+    # One worker runs in this process: no pool to start, and tasks registered here count.
+    with (ProcessPoolExecutor(workers) if workers > 1 else nullcontext()) as pool, \
+            store.open("a") as f:
+        rows = (as_completed([pool.submit(run_job, j) for j in todo]) if pool
+                else map(run_job, todo))
+        for n, row in enumerate(rows, 1):
+            row = row.result() if pool else row
             runs[row["key"]] = row
             f.write(json.dumps(row) + "\n")
             f.flush()
@@ -289,9 +314,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--events", action="store_true",
                    help="Also run x1 with an event in every episode (learned vs static and "
                         "its own average-LR replay).")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                   help="Baselines to run (default: all of them).")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--n-boot", type=int, default=2000)
+    p.add_argument("--workers", type=int, default=2,
+                   help="Episode processes (1: run in this process).")
+    p.add_argument("--n-boot", type=int, default=2000,
+                   help="Bootstrap samples of the CIs (the point estimates do not depend on "
+                        "it; rliable's probability of improvement takes seconds per 1,000).")
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/lr_sensitivity"))
     args = p.parse_args(argv)
     from agents.controller import ControllerFileError, controller_file_for, load_controller_file
@@ -306,6 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: --agent {a}: {err}", file=sys.stderr)
             return 2
         agents.append(str(controller_file_for(a).resolve()))
+    if args.workers < 1:
+        print(f"error: --workers must be at least 1, got {args.workers}.", file=sys.stderr)
+        return 2
     if (args.agent_guard or args.events) and not agents:
         print("error: --agent-guard and --events need --agent.", file=sys.stderr)
         return 2
@@ -316,11 +349,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = out / "runs.jsonl"
     runs = load_jsonl(store, "key")
     t0 = time.perf_counter()
-    _run_all(plan(envs, args.seeds, agents, args.agent_guard, args.events), runs, store,
-             args.workers)
+    _run_all(plan(envs, args.seeds, agents, args.agent_guard, args.events, args.methods),
+             runs, store, args.workers)
     if args.events:
         _run_all(replay_jobs(runs, envs, args.seeds, agents), runs, store, args.workers)
-    wanted = {j.key() for j in plan(envs, args.seeds, agents, args.agent_guard, args.events)}
+    wanted = {j.key() for j in plan(envs, args.seeds, agents, args.agent_guard, args.events,
+                                    args.methods)}
     wanted |= {j.key() for j in replay_jobs(runs, envs, args.seeds, agents)} if args.events \
         else set()
     mine = [r for r in runs.values() if r["key"] in wanted]

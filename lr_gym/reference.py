@@ -138,6 +138,11 @@ class ReferenceCache:
         folder = self.folder if self.folder is not None else os.environ.get(CACHE_ENV)
         return Path(folder) if folder else None
 
+    def clear(self) -> None:
+        """Forgets the runs held in memory and the counts (the folder is kept)."""
+        self._memory.clear()
+        self.hits = self.misses = 0
+
     def get(self, key: str, compute: Any) -> ReferenceRun:
         """The run of ``key``, computed by ``compute()`` and stored when missing."""
         if key in self._memory:

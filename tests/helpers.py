@@ -71,3 +71,19 @@ def save_tiny_bert(path, words) -> str:  # noqa: ANN001 - a path
                         max_position_embeddings=64)
     BertModel(config).save_pretrained(path)
     return str(path)
+
+
+def untrained_controller_file(env_id: str, path):  # noqa: ANN001, ANN201 - a path
+    """An untrained PPO policy on ``env_id`` exported as a controller file (anchored rule)."""
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from agents.deploy import export_controller
+    from agents.ppo import PPOController, PPOHyperparams, make_ppo
+
+    venv = make_vec_env(lambda: gym.make(env_id), n_envs=1)
+    n = venv.observation_space.shape[0]
+    model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=0, device="cpu")
+    ctl = PPOController(model, np.zeros(n), np.ones(n), env_kwargs={"mode": "anchored"})
+    return export_controller(ctl, path)

@@ -125,6 +125,10 @@ def test_cache_reuses_in_memory_and_on_disk(tmp_path):
     assert ReferenceCache(tmp_path).get("k", compute).val_losses == (1.0, 0.5)
     assert len(calls) == 2 and json.loads((tmp_path / "k.json").read_text())["diverged"] is False
     assert not list(tmp_path.glob(".*.tmp"))
+    fresh.clear()  # forgets memory and counts, keeps the folder
+    assert (fresh.hits, fresh.misses) == (0, 0)
+    assert fresh.get("k", compute).val_losses == (1.0, 0.5) and len(calls) == 2
+    assert fresh.hits == 1
 
 
 WORKER = """

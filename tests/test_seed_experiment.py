@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 
 import lr_gym
 from benchmarks.seed_experiment import build_parser, main, make_plan
-from tests.helpers import blob_task
+from tests.helpers import blob_task, untrained_controller_file
 
 ENV = "lr_gym/SeedBlobs-v1"
 
@@ -23,17 +22,8 @@ def _registered():
 
 @pytest.fixture(scope="module")
 def controller_file(tmp_path_factory):
-    import gymnasium as gym
-    from stable_baselines3.common.env_util import make_vec_env
-
-    from agents.deploy import export_controller
-    from agents.ppo import PPOController, PPOHyperparams, make_ppo
-
-    venv = make_vec_env(lambda: gym.make(ENV), n_envs=1)
-    n_obs = venv.observation_space.shape[0]
-    model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=0, device="cpu")
-    ctl = PPOController(model, np.zeros(n_obs), np.ones(n_obs), env_kwargs={"mode": "anchored"})
-    return export_controller(ctl, tmp_path_factory.mktemp("ctl") / "controller.safetensors")
+    return untrained_controller_file(ENV,
+                                     tmp_path_factory.mktemp("ctl") / "controller.safetensors")
 
 
 def test_runs_reports_plots_and_resumes(tmp_path, capsys, controller_file):

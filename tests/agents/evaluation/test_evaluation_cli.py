@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 import lr_gym
 from agents.evaluation.cli import main
-from lr_gym.features import OBS_DIM
-from tests.helpers import blob_task
+from tests.helpers import blob_task, untrained_controller_file
 
 ENV = "lr_gym/EvalBlobs-v1"
 
@@ -113,16 +111,8 @@ def _crafted_run(root, marker):
 
 @pytest.fixture(scope="module")
 def controller_file(tmp_path_factory):
-    import gymnasium as gym
-    from stable_baselines3.common.env_util import make_vec_env
-
-    from agents.deploy import export_controller
-    from agents.ppo import PPOController, PPOHyperparams, make_ppo
-
-    venv = make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1"), n_envs=1)
-    model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=0, device="cpu")
-    ctl = PPOController(model, np.zeros(OBS_DIM), np.ones(OBS_DIM), env_kwargs={"mode": "anchored"})
-    return export_controller(ctl, tmp_path_factory.mktemp("ctl") / "controller.safetensors")
+    return untrained_controller_file("lr_gym/Digits-MLP-v1",
+                                     tmp_path_factory.mktemp("ctl") / "controller.safetensors")
 
 
 def _eval_agent(tmp_path, agent, *extra):

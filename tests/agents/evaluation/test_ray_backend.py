@@ -12,6 +12,7 @@ import pytest
 
 from agents.evaluation.cli import main
 from agents.evaluation.runner import JobTimeoutError, completed
+from tests.helpers import untrained_controller_file
 
 ENV = "lr_gym/Wine-MLP-v1"
 # Each metric a run records, wall-clock times left out.
@@ -21,17 +22,8 @@ METRICS = ("steps", "lrs", "val_metric", "val_loss", "train_loss", "final_val_me
 
 @pytest.fixture(scope="module")
 def controller_file(tmp_path_factory):
-    import gymnasium as gym
-    from stable_baselines3.common.env_util import make_vec_env
-
-    from agents.deploy import export_controller
-    from agents.ppo import PPOController, PPOHyperparams, make_ppo
-
-    venv = make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1"), n_envs=1)
-    model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=0, device="cpu")
-    n = venv.observation_space.shape[0]
-    ctl = PPOController(model, np.zeros(n), np.ones(n), env_kwargs={"mode": "anchored"})
-    return export_controller(ctl, tmp_path_factory.mktemp("ctl") / "controller.safetensors")
+    return untrained_controller_file("lr_gym/Digits-MLP-v1",
+                                     tmp_path_factory.mktemp("ctl") / "controller.safetensors")
 
 
 def _runs(folder):

@@ -1,0 +1,106 @@
+"""benchmarks/lr_sensitivity.py: the plan, the scores, and the CLI on a tiny registered task."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+import lr_gym
+from benchmarks.lr_sensitivity import (
+    EVENTS,
+    LEARNED,
+    LEARNED_GUARD,
+    REPLAY,
+    SCALES,
+    main,
+    plan,
+    summarize,
+    t_interval,
+)
+from tests.helpers import blob_task, untrained_controller_file
+
+ENV = "lr_gym/SensBlobs-v1"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _registered():
+    assert lr_gym.register_task(blob_task("SensBlobs", total_steps=16,
+                                          steps_per_action=8)) == ENV
+
+
+def test_the_plan_runs_lr_free_methods_once_per_seed():
+    jobs = plan([ENV], [0, 1], ["a.safetensors"], guard=True, events=True,
+                methods=("static", "prodigy"))
+    assert Counter(j.method for j in jobs) == {"static": 2 * 5 + 2, "prodigy": 2,
+                                               LEARNED: 2 * 5 + 2, LEARNED_GUARD: 2 * 5}
+    assert {j.scale for j in jobs if j.method == "prodigy"} == {1.0}
+    assert {(j.method, j.scale) for j in jobs if j.condition == EVENTS} == {
+        ("static", 1.0), (LEARNED, 1.0)}
+    assert len({j.key() for j in jobs}) == len(jobs)
+
+
+def _runs(method, scores, scales=SCALES):
+    return [{"method": method, "env_id": "e", "scale": s, "condition": "lr0", "score": x,
+             "diverged": False} for s in scales for x in scores(s)]
+
+
+def test_scores_are_normalised_by_the_best_mean_and_lr_free_runs_count_at_every_scale():
+    runs = (_runs("static", lambda s: [0.8, 0.8] if s == 1.0 else [0.4, 0.4])
+            + _runs(LEARNED, lambda s: [0.6, 0.6])
+            + _runs("prodigy", lambda s: [1.0, 0.6], scales=(1.0,)))
+    out = summarize(runs, ["e"], n_boot=50)
+    assert out["best"] == {"e": pytest.approx(0.8)}
+    ms = out["methods"]
+    assert ms["static"]["area"] == pytest.approx((4 * 0.5 + 1.0) / 5)
+    assert ms[LEARNED]["area"] == pytest.approx(0.75)
+    assert ms["prodigy"]["area"] == pytest.approx(1.0)
+    assert ms["prodigy"]["per_scale"] == {f"x{s:g}": pytest.approx(1.0) for s in SCALES}
+    assert ms["static"]["per_env"]["e"]["x1"] == pytest.approx(0.8)
+    half = 12.7062 * 0.2  # t(0.975, 1 dof) times the standard error of [1.0, 0.6]
+    assert ms["prodigy"]["per_env_ci"]["e"]["x0.01"] == pytest.approx([0.8 - half, 0.8 + half],
+                                                                      rel=1e-4)
+    assert ms["static"]["per_env_ci"]["e"]["x1"] == pytest.approx([0.8, 0.8])
+    imp = out["improvement"]["static"]
+    assert imp["x0.01"][0] == pytest.approx(1.0)
+    assert imp["x1"][0] == pytest.approx(0.0)
+    assert out["improvement"]["prodigy"]["x100"][0] == pytest.approx(0.25)
+
+
+def test_one_run_has_a_zero_width_interval():
+    assert t_interval([0.7]) == [0.7, 0.7]
+
+
+def test_runs_reports_plots_and_resumes(tmp_path, capsys):
+    agent = untrained_controller_file(ENV, tmp_path / "controller.safetensors")
+    args = ["--env", ENV, "--agent", str(agent), "--events", "--methods", "static", "prodigy",
+            "--seeds", "0", "--workers", "1", "--n-boot", "20", "--results", str(tmp_path)]
+    assert main(args) == 0
+    out = tmp_path / "custom"
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert Counter((r["method"], r["condition"]) for r in runs) == {
+        ("static", "lr0"): 5, ("prodigy", "lr0"): 1, (LEARNED, "lr0"): 5,
+        ("static", EVENTS): 1, (LEARNED, EVENTS): 1, (REPLAY, EVENTS): 1}
+    table = (out / "table.md").read_text()
+    assert "| **learned** |" in table and "P(learned > method)" in table
+    assert "With an event in every episode (x1): P(learned > static) = " in table
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["episodes"] == 14
+    assert set(results["events"]) == {"static", REPLAY}
+    assert (out / "sensitivity.png").stat().st_size > 0
+    capsys.readouterr()
+    assert main(args) == 0  # a rerun resumes: nothing runs twice
+    assert "episodes to run" not in capsys.readouterr().err
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 14
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--agent", "nowhere.safetensors"], "error: --agent nowhere.safetensors"),
+    (["--events"], "--agent-guard and --events need --agent"),
+    (["--workers", "0"], "--workers must be at least 1"),
+])
+def test_bad_input_is_a_clear_error(tmp_path, capsys, flags, message):
+    assert main(["--env", ENV, "--results", str(tmp_path), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "custom").exists()

@@ -61,6 +61,8 @@ SPLIT_ENVS = {
 """Each split's envs at their reference lr0 (its LowLR/HighLR variants are the same tasks
 at another lr0, which the scales cover)."""
 EVENTS = "events"
+BANDS = (LEARNED, "static")
+"""The methods the plot draws with CI bands (all of them would hide the lines)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +99,7 @@ def run_job(job: Job) -> dict[str, Any]:
 
     import lr_gym
     from agents.baselines import make_baseline
-    from agents.controller import PolicyController
+    from agents.controller import PolicyController, load_controller_file
     from agents.rollout import EpisodeResult, run_episode
 
     torch.set_num_threads(1)
@@ -118,8 +120,10 @@ def run_job(job: Job) -> dict[str, Any]:
         controller = make_baseline(job.method)
     res = run_episode(job.env_id, controller, job.seed, env_kwargs=env_kwargs, task=task)
     score = 0.0 if res.diverged else float(res.test.get(res.metric, math.nan))
+    sha = load_controller_file(job.agent).sha256 if job.agent else None
     return {**res.to_dict(), "key": job.key(), "method": job.method, "scale": job.scale,
-            "agent": job.agent, "condition": job.condition, "score": score}
+            "agent": job.agent, "agent_sha256": sha, "condition": job.condition,
+            "score": score}
 
 
 def plan(envs: Sequence[str], seeds: Sequence[int], agents: Sequence[str], guard: bool,
@@ -264,18 +268,19 @@ def plot(summary: dict[str, Any], path: Path, split: str) -> None:
             style = {"lw": 2.6, "color": "k"} if m == LEARNED else {"lw": 1.2}
             (line,) = ax.plot(SCALES, y, marker="o", ms=3, label=m, **style)
             ci = info.get("per_env_ci", {}).get(env, {})
-            if ci:
+            if ci and m in BANDS:
                 lo, hi = zip(*(ci.get(f"x{s:g}", (math.nan, math.nan)) for s in SCALES),
                              strict=True)
                 ax.fill_between(SCALES, lo, hi, color=line.get_color(),
-                                alpha=0.25 if m == LEARNED else 0.08, lw=0)
+                                alpha=0.2, lw=0)
         ax.set_xscale("log")
         ax.set_title(env.split("/")[-1], fontsize=9)
         ax.set_xlabel("lr0 scale")
         ax.grid(alpha=0.3)
     np.atleast_1d(axes)[0].set_ylabel("mean final test metric")
-    np.atleast_1d(axes)[-1].legend(fontsize=7, loc="best")
-    fig.suptitle(f"LR sensitivity ({split} envs)")
+    np.atleast_1d(axes)[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle(f"LR sensitivity ({split} envs); bands: 95% t-intervals over seeds "
+                 f"({', '.join(BANDS)})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -348,6 +353,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     store = out / "runs.jsonl"
     runs = load_jsonl(store, "key")
+    # Runs are keyed by the agent's path: those of another controller since saved at
+    # that path (a retrained or reshipped file) are redone, not reused.
+    shas = {a: load_controller_file(a).sha256 for a in agents}
+    stale = [k for k, r in runs.items()
+             if r.get("agent") in shas and r.get("agent_sha256") != shas[r["agent"]]]
+    for k in stale:
+        del runs[k]
+    if stale:
+        print(f"{len(stale)} runs of another controller at an --agent path are redone.",
+              file=sys.stderr)
     t0 = time.perf_counter()
     _run_all(plan(envs, args.seeds, agents, args.agent_guard, args.events, args.methods),
              runs, store, args.workers)

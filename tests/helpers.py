@@ -87,3 +87,18 @@ def untrained_controller_file(env_id: str, path):  # noqa: ANN001, ANN201 - a pa
     model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=0, device="cpu")
     ctl = PPOController(model, np.zeros(n), np.ones(n), env_kwargs={"mode": "anchored"})
     return export_controller(ctl, path)
+
+
+def reship_controller(path) -> None:  # noqa: ANN001 - a path
+    """Overwrites the controller file at ``path`` with another valid one (action bias +0.5)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from agents.controller.file import _digest
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    tensors["action.bias"] = tensors["action.bias"] + 0.5
+    meta["sha256"] = _digest(meta["config"], tensors)
+    save_file(tensors, str(path), metadata=meta)

@@ -19,7 +19,7 @@ from benchmarks.lr_sensitivity import (
     summarize,
     t_interval,
 )
-from tests.helpers import blob_task, untrained_controller_file
+from tests.helpers import blob_task, reship_controller, untrained_controller_file
 
 ENV = "lr_gym/SensBlobs-v1"
 
@@ -93,6 +93,13 @@ def test_runs_reports_plots_and_resumes(tmp_path, capsys):
     assert main(args) == 0  # a rerun resumes: nothing runs twice
     assert "episodes to run" not in capsys.readouterr().err
     assert len((out / "runs.jsonl").read_text().splitlines()) == 14
+    # Another controller saved at the agent's path: its runs (and replay) are redone.
+    reship_controller(agent)
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "7 runs of another controller at an --agent path are redone" in err
+    assert "6 episodes to run (7 done)" in err  # then the replay, which follows them
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 21
 
 
 @pytest.mark.parametrize(("flags", "message"), [

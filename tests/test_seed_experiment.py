@@ -9,7 +9,7 @@ import pytest
 
 import lr_gym
 from benchmarks.seed_experiment import build_parser, main, make_plan
-from tests.helpers import blob_task, untrained_controller_file
+from tests.helpers import blob_task, reship_controller, untrained_controller_file
 
 ENV = "lr_gym/SeedBlobs-v1"
 
@@ -62,23 +62,12 @@ def test_runs_reports_plots_and_resumes(tmp_path, capsys, controller_file):
 
 def test_another_controller_at_the_same_path_reruns_only_the_controller(tmp_path, capsys,
                                                                        controller_file):
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
-    from agents.controller.file import _digest
-
     agent, out = tmp_path / "controller.safetensors", tmp_path / "seed"
     shutil.copyfile(controller_file, agent)
     args = ["--env", ENV, "--agent", str(agent), "--seeds", "0", "--baselines", "static",
             "-o", str(out)]
     assert main(args) == 0
-    # Re-ship a different controller (other action bias, valid digest) at the same path.
-    with safe_open(str(agent), framework="pt") as f:
-        meta = f.metadata()
-    tensors = load_file(str(agent))
-    tensors["action.bias"] = tensors["action.bias"] + 0.5
-    meta["sha256"] = _digest(meta["config"], tensors)
-    save_file(tensors, str(agent), metadata=meta)
+    reship_controller(agent)  # a different controller at the same path
     capsys.readouterr()
     assert main(args) == 0
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]

@@ -18,7 +18,7 @@ import platform
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,11 +75,10 @@ def add_output(parser: argparse.ArgumentParser, default: str) -> None:
 def load_jsonl(path: str | os.PathLike, key: str) -> dict[Any, dict[str, Any]]:
     """The rows of a resumable JSON-lines file, by ``row[key]`` (later rows win).
 
-    A line cut by a kill (or any line that is not a row with ``key``) is dropped, and
-    the file is rewritten whole, so the next append starts on a line of its own.
+    A line cut by a kill (or any line that is not a row with ``key``) is skipped, so that
+    row is done again. The file is only read: another process may be appending to it
+    (append with :func:`open_jsonl`).
     """
-    from agents.runs import write_text_atomic
-
     path = Path(path)
     rows: dict[Any, dict[str, Any]] = {}
     if not path.exists():
@@ -90,5 +89,16 @@ def load_jsonl(path: str | os.PathLike, key: str) -> dict[Any, dict[str, Any]]:
             rows[row[key]] = row
         except (ValueError, KeyError, TypeError):
             continue  # that row is done again
-    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows.values()))
     return rows
+
+
+def open_jsonl(path: str | os.PathLike) -> TextIO:
+    """``path`` opened to append rows, which start on a line of their own after a cut line."""
+    path = Path(path)
+    f = path.open("a")
+    if path.stat().st_size:
+        with path.open("rb") as r:
+            r.seek(-1, os.SEEK_END)
+            if r.read(1) != b"\n":
+                f.write("\n")
+    return f

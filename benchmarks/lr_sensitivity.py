@@ -287,13 +287,15 @@ def plot(summary: dict[str, Any], path: Path, split: str) -> None:
 
 
 def _run_all(jobs: Sequence[Job], runs: dict[str, dict], store: Path, workers: int) -> None:
+    from agents.results import open_jsonl
+
     todo = [j for j in jobs if j.key() not in runs]
     if not todo:
         return
     print(f"{len(todo)} episodes to run ({len(runs)} done).", file=sys.stderr)
     # One worker runs in this process: no pool to start, and tasks registered here count.
     with (ProcessPoolExecutor(workers) if workers > 1 else nullcontext()) as pool, \
-            store.open("a") as f:
+            open_jsonl(store) as f:
         rows = (as_completed([pool.submit(run_job, j) for j in todo]) if pool
                 else map(run_job, todo))
         for n, row in enumerate(rows, 1):

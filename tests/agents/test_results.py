@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agents.results import load_jsonl, meta, write_results
+from agents.results import load_jsonl, meta, open_jsonl, write_results
 
 
 def test_meta_records_where_and_how_a_run_ran():
@@ -22,10 +22,26 @@ def test_write_results_writes_json_and_its_table_beside_it(tmp_path):
     assert md == tmp_path / "x" / "bench.md" and md.read_text() == "| a |\n"
 
 
-def test_load_jsonl_drops_a_cut_line_and_rewrites_the_file(tmp_path):
+def test_load_jsonl_skips_a_cut_line_and_leaves_the_file_alone(tmp_path):
     path = tmp_path / "runs.jsonl"
-    path.write_text('{"k": 1, "v": "a"}\n[1]\n{"k": 2, "v": "b"}\n{"k": 1, "v": "c"}\n{"k": 3,')
-    rows = load_jsonl(path, "k")
-    assert rows == {1: {"k": 1, "v": "c"}, 2: {"k": 2, "v": "b"}}
-    assert path.read_text().endswith("\n") and len(path.read_text().splitlines()) == 2
+    text = '{"k": 1, "v": "a"}\n[1]\n{"k": 2, "v": "b"}\n{"k": 1, "v": "c"}\n{"k": 3,'
+    path.write_text(text)
+    with path.open("a") as writer:  # a process appending while another reads
+        rows = load_jsonl(path, "k")
+        assert rows == {1: {"k": 1, "v": "c"}, 2: {"k": 2, "v": "b"}}
+        assert path.read_text() == text
     assert load_jsonl(tmp_path / "missing.jsonl", "k") == {}
+    assert writer.closed
+
+
+def test_open_jsonl_appends_rows_on_a_line_of_their_own(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    for existing in ('{"k": 1}\n{"k": 2,', '{"k": 1}\n', ""):
+        path.write_text(existing)
+        with open_jsonl(path) as f:
+            f.write('{"k": 3}\n')
+        assert load_jsonl(path, "k")[3] == {"k": 3}
+        assert path.read_text().count("\n\n") == 0
+    with open_jsonl(tmp_path / "new.jsonl") as f:
+        f.write('{"k": 4}\n')
+    assert load_jsonl(tmp_path / "new.jsonl", "k") == {4: {"k": 4}}

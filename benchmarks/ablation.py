@@ -42,6 +42,8 @@ area wins; arms within 0.01 of it tie, and a tie goes to the arm listed first (`
 winner replaces ``lr_gym/default`` only if its dev area is above static's and above the
 shipped controller's (``--agent pretrained`` on the same benchmark), and its
 P(learned > static) at x1 on dev is at least 0.45 (not clearly worse where lr0 is right).
+The script applies the rule (:func:`v2_decision`) to the arms it evaluated, beside the
+shipped controller's row (``shipped``), and writes the decision under the summary.
 
 Writes ``<results>/report_<variant>.md`` and ``results_<variant>.json`` (the evaluation
 reports) and ``summary.md`` / ``summary.json`` (one row per variant); training runs and
@@ -171,7 +173,7 @@ def evaluate_command(runs: Path | Sequence[Path], env_ids: Sequence[str],
             "-o", str(out), "--no-progress", "--no-plot"]
 
 
-def sensitivity(runs: Sequence[Path], variant: str, root: Path, results: Path,
+def sensitivity(runs: Sequence[Path | str], variant: str, root: Path, results: Path,
                 seeds: Sequence[int], n_boot: int | None = None) -> int:
     """The dev LR-sensitivity benchmark of one variant's pooled runs.
 
@@ -189,16 +191,62 @@ def sensitivity(runs: Sequence[Path], variant: str, root: Path, results: Path,
     return code
 
 
+SHIPPED = "shipped"
+"""The row of the controller shipped now (``--agent pretrained``) in a sensitivity study."""
+AREA_TIE = 0.01
+"""v2 rule: arms within this of the best dev area tie (the arm listed first wins)."""
+MIN_P_X1 = 0.45
+"""v2 rule: the winner's P(learned > static) at x1 must be at least this to ship."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The v2 decision rule applied to the dev sensitivity results."""
+
+    winner: str
+    ship: bool
+    reasons: tuple[str, ...]
+
+
+def v2_decision(order: Sequence[str], area: dict[str, float], static_area: dict[str, float],
+                p_static_x1: dict[str, float], shipped_area: float) -> Decision:
+    """The module docstring's v2 rule: the winning arm, and whether it replaces the default.
+
+    Args:
+        order: The arms in the study's order (ties go to the first).
+        area: Each arm's dev area.
+        static_area: Static's area in each arm's benchmark.
+        p_static_x1: Each arm's P(learned > static) at x1.
+        shipped_area: The shipped controller's dev area.
+    """
+    best = max(area[v] for v in order)
+    winner = next(v for v in order if area[v] >= best - AREA_TIE)
+    checks = {f"dev area {area[winner]:.3f} > static's {static_area[winner]:.3f}":
+              area[winner] > static_area[winner],
+              f"dev area {area[winner]:.3f} > the shipped controller's {shipped_area:.3f}":
+              area[winner] > shipped_area,
+              f"P(> static) at x1 {p_static_x1[winner]:.2f} >= {MIN_P_X1}":
+              p_static_x1[winner] >= MIN_P_X1}
+    return Decision(winner, all(checks.values()),
+                    tuple(("yes: " if ok else "NO: ") + c for c, ok in checks.items()))
+
+
 def write_sensitivity_summary(names: Sequence[str], results: Path, study: Study,
                               seeds: Sequence[int], n: int) -> None:
-    """One row per variant: its dev sensitivity area and P(learned > static) per scale."""
+    """The dev sensitivity summary, then the v2 rule's decision.
+
+    One row per variant (and the shipped controller): its dev area and P(learned >
+    static) per scale.
+    """
     from agents.stats import markdown_table
 
-    rows = []
-    for variant in names:
-        data = json.loads((results / f"sensitivity_{variant}.json").read_text())
+    rows, data_of = [], {}
+    for variant in [*names, SHIPPED]:
+        data = data_of[variant] = json.loads(
+            (results / f"sensitivity_{variant}.json").read_text())
         learned, imp = data["methods"]["learned"], data["improvement"].get("static", {})
-        rows.append([variant, f"{learned['area']:.3f} [{learned['low']:.3f}, "
+        label = f"{SHIPPED} (lr_gym/default, before)" if variant == SHIPPED else variant
+        rows.append([label, f"{learned['area']:.3f} [{learned['low']:.3f}, "
                               f"{learned['high']:.3f}]",
                      f"{data['methods']['static']['area']:.3f}",
                      *[f"{imp[k][0]:.2f} [{imp[k][1]:.2f}, {imp[k][2]:.2f}]" for k in imp]])
@@ -206,11 +254,24 @@ def write_sensitivity_summary(names: Sequence[str], results: Path, study: Study,
                   ["improvement"].get("static", {}))
     table = markdown_table(["variant", "dev area [95% CI]", "static's area",
                             *[f"P(> static) {k}" for k in scales]], rows)
+    arms = [v for v in study.variants if v in names]
+    d = v2_decision(arms, {v: data_of[v]["methods"]["learned"]["area"] for v in arms},
+                    {v: data_of[v]["methods"]["static"]["area"] for v in arms},
+                    {v: data_of[v]["improvement"]["static"]["x1"][0] for v in arms},
+                    data_of[SHIPPED]["methods"]["learned"]["area"])
+    missing = [v for v in study.variants if v not in names]
+    among = f" among the arms run (not run: {', '.join(missing)})" if missing else ""
+    decision = (f"Decision (the rule in benchmarks/ablation.py, applied by it): **{d.winner}** "
+                f"wins{among}; it {'replaces' if d.ship else 'does not replace'} lr_gym/default: "
+                + "; ".join(d.reasons) + ".")
     (results / "summary.md").write_text(
         f"Trained on {study.train_env}, PPO seeds {list(seeds)}, {n} env steps each; "
         f"evaluated pooled on the dev LR-sensitivity benchmark "
-        f"(benchmarks/lr_sensitivity.py --split dev).\n\n{table}\n")
-    print(table)
+        f"(benchmarks/lr_sensitivity.py --split dev).\n\n{table}\n\n{decision}\n")
+    (results / "summary.json").write_text(json.dumps(
+        {"arms": arms, "not_run": missing, "winner": d.winner, "ship": d.ship,
+         "reasons": list(d.reasons)}, indent=1))
+    print(f"{table}\n\n{decision}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -264,6 +325,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    "p_improvement")}}
     if args.train_only or study.sensitivity:
         if study.sensitivity and not args.train_only:
+            # The rule compares the winner with the controller shipped now.
+            code = sensitivity(["pretrained"], SHIPPED, root, results, seeds, args.n_boot)
+            if code != 0:
+                return code
             write_sensitivity_summary(names, results, study, seeds, n)
         return 0
     lines = ["| variant | EnvConfig overrides | agents | IQM dev test metric [95% CI] | "

@@ -153,4 +153,4 @@ def test_file_env_config_reads_v0_files_features_from_feature_names(parts):
     assert file_env_config(config).features == tuple(config["feature_names"])
     del config["env_config"]["features"]  # a v0 file: features only in feature_names
     assert file_env_config(config).features == tuple(config["feature_names"])
-    assert file_env_config(config).max_factor == 4.0
+    assert file_env_config(config).max_factor == config["env_config"]["max_factor"]

@@ -64,7 +64,8 @@ def test_the_trainer_logs_the_lr_actually_applied(tmp_path):
     trainer.train()
     assert sorted(spy.logged) == list(range(1, 13))
     assert spy.logged == spy.applied  # each step's log says the LR that step ran with
-    assert len(set(spy.logged.values())) > 3  # the controller's, not the constant 1e-3
+    # The controller's LRs (one per interval under the shipped rule), not the constant 1e-3.
+    assert len(set(spy.logged.values())) >= 3 and 1e-3 not in spy.logged.values()
     history = [h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h]
     assert history == [spy.logged[s] for s in range(1, 13)]
     # Every decision is in TensorBoard, under the Trainer's logging_dir.

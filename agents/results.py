@@ -18,7 +18,7 @@ import platform
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,33 +72,21 @@ def add_output(parser: argparse.ArgumentParser, default: str) -> None:
                         help="Results JSON; the table goes beside it as .md.")
 
 
-def load_jsonl(path: str | os.PathLike, key: str) -> dict[Any, dict[str, Any]]:
+def load_jsonl(path: str | os.PathLike, key: str,
+               repair: bool = False) -> dict[Any, dict[str, Any]]:
     """The rows of a resumable JSON-lines file, by ``row[key]`` (later rows win).
 
     A line cut by a kill (or any line that is not a row with ``key``) is skipped, so that
-    row is done again. The file is only read: another process may be appending to it
-    (append with :func:`open_jsonl`).
+    row is done again. The file is only read, unless ``repair`` (for the process about to
+    append to it: :func:`agents.runs.jsonl_lines` cuts a partial last line off in place).
     """
-    path = Path(path)
+    from agents.runs import jsonl_lines
+
     rows: dict[Any, dict[str, Any]] = {}
-    if not path.exists():
-        return rows
-    for line in path.read_text().splitlines():
+    for line in jsonl_lines(path, repair):
         try:
             row = json.loads(line)
             rows[row[key]] = row
         except (ValueError, KeyError, TypeError):
             continue  # that row is done again
     return rows
-
-
-def open_jsonl(path: str | os.PathLike) -> TextIO:
-    """``path`` opened to append rows, which start on a line of their own after a cut line."""
-    path = Path(path)
-    f = path.open("a")
-    if path.stat().st_size:
-        with path.open("rb") as r:
-            r.seek(-1, os.SEEK_END)
-            if r.read(1) != b"\n":
-                f.write("\n")
-    return f

@@ -144,6 +144,30 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def jsonl_lines(path: str | os.PathLike, repair: bool) -> list[str]:
+    """The complete lines of a JSON-lines file (none if it does not exist).
+
+    A last line without its newline is a write cut by a kill, or one in progress beside
+    a running writer: it is left out, and with ``repair`` (the writer's own load) cut off
+    the file, so the next append starts a line of its own. In place: truncating needs no
+    free space, never loses the finished lines, and never replaces the file under another
+    process's open handle.
+    """
+    import warnings
+
+    path = Path(path)
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+        if repair:
+            os.truncate(path, len(text.encode()))
+            warnings.warn(f"{path}: dropped an incomplete last line (interrupted write); "
+                          "that run is done again.", stacklevel=3)
+    return text.splitlines()
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """:func:`atomic_write` of a text file."""
     return atomic_write(path, lambda tmp: tmp.write_text(text))

@@ -237,16 +237,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.states < 10 or args.workers < 1:
         print("error: --states must be >= 10 and --workers >= 1.", file=sys.stderr)
         return 2
-    from agents.results import load_jsonl, meta, open_jsonl
+    from agents.results import load_jsonl, meta
     from agents.runs import write_text_atomic
 
     args.results.mkdir(parents=True, exist_ok=True)
     store = args.results / "states.jsonl"
-    done = load_jsonl(store, "state")
+    done = load_jsonl(store, "state", repair=True)
     todo = [i for i in range(args.states) if i not in done]
     if todo:
         print(f"{len(done)} states done, {len(todo)} to run.", file=sys.stderr)
-        with ProcessPoolExecutor(args.workers) as pool, open_jsonl(store) as f:
+        with ProcessPoolExecutor(args.workers) as pool, store.open("a") as f:
             futures = {pool.submit(run_state, i): i for i in todo}
             for n, fut in enumerate(as_completed(futures), 1):
                 row = fut.result()

@@ -22,7 +22,9 @@ method (rliable's probability of improvement, pooled over envs), with its CI.
 
 Writes ``<results>/<split>/``: ``table.md`` (the summary README quotes),
 ``results.json``, ``sensitivity.png`` (test metric against the scale, a panel per env)
-and ``runs.jsonl`` (every episode; a rerun resumes from it, not committed).
+``runs.jsonl`` (every episode; a rerun resumes from it, not committed) and
+``controllers/`` (each agent's file, named by its content, so that a controller saved
+again at the same path gets runs of its own).
 
 Usage:
     python benchmarks/lr_sensitivity.py --split dev --agent RUN [RUN ...] [--seeds 0 1 2 3 4]
@@ -99,7 +101,7 @@ def run_job(job: Job) -> dict[str, Any]:
 
     import lr_gym
     from agents.baselines import make_baseline
-    from agents.controller import PolicyController, load_controller_file
+    from agents.controller import PolicyController
     from agents.rollout import EpisodeResult, run_episode
 
     torch.set_num_threads(1)
@@ -120,10 +122,8 @@ def run_job(job: Job) -> dict[str, Any]:
         controller = make_baseline(job.method)
     res = run_episode(job.env_id, controller, job.seed, env_kwargs=env_kwargs, task=task)
     score = 0.0 if res.diverged else float(res.test.get(res.metric, math.nan))
-    sha = load_controller_file(job.agent).sha256 if job.agent else None
     return {**res.to_dict(), "key": job.key(), "method": job.method, "scale": job.scale,
-            "agent": job.agent, "agent_sha256": sha, "condition": job.condition,
-            "score": score}
+            "agent": job.agent, "condition": job.condition, "score": score}
 
 
 def plan(envs: Sequence[str], seeds: Sequence[int], agents: Sequence[str], guard: bool,
@@ -287,15 +287,13 @@ def plot(summary: dict[str, Any], path: Path, split: str) -> None:
 
 
 def _run_all(jobs: Sequence[Job], runs: dict[str, dict], store: Path, workers: int) -> None:
-    from agents.results import open_jsonl
-
     todo = [j for j in jobs if j.key() not in runs]
     if not todo:
         return
     print(f"{len(todo)} episodes to run ({len(runs)} done).", file=sys.stderr)
     # One worker runs in this process: no pool to start, and tasks registered here count.
     with (ProcessPoolExecutor(workers) if workers > 1 else nullcontext()) as pool, \
-            open_jsonl(store) as f:
+            store.open("a") as f:
         rows = (as_completed([pool.submit(run_job, j) for j in todo]) if pool
                 else map(run_job, todo))
         for n, row in enumerate(rows, 1):
@@ -331,22 +329,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "it; rliable's probability of improvement takes seconds per 1,000).")
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/lr_sensitivity"))
     args = p.parse_args(argv)
-    from agents.controller import ControllerFileError, controller_file_for, load_controller_file
+    from agents.controller import ControllerFileError, load_controller_file, pin_controller
     from agents.results import load_jsonl, meta
     from agents.runs import write_text_atomic
 
-    agents = []
+    policies = {}
     for a in args.agent:
         try:
-            load_controller_file(a)
+            policies[a] = load_controller_file(a)
         except (FileNotFoundError, ControllerFileError) as err:
             print(f"error: --agent {a}: {err}", file=sys.stderr)
             return 2
-        agents.append(str(controller_file_for(a).resolve()))
     if args.workers < 1:
         print(f"error: --workers must be at least 1, got {args.workers}.", file=sys.stderr)
         return 2
-    if (args.agent_guard or args.events) and not agents:
+    if (args.agent_guard or args.events) and not policies:
         print("error: --agent-guard and --events need --agent.", file=sys.stderr)
         return 2
     envs = tuple(args.env) if args.env else SPLIT_ENVS[args.split]
@@ -354,17 +351,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.results / split
     out.mkdir(parents=True, exist_ok=True)
     store = out / "runs.jsonl"
-    runs = load_jsonl(store, "key")
-    # Runs are keyed by the agent's path: those of another controller since saved at
-    # that path (a retrained or reshipped file) are redone, not reused.
-    shas = {a: load_controller_file(a).sha256 for a in agents}
-    stale = [k for k, r in runs.items()
-             if r.get("agent") in shas and r.get("agent_sha256") != shas[r["agent"]]]
-    for k in stale:
-        del runs[k]
-    if stale:
-        print(f"{len(stale)} runs of another controller at an --agent path are redone.",
-              file=sys.stderr)
+    runs = load_jsonl(store, "key", repair=True)
+    # Runs are keyed by the agent's path: a copy named by content gives a controller
+    # re-shipped or retrained at the same path runs of its own.
+    agents = [pin_controller(a, out / "controllers") for a in policies]
     t0 = time.perf_counter()
     _run_all(plan(envs, args.seeds, agents, args.agent_guard, args.events, args.methods),
              runs, store, args.workers)
@@ -380,14 +370,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lr_gym.reproducibility import settings
 
     summary["meta"] = {"split": split, "envs": list(envs), "seeds": args.seeds,
-                       "scales": list(SCALES), "agents": [agent_label(a) for a in agents],
-                       "agent_sha256": [load_controller_file(a).sha256 for a in agents],
+                       "scales": list(SCALES), "agents": [agent_label(a) for a in policies],
+                       "agent_sha256": [p.sha256 for p in policies.values()],
                        "episodes": len(mine), "seconds_this_invocation":
                            time.perf_counter() - t0, **meta(), "reproducibility": settings(1)}
     write_text_atomic(out / "results.json", json.dumps(summary, indent=1, default=float))
-    write_text_atomic(out / "table.md", table(summary, split, len(args.seeds)))
+    text = table(summary, split, len(args.seeds))
+    write_text_atomic(out / "table.md", text)
     plot(summary, out / "sensitivity.png", split)
-    print(table(summary, split, len(args.seeds)))
+    print(text)
     return 0
 
 

@@ -297,26 +297,15 @@ def check_output(out: Path, plan: Plan) -> None:
 
 
 def pin_agents(plan: Plan, out: Path) -> Plan:
-    """The plan with each agent replaced by a copy of its controller file named by its content.
+    """The plan with each agent pinned under ``<out>/controllers/``.
 
-    Runs are keyed by the agent's path, so a controller re-shipped or retrained at the
-    same path would otherwise resume from the old one's runs. Copied to
-    ``<out>/controllers/<sha256[:12]>.safetensors``, a new controller gets new runs while
-    the baselines' runs are reused, and the folder shows which controller made which.
+    Each agent becomes a copy of its controller file named by its content
+    (:func:`agents.controller.pin_controller`).
     """
-    import shutil
+    from agents.controller import pin_controller
 
-    from agents.controller import controller_file_for, load_controller_file
-
-    pinned = []
-    for agent in plan.agents:
-        digest = load_controller_file(agent).sha256
-        copy = (out / "controllers" / f"{digest[:12]}.safetensors").resolve()
-        if not copy.is_file():
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(controller_file_for(agent), copy)
-        pinned.append(str(copy))
-    return replace(plan, agents=tuple(pinned))
+    return replace(plan, agents=tuple(pin_controller(a, out / "controllers")
+                                      for a in plan.agents))
 
 
 def plan_jobs(plan: Plan) -> list[Any]:

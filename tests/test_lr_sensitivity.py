@@ -97,8 +97,8 @@ def test_runs_reports_plots_and_resumes(tmp_path, capsys):
     reship_controller(agent)
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "7 runs of another controller at an --agent path are redone" in err
-    assert "6 episodes to run (7 done)" in err  # then the replay, which follows them
+    assert "6 episodes to run (14 done)" in err  # then the replay, which follows them
+    assert len(list((out / "controllers").glob("*.safetensors"))) == 2
     assert len((out / "runs.jsonl").read_text().splitlines()) == 21
 
 

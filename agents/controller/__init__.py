@@ -57,6 +57,7 @@ from agents.controller.resolve import (
     controller_file_for,
     is_pretrained_name,
     load_controller_file,
+    pin_controller,
     pretrained_file,
 )
 from agents.controller.scheduler import LRController, tensorboard_logger
@@ -82,6 +83,7 @@ __all__ = [
     "file_env_config",
     "is_pretrained_name",
     "load_controller_file",
+    "pin_controller",
     "pretrained_file",
     "tensorboard_logger",
     "validate_controller",

@@ -102,6 +102,27 @@ def load_controller_file(agent: str | Path) -> ControllerPolicy:
     return ControllerPolicy.load(path)
 
 
+def pin_controller(agent: str | Path, folder: str | Path) -> str:
+    """A copy of ``agent``'s controller file under ``folder``, named by its content.
+
+    Benchmarks key their runs by the agent's path, so a controller re-shipped or
+    retrained at the same path would otherwise resume from the old one's runs. Copied to
+    ``<folder>/<sha256[:12]>.safetensors``, a new controller gets new runs while the
+    baselines' runs are reused, and the folder shows which controller made which.
+
+    Returns:
+        The copy's absolute path.
+    """
+    import shutil
+
+    digest = load_controller_file(agent).sha256
+    copy = (Path(folder) / f"{digest[:12]}.safetensors").resolve()
+    if not copy.is_file():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(controller_file_for(agent), copy)
+    return str(copy)
+
+
 class PolicyController(Controller):
     """A controller file acting in an :class:`~lr_gym.envs.LRControlEnv` (evaluation).
 

@@ -59,19 +59,9 @@ class RunStore:
             self._runs.setdefault(run_key(run), run)
 
     def _read(self) -> Iterator[dict[str, Any]]:
-        if not self.path.is_file():
-            return
-        text = self.path.read_text()
-        if text and not text.endswith("\n"):
-            # A partial last line: a kill mid-write, or (not repairing) a write in progress.
-            text = text[: text.rfind("\n") + 1]
-            if self._repair:
-                # Cut it off the file, or the next append would be glued to it. In place:
-                # truncating needs no free space, and never loses the finished runs.
-                os.truncate(self.path, len(text.encode()))
-                warnings.warn(f"{self.path}: dropped an incomplete last line (interrupted "
-                              "write); that run is done again.", stacklevel=3)
-        for i, line in enumerate(text.splitlines()):
+        from agents.runs import jsonl_lines
+
+        for i, line in enumerate(jsonl_lines(self.path, self._repair)):
             if not line.strip():
                 continue
             try:

@@ -68,7 +68,7 @@ def main() -> int:
     # --- begin example ---
     from agents.deploy import LRController
 
-    controller = LRController(optimizer, path, total_steps=T, steps_per_action=K)
+    controller = LRController(optimizer, path, total_steps=T, steps_per_action=K, model=model)
     controller.observe(**evaluate(model))  # the untrained model: first decision
     for _ in range(T):
         inputs, targets = next(data)

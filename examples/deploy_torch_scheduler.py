@@ -32,7 +32,7 @@ def main() -> int:
     # --- begin example ---
     warmup = LinearLR(optimizer, start_factor=0.1, total_iters=WARMUP)
     controller = LRControllerScheduler(optimizer, controller, total_steps=T - WARMUP,
-                                       steps_per_action=K)
+                                       steps_per_action=K, model=model)
     controller.controller.add_logger(tensorboard_logger(writer))  # every decision
     scheduler = SequentialLR(optimizer, [warmup, controller], milestones=[WARMUP])
     g = torch.Generator().manual_seed(0)

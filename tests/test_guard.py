@@ -159,3 +159,67 @@ def test_lr_controller_guard_restores_and_blocks(tmp_path):
     actions = [a for _, a, _ in ctl.history]
     assert actions[restored_at - 1:restored_at - 1 + BACK_OFF_BLOCK] == [0.0] * BACK_OFF_BLOCK
     assert math.isfinite(val())
+
+
+def test_lr_controller_guards_by_default_and_asks_for_the_model():
+    import warnings
+
+    from agents.controller import LRController
+
+    model, opt = _model_and_opt()
+    kw = {"total_steps": 8, "steps_per_action": 4}
+    with pytest.warns(UserWarning, match="model=model, or guard=False"):
+        ctl = LRController(opt, "pretrained", **kw)
+    assert ctl._guard is not None and ctl._guard.model is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert LRController(opt, "pretrained", model=model, **kw)._guard.model is model
+        assert LRController(opt, "pretrained", guard=False, **kw)._guard is None
+
+
+def test_a_resumed_lr_controller_guards_from_the_resumed_state():
+    import json
+
+    from agents.controller import LRController
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(32, 4)
+    y = x.sum(-1)
+
+    def val():
+        with torch.no_grad():
+            return float(((model(x).squeeze(-1) - y) ** 2).mean())
+
+    def train(ctl, steps):
+        for _ in range(steps):
+            loss = ((model(x).squeeze(-1) - y) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            ctl.step(loss)
+            if ctl.eval_due:
+                ctl.observe(val_loss=val(), val_metric=0.0)
+
+    kw = {"total_steps": 40, "steps_per_action": 4, "model": model}
+    ctl = LRController(opt, "pretrained", **kw)
+    ctl.observe(val_loss=val(), val_metric=0.0)
+    train(ctl, 8)
+    ctl._guard.restores = 3  # as if it had rolled back before the checkpoint
+    state = json.loads(json.dumps(ctl.state_dict()))
+    at_checkpoint = {k: v.clone() for k, v in model.state_dict().items()}
+
+    resumed = LRController(opt, "pretrained", **kw)
+    resumed.load_state_dict(state)
+    assert resumed._guard.best == pytest.approx(val())  # the last decision's result
+    assert resumed._guard.restores == 3
+    train(resumed, 3)
+    with torch.no_grad():  # the interval blows up before its decision
+        model.weight.fill_(math.nan)
+    loss = ((model(x).squeeze(-1) - y) ** 2).mean()
+    resumed.step(loss)
+    resumed.observe(val_loss=val(), val_metric=0.0)
+    assert resumed._guard.restores == 4
+    for name, v in model.state_dict().items():
+        assert torch.equal(v, at_checkpoint[name])  # back at the resumed model

@@ -26,7 +26,8 @@ load (a :class:`ControllerFileError`, never a surprise at the first decision).
 
 Usage in a plain loop::
 
-    ctl = LRController(opt, "controller.safetensors", total_steps=T, steps_per_action=K)
+    ctl = LRController(opt, "controller.safetensors", total_steps=T, steps_per_action=K,
+                       model=model)             # the guard rolls the model back
     ctl.observe(**evaluate(model))          # once on the untrained model
     for step in range(T):
         loss = loss_fn(model, next(batches))

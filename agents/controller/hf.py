@@ -48,7 +48,8 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
             ``eval_``), higher is better.
         tensorboard: Log every decision to TensorBoard: True (beside the Trainer's own
             logs) or a folder.
-        **controller_kwargs: Other :class:`LRController` arguments (``lr_min``...).
+        **controller_kwargs: Other :class:`LRController` arguments (``lr_min``,
+            ``guard=False``...); the guard gets the Trainer's model.
     """
 
     STATE_FILE = "lr_controller.json"
@@ -94,7 +95,8 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
         self._scheduler = lr_scheduler
         self.controller = LRController(
             optimizer, self.policy, total_steps=state.max_steps,
-            steps_per_action=self.steps_per_action, **self.controller_kwargs,
+            steps_per_action=self.steps_per_action,
+            **{"model": kwargs.get("model"), **self.controller_kwargs},
         )
         if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter

@@ -50,7 +50,8 @@ class LRControllerLightning(pl.Callback):
         total_steps: The budget; default: ``trainer.max_steps`` (else Lightning's
             ``estimated_stepping_batches``).
         log: Send every decision's scalars to the trainer's loggers.
-        **controller_kwargs: Other :class:`LRController` arguments (``lr_min``...).
+        **controller_kwargs: Other :class:`LRController` arguments (``lr_min``,
+            ``guard=False``...); the guard gets the LightningModule.
     """
 
     def __init__(self, policy: str | Path | ControllerPolicy, *, val_loss: str = "val_loss",
@@ -112,7 +113,8 @@ class LRControllerLightning(pl.Callback):
                 "L.Trainer(num_sanity_val_steps=-1) or call trainer.validate(model, "
                 "val_loader) before trainer.fit().")
         self.controller = LRController(optimizer, self.policy, total_steps=total,
-                                       steps_per_action=k, **self.controller_kwargs)
+                                       steps_per_action=k,
+                                       **{"model": pl_module, **self.controller_kwargs})
         if self.log:
             self.controller.add_logger(
                 lambda scalars, step: [lg.log_metrics(scalars, step=trainer.global_step)

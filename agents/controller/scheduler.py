@@ -28,7 +28,8 @@ class LRController:
     step, and ``observe(...)`` again whenever ``eval_due`` is True (every
     ``steps_per_action`` steps). Every param group's LR is scaled from its initial LR
     by the same factor, as in the env. Called this way, the features, actions and LRs
-    equal those of :class:`~lr_gym.envs.LRControlEnv` on the same statistics.
+    equal those of :class:`~lr_gym.envs.LRControlEnv` on the same statistics and with
+    the same ``guard`` (on here by default, off in the env).
 
     Args:
         optimizer: The optimizer to drive (any ``torch.optim.Optimizer``).
@@ -40,9 +41,13 @@ class LRController:
         lr_min: Lowest LR; default: the trained rule (``lr0 * 1e-3`` unless set).
         lr_max: Highest LR; default: the trained rule (``lr0 * 30`` unless set).
         guard: Roll the run back to its best validation loss when it blows up and back
-            the LR off (:mod:`lr_gym.guard`, the env's ``guard=True``): needs ``model``
-            for buffers such as batch-norm statistics (else only the parameters).
-        model: The model the optimizer trains (for the guard).
+            the LR off (:mod:`lr_gym.guard`, the env's ``guard=True``). On by default:
+            it won on the dev families (docs/experiments.md). It keeps a copy of the
+            model and optimizer state at each new best validation loss, on their device;
+            pass False to save that memory (e.g. sharded models).
+        model: The model the optimizer trains, for the guard: its rollback then restores
+            buffers such as batch-norm statistics too. Without it the guard restores
+            the optimizer's parameters and state only, with one warning.
     """
 
     load = staticmethod(ControllerPolicy.load)
@@ -71,7 +76,7 @@ class LRController:
         lr0: float | None = None,
         lr_min: float | None = None,
         lr_max: float | None = None,
-        guard: bool = False,
+        guard: bool = True,
         model: torch.nn.Module | None = None,
     ) -> None:
         check_int("total_steps", total_steps, lo=1, hi=MAX_TOTAL_STEPS)
@@ -116,7 +121,14 @@ class LRController:
             c, lr0=self.lr0, total_steps=self.total_steps, group_lr0=self._group_lr0,
             lr_min=self.lr_min, lr_max=self.lr_max)
         self._meter = IntervalMeter(self.config.features)
+        if guard and model is None:
+            warnings.warn(
+                "LRController's guard (on by default) got no model=, so a rollback restores "
+                "the optimizer's parameters but not buffers such as batch-norm statistics; "
+                "pass model=model, or guard=False to turn the guard off.",
+                UserWarning, stacklevel=2)
         self._guard = Guard(optimizer, model) if guard else None
+        self._last_val: tuple[float, float] | None = None
         self._loggers: list[Callable[[dict[str, float], int], None]] = []
         self._update_ratio: float | None = None  # given by the caller, else measured
         self._t = 0
@@ -294,6 +306,7 @@ class LRController:
                 action=self._rule.action,
                 **stats,
             )
+        self._last_val = (val_loss, val_metric)
         self._decide(self._last_obs)
         if self._loggers:
             scalars = self.decision_scalars(val_loss, val_metric, prev_val_loss)
@@ -370,6 +383,8 @@ class LRController:
             "lr_max": self.lr_max,
             "last_obs": None if self._last_obs is None else self._last_obs.tolist(),
             "history": [list(h) for h in self.history],
+            "last_val": None if self._last_val is None else list(self._last_val),
+            "guard_restores": 0 if self._guard is None else self._guard.restores,
         })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -390,6 +405,14 @@ class LRController:
         self.lr_max = float(state.get("lr_max", self.lr_max))
         self._rule.group_lr0, self._rule.lr0 = self._group_lr0, self.lr0
         self._rule.lr_min, self._rule.lr_max = self.lr_min, self.lr_max
+        last_val = state.get("last_val")
+        self._last_val = None if last_val is None else (float(last_val[0]), float(last_val[1]))
+        if self._guard is not None and self._last_val is not None:
+            # The snapshot (model-sized) is not in this state: the guard restarts from the
+            # resumed model, taking the last decision's validation result as its best
+            # (exact when the checkpoint was saved at a decision).
+            self._guard.start(self._last_val[0], info=self._last_val)
+            self._guard.restores = int(state.get("guard_restores", 0))
         self._apply_lr()
         self._meter.start(self._interval_len())
         self._meter.before_step(self._t - self._interval_start, self._params())

@@ -7,7 +7,8 @@ each step's loss (``step(loss)``, or ``record(loss)`` before a ``SequentialLR.st
 and the validation result when :attr:`eval_due` (``observe(val_loss=..., val_metric=...)``,
 once on the untrained model before the first step)::
 
-    sched = LRControllerScheduler(opt, "lr_gym/default", total_steps=T, steps_per_action=K)
+    sched = LRControllerScheduler(opt, "lr_gym/default", total_steps=T, steps_per_action=K,
+                                  model=model)
     sched.observe(**evaluate(model))
     for step in range(T):
         loss = loss_fn(model, next(batches)); opt.zero_grad(); loss.backward(); opt.step()
@@ -38,7 +39,8 @@ class LRControllerScheduler(LRScheduler):
             ``SequentialLR`` puts before it).
         steps_per_action: Optimizer steps per decision.
         last_epoch: torch's resume argument (restore with :meth:`load_state_dict`).
-        **controller_kwargs: Other :class:`LRController` arguments.
+        **controller_kwargs: Other :class:`LRController` arguments: ``model=`` for the
+            guard (on by default), ``lr_min``...
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, policy: str | Path | ControllerPolicy,

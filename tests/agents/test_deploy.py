@@ -158,7 +158,7 @@ def test_decisions_and_lrs_equal_the_envs(tmp_path, mode):
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=task.lr)
     ctl = LRController(opt, LRController.from_run(exported_run(run)), total_steps=task.total_steps,
-                       steps_per_action=task.steps_per_action)
+                       steps_per_action=task.steps_per_action, guard=False)
     infos, k = trace["info"], task.steps_per_action
     actions = [ctl.observe(val_loss=infos[0]["val_loss"], val_metric=infos[0]["val_metric"])]
     np.testing.assert_array_equal(ctl.last_observation, trace["obs"][0])
@@ -194,7 +194,7 @@ def test_step_size_features_equal_the_envs_on_the_same_steps(tmp_path, optimizer
     env = LRControlEnv(task, **ppo.env_kwargs())
     obs, info = env.reset(seed=3)
     ctl = LRController(env._optimizer, LRController.from_run(exported_run(run)), total_steps=48,
-                       steps_per_action=task.steps_per_action)
+                       steps_per_action=task.steps_per_action, guard=False)
     last_loss = {}
     real_loss_fn = env.task.loss_fn
 
@@ -222,7 +222,7 @@ def test_plain_loop_measures_grad_norm_and_scales_every_group(exported):
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
     opt = torch.optim.Adam([{"params": model[0].parameters(), "lr": 1e-3},
                             {"params": model[2].parameters(), "lr": 1e-2}])
-    ctl = LRController(opt, exported, total_steps=12, steps_per_action=4)
+    ctl = LRController(opt, exported, total_steps=12, steps_per_action=4, guard=False)
     with pytest.raises(RuntimeError, match="before the first observe"):
         ctl.step(1.0)
     x, y = torch.randn(32, 8), torch.randint(0, 2, (32,))
@@ -263,7 +263,7 @@ def test_state_dict_resumes_identically(exported):
 
     def fresh():
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-        ctl = LRController(opt, exported, total_steps=30, steps_per_action=5)
+        ctl = LRController(opt, exported, total_steps=30, steps_per_action=5, guard=False)
         ctl.observe(val_loss=1.2, val_metric=0.1)
         return ctl
 
@@ -356,7 +356,7 @@ def test_loading_never_unpickles(exported, monkeypatch):
     monkeypatch.setattr(torch, "load", refuse)
     policy = ControllerPolicy.load(exported)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    ctl = LRController(opt, policy, total_steps=10, steps_per_action=5)
+    ctl = LRController(opt, policy, total_steps=10, steps_per_action=5, guard=False)
     ctl.observe(val_loss=1.0, val_metric=0.1)
     assert ctl.get_last_lr()[0] > 0
 
@@ -445,7 +445,8 @@ def test_runtime_never_imports_stable_baselines3(exported):
         "import sys, torch\n"
         "from agents.controller import LRController\n"
         "opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)\n"
-        f"ctl = LRController(opt, {str(exported)!r}, total_steps=4, steps_per_action=2)\n"
+        f"ctl = LRController(opt, {str(exported)!r}, total_steps=4, steps_per_action=2,"
+        " guard=False)\n"
         "ctl.observe(val_loss=1.0, val_metric=0.5)\n"
         "ctl.step(0.9); ctl.step(0.8)\n"
         "ctl.observe(val_loss=0.8, val_metric=0.6)\n"
@@ -542,7 +543,7 @@ def test_trainer_callback_drives_the_lr(exported, tmp_path, monkeypatch):
 
     # Replaying the Trainer's own log into a fresh controller gives the same LRs.
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
-    replay = LRController(opt, exported, total_steps=12, steps_per_action=4)
+    replay = LRController(opt, exported, total_steps=12, steps_per_action=4, guard=False)
     logs = trainer.state.log_history
     evals = [h for h in logs if "eval_loss" in h]
     steps = {h["step"]: h for h in logs if "loss" in h}
@@ -567,14 +568,17 @@ def test_trainer_callback_needs_an_initial_evaluation(exported):
     # The callback reads only eval_on_start; TrainingArguments itself needs accelerate.
     args = types.SimpleNamespace(eval_on_start=False)
     state = TrainerState(max_steps=8)
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    net = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
     with pytest.raises(RuntimeError, match="eval_on_start=True"):
-        cb.on_train_begin(args, state, TrainerControl(), optimizer=opt)
+        cb.on_train_begin(args, state, TrainerControl(), optimizer=opt, model=net)
     with pytest.raises(KeyError, match="eval_accuracy"):
         cb.on_evaluate(args, state, TrainerControl(), metrics={"eval_loss": 1.0})
     cb.on_evaluate(args, state, TrainerControl(), metrics={"eval_loss": 1.0,
                                                            "eval_accuracy": 0.5})
-    cb.on_train_begin(args, state, TrainerControl(), optimizer=opt)  # trainer.evaluate() first
+    # trainer.evaluate() first; the guard (on by default) gets the Trainer's model.
+    cb.on_train_begin(args, state, TrainerControl(), optimizer=opt, model=net)
+    assert cb.controller._guard.model is net
     control = TrainerControl()
     for _ in range(4):
         cb.on_step_end(args, state, control)
@@ -683,7 +687,7 @@ def test_nan_losses_are_skipped_once_warned_and_a_nan_interval_holds_the_lr(expo
 
     def fresh():
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-        ctl = LRController(opt, exported, total_steps=20, steps_per_action=4)
+        ctl = LRController(opt, exported, total_steps=20, steps_per_action=4, guard=False)
         ctl.observe(val_loss=1.0, val_metric=0.2)
         return ctl
 
@@ -724,7 +728,7 @@ def test_controller_bounds_and_initial_result_are_validated(exported):
         LRController(opt, exported, total_steps=8, steps_per_action=4, lr_max=-1.0)
     with pytest.raises(TypeError, match="total_steps must be an integer"):
         LRController(opt, exported, total_steps=8.5, steps_per_action=4)
-    ctl = LRController(opt, exported, total_steps=8, steps_per_action=4)
+    ctl = LRController(opt, exported, total_steps=8, steps_per_action=4, guard=False)
     with pytest.raises(ValueError, match="first observe.*finite validation loss"):
         ctl.observe(val_loss=float("nan"), val_metric=0.1)
 

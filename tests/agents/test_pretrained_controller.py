@@ -66,8 +66,9 @@ def test_from_pretrained_drives_a_plain_loop():
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    ctl = LRController.from_pretrained(opt, total_steps=8, steps_per_action=4)
-    same = LRController(opt, "lr_gym/default", total_steps=8, steps_per_action=4)
+    ctl = LRController.from_pretrained(opt, total_steps=8, steps_per_action=4, model=model)
+    same = LRController(opt, "lr_gym/default", total_steps=8, steps_per_action=4,
+                        model=model)
     assert ctl.policy.config == same.policy.config
     x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
     ctl.observe(val_loss=0.7, val_metric=0.5)

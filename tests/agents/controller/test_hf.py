@@ -62,6 +62,7 @@ def test_the_trainer_logs_the_lr_actually_applied(tmp_path):
                               tensorboard=str(tmp_path / "run" / "tb"))
     trainer = _trainer(tmp_path, "run", [cb, spy])
     trainer.train()
+    assert cb.controller._guard.model is trainer.model  # the guard is on, with the model
     assert sorted(spy.logged) == list(range(1, 13))
     assert spy.logged == spy.applied  # each step's log says the LR that step ran with
     # The controller's LRs (one per interval under the shipped rule), not the constant 1e-3.

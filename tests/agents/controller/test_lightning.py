@@ -89,6 +89,7 @@ def test_the_controller_sets_the_lr_and_lightning_logs_the_real_one(tmp_path):
     trainer, cb, spy = _fit(tmp_path, "whole")
     ctl = cb.controller
     assert ctl._t == T
+    assert ctl._guard.model is trainer.lightning_module  # the guard is on, with the model
     decided = [t for t, _, _ in ctl.history]
     assert decided == list(range(0, T + 1, K))  # the sanity check, then every K steps
     lrs = [spy.applied[t] for t in range(T)]

@@ -202,16 +202,20 @@ def summarize(runs: Sequence[dict], envs: Sequence[str], n_boot: int = 2000) -> 
                              "per_env": per_env, "per_env_ci": per_env_ci,
                              "diverged": sum(r["diverged"] for r in runs if r["method"] == m
                                              and r["condition"] == "lr0")}
+
+    def improvement(learned: str, others: Sequence[str]) -> dict[str, dict[str, list]]:
+        return {o: {f"x{s:g}": probability_of_improvement_ci(
+            {e: _scores(runs, learned, e, s) for e in envs},
+            {e: _scores(runs, o, e, s) for e in envs}, n_boot=n_boot) for s in SCALES}
+            for o in others}
+
     if LEARNED in methods:
-        for other in methods:
-            if other == LEARNED:
-                continue
-            out["improvement"][other] = {}
-            for s in SCALES:
-                x = {e: _scores(runs, LEARNED, e, s) for e in envs}
-                y = {e: _scores(runs, other, e, s) for e in envs}
-                out["improvement"][other][f"x{s:g}"] = probability_of_improvement_ci(
-                    x, y, n_boot=n_boot)
+        out["improvement"] = improvement(LEARNED, [m for m in methods if m != LEARNED])
+    if LEARNED_GUARD in methods:
+        # The guarded controller (the deployment default) against the fixed rules, alone
+        # and with the same guard.
+        out["improvement_guard"] = improvement(
+            LEARNED_GUARD, [m for m in ("static", "static_guard") if m in methods])
     event_runs = [r for r in runs if r["condition"] == EVENTS]
     if event_runs:
         out["events"] = {}
@@ -239,12 +243,12 @@ def table(summary: dict[str, Any], split: str, seeds: int) -> str:
              "its mean over envs, scales and seeds [95% CI].", "",
              markdown_table(["method", "area [95% CI]", *[f"x{s:g}" for s in SCALES],
                              "diverged runs"], rows), ""]
-    if summary["improvement"]:
-        imp = summary["improvement"]
-        rows = [[m, *[f"{imp[m][f'x{s:g}'][0]:.2f} [{imp[m][f'x{s:g}'][1]:.2f}, "
-                      f"{imp[m][f'x{s:g}'][2]:.2f}]" for s in SCALES]] for m in imp]
-        lines += ["P(learned > method) per lr0 scale [95% CI], pooled over envs:", "",
-                  markdown_table(["method", *[f"x{s:g}" for s in SCALES]], rows), ""]
+    for key, learned in (("improvement", LEARNED), ("improvement_guard", LEARNED_GUARD)):
+        if imp := summary.get(key):
+            rows = [[m, *[f"{imp[m][f'x{s:g}'][0]:.2f} [{imp[m][f'x{s:g}'][1]:.2f}, "
+                          f"{imp[m][f'x{s:g}'][2]:.2f}]" for s in SCALES]] for m in imp]
+            lines += [f"P({learned} > method) per lr0 scale [95% CI], pooled over envs:", "",
+                      markdown_table(["method", *[f"x{s:g}" for s in SCALES]], rows), ""]
     if summary.get("events"):
         ev = summary["events"]
         lines += ["With an event in every episode (x1): " + "; ".join(

@@ -68,6 +68,24 @@ def test_scores_are_normalised_by_the_best_mean_and_lr_free_runs_count_at_every_
     assert out["improvement"]["prodigy"]["x100"][0] == pytest.approx(0.25)
 
 
+def test_the_guarded_controller_is_compared_with_static_alone_and_guarded():
+    from benchmarks.lr_sensitivity import table
+
+    runs = (_runs("static", lambda s: [0.8, 0.8] if s == 1.0 else [0.4, 0.4])
+            + _runs("static_guard", lambda s: [0.8, 0.8] if s <= 1.0 else [0.7, 0.7])
+            + _runs(LEARNED, lambda s: [0.6, 0.6])
+            + _runs(LEARNED_GUARD, lambda s: [0.6, 0.6] if s <= 10.0 else [0.9, 0.9]))
+    out = summarize(runs, ["e"], n_boot=20)
+    imp = out["improvement_guard"]
+    assert set(imp) == {"static", "static_guard"}
+    assert [imp["static"][f"x{s:g}"][0] for s in SCALES] == [1.0, 1.0, 0.0, 1.0, 1.0]
+    assert [imp["static_guard"][f"x{s:g}"][0] for s in SCALES] == [0.0, 0.0, 0.0, 0.0, 1.0]
+    text = table(out, "dev", 2)
+    assert "P(learned+guard > method) per lr0 scale" in text
+    assert "| static_guard | 0.00 [0.00, 0.00] |" in text
+    assert "improvement_guard" not in summarize(runs[:-10], ["e"], n_boot=20)
+
+
 def test_one_run_has_a_zero_width_interval():
     assert t_interval([0.7]) == [0.7, 0.7]
 

@@ -7,6 +7,11 @@ episodes, in memory) and with the absolute reward (no reference). Actions are dr
 from N(0, 0.2), the untrained v2 policy's spread. The cost is the ratio of the two
 loops' CPU time: process CPU time, not wall time, so a loaded machine blurs it less.
 
+Why it costs what it does: the table also gives the decisions (control intervals) the
+episodes and the reference runs trained, and the CPU time of one decision in each. A
+reference is a whole static run, while the policy's episodes end early when its
+multiplier drifts into a divergence.
+
 Usage: python benchmarks/reference_cost.py [--episodes 32] [--repeats 2]
 Writes benchmarks/results/reference_cost.json and .md.
 """
@@ -49,7 +54,8 @@ def cpu_seconds(reward: str, episodes: int, seed: int = 0) -> dict[str, Any]:
             done, steps = terminated or truncated, steps + 1
     env.close()
     return {"cpu_s": time.process_time() - t0, "decisions": steps,
-            "reference_runs": reference.CACHE.misses}
+            "reference_runs": reference.CACHE.misses,
+            "reference_decisions": sum(r.decisions for r in reference.CACHE.runs())}
 
 
 def main() -> int:
@@ -66,18 +72,30 @@ def main() -> int:
         paired, absolute = cpu_seconds("paired", args.episodes), cpu_seconds(
             "val_loss", args.episodes)
         assert paired["decisions"] == absolute["decisions"], "the loops ran other episodes"
+        ref_ms = (1e3 * (paired["cpu_s"] - absolute["cpu_s"])
+                  / max(paired["reference_decisions"], 1))
         rounds.append({"paired": paired, "absolute": absolute,
-                       "ratio": paired["cpu_s"] / absolute["cpu_s"]})
+                       "ratio": paired["cpu_s"] / absolute["cpu_s"],
+                       "episode_ms_per_decision": 1e3 * absolute["cpu_s"] / absolute["decisions"],
+                       "reference_ms_per_decision": ref_ms})
     ratio = statistics.median(r["ratio"] for r in rounds)
-    table = ["| round | paired reward CPU s | absolute reward CPU s | decisions | "
-             "reference runs | ratio |", "|---|---|---|---|---|---|"]
+    table = ["| round | paired reward CPU s | absolute reward CPU s | episode decisions | "
+             "reference runs | reference decisions | ms per decision: episode / reference "
+             "| ratio |", "|---|---|---|---|---|---|---|---|"]
     table += [f"| {i} | {r['paired']['cpu_s']:.1f} | {r['absolute']['cpu_s']:.1f} | "
               f"{r['paired']['decisions']} | {r['paired']['reference_runs']} | "
+              f"{r['paired']['reference_decisions']} | "
+              f"{r['episode_ms_per_decision']:.1f} / {r['reference_ms_per_decision']:.1f} | "
               f"{r['ratio']:.3f} |" for i, r in enumerate(rounds)]
     table.append(f"\nThe paired reward's reference runs add {100 * (ratio - 1):.0f}% to the "
                  f"CPU time of {args.episodes} episodes of {ENV} (median of "
                  f"{args.repeats} rounds, measured in one run; each task and seed serves 4 "
                  "episodes, so one reference run serves 4 episodes).")
+    last = rounds[-1]
+    per_episode = last["paired"]["decisions"] / args.episodes
+    per_reference = last["paired"]["reference_decisions"] / max(last["paired"]["reference_runs"], 1)
+    table.append(f"A reference run trained {per_reference:.1f} decisions, an episode "
+                 f"{per_episode:.1f} (last round).")
     print("\n".join(table))
     out, _ = write_results(args.output, {"meta": meta(), "env": ENV,
                                          "episodes": args.episodes, "rounds": rounds,

@@ -56,6 +56,11 @@ class ReferenceRun:
     val_losses: tuple[float, ...]
     diverged: bool
 
+    @property
+    def decisions(self) -> int:
+        """Intervals the run trained (the one it diverged in included)."""
+        return len(self.val_losses) - 1 + self.diverged
+
     def loss_at(self, decision: int, initial_loss: float) -> float:
         """The reference's validation loss after ``decision`` intervals.
 
@@ -137,6 +142,10 @@ class ReferenceCache:
         """The folder in use now (the variable is read at each call: tests set it)."""
         folder = self.folder if self.folder is not None else os.environ.get(CACHE_ENV)
         return Path(folder) if folder else None
+
+    def runs(self) -> list[ReferenceRun]:
+        """The runs held in memory, oldest first."""
+        return list(self._memory.values())
 
     def clear(self) -> None:
         """Forgets the runs held in memory and the counts (the folder is kept)."""

@@ -129,6 +129,12 @@ def test_cache_reuses_in_memory_and_on_disk(tmp_path):
     assert (fresh.hits, fresh.misses) == (0, 0)
     assert fresh.get("k", compute).val_losses == (1.0, 0.5) and len(calls) == 2
     assert fresh.hits == 1
+    assert fresh.runs() == [ReferenceRun((1.0, 0.5), False)]
+
+
+def test_a_reference_counts_the_interval_it_diverged_in():
+    assert ReferenceRun((1.0, 0.5, 0.4), False).decisions == 2
+    assert ReferenceRun((1.0, 0.5), True).decisions == 2  # trained 2, diverged in the 2nd
 
 
 WORKER = """

@@ -13,4 +13,8 @@ def test_the_paired_loop_runs_one_reference_per_task_and_seed():
     assert paired["decisions"] == absolute["decisions"] > 0
     assert paired["reference_runs"] == 1  # two episodes of one draw (repeat 4)
     assert absolute["reference_runs"] == 0
+    # The reference is a whole static run of the task: at least the episode's decisions
+    # unless it diverged sooner, never more than the budget's.
+    assert 0 < paired["reference_decisions"] <= 50
+    assert absolute["reference_decisions"] == 0
     assert paired["cpu_s"] > 0 and absolute["cpu_s"] > 0

@@ -431,9 +431,15 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         """The reference of this episode's seed (cached: :mod:`lr_gym.reference`)."""
         key = reference_key(self.task, self.config, self._torch_seed, self.total_steps,
                             self.steps_per_action, self.device.type)
+        def make_env(config: EnvConfig) -> LRControlEnv:
+            env = LRControlEnv(self.task, config)
+            # The splits this env loaded: loading them again cost the reference as much
+            # as its training (events copy the training set, never change it).
+            env._data = self.data
+            return env
+
         return REFERENCE_CACHE.get(key, lambda: run_reference(
-            lambda config: LRControlEnv(self.task, config), self._reference_config(),
-            self._torch_seed))
+            make_env, self._reference_config(), self._torch_seed))
 
     def _reference_config(self) -> EnvConfig:
         # The budget this env resolved (task or config) is the reference's too.

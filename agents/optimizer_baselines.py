@@ -9,54 +9,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import torch
 
 from agents.base import Controller, action_array
 from agents.hypergradient import ADAM_HD_BETA, SGD_HD_BETA, SGDHD, AdamHD
+from lr_gym.bases import optimizer_family, prodigy_task
 from lr_gym.schedules import ALGOPERF_WARMUP_FRAC
 from lr_gym.tasks.base import Task
 
-if TYPE_CHECKING:
-    pass
-
-
 # ---------------------------------------------------------- optimizer-level baselines
-_SGD_KEYS = {"momentum", "dampening", "weight_decay", "nesterov"}
-_ADAM_KEYS = {"betas", "eps", "weight_decay"}
-_IGNORED_KEYS = {"foreach", "fused", "capturable", "differentiable"}  # speed flags only
-
-
-def _optimizer_family(task: Task) -> tuple[str, dict[str, Any]]:
-    """``("sgd" | "adam" | "adamw", kwargs)`` of the task's optimizer, with torch's defaults.
-
-    Raises:
-        ValueError: An optimizer (or option, e.g. ``amsgrad``) with no counterpart.
-    """
-    opt, kwargs = task.optimizer, dict(task.optimizer_kwargs)
-    for key in _IGNORED_KEYS:
-        kwargs.pop(key, None)
-    if issubclass(opt, torch.optim.SGD):
-        family, allowed = "sgd", _SGD_KEYS
-    elif issubclass(opt, torch.optim.AdamW):  # before Adam: AdamW subclasses it
-        family, allowed = "adamw", _ADAM_KEYS
-        kwargs.setdefault("weight_decay", 1e-2)  # torch AdamW's default
-    elif issubclass(opt, torch.optim.Adam):
-        family, allowed = "adam", _ADAM_KEYS
-    else:
-        raise ValueError(
-            f"Task {task.name!r} uses {opt.__name__}; optimizer-level baselines support "
-            "torch.optim.SGD, Adam and AdamW."
-        )
-    extra = sorted(k for k, v in kwargs.items() if k not in allowed and v)
-    if extra:
-        raise ValueError(
-            f"Task {task.name!r}: {opt.__name__} options {extra} have no counterpart in "
-            f"the optimizer-level baselines; supported: {sorted(allowed)}."
-        )
-    return family, {k: v for k, v in kwargs.items() if k in allowed}
 
 
 class HypergradientBaseline(Controller):
@@ -92,7 +55,7 @@ class HypergradientBaseline(Controller):
     def wrap_task(self, task: Task) -> Task:
         """The task with its optimizer swapped for the HD version."""
         task = super().wrap_task(task)
-        family, kwargs = _optimizer_family(task)
+        family, kwargs = optimizer_family(task)
         if family == "sgd":
             return replace(
                 task, optimizer=SGDHD, optimizer_kwargs={**kwargs, "hypergrad_lr": self.beta_sgd}
@@ -158,7 +121,7 @@ class ScheduleFreeBaseline(Controller):
 
     @staticmethod
     def _multiple(task: Task) -> tuple[float, float]:
-        family, _ = _optimizer_family(task)
+        family, _ = optimizer_family(task)
         return SCHEDULEFREE_SGD_MULTIPLE if family == "sgd" else SCHEDULEFREE_ADAMW_MULTIPLE
 
     def default_lr(self, task: Task) -> float:
@@ -185,7 +148,7 @@ class ScheduleFreeBaseline(Controller):
         """The task with its optimizer swapped for the Schedule-Free version."""
         import schedulefree
 
-        family, kwargs = _optimizer_family(task)
+        family, kwargs = optimizer_family(task)
         task = super().wrap_task(task)
         if family == "sgd":
             sgd_kwargs = {
@@ -251,7 +214,8 @@ class _LRFreeBaseline(Controller):
 class ProdigyBaseline(_LRFreeBaseline):
     """Prodigy (Mishchenko and Defazio 2024, ``prodigyopt`` package), LR-free Adam.
 
-    ``wrap_task`` swaps the task's optimizer for ``prodigyopt.Prodigy`` at ``lr=1.0``:
+    ``wrap_task`` swaps the task's optimizer for ``prodigyopt.Prodigy`` at ``lr=1.0``
+    (:func:`lr_gym.bases.prodigy_task`, also the env's ``base="prodigy"``):
     README, "We recommend using ``lr=1.`` (default) for all networks". Adam/AdamW keep
     betas, eps and weight decay (coupled L2 for Adam, ``decouple=False``; decoupled for
     AdamW, Prodigy's default). Prodigy has only an Adam-style update: an SGD task runs
@@ -300,20 +264,11 @@ class ProdigyBaseline(_LRFreeBaseline):
 
         Raises:
             ValueError: The task's optimizer has no counterpart (see
-                :func:`_optimizer_family`).
+                :func:`lr_gym.bases.optimizer_family`).
         """
-        from prodigyopt import Prodigy
-
-        family, kwargs = _optimizer_family(task)
-        if family == "sgd":
-            kwargs = {"weight_decay": kwargs.get("weight_decay", 0.0)}
-        kwargs.update(
-            decouple=family == "adamw",
-            d_coef=self.lr if self.lr is not None else self.default_lr(task),
-            safeguard_warmup=self.safeguard_warmup,
-            use_bias_correction=self.use_bias_correction,
-        )
-        return replace(task, lr=LR_FREE_LR, optimizer=Prodigy, optimizer_kwargs=kwargs)
+        return prodigy_task(
+            task, d_coef=self.lr if self.lr is not None else self.default_lr(task),
+            safeguard_warmup=self.safeguard_warmup, use_bias_correction=self.use_bias_correction)
 
 
 class DAdaptationBaseline(_LRFreeBaseline):
@@ -354,7 +309,7 @@ class DAdaptationBaseline(_LRFreeBaseline):
         """
         import dadaptation
 
-        family, kwargs = _optimizer_family(task)
+        family, kwargs = optimizer_family(task)
         task = super().wrap_task(task)
         if family == "sgd":
             unsupported = sorted(k for k in ("dampening", "nesterov") if kwargs.get(k))

@@ -32,13 +32,15 @@ settings), each with 3 PPO seeds of the same budget, evaluated pooled on the dev
 LR-sensitivity benchmark (:mod:`benchmarks.lr_sensitivity`). Every arm observes v1's
 features: the learnability check before any PPO (``benchmarks/learnability.py``, its
 stated rule: train only on a feature set with AUC >= 0.7) passed v1's alone (0.702;
-the step-size set 0.694), so no arm with the step-size features was trained. A Prodigy
-base (the action scaling Prodigy's ``lr``) is not among the arms: the env has no such
-base.
+the step-size set 0.694), so no arm with the step-size features was trained. The arm
+over an LR-free base (``prodigy-base``: ``base="prodigy"``, the action scaling
+Prodigy's ``lr``, so every action 0 is Prodigy) was added once the env had that base,
+after the first three arms had run and been decided; it is judged by the same rule and
+listed last.
 
 v2 decision rule (stated before the v2 runs were trained): the arm with the highest dev
 area wins; arms within 0.01 of it tie, and a tie goes to the arm listed first (``v2``,
-``absolute-reward``, ``sigma1-no-zero-init``, ``v1-rule``). The
+``absolute-reward``, ``sigma1-no-zero-init``, ``v1-rule``, ``prodigy-base``). The
 winner replaces ``lr_gym/default`` only if its dev area is above static's and above the
 shipped controller's (``--agent pretrained`` on the same benchmark), and its
 P(learned > static) at x1 on dev is at least 0.45 (not clearly worse where lr0 is right).
@@ -108,7 +110,8 @@ STUDIES = {
          "absolute-reward": {"reward": "val_loss"},
          "sigma1-no-zero-init": {},
          "v1-rule": {**ANCHORED, "lr_min_factor": 1e-3, "lr_max_factor": 30.0,
-                     "reward": "val_loss", "action_cost": 0.0}},
+                     "reward": "val_loss", "action_cost": 0.0},
+         "prodigy-base": {"base": "prodigy"}},
         16384, (0, 1, 2),
         variant_overrides={
             "sigma1-no-zero-init": {"log_std_init": 0.0, "zero_init_action": False},

@@ -8,6 +8,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from lr_gym.bases import BASES
 from lr_gym.features import DEFAULT_FEATURES, check_features
 from lr_gym.lr_rule import LR_MAX_FACTOR, LR_MIN_FACTOR
 from lr_gym.reproducibility import DEFAULT_TORCH_THREADS
@@ -17,6 +18,7 @@ Mode = Literal["anchored", "recursive"]
 Reward = Literal["val_loss", "val_loss_area", "train_loss", "metric", "terminal_metric",
                  "paired"]
 Schedule = Literal["constant", "cosine", "linear", "step", "warmup_cosine", "onecycle"]
+Base = Literal["task", "prodigy"]
 
 
 MAX_TOTAL_STEPS = 10_000_000
@@ -89,6 +91,10 @@ class EnvConfig:
         paired_clip: The paired reward's episode sum is clipped to ``[-c, c]``.
         action_cost: ``beta``: every reward loses ``beta * a**2``, so a policy keeps
             ``|a|`` near 0 unless moving pays (finite, >= 0).
+        base: The optimizer the LR rule drives: ``"task"`` (the task's own) or
+            ``"prodigy"`` (Prodigy at ``lr=1.0`` in its place, :mod:`lr_gym.bases`: the
+            rule scales Prodigy's ``lr``, every action 0 is Prodigy, and the task's
+            ``lr0`` is ignored, as Prodigy ignores it).
         guard: Roll the run back to its best validation loss when it blows up, and back
             the LR off (:mod:`lr_gym.guard`); a guarded divergence does not end the episode.
         event_prob: Chance that an episode has one event in 20-80% of its budget (a batch
@@ -125,6 +131,7 @@ class EnvConfig:
     reference: Literal["static", "base"] = "static"
     paired_clip: float = 3.0
     action_cost: float = 0.0
+    base: Base = "task"
     guard: bool = False
     event_prob: float = 0.0
     torch_threads: int | None = DEFAULT_TORCH_THREADS
@@ -152,6 +159,7 @@ class EnvConfig:
         check_real("lr_max_factor", self.lr_max_factor, lo=1.0)
         check_real("reward_scale", self.reward_scale, lo=0.0, lo_open=True)
         _check_choice("reference", self.reference, ("static", "base"))
+        _check_choice("base", self.base, BASES)
         check_real("paired_clip", self.paired_clip, lo=0.0, lo_open=True)
         check_real("action_cost", self.action_cost, lo=0.0)
         check_real("event_prob", self.event_prob, lo=0.0, hi=1.0)

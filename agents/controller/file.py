@@ -31,7 +31,7 @@ MAX_FACTOR_LIMIT = 10.0
 
 
 POLICY_FIELDS = ("mode", "schedule", "warmup_frac", "final_lr_frac", "max_factor", "lr_min",
-                 "lr_max", "lr_min_factor", "lr_max_factor", "features")
+                 "lr_max", "lr_min_factor", "lr_max_factor", "features", "base")
 """The :class:`EnvConfig` fields a controller file sets when it is evaluated or deployed:
 how its policy reads observations and writes actions. The rest of its ``env_config``
 (budget, divergence rule, reward, events, guard, device) records how it was trained and

@@ -90,6 +90,7 @@ class LRController:
         self.policy = (policy if isinstance(policy, ControllerPolicy)
                        else load_controller_file(policy))
         self.config = self.policy.env_config
+        _check_base(self.config.base, optimizer)
         self.total_steps, self.steps_per_action = int(total_steps), int(steps_per_action)
         # Torch schedulers record each group's starting LR as "initial_lr"; so does this
         # one, so that a resumed optimizer (whose "lr" is the controller's) keeps its lr0.
@@ -416,6 +417,21 @@ class LRController:
         self._apply_lr()
         self._meter.start(self._interval_len())
         self._meter.before_step(self._t - self._interval_start, self._params())
+
+
+def _check_base(base: str, optimizer: torch.optim.Optimizer) -> None:
+    """Refuses an optimizer that is not the one the controller's rule was trained on."""
+    if base != "prodigy":
+        return
+    from prodigyopt import Prodigy
+
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper (HF Trainer)
+    if not isinstance(inner, Prodigy):
+        raise ValueError(
+            f"This controller was trained to scale Prodigy's lr (base='prodigy'), but the "
+            f"optimizer is {type(inner).__name__}; build it as prodigyopt.Prodigy(params, "
+            "lr=1.0) (Adam's betas, eps and weight decay carry over: lr_gym.bases), or use "
+            "a controller trained on the task's own optimizer.")
 
 
 def _plain(value: Any) -> Any:

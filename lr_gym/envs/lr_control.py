@@ -13,6 +13,7 @@ import torch
 from gymnasium import spaces
 
 from lr_gym import lr_rule
+from lr_gym.bases import base_task
 from lr_gym.config import EnvConfig
 from lr_gym.events import Event, apply_event, draw_event
 from lr_gym.features import OBS_BOUND, FeatureTracker
@@ -66,7 +67,9 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     (default ``[lr0 / 1000, 30 lr0]``: ``lr_min_factor``, ``lr_max_factor``; v2's
     ``[lr0 / 100, 100 lr0]``). Out-of-range actions are clipped; NaN counts
     as 0 (keep the LR); an action that is not one number (shape ``(3,)``, ``None``, a
-    string, a bool) raises ``ValueError`` and changes nothing.
+    string, a bool) raises ``ValueError`` and changes nothing. With ``base="prodigy"``
+    the rule drives Prodigy at ``lr0 = 1.0`` in place of the task's optimizer
+    (:mod:`lr_gym.bases`): the multiplier scales Prodigy's ``lr``.
 
     ## Observation Space
 
@@ -179,7 +182,7 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
       0.01, with v1's observation (:data:`lr_gym.config.V2_ENV_KWARGS`).
       Every v1 id and its episodes are unchanged; the new options (``reward="paired"``,
       ``guard``, ``event_prob``, the step-size features, ``lr_min_factor``,
-      ``lr_max_factor``, ``torch_threads``) default to v1's behaviour.
+      ``lr_max_factor``, ``torch_threads``, ``base="prodigy"``) default to v1's behaviour.
 
     * v4 (``SQuADv2-MiniLM-CPU`` only): lr0 3e-4 instead of 1e-4, chosen on validation
       among 1e-4, 3e-4 and 5e-4 (the best mean over two seeds, by less than the spread
@@ -210,10 +213,10 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     ) -> None:
         from lr_gym.registration import get_task
 
-        self.task: Task = (
-            get_task(task, **(task_kwargs or {})) if isinstance(task, str) else task
-        )
         self.config = (config or EnvConfig()).replace(**overrides)
+        self.task: Task = base_task(
+            get_task(task, **(task_kwargs or {})) if isinstance(task, str) else task,
+            self.config)
         # Other modes (SB3's make_vec_env asks for "rgb_array") render nothing; gym.make
         # already warns about them, so they must not be fatal.
         self.render_mode = render_mode

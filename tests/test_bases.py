@@ -1,0 +1,93 @@
+"""lr_gym.bases: the LR rule over the task's optimizer or over Prodigy."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from prodigyopt import Prodigy
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+from lr_gym.bases import base_task, optimizer_family, prodigy_task
+from lr_gym.config import EnvConfig
+from lr_gym.envs.lr_control import LRControlEnv
+from tests.helpers import blob_task
+
+
+def test_prodigy_task_keeps_what_has_a_counterpart():
+    sgd = prodigy_task(blob_task(optimizer_kwargs={"momentum": 0.9, "weight_decay": 1e-4}))
+    assert sgd.optimizer is Prodigy and sgd.lr == 1.0
+    assert sgd.optimizer_kwargs == {"weight_decay": 1e-4, "decouple": False, "d_coef": 1.0,
+                                    "safeguard_warmup": False, "use_bias_correction": False}
+    adamw = prodigy_task(blob_task(optimizer=torch.optim.AdamW,
+                                   optimizer_kwargs={"betas": (0.9, 0.99)}), d_coef=2.0)
+    assert adamw.optimizer_kwargs == {"betas": (0.9, 0.99), "weight_decay": 1e-2,
+                                      "decouple": True, "d_coef": 2.0,
+                                      "safeguard_warmup": False, "use_bias_correction": False}
+    assert prodigy_task(adamw) is adamw  # already on Prodigy: as is
+    assert optimizer_family(blob_task(optimizer=torch.optim.Adam))[0] == "adam"
+
+
+def test_an_optimizer_without_a_counterpart_is_a_clear_error():
+    with pytest.raises(ValueError, match="uses RMSprop; .* support torch.optim.SGD"):
+        prodigy_task(blob_task(optimizer=torch.optim.RMSprop))
+    with pytest.raises(ValueError, match=r"options \['amsgrad'\] have no counterpart"):
+        prodigy_task(blob_task(optimizer=torch.optim.Adam, optimizer_kwargs={"amsgrad": True}))
+    with pytest.raises(ValueError, match=r"base='adam' is not valid; choose one of \['task'"):
+        EnvConfig(base="adam")
+
+
+def test_base_task_follows_the_config():
+    task = blob_task()
+    assert base_task(task, EnvConfig()) is task
+    wrapped = base_task(task, EnvConfig(base="prodigy", warmup_frac=0.1))
+    assert wrapped.optimizer is Prodigy and wrapped.optimizer_kwargs["safeguard_warmup"]
+
+
+def _val_losses(env: LRControlEnv, seed: int = 0) -> list[float]:
+    _, info = env.reset(seed=seed)
+    losses, done = [info["val_loss"]], False
+    while not done:
+        _, _, done, _, info = env.step(np.zeros(1, np.float32))
+        losses.append(info["val_loss"])
+    return losses
+
+
+def test_zero_actions_on_the_prodigy_base_are_prodigy_whatever_lr0():
+    from agents.optimizer_baselines import ProdigyBaseline
+
+    prodigy = ProdigyBaseline(schedule="constant")
+    task = blob_task()
+    ref = LRControlEnv(prodigy.wrap_task(task), eval_test=False, **prodigy.env_kwargs())
+    want = _val_losses(ref)
+    env = LRControlEnv(task, eval_test=False, base="prodigy")
+    assert isinstance(env.reset(seed=0) and env._optimizer, Prodigy) and env.lr0 == 1.0
+    assert _val_losses(env) == want
+    # Prodigy ignores lr0, so does its base; the task's own optimizer does not.
+    assert _val_losses(LRControlEnv(blob_task(lr=10.0), eval_test=False, base="prodigy")) == want
+    assert _val_losses(LRControlEnv(task, eval_test=False)) != want
+
+
+def test_prodigy_base_passes_both_env_checkers():
+    env = LRControlEnv(blob_task(), base="prodigy", reward="paired")
+    gym_check_env(env, skip_render_check=True)
+    sb3_check_env(LRControlEnv(blob_task(), base="prodigy"), warn=False)
+
+
+def test_lr_controller_refuses_an_optimizer_its_base_did_not_train_on():
+    from agents.controller import LRController, load_controller_file
+
+    default = load_controller_file("pretrained")
+    on_prodigy = dataclasses.replace(default,
+                                     env_config=default.env_config.replace(base="prodigy"))
+    model = torch.nn.Linear(4, 2)
+    kw = {"total_steps": 8, "steps_per_action": 4, "model": model}
+    with pytest.raises(ValueError, match=r"scale Prodigy's lr \(base='prodigy'\), but the "
+                                         r"optimizer is SGD; build it as prodigyopt.Prodigy"):
+        LRController(torch.optim.SGD(model.parameters(), lr=0.1), on_prodigy, **kw)
+    ctl = LRController(Prodigy(model.parameters(), lr=1.0), on_prodigy, **kw)
+    assert ctl.lr0 == 1.0
+    LRController(torch.optim.SGD(model.parameters(), lr=0.1), default, **kw)  # its own base

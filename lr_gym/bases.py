@@ -19,9 +19,6 @@ if TYPE_CHECKING:
     from lr_gym.config import EnvConfig
     from lr_gym.tasks.base import Task
 
-BASES = ("task", "prodigy")
-"""``EnvConfig.base`` values: the task's own optimizer, or Prodigy."""
-
 PRODIGY_LR = 1.0
 """Prodigy's ``lr`` (both its README and D-Adaptation's say to set it to 1.0)."""
 

@@ -8,7 +8,6 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lr_gym.bases import BASES
 from lr_gym.features import DEFAULT_FEATURES, check_features
 from lr_gym.lr_rule import LR_MAX_FACTOR, LR_MIN_FACTOR
 from lr_gym.reproducibility import DEFAULT_TORCH_THREADS
@@ -30,6 +29,9 @@ MAX_TORCH_THREADS = 1024
 """More intra-op threads than any machine has cores: a typo, not a setting."""
 
 REWARDS = ("val_loss", "val_loss_area", "train_loss", "metric", "terminal_metric", "paired")
+
+BASES = ("task", "prodigy")
+"""``EnvConfig.base`` values: the task's own optimizer, or Prodigy (:mod:`lr_gym.bases`)."""
 
 
 @dataclass(frozen=True)

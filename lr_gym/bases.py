@@ -66,18 +66,24 @@ def prodigy_task(task: Task, d_coef: float = 1.0, safeguard_warmup: bool = False
     Adam/AdamW keep betas, eps and weight decay (coupled L2 for Adam, ``decouple=False``;
     decoupled for AdamW, Prodigy's default). Prodigy has only an Adam-style update: an
     SGD task runs it with Prodigy's default betas, its weight decay kept as an L2
-    penalty; SGD's momentum, dampening and Nesterov have no counterpart. A task already
-    on Prodigy is returned as is.
+    penalty; SGD's momentum, dampening and Nesterov have no counterpart. RMSprop (some
+    training families use it) is run the same way as SGD: its weight decay kept, its
+    ``alpha``, momentum and ``centered`` without counterpart. A task already on Prodigy
+    is returned as is.
 
     Raises:
         ValueError: The task's optimizer has no counterpart (:func:`optimizer_family`).
     """
+    import torch
     from prodigyopt import Prodigy
 
     if issubclass(task.optimizer, Prodigy):
         return task
-    family, kwargs = optimizer_family(task)
-    if family == "sgd":
+    if issubclass(task.optimizer, torch.optim.RMSprop):
+        family, kwargs = "rmsprop", dict(task.optimizer_kwargs)
+    else:
+        family, kwargs = optimizer_family(task)
+    if family in ("sgd", "rmsprop"):
         kwargs = {"weight_decay": kwargs.get("weight_decay", 0.0)}
     kwargs.update(decouple=family == "adamw", d_coef=d_coef,
                   safeguard_warmup=safeguard_warmup, use_bias_correction=use_bias_correction)

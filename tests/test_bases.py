@@ -28,12 +28,15 @@ def test_prodigy_task_keeps_what_has_a_counterpart():
                                       "decouple": True, "d_coef": 2.0,
                                       "safeguard_warmup": False, "use_bias_correction": False}
     assert prodigy_task(adamw) is adamw  # already on Prodigy: as is
+    rms = prodigy_task(blob_task(optimizer=torch.optim.RMSprop,
+                                 optimizer_kwargs={"alpha": 0.9, "weight_decay": 1e-3}))
+    assert rms.optimizer_kwargs["weight_decay"] == 1e-3 and "alpha" not in rms.optimizer_kwargs
     assert optimizer_family(blob_task(optimizer=torch.optim.Adam))[0] == "adam"
 
 
 def test_an_optimizer_without_a_counterpart_is_a_clear_error():
-    with pytest.raises(ValueError, match="uses RMSprop; .* support torch.optim.SGD"):
-        prodigy_task(blob_task(optimizer=torch.optim.RMSprop))
+    with pytest.raises(ValueError, match="uses Adagrad; .* support torch.optim.SGD"):
+        prodigy_task(blob_task(optimizer=torch.optim.Adagrad))
     with pytest.raises(ValueError, match=r"options \['amsgrad'\] have no counterpart"):
         prodigy_task(blob_task(optimizer=torch.optim.Adam, optimizer_kwargs={"amsgrad": True}))
     with pytest.raises(ValueError, match=r"base='adam' is not valid; choose one of \['task'"):

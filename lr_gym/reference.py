@@ -22,6 +22,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -128,6 +129,9 @@ def run_reference(make_env: Callable[[EnvConfig], Any], config: EnvConfig,
 class ReferenceCache:
     """Reference runs by key, in this process and optionally in a folder.
 
+    Its counts, like ``functools.lru_cache``'s: ``hits``, ``misses`` (runs computed
+    here) and ``compute_cpu_s``, the process CPU time spent computing them.
+
     Args:
         folder: The on-disk cache; default ``$LR_GYM_REFERENCE_CACHE`` (unset: memory only).
     """
@@ -136,6 +140,7 @@ class ReferenceCache:
         self._memory: OrderedDict[str, ReferenceRun] = OrderedDict()
         self.folder = folder
         self.hits = self.misses = 0
+        self.compute_cpu_s = 0.0
 
     @property
     def path(self) -> Path | None:
@@ -151,6 +156,7 @@ class ReferenceCache:
         """Forgets the runs held in memory and the counts (the folder is kept)."""
         self._memory.clear()
         self.hits = self.misses = 0
+        self.compute_cpu_s = 0.0
 
     def get(self, key: str, compute: Any) -> ReferenceRun:
         """The run of ``key``, computed by ``compute()`` and stored when missing."""
@@ -161,7 +167,9 @@ class ReferenceCache:
         run = self._load(key)
         if run is None:
             self.misses += 1
+            t0 = time.process_time()
             run = compute()
+            self.compute_cpu_s += time.process_time() - t0
             self._store(key, run)
         else:
             self.hits += 1

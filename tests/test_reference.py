@@ -130,6 +130,10 @@ def test_cache_reuses_in_memory_and_on_disk(tmp_path):
     assert fresh.get("k", compute).val_losses == (1.0, 0.5) and len(calls) == 2
     assert fresh.hits == 1
     assert fresh.runs() == [ReferenceRun((1.0, 0.5), False)]
+    assert fresh.compute_cpu_s == 0.0  # it computed none
+    busy = ReferenceCache()
+    busy.get("b", lambda: (sum(range(300_000)), ReferenceRun((1.0,), False))[1])
+    assert busy.compute_cpu_s > 0.0
 
 
 def test_a_reference_counts_the_interval_it_diverged_in():

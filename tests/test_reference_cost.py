@@ -1,4 +1,4 @@
-"""benchmarks/reference_cost.py: the two loops run the same episodes; only one has references."""
+"""benchmarks/reference_cost.py: what the loop spends in references, and only there."""
 
 from __future__ import annotations
 
@@ -17,4 +17,5 @@ def test_the_paired_loop_runs_one_reference_per_task_and_seed():
     # unless it diverged sooner, never more than the budget's.
     assert 0 < paired["reference_decisions"] <= 50
     assert absolute["reference_decisions"] == 0
+    assert 0 < paired["reference_cpu_s"] < paired["cpu_s"] and absolute["reference_cpu_s"] == 0
     assert paired["cpu_s"] > 0 and absolute["cpu_s"] > 0

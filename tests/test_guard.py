@@ -121,6 +121,15 @@ def test_env_guard_blocks_increases_after_a_restore():
     assert not infos[-1]["diverged"]
 
 
+def _regression_step(model, opt, x, y, ctl):
+    """One optimizer step of least squares, counted by the controller."""
+    loss = ((model(x).squeeze(-1) - y) ** 2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    ctl.step(loss)
+
+
 def test_lr_controller_guard_restores_and_blocks(tmp_path):
     from agents.controller import LRController
     from tests.agents.test_deploy import exported_run, make_run
@@ -142,11 +151,7 @@ def test_lr_controller_guard_restores_and_blocks(tmp_path):
     ctl.observe(val_loss=val(), val_metric=0.0)
     best, restored_at = None, None
     for _ in range(40):
-        loss = ((model(x).squeeze(-1) - y) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        ctl.step(loss)
+        _regression_step(model, opt, x, y, ctl)
         if ctl.eval_due:
             before = ctl._guard.restores
             weights_best = [t.clone() for t in ctl._guard._snapshot[0].values()]
@@ -194,11 +199,7 @@ def test_a_resumed_lr_controller_guards_from_the_resumed_state():
 
     def train(ctl, steps):
         for _ in range(steps):
-            loss = ((model(x).squeeze(-1) - y) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            ctl.step(loss)
+            _regression_step(model, opt, x, y, ctl)
             if ctl.eval_due:
                 ctl.observe(val_loss=val(), val_metric=0.0)
 

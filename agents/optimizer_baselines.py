@@ -221,7 +221,7 @@ class ProdigyBaseline(_LRFreeBaseline):
     AdamW, Prodigy's default). Prodigy has only an Adam-style update: an SGD task runs
     it with Prodigy's default betas, its weight decay kept as an L2 penalty; SGD's
     momentum, dampening and Nesterov have no counterpart (beta1 = 0.9 plays momentum's
-    part) and are not used.
+    part) and are not used; an RMSprop task runs the same way.
 
     Schedule: README, "As a rule of thumb, we recommend either using no scheduler or
     using cosine annealing with the method ... ``CosineAnnealingLR(opt,

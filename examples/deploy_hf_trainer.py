@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from _digits import LR0, K, T, data, mlp, parse_args, report
 from transformers import Trainer, TrainingArguments
 
-from agents.controller import LRControllerCallback
+from agents.controller import LRController, LRControllerCallback
 
 
 class Digits(torch.utils.data.Dataset):
@@ -60,10 +60,14 @@ def main() -> int:
                                     tensorboard=True)
     training_args = TrainingArguments(
         output_dir=out, max_steps=T, per_device_train_batch_size=64, learning_rate=LR0,
-        lr_scheduler_type="constant", optim="sgd", eval_on_start=True, eval_strategy="no",
+        lr_scheduler_type="constant", eval_on_start=True, eval_strategy="no",
         save_strategy="steps", save_steps=150, report_to=["tensorboard"],
         use_cpu=True, disable_tqdm=True, seed=0)
-    trainer = Trainer(model=Classifier(), args=training_args,
+    model = Classifier()
+    # SGD, or Prodigy (lr=1) for a controller trained on that base (the default).
+    optimizer = LRController.optimizer_for(controller, model.parameters(), torch.optim.SGD,
+                                           lr=LR0)
+    trainer = Trainer(model=model, args=training_args, optimizers=(optimizer, None),
                       train_dataset=Digits(x_train, y_train), eval_dataset=Digits(x_val, y_val),
                       compute_metrics=accuracy, callbacks=[callback])
     trainer.train()  # or trainer.train(resume_from_checkpoint=True) after an interruption

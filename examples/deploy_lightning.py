@@ -16,15 +16,20 @@ import torch
 import torch.nn.functional as F
 from _digits import LR0, K, T, data, mlp, parse_args, report
 
+from agents.controller import ControllerPolicy, LRController
 from agents.controller.lightning import LRControllerLightning
 
 
 class DigitsMLP(pl.LightningModule):
-    """The digits MLP as a LightningModule that logs ``val_loss`` and ``val_acc``."""
+    """The digits MLP as a LightningModule that logs ``val_loss`` and ``val_acc``.
 
-    def __init__(self) -> None:
+    Args:
+        policy: The controller that will set the LR (its base decides the optimizer).
+    """
+
+    def __init__(self, policy: ControllerPolicy) -> None:
         super().__init__()
-        self.net = mlp()
+        self.net, self.policy = mlp(), policy
 
     def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Cross-entropy on a training batch."""
@@ -39,8 +44,9 @@ class DigitsMLP(pl.LightningModule):
         self.log("val_acc", (logits.argmax(1) == y).float().mean())
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """SGD with momentum; the controller sets its LR."""
-        return torch.optim.SGD(self.parameters(), lr=LR0, momentum=0.9)
+        """SGD with momentum, or Prodigy (lr=1) for a controller of that base; it sets the LR."""
+        return LRController.optimizer_for(self.policy, self.parameters(), torch.optim.SGD,
+                                          lr=LR0, momentum=0.9)
 
 
 def main() -> int:
@@ -61,7 +67,7 @@ def main() -> int:
         callbacks=[controller, pl.callbacks.LearningRateMonitor(logging_interval="step")],
         logger=pl.loggers.TensorBoardLogger(logdir, name="lightning"), log_every_n_steps=5,
         accelerator="cpu", enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(DigitsMLP(), train, val)  # ckpt_path="last" resumes the controller too
+    trainer.fit(DigitsMLP(controller.policy), train, val)  # ckpt_path="last" resumes it too
     # --- end example ---
     report(controller.controller.history, controller.controller.get_last_lr()[0],
            float(trainer.callback_metrics["val_acc"]), logdir)

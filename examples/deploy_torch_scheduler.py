@@ -16,7 +16,7 @@ from _digits import LR0, K, T, data, evaluate, mlp, parse_args, report
 from torch.optim.lr_scheduler import LinearLR, SequentialLR
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.controller import LRControllerScheduler, tensorboard_logger
+from agents.controller import LRController, LRControllerScheduler, tensorboard_logger
 
 WARMUP = 30
 
@@ -26,7 +26,9 @@ def main() -> int:
     controller, logdir = parse_args(__doc__, "lr_gym_torch_")
     x_train, y_train, x_val, y_val = data()
     model = mlp()
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR0, momentum=0.9)
+    # SGD, or Prodigy (lr=1) for a controller trained on that base (the default).
+    optimizer = LRController.optimizer_for(controller, model.parameters(), torch.optim.SGD,
+                                           lr=LR0, momentum=0.9)
     writer = SummaryWriter(logdir)
 
     # --- begin example ---

@@ -7,15 +7,19 @@ every action 0 is Prodigy on the rule's base schedule, and a controller learns w
 deviate from the most lr0-robust baseline measured here instead of from the task's lr0,
 which Prodigy ignores. :func:`optimizer_family` maps a task's optimizer to the
 counterparts that this base and the optimizer-level baselines
-(:mod:`agents.optimizer_baselines`) support.
+(:mod:`agents.optimizer_baselines`) support; :func:`base_optimizer` builds a deployed
+controller's optimizer the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import torch
+
     from lr_gym.config import EnvConfig
     from lr_gym.tasks.base import Task
 
@@ -33,9 +37,14 @@ def optimizer_family(task: Task) -> tuple[str, dict[str, Any]]:
     Raises:
         ValueError: An optimizer (or option, e.g. ``amsgrad``) with no counterpart.
     """
+    return _family(task.optimizer, task.optimizer_kwargs, f"Task {task.name!r}")
+
+
+def _family(opt: type, options: Mapping[str, Any], who: str) -> tuple[str, dict[str, Any]]:
+    """:func:`optimizer_family` of an optimizer class and its options (``who``: in errors)."""
     import torch
 
-    opt, kwargs = task.optimizer, dict(task.optimizer_kwargs)
+    kwargs = dict(options)
     for key in _IGNORED_KEYS:
         kwargs.pop(key, None)
     if issubclass(opt, torch.optim.SGD):
@@ -47,47 +56,95 @@ def optimizer_family(task: Task) -> tuple[str, dict[str, Any]]:
         family, allowed = "adam", _ADAM_KEYS
     else:
         raise ValueError(
-            f"Task {task.name!r} uses {opt.__name__}; optimizer-level baselines and "
+            f"{who} uses {opt.__name__}; optimizer-level baselines and "
             "base='prodigy' support torch.optim.SGD, Adam and AdamW."
         )
     extra = sorted(k for k, v in kwargs.items() if k not in allowed and v)
     if extra:
         raise ValueError(
-            f"Task {task.name!r}: {opt.__name__} options {extra} have no counterpart in "
+            f"{who}: {opt.__name__} options {extra} have no counterpart in "
             f"the optimizer-level baselines or base='prodigy'; supported: {sorted(allowed)}."
         )
     return family, {k: v for k, v in kwargs.items() if k in allowed}
+
+
+def prodigy_kwargs(opt: type, options: Mapping[str, Any], who: str = "The optimizer", *,
+                   d_coef: float = 1.0, safeguard_warmup: bool = False,
+                   use_bias_correction: bool = False) -> dict[str, Any]:
+    """Prodigy's options (all but ``lr``) standing in for ``opt(params, **options)``.
+
+    Adam/AdamW keep betas, eps and weight decay (coupled L2 for Adam, ``decouple=False``;
+    decoupled for AdamW, Prodigy's default). Prodigy has only an Adam-style update: SGD
+    runs it with Prodigy's default betas, its weight decay kept as an L2 penalty; SGD's
+    momentum, dampening and Nesterov have no counterpart. RMSprop (some training
+    families use it) is run the same way as SGD: its weight decay kept, its ``alpha``,
+    momentum and ``centered`` without counterpart.
+
+    Raises:
+        ValueError: ``opt`` (or an option) has no counterpart (:func:`optimizer_family`).
+    """
+    import torch
+
+    if issubclass(opt, torch.optim.RMSprop):
+        family, kwargs = "rmsprop", dict(options)
+    else:
+        family, kwargs = _family(opt, options, who)
+    if family in ("sgd", "rmsprop"):
+        kwargs = {"weight_decay": kwargs.get("weight_decay", 0.0)}
+    kwargs.update(decouple=family == "adamw", d_coef=d_coef,
+                  safeguard_warmup=safeguard_warmup, use_bias_correction=use_bias_correction)
+    return kwargs
 
 
 def prodigy_task(task: Task, d_coef: float = 1.0, safeguard_warmup: bool = False,
                  use_bias_correction: bool = False) -> Task:
     """The task with ``Prodigy(lr=1.0, d_coef=d_coef)`` as its optimizer.
 
-    Adam/AdamW keep betas, eps and weight decay (coupled L2 for Adam, ``decouple=False``;
-    decoupled for AdamW, Prodigy's default). Prodigy has only an Adam-style update: an
-    SGD task runs it with Prodigy's default betas, its weight decay kept as an L2
-    penalty; SGD's momentum, dampening and Nesterov have no counterpart. RMSprop (some
-    training families use it) is run the same way as SGD: its weight decay kept, its
-    ``alpha``, momentum and ``centered`` without counterpart. A task already on Prodigy
-    is returned as is.
+    Its options are :func:`prodigy_kwargs` of the task's. A task already on Prodigy is
+    returned as is.
 
     Raises:
         ValueError: The task's optimizer has no counterpart (:func:`optimizer_family`).
     """
-    import torch
     from prodigyopt import Prodigy
 
     if issubclass(task.optimizer, Prodigy):
         return task
-    if issubclass(task.optimizer, torch.optim.RMSprop):
-        family, kwargs = "rmsprop", dict(task.optimizer_kwargs)
-    else:
-        family, kwargs = optimizer_family(task)
-    if family in ("sgd", "rmsprop"):
-        kwargs = {"weight_decay": kwargs.get("weight_decay", 0.0)}
-    kwargs.update(decouple=family == "adamw", d_coef=d_coef,
-                  safeguard_warmup=safeguard_warmup, use_bias_correction=use_bias_correction)
+    kwargs = prodigy_kwargs(task.optimizer, task.optimizer_kwargs, f"Task {task.name!r}",
+                            d_coef=d_coef, safeguard_warmup=safeguard_warmup,
+                            use_bias_correction=use_bias_correction)
     return replace(task, lr=PRODIGY_LR, optimizer=Prodigy, optimizer_kwargs=kwargs)
+
+
+def base_optimizer(base: str, params: Iterable[Any], optimizer: type, *, lr: float,
+                   warmup: bool = False, **options: Any) -> torch.optim.Optimizer:
+    """The optimizer a controller of ``base`` drives, for deployment.
+
+    ``"task"``: ``optimizer(params, lr=lr, **options)``, as given. ``"prodigy"``:
+    ``Prodigy(params, lr=1.0)`` with :func:`prodigy_kwargs` of the options, as the env
+    builds it (``lr`` is then unused: Prodigy estimates the step size itself).
+
+    Args:
+        base: The controller's base (``policy.env_config.base``, see :data:`lr_gym.config.BASES`).
+        params: The parameters (or groups) to optimize.
+        optimizer: The optimizer class you would use without a controller.
+        lr: Its LR (lr0).
+        warmup: Whether the controller's rule warms up (Prodigy then safeguards it).
+        **options: Its other options (momentum, betas, weight decay, ...).
+
+    Raises:
+        ValueError: An unknown base, or an optimizer with no Prodigy counterpart.
+    """
+    from lr_gym.config import BASES
+
+    if base not in BASES:
+        raise ValueError(f"Unknown base {base!r}; choose from {BASES}.")
+    if base == "task":
+        return optimizer(params, lr=lr, **options)
+    from prodigyopt import Prodigy
+
+    return Prodigy(params, lr=PRODIGY_LR,
+                   **prodigy_kwargs(optimizer, options, safeguard_warmup=warmup))
 
 
 def base_task(task: Task, config: EnvConfig) -> Task:

@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from prodigyopt import Prodigy
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from lr_gym.bases import base_task, optimizer_family, prodigy_task
+from lr_gym.bases import base_optimizer, base_task, optimizer_family, prodigy_task
 from lr_gym.config import EnvConfig
 from lr_gym.envs.lr_control import LRControlEnv
 from tests.helpers import blob_task
@@ -50,6 +50,37 @@ def test_base_task_follows_the_config():
     assert wrapped.optimizer is Prodigy and wrapped.optimizer_kwargs["safeguard_warmup"]
 
 
+def test_base_optimizer_builds_what_the_env_builds():
+    params = list(torch.nn.Linear(4, 2).parameters())
+    own = base_optimizer("task", params, torch.optim.SGD, lr=0.05, momentum=0.9)
+    assert type(own) is torch.optim.SGD and own.defaults["momentum"] == 0.9
+    task = blob_task(optimizer=torch.optim.AdamW, optimizer_kwargs={"betas": (0.9, 0.99)})
+    env_side = prodigy_task(task, safeguard_warmup=True)
+    deployed = base_optimizer("prodigy", params, torch.optim.AdamW, lr=3e-4, warmup=True,
+                              betas=(0.9, 0.99))
+    assert type(deployed) is Prodigy and deployed.defaults["lr"] == env_side.lr == 1.0
+    for key, value in env_side.optimizer_kwargs.items():
+        assert deployed.defaults[key] == value, key
+    with pytest.raises(ValueError, match=r"Unknown base 'adam'; choose from \('task'"):
+        base_optimizer("adam", params, torch.optim.SGD, lr=0.1)
+    with pytest.raises(ValueError, match="The optimizer uses Adagrad"):
+        base_optimizer("prodigy", params, torch.optim.Adagrad, lr=0.1)
+
+
+def test_optimizer_for_gives_each_shipped_controller_its_base():
+    from agents.controller import LRController
+
+    model = torch.nn.Linear(4, 2)
+    kw = {"lr": 0.05, "momentum": 0.9}
+    default = LRController.optimizer_for("pretrained", model.parameters(), torch.optim.SGD, **kw)
+    assert type(default) is Prodigy
+    own = LRController.optimizer_for("lr_gym/task-base", model.parameters(), torch.optim.SGD,
+                                     **kw)
+    assert type(own) is torch.optim.SGD and own.defaults["lr"] == 0.05
+    for opt, name in ((default, "pretrained"), (own, "lr_gym/task-base")):
+        LRController(opt, name, total_steps=8, steps_per_action=4, model=model)  # accepted
+
+
 def _val_losses(env: LRControlEnv, seed: int = 0) -> list[float]:
     _, info = env.reset(seed=seed)
     losses, done = [info["val_loss"]], False
@@ -83,9 +114,9 @@ def test_prodigy_base_passes_both_env_checkers():
 def test_lr_controller_refuses_an_optimizer_its_base_did_not_train_on():
     from agents.controller import LRController, load_controller_file
 
-    default = load_controller_file("pretrained")
-    on_prodigy = dataclasses.replace(default,
-                                     env_config=default.env_config.replace(base="prodigy"))
+    task_base = load_controller_file("lr_gym/task-base")
+    on_prodigy = dataclasses.replace(task_base,
+                                     env_config=task_base.env_config.replace(base="prodigy"))
     model = torch.nn.Linear(4, 2)
     kw = {"total_steps": 8, "steps_per_action": 4, "model": model}
     with pytest.raises(ValueError, match=r"scale Prodigy's lr \(base='prodigy'\), but the "
@@ -93,4 +124,6 @@ def test_lr_controller_refuses_an_optimizer_its_base_did_not_train_on():
         LRController(torch.optim.SGD(model.parameters(), lr=0.1), on_prodigy, **kw)
     ctl = LRController(Prodigy(model.parameters(), lr=1.0), on_prodigy, **kw)
     assert ctl.lr0 == 1.0
-    LRController(torch.optim.SGD(model.parameters(), lr=0.1), default, **kw)  # its own base
+    LRController(torch.optim.SGD(model.parameters(), lr=0.1), task_base, **kw)  # its own base
+    with pytest.raises(ValueError, match="lr_gym/task-base"):  # the shipped default: Prodigy's
+        LRController(torch.optim.SGD(model.parameters(), lr=0.1), "pretrained", **kw)

@@ -174,12 +174,12 @@ def test_lr_controller_guards_by_default_and_asks_for_the_model():
     model, opt = _model_and_opt()
     kw = {"total_steps": 8, "steps_per_action": 4}
     with pytest.warns(UserWarning, match="model=model, or guard=False"):
-        ctl = LRController(opt, "pretrained", **kw)
+        ctl = LRController(opt, "lr_gym/task-base", **kw)
     assert ctl._guard is not None and ctl._guard.model is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert LRController(opt, "pretrained", model=model, **kw)._guard.model is model
-        assert LRController(opt, "pretrained", guard=False, **kw)._guard is None
+        assert LRController(opt, "lr_gym/task-base", model=model, **kw)._guard.model is model
+        assert LRController(opt, "lr_gym/task-base", guard=False, **kw)._guard is None
 
 
 def test_a_resumed_lr_controller_guards_from_the_resumed_state():
@@ -204,14 +204,14 @@ def test_a_resumed_lr_controller_guards_from_the_resumed_state():
                 ctl.observe(val_loss=val(), val_metric=0.0)
 
     kw = {"total_steps": 40, "steps_per_action": 4, "model": model}
-    ctl = LRController(opt, "pretrained", **kw)
+    ctl = LRController(opt, "lr_gym/task-base", **kw)
     ctl.observe(val_loss=val(), val_metric=0.0)
     train(ctl, 8)
     ctl._guard.restores = 3  # as if it had rolled back before the checkpoint
     state = json.loads(json.dumps(ctl.state_dict()))
     at_checkpoint = {k: v.clone() for k, v in model.state_dict().items()}
 
-    resumed = LRController(opt, "pretrained", **kw)
+    resumed = LRController(opt, "lr_gym/task-base", **kw)
     resumed.load_state_dict(state)
     assert resumed._guard.best == pytest.approx(val())  # the last decision's result
     assert resumed._guard.restores == 3

@@ -32,9 +32,9 @@ def digest(res: EpisodeResult) -> str:
 def _episode(case: str, tmp_path) -> EpisodeResult:
     if case == "digits-static":
         return run_episode("lr_gym/Digits-MLP-v1", make_baseline("static"), 0)
-    if case == "waves-adam-pretrained":
-        return run_episode("lr_gym/Waves-Conv1D-Adam-v1", PolicyController.load("pretrained"),
-                           1)
+    if case.startswith("waves-adam-"):  # a shipped controller, by its name
+        name = {"waves-adam-pretrained": "pretrained", "waves-adam-task-base": "lr_gym/task-base"}
+        return run_episode("lr_gym/Waves-Conv1D-Adam-v1", PolicyController.load(name[case]), 1)
     from tests.tasks.seed.test_conll import TINY, _write
 
     root = tmp_path / "data"
@@ -45,11 +45,14 @@ def _episode(case: str, tmp_path) -> EpisodeResult:
 
 
 # Recorded at commit 93b9e10 (before this session's restructuring, one torch thread) and
-# unchanged since, but for the shipped controller's episode: re-recorded when controller
-# v2 replaced lr_gym/default (dfd81cd; the v1 file gave be3af7d32b9d1ee7).
+# unchanged since, but for the shipped controllers' episodes: lr_gym/default's was
+# re-recorded each time a controller replaced it (the v1 file gave be3af7d32b9d1ee7;
+# controller v2, lr_gym/task-base since the Prodigy-base controller replaced it,
+# ecf2a6ff4939c94d).
 PINS = {
     "digits-static": "36abd400d66abd8b",
-    "waves-adam-pretrained": "ecf2a6ff4939c94d",
+    "waves-adam-pretrained": "7b93570d2f969988",
+    "waves-adam-task-base": "ecf2a6ff4939c94d",
     "conll-tiny-cosine": "ffd401913613ae2f",
 }
 

@@ -17,9 +17,11 @@ from lr_gym.config import EnvConfig
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 """Controllers shipped with the package, each with a model card (``<name>.md``)."""
 
-PRETRAINED: dict[str, str] = {"lr_gym/default": "default"}
+PRETRAINED: dict[str, str] = {"lr_gym/default": "default", "lr_gym/task-base": "task_base"}
 """Pretrained controller names -> file stems under :data:`PRETRAINED_DIR`;
-``"pretrained"`` is short for ``"lr_gym/default"``."""
+``"pretrained"`` is short for ``"lr_gym/default"``. The default scales Prodigy's ``lr``
+(``base="prodigy"``: the optimizer must be ``prodigyopt.Prodigy``); ``lr_gym/task-base``
+scales any optimizer's own LR (``base="task"``)."""
 
 
 def pretrained_file(name: str = "lr_gym/default") -> Path:

@@ -66,6 +66,32 @@ class LRController:
         """
         return cls(optimizer, load_controller_file(name), **kwargs)
 
+    @staticmethod
+    def optimizer_for(policy: str | Path | ControllerPolicy, params: Any,
+                      optimizer: type[torch.optim.Optimizer], *, lr: float,
+                      **options: Any) -> torch.optim.Optimizer:
+        """The optimizer the policy drives, in place of ``optimizer(params, lr=lr, **options)``.
+
+        A controller trained on the task's own optimizer (``base="task"``, e.g.
+        ``"lr_gym/task-base"``) gets exactly that; one trained to scale Prodigy's lr
+        (``base="prodigy"``, ``"lr_gym/default"``) gets ``Prodigy(params, lr=1.0)`` with
+        the counterparts of ``options``, as the env built it in training
+        (:func:`lr_gym.bases.base_optimizer`; ``lr`` is then unused).
+
+        Args:
+            policy: As for :class:`LRController`.
+            params: The parameters (or param groups) to optimize.
+            optimizer: The optimizer class you would use without a controller.
+            lr: Its LR.
+            **options: Its other options (momentum, betas, weight decay, ...).
+        """
+        from lr_gym.bases import base_optimizer
+
+        config = (policy if isinstance(policy, ControllerPolicy)
+                  else load_controller_file(policy)).env_config
+        return base_optimizer(config.base, params, optimizer, lr=lr,
+                              warmup=config.warmup_frac > 0, **options)
+
     def __init__(
         self,
         optimizer: torch.optim.Optimizer,
@@ -430,8 +456,9 @@ def _check_base(base: str, optimizer: torch.optim.Optimizer) -> None:
         raise ValueError(
             f"This controller was trained to scale Prodigy's lr (base='prodigy'), but the "
             f"optimizer is {type(inner).__name__}; build it as prodigyopt.Prodigy(params, "
-            "lr=1.0) (Adam's betas, eps and weight decay carry over: lr_gym.bases), or use "
-            "a controller trained on the task's own optimizer.")
+            "lr=1.0) (LRController.optimizer_for(policy, params, YourOptimizer, lr=..., ...) "
+            "carries its options over), or use a controller trained on the task's own "
+            "optimizer (\"lr_gym/task-base\").")
 
 
 def _plain(value: Any) -> Any:

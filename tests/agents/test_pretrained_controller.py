@@ -26,16 +26,19 @@ from lr_gym.config import EnvConfig
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_shipped_file_loads_and_has_a_model_card():
-    path = pretrained_file()
-    assert path == PRETRAINED_DIR / "default.safetensors" == pretrained_file("pretrained")
+@pytest.mark.parametrize(("name", "stem", "base"), [("lr_gym/default", "default", "prodigy"),
+                                                     ("lr_gym/task-base", "task_base", "task")])
+def test_each_shipped_file_loads_and_has_a_model_card(name, stem, base):
+    path = pretrained_file(name)
+    assert path == PRETRAINED_DIR / f"{stem}.safetensors"
     assert path.stat().st_size < 100_000  # tens of KB
     policy = ControllerPolicy.load(path)  # validated and checksummed
-    assert isinstance(policy.env_config, EnvConfig)
-    card = (PRETRAINED_DIR / "default.md").read_text()
+    assert isinstance(policy.env_config, EnvConfig) and policy.env_config.base == base
+    card = (PRETRAINED_DIR / f"{stem}.md").read_text()
     for section in ("Training distribution", "PPO seeds", "Commit", "Reproduce",
                     "Dev results", "Test results", "Not expected to help"):
         assert section in card, section
+    assert pretrained_file("pretrained") == pretrained_file("lr_gym/default")
     globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-data"]["agents"]
     assert "pretrained/*.safetensors" in globs and "pretrained/*.md" in globs
@@ -62,13 +65,17 @@ def test_agent_labels_name_no_machine_path(tmp_path, monkeypatch):
     assert labels == {a: f"Run_1@{'a' * 12}", b: f"Run_1@{'b' * 12}"}
 
 
-def test_from_pretrained_drives_a_plain_loop():
+@pytest.mark.parametrize("name", ["lr_gym/default", "lr_gym/task-base"])
+def test_from_pretrained_drives_a_plain_loop(name):
+    from prodigyopt import Prodigy
+
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    ctl = LRController.from_pretrained(opt, total_steps=8, steps_per_action=4, model=model)
-    same = LRController(opt, "lr_gym/default", total_steps=8, steps_per_action=4,
-                        model=model)
+    opt = (Prodigy(model.parameters(), lr=1.0) if name == "lr_gym/default"
+           else torch.optim.SGD(model.parameters(), lr=0.1))  # each file's base
+    ctl = LRController.from_pretrained(opt, name, total_steps=8, steps_per_action=4,
+                                       model=model)
+    same = LRController(opt, name, total_steps=8, steps_per_action=4, model=model)
     assert ctl.policy.config == same.policy.config
     x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
     ctl.observe(val_loss=0.7, val_metric=0.5)
@@ -81,8 +88,7 @@ def test_from_pretrained_drives_a_plain_loop():
         if ctl.eval_due:
             ctl.observe(val_loss=float(loss.detach()), val_metric=0.6)
     assert len(ctl.history) == 3 and all(np.isfinite(lr) for _, _, lr in ctl.history)
-    assert LRControllerCallback("pretrained", steps_per_action=4).policy.config == \
-        ctl.policy.config
+    assert LRControllerCallback(name, steps_per_action=4).policy.config == ctl.policy.config
 
 
 def test_evaluate_agent_accepts_pretrained(tmp_path):

@@ -11,8 +11,10 @@ from tests.agents.test_deploy import _ListDataset
 
 pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate")
 
+TASK_BASE = "lr_gym/task-base"  # the shipped controller that drives the Trainer's own optimizer
 
-def _trainer(tmp_path, name, callbacks, max_steps=12, save_steps=None):
+
+def _trainer(tmp_path, name, callbacks, max_steps=12, save_steps=None, optimizer=None):
     from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
     torch.manual_seed(0)
@@ -32,7 +34,8 @@ def _trainer(tmp_path, name, callbacks, max_steps=12, save_steps=None):
         save_steps=save_steps or 500, report_to=[], use_cpu=True, disable_tqdm=True, seed=0)
     return Trainer(model=model, args=args, train_dataset=_ListDataset(32, 0),
                    eval_dataset=_ListDataset(16, 1), compute_metrics=accuracy,
-                   callbacks=callbacks)
+                   callbacks=callbacks,
+                   optimizers=(optimizer(model) if optimizer else None, None))
 
 
 def _spy():
@@ -58,7 +61,7 @@ def test_the_trainer_logs_the_lr_actually_applied(tmp_path):
     from agents.controller import LRControllerCallback
 
     spy = _spy()
-    cb = LRControllerCallback("pretrained", steps_per_action=4,
+    cb = LRControllerCallback(TASK_BASE, steps_per_action=4,
                               tensorboard=str(tmp_path / "run" / "tb"))
     trainer = _trainer(tmp_path, "run", [cb, spy])
     trainer.train()
@@ -79,6 +82,34 @@ def test_the_trainer_logs_the_lr_actually_applied(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_default_controller_scales_prodigys_lr_in_the_trainer(tmp_path):
+    from prodigyopt import Prodigy
+
+    from agents.controller import LRControllerCallback
+
+    spy, cb = _spy(), LRControllerCallback("pretrained", steps_per_action=4)
+    trainer = _trainer(tmp_path, "prodigy", [cb, spy],
+                       optimizer=lambda model: Prodigy(model.parameters(), lr=1.0))
+    trainer.train()
+    assert cb.controller.lr0 == 1.0 and len(cb.controller.history) == 4
+    assert spy.logged == spy.applied  # the LR each step ran with: 1.0 times the rule's factor
+    assert all(0.01 <= lr <= 100 for lr in spy.applied.values())
+
+
+def test_the_default_controller_refuses_another_optimizer_with_the_fix(tmp_path):
+    from types import SimpleNamespace
+
+    from agents.controller import LRControllerCallback
+
+    cb = LRControllerCallback("pretrained", steps_per_action=4)
+    args = SimpleNamespace(output_dir=str(tmp_path), eval_on_start=True)
+    state = SimpleNamespace(global_step=0, max_steps=12)
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    with pytest.raises(ValueError, match=r"Prodigy\(params, lr=1.0\).*lr_gym/task-base"):
+        cb.on_train_begin(args, state, None, optimizer=opt)
+
+
+@pytest.mark.slow
 def test_a_resumed_run_gives_the_lrs_and_losses_of_an_uninterrupted_one(tmp_path):
     from transformers import TrainerCallback
 
@@ -88,7 +119,7 @@ def test_a_resumed_run_gives_the_lrs_and_losses_of_an_uninterrupted_one(tmp_path
         return {h["step"]: (h["learning_rate"], h["loss"]) for h in trainer.state.log_history
                 if "loss" in h}
 
-    whole = _trainer(tmp_path, "whole", [LRControllerCallback("pretrained", steps_per_action=4)],
+    whole = _trainer(tmp_path, "whole", [LRControllerCallback(TASK_BASE, steps_per_action=4)],
                      save_steps=6)
     whole.train()
 
@@ -97,13 +128,13 @@ def test_a_resumed_run_gives_the_lrs_and_losses_of_an_uninterrupted_one(tmp_path
             if state.global_step == 6:
                 control.should_training_stop = True
 
-    cut = _trainer(tmp_path, "cut", [LRControllerCallback("pretrained", steps_per_action=4),
+    cut = _trainer(tmp_path, "cut", [LRControllerCallback(TASK_BASE, steps_per_action=4),
                                      StopAt6()], save_steps=6)
     cut.train()
     ckpt = tmp_path / "cut" / "checkpoint-6"
     saved = json.loads((ckpt / LRControllerCallback.STATE_FILE).read_text())
     assert saved["t"] == 6 and len(saved["history"]) == 2
-    resumed = _trainer(tmp_path, "cut", [LRControllerCallback("pretrained", steps_per_action=4)],
+    resumed = _trainer(tmp_path, "cut", [LRControllerCallback(TASK_BASE, steps_per_action=4)],
                        save_steps=6)
     resumed.train(resume_from_checkpoint=str(ckpt))
     # The resumed Trainer restores log_history up to step 6, so steps 1-6 are cut's own.
@@ -118,7 +149,7 @@ def test_resuming_without_the_controllers_state_is_a_clear_error(tmp_path):
 
     from agents.controller import LRControllerCallback
 
-    cb = LRControllerCallback("pretrained", steps_per_action=4)
+    cb = LRControllerCallback(TASK_BASE, steps_per_action=4)
     args = SimpleNamespace(output_dir=str(tmp_path), eval_on_start=True)
     state = SimpleNamespace(global_step=6, max_steps=12)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)

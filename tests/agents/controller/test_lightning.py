@@ -61,7 +61,7 @@ class Spy(pl.Callback):
 
 
 def _fit(tmp_path, name, *, stop_at=None, ckpt_path=None, every=None):
-    spy, cb = Spy(), LRControllerLightning("pretrained")
+    spy, cb = Spy(), LRControllerLightning("lr_gym/task-base")
     callbacks = [cb, spy, pl.callbacks.LearningRateMonitor(logging_interval="step")]
     if stop_at:  # on a decision's step: after its validation, as Lightning does by default
         every = every or (None if stop_at % K == 0 else stop_at)
@@ -135,14 +135,14 @@ def test_a_checkpoint_before_a_decisions_validation_resumes_with_a_warning(tmp_p
 
 
 def test_missing_initial_validation_and_metrics_are_clear_errors(tmp_path):
-    cb = LRControllerLightning("pretrained")
+    cb = LRControllerLightning("lr_gym/task-base")
     trainer = pl.Trainer(max_steps=T, val_check_interval=K, check_val_every_n_epoch=None,
                          num_sanity_val_steps=0, callbacks=[cb], logger=False,
                          enable_progress_bar=False, enable_checkpointing=False)
     train, val = _loaders()
     with pytest.raises(RuntimeError, match="num_sanity_val_steps=-1"):
         trainer.fit(Tiny(), train, val)
-    trainer = pl.Trainer(max_steps=T, callbacks=[LRControllerLightning("pretrained")],
+    trainer = pl.Trainer(max_steps=T, callbacks=[LRControllerLightning("lr_gym/task-base")],
                          logger=False, enable_progress_bar=False, enable_checkpointing=False,
                          num_sanity_val_steps=-1)
     with pytest.raises(ValueError, match="val_check_interval=K"):
@@ -150,6 +150,6 @@ def test_missing_initial_validation_and_metrics_are_clear_errors(tmp_path):
     trainer = pl.Trainer(max_steps=T, val_check_interval=K, check_val_every_n_epoch=None,
                          num_sanity_val_steps=-1, logger=False, enable_progress_bar=False,
                          enable_checkpointing=False,
-                         callbacks=[LRControllerLightning("pretrained", val_metric="f1")])
+                         callbacks=[LRControllerLightning("lr_gym/task-base", val_metric="f1")])
     with pytest.raises(KeyError, match="'f1'"):
         trainer.fit(Tiny(), train, val)

@@ -52,7 +52,7 @@ def _run_controller(steps: range, model, opt, x, y, sched, lrs):
 def _started(seed: int = 0):
     """A fresh problem and a scheduler that has made its first decision."""
     model, opt, x, y = _problem(seed)
-    sched = LRControllerScheduler(opt, "pretrained", total_steps=T, steps_per_action=K,
+    sched = LRControllerScheduler(opt, "lr_gym/task-base", total_steps=T, steps_per_action=K,
                                   model=model)
     sched.observe(**_evaluate(model, x, y))
     return model, opt, x, y, sched
@@ -60,7 +60,7 @@ def _started(seed: int = 0):
 
 def test_the_scheduler_sets_the_lrs_of_the_plain_controller():
     model, opt, x, y = _problem()
-    ctl = LRController(opt, "pretrained", total_steps=T, steps_per_action=K,
+    ctl = LRController(opt, "lr_gym/task-base", total_steps=T, steps_per_action=K,
                        model=model)
     ctl.observe(**_evaluate(model, x, y))
     want: list[float] = []
@@ -79,7 +79,7 @@ def test_the_scheduler_sets_the_lrs_of_the_plain_controller():
 def test_a_warmup_then_the_controller_in_sequential_lr():
     model, opt, x, y = _problem()
     warmup = LinearLR(opt, start_factor=0.1, total_iters=WARMUP)
-    ctl = LRControllerScheduler(opt, "pretrained", total_steps=T - WARMUP, steps_per_action=K,
+    ctl = LRControllerScheduler(opt, "lr_gym/task-base", total_steps=T - WARMUP, steps_per_action=K,
                                 model=model)
     sched = SequentialLR(opt, [warmup, ctl], milestones=[WARMUP])
     lrs = []
@@ -104,7 +104,7 @@ def test_a_warmup_then_the_controller_in_sequential_lr():
 
 def test_each_decision_is_logged_with_its_reward_proxy():
     model, opt, x, y = _problem()
-    sched = LRControllerScheduler(opt, "pretrained", total_steps=T, steps_per_action=K,
+    sched = LRControllerScheduler(opt, "lr_gym/task-base", total_steps=T, steps_per_action=K,
                                   model=model)
     logged = []
     sched.controller.add_logger(lambda scalars, step: logged.append((step, scalars)))
@@ -136,7 +136,7 @@ def test_a_checkpoint_round_trip_resumes_identically(tmp_path):
     ckpt = torch.load(path, weights_only=True)  # plain data: no pickle of objects
     model.load_state_dict(ckpt["model"])
     opt.load_state_dict(ckpt["opt"])
-    resumed = LRControllerScheduler(opt, "pretrained", total_steps=T, steps_per_action=K,
+    resumed = LRControllerScheduler(opt, "lr_gym/task-base", total_steps=T, steps_per_action=K,
                                     model=model)
     resumed.load_state_dict(copy.deepcopy(ckpt["sched"]))
     assert resumed.last_epoch == 17

@@ -23,6 +23,9 @@ def _trainer_callback_base() -> type:
 class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
     """Runs an :class:`LRController` inside a Hugging Face ``Trainer``.
 
+    The Trainer's optimizer must be the one the controller's base expects: give a
+    Prodigy-base controller such as ``"lr_gym/default"`` the optimizer of
+    :meth:`LRController.optimizer_for` (``Trainer(..., optimizers=(optimizer, None))``).
     It builds the controller on ``on_train_begin`` (budget ``state.max_steps``), takes
     the initial validation result from an evaluation before training (set
     ``TrainingArguments(eval_on_start=True)`` or call ``trainer.evaluate()`` first),

@@ -9,7 +9,9 @@ Lightning supplies each step's loss and the validation results::
                         num_sanity_val_steps=-1, callbacks=[cb])
     trainer.fit(model, train_loader, val_loader)
 
-Validation every ``K`` optimizer steps gives the decisions (``steps_per_action`` is
+``configure_optimizers`` must return the optimizer the controller's base expects
+(:meth:`LRController.optimizer_for`: Prodigy for ``"lr_gym/default"``). Validation
+every ``K`` optimizer steps gives the decisions (``steps_per_action`` is
 taken from ``val_check_interval``), and the full sanity check on the untrained model
 (``num_sanity_val_steps=-1``, or a ``trainer.validate(...)`` before ``fit``) gives the
 first one. The controller's state goes into Lightning's checkpoints with the callback's

@@ -32,9 +32,12 @@ class LRController:
     the same ``guard`` (on here by default, off in the env).
 
     Args:
-        optimizer: The optimizer to drive (any ``torch.optim.Optimizer``).
+        optimizer: The optimizer to drive: any ``torch.optim.Optimizer`` for a
+            controller of the task's optimizer (``base="task"``, ``"lr_gym/task-base"``),
+            ``prodigyopt.Prodigy`` for one of ``base="prodigy"`` (``"lr_gym/default"``);
+            :meth:`optimizer_for` builds the right one.
         policy: A controller file, run folder or checkpoint, a pretrained name
-            (``"lr_gym/default"``), or a :class:`ControllerPolicy` already loaded.
+            (:data:`~agents.controller.PRETRAINED`), or a :class:`ControllerPolicy`.
         total_steps: The optimizer-step budget ``T`` (progress is ``step / T``).
         steps_per_action: Optimizer steps per decision ``K``.
         lr0: Reference LR of the features; default: the first group's initial LR.

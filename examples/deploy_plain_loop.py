@@ -50,11 +50,6 @@ def main() -> int:
     x, y = torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)
     x_train, y_train, x_val, y_val = x[:1400], y[:1400], x[1400:], y[1400:]
     model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
-    # SGD for a controller of the task's own optimizer; Prodigy (lr=1) for the default's base.
-    from agents.deploy import LRController
-
-    optimizer = LRController.optimizer_for(path, model.parameters(), torch.optim.SGD, lr=0.05,
-                                           momentum=0.9)
     T, K = 300, 15  # optimizer-step budget, steps per decision
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -71,7 +66,8 @@ def main() -> int:
     data = batches()
     # --- begin example ---
     from agents.deploy import LRController
-
+    optimizer = LRController.optimizer_for(path, model.parameters(), torch.optim.SGD, lr=0.05,
+                                           momentum=0.9)  # Prodigy for the default
     controller = LRController(optimizer, path, total_steps=T, steps_per_action=K, model=model)
     controller.observe(**evaluate(model))  # the untrained model: first decision
     for _ in range(T):

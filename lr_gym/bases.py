@@ -129,7 +129,8 @@ def base_optimizer(base: str, params: Iterable[Any], optimizer: type, *, lr: flo
         params: The parameters (or groups) to optimize.
         optimizer: The optimizer class you would use without a controller.
         lr: Its LR (lr0).
-        warmup: Whether the controller's rule warms up (Prodigy then safeguards it).
+        warmup: Prodigy's ``safeguard_warmup`` (:func:`safeguards_warmup` of the
+            controller's config).
         **options: Its other options (momentum, betas, weight decay, ...).
 
     Raises:
@@ -147,12 +148,17 @@ def base_optimizer(base: str, params: Iterable[Any], optimizer: type, *, lr: flo
                    **prodigy_kwargs(optimizer, options, safeguard_warmup=warmup))
 
 
-def base_task(task: Task, config: EnvConfig) -> Task:
-    """The task whose optimizer the env's LR rule drives under ``config.base``.
+def safeguards_warmup(config: EnvConfig) -> bool:
+    """Whether Prodigy runs with ``safeguard_warmup=True`` under ``config``'s rule.
 
-    With a warmup Prodigy runs with ``safeguard_warmup=True``, as its README asks ("To
-    avoid issues with warm-up, use option ``safeguard_warmup=True``").
+    With a warmup it does, as its README asks ("To avoid issues with warm-up, use option
+    ``safeguard_warmup=True``"); the env and a deployed controller both ask here.
     """
+    return config.warmup_frac > 0
+
+
+def base_task(task: Task, config: EnvConfig) -> Task:
+    """The task whose optimizer the env's LR rule drives under ``config.base``."""
     if config.base == "prodigy":
-        return prodigy_task(task, safeguard_warmup=config.warmup_frac > 0)
+        return prodigy_task(task, safeguard_warmup=safeguards_warmup(config))
     return task

@@ -88,12 +88,12 @@ class LRController:
             lr: Its LR.
             **options: Its other options (momentum, betas, weight decay, ...).
         """
-        from lr_gym.bases import base_optimizer
+        from lr_gym.bases import base_optimizer, safeguards_warmup
 
         config = (policy if isinstance(policy, ControllerPolicy)
                   else load_controller_file(policy)).env_config
         return base_optimizer(config.base, params, optimizer, lr=lr,
-                              warmup=config.warmup_frac > 0, **options)
+                              warmup=safeguards_warmup(config), **options)
 
     def __init__(
         self,

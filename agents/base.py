@@ -103,11 +103,24 @@ class Controller(abc.ABC):
 
 
 class ConstantAction(Controller):
-    """Always the same action: with ``a = 0`` the env follows its base schedule."""
+    """Always the same action: with ``a = 0`` the env follows its base schedule.
 
-    def __init__(self, action: float = 0.0, name: str = "constant-action") -> None:
+    Args:
+        action: The action in [-1, 1].
+        name: Table name.
+        env_kwargs: :class:`~lr_gym.config.EnvConfig` overrides it runs under (e.g. a
+            learned controller's LR rule: :meth:`PolicyController.zero_action`).
+    """
+
+    def __init__(self, action: float = 0.0, name: str = "constant-action",
+                 env_kwargs: Mapping[str, Any] | None = None) -> None:
         self.action = np.array([action], dtype=np.float32)
         self.name = name
+        self._env = dict(env_kwargs or {})
+
+    def env_kwargs(self) -> Mapping[str, Any]:
+        """The overrides given (none by default)."""
+        return self._env
 
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         """Returns the fixed action."""
@@ -129,10 +142,7 @@ class ScheduleBaseline(ConstantAction):
     tunable = True
 
     def __init__(self, schedule: str, name: str | None = None, **schedule_kwargs: Any) -> None:
-        super().__init__(0.0, name or schedule)
-        self._kwargs = {"mode": "anchored", "schedule": schedule, "lr_min": 0.0, **schedule_kwargs}
-
-    def env_kwargs(self) -> Mapping[str, Any]:
-        """Anchored mode on the named schedule."""
-        return self._kwargs
+        # Anchored mode on the named schedule.
+        super().__init__(0.0, name or schedule, {"mode": "anchored", "schedule": schedule,
+                                                 "lr_min": 0.0, **schedule_kwargs})
 

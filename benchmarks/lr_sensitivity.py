@@ -5,8 +5,11 @@ each lr0 scale in :data:`SCALES` (the task's ``lr0`` times the scale), on ``--se
 paired seeds, for every method of :data:`METHODS` untuned (AlgoPerf's self-tuning
 track: each method derives its LR from the ``lr0`` it is given, as a user would run it)
 and for the learned controllers (``--agent``, pooled; ``--agent-guard`` adds them with
-the guard). Prodigy and D-Adaptation ignore ``lr0`` (their ``lr`` is 1.0), so one run per
-seed serves every scale.
+the guard; ``--agent-zero`` adds each one's own action 0, its LR rule with the policy
+left out: static for ``lr_gym/task-base``, Prodigy at a constant lr of 1 for
+``lr_gym/default``, so the gap to it is what the policy adds). Prodigy and
+D-Adaptation ignore ``lr0`` (their ``lr`` is 1.0), so one run per seed serves every
+scale.
 
 With ``--events``, the envs also run at x1 with an event in every episode (a batch-size
 change, label noise or a data-subset switch at a random time: :mod:`lr_gym.events`),
@@ -29,6 +32,8 @@ again at the same path gets runs of its own).
 Usage:
     python benchmarks/lr_sensitivity.py --split dev --agent RUN [RUN ...] [--seeds 0 1 2 3 4]
     python benchmarks/lr_sensitivity.py --split test --agent pretrained --events
+    python benchmarks/lr_sensitivity.py --split dev --agent pretrained --agent-zero \
+        --methods static prodigy --results benchmarks/results/zero_action
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ METHODS = ("static", "warmup_cosine", "plateau", "hypergradient", "gala", "prodi
 LR_FREE = ("prodigy", "dadaptation")
 """Methods that ignore lr0: one run per seed serves every scale."""
 LEARNED, LEARNED_GUARD, REPLAY = "learned", "learned+guard", "avg_lr_replay"
+ZERO = "zero_action"
+"""The learned controllers' own LR rule with every action 0 (``--agent-zero``)."""
 SPLIT_ENVS = {
     "test": ("lr_gym/Waves-Conv1D-v1", "lr_gym/Waves-Conv1D-Adam-v1", "lr_gym/Seq-GRU-v1"),
     "dev": ("lr_gym/Digits-CNN-v1", "lr_gym/Digits-CNN-Adam-v1", "lr_gym/Spirals-ResMLP-v1",
@@ -73,10 +80,12 @@ class Job:
 
     Attributes:
         env_id: The env id.
-        method: A baseline name, :data:`LEARNED`, :data:`LEARNED_GUARD` or :data:`REPLAY`.
+        method: A baseline name, :data:`LEARNED`, :data:`LEARNED_GUARD`, :data:`ZERO` or
+            :data:`REPLAY`.
         scale: The lr0 scale.
         seed: The episode seed.
-        agent: The learned agent's controller file (learned methods and the replay).
+        agent: The learned agent's controller file (learned methods, its zero action and
+            the replay).
         condition: ``"lr0"`` (the sensitivity sweep) or :data:`EVENTS`.
         replay: The learned agent's runs the replay follows (the replay only).
     """
@@ -114,6 +123,8 @@ def run_job(job: Job) -> dict[str, Any]:
     if job.method in (LEARNED, LEARNED_GUARD):
         controller = PolicyController.load(job.agent, name=job.method)
         env_kwargs["guard"] = job.method == LEARNED_GUARD
+    elif job.method == ZERO:
+        controller = PolicyController.load(job.agent).zero_action(ZERO)
     elif job.method == REPLAY:
         controller = make_baseline(REPLAY, results=[EpisodeResult.from_dict(r)
                                                     for r in job.replay],
@@ -127,7 +138,7 @@ def run_job(job: Job) -> dict[str, Any]:
 
 
 def plan(envs: Sequence[str], seeds: Sequence[int], agents: Sequence[str], guard: bool,
-         events: bool, methods: Sequence[str] = METHODS) -> list[Job]:
+         events: bool, methods: Sequence[str] = METHODS, zero: bool = False) -> list[Job]:
     """Every episode of the sweep but the replays (which follow the learned runs)."""
     jobs = []
     for env in envs:
@@ -140,6 +151,8 @@ def plan(envs: Sequence[str], seeds: Sequence[int], agents: Sequence[str], guard
                     jobs.append(Job(env, LEARNED, scale, seed, a))
                     if guard:
                         jobs.append(Job(env, LEARNED_GUARD, scale, seed, a))
+                    if zero:
+                        jobs.append(Job(env, ZERO, scale, seed, a))
             if events:
                 jobs += [Job(env, "static", 1.0, seed, condition=EVENTS)]
                 jobs += [Job(env, LEARNED, 1.0, seed, a, condition=EVENTS) for a in agents]
@@ -181,7 +194,7 @@ def summarize(runs: Sequence[dict], envs: Sequence[str], n_boot: int = 2000) -> 
     """Normalised scores, areas, per-scale means and probabilities of improvement."""
     from agents.stats import mean_ci, probability_of_improvement_ci
 
-    methods = [m for m in (LEARNED, LEARNED_GUARD, *METHODS)
+    methods = [m for m in (LEARNED, LEARNED_GUARD, ZERO, *METHODS)
                if any(r["method"] == m and r["condition"] == "lr0" for r in runs)]
     means = {(m, e, s): float(np.mean(_scores(runs, m, e, s))) for m in methods for e in envs
              for s in SCALES if _scores(runs, m, e, s)}
@@ -320,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "pooled into one 'learned' method.")
     p.add_argument("--agent-guard", action="store_true",
                    help="Also run the learned controllers with the guard.")
+    p.add_argument("--agent-zero", action="store_true",
+                   help="Also run the learned controllers' own action 0 (their LR rule without "
+                        "the policy: static, or Prodigy at lr 1 for an agent over Prodigy).")
     p.add_argument("--events", action="store_true",
                    help="Also run x1 with an event in every episode (learned vs static and "
                         "its own average-LR replay).")
@@ -347,8 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers < 1:
         print(f"error: --workers must be at least 1, got {args.workers}.", file=sys.stderr)
         return 2
-    if (args.agent_guard or args.events) and not policies:
-        print("error: --agent-guard and --events need --agent.", file=sys.stderr)
+    if (args.agent_guard or args.agent_zero or args.events) and not policies:
+        print("error: --agent-guard, --agent-zero and --events need --agent.", file=sys.stderr)
         return 2
     envs = tuple(args.env) if args.env else SPLIT_ENVS[args.split]
     split = "custom" if args.env else args.split
@@ -360,12 +376,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # re-shipped or retrained at the same path runs of its own.
     agents = [pin_controller(a, out / "controllers") for a in policies]
     t0 = time.perf_counter()
-    _run_all(plan(envs, args.seeds, agents, args.agent_guard, args.events, args.methods),
-             runs, store, args.workers)
+    jobs = plan(envs, args.seeds, agents, args.agent_guard, args.events, args.methods,
+                args.agent_zero)
+    _run_all(jobs, runs, store, args.workers)
     if args.events:
         _run_all(replay_jobs(runs, envs, args.seeds, agents), runs, store, args.workers)
-    wanted = {j.key() for j in plan(envs, args.seeds, agents, args.agent_guard, args.events,
-                                    args.methods)}
+    wanted = {j.key() for j in jobs}
     wanted |= {j.key() for j in replay_jobs(runs, envs, args.seeds, agents)} if args.events \
         else set()
     mine = [r for r in runs.values() if r["key"] in wanted]

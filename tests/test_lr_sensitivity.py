@@ -14,6 +14,7 @@ from benchmarks.lr_sensitivity import (
     LEARNED_GUARD,
     REPLAY,
     SCALES,
+    ZERO,
     main,
     plan,
     summarize,
@@ -32,9 +33,11 @@ def _registered():
 
 def test_the_plan_runs_lr_free_methods_once_per_seed():
     jobs = plan([ENV], [0, 1], ["a.safetensors"], guard=True, events=True,
-                methods=("static", "prodigy"))
+                methods=("static", "prodigy"), zero=True)
     assert Counter(j.method for j in jobs) == {"static": 2 * 5 + 2, "prodigy": 2,
-                                               LEARNED: 2 * 5 + 2, LEARNED_GUARD: 2 * 5}
+                                               LEARNED: 2 * 5 + 2, LEARNED_GUARD: 2 * 5,
+                                               ZERO: 2 * 5}
+    assert {j.agent for j in jobs if j.method == ZERO} == {"a.safetensors"}
     assert {j.scale for j in jobs if j.method == "prodigy"} == {1.0}
     assert {(j.method, j.scale) for j in jobs if j.condition == EVENTS} == {
         ("static", 1.0), (LEARNED, 1.0)}
@@ -122,10 +125,30 @@ def test_runs_reports_plots_and_resumes(tmp_path, capsys):
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--agent", "nowhere.safetensors"], "error: --agent nowhere.safetensors"),
-    (["--events"], "--agent-guard and --events need --agent"),
+    (["--events"], "--agent-guard, --agent-zero and --events need --agent"),
+    (["--agent-zero"], "--agent-guard, --agent-zero and --events need --agent"),
     (["--workers", "0"], "--workers must be at least 1"),
 ])
 def test_bad_input_is_a_clear_error(tmp_path, capsys, flags, message):
     assert main(["--env", ENV, "--results", str(tmp_path), *flags]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "custom").exists()
+
+
+def test_the_zero_action_runs_the_agents_rule_and_is_compared(tmp_path):
+    # An anchored agent's action 0 is its base schedule: static at every scale.
+    agent = untrained_controller_file(ENV, tmp_path / "controller.safetensors")
+    assert main(["--env", ENV, "--agent", str(agent), "--agent-zero", "--methods", "static",
+                 "--seeds", "0", "--workers", "1", "--n-boot", "20",
+                 "--results", str(tmp_path)]) == 0
+    out = tmp_path / "custom"
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    zero = {r["scale"]: r for r in runs if r["method"] == ZERO}
+    static = {r["scale"]: r for r in runs if r["method"] == "static"}
+    assert sorted(zero) == list(SCALES)
+    assert all(zero[s]["lrs"] == static[s]["lrs"] and zero[s]["score"] == static[s]["score"]
+               for s in SCALES)
+    table = (out / "table.md").read_text()
+    assert f"| {ZERO} |" in table
+    assert json.loads((out / "results.json").read_text())["improvement"].keys() == {
+        ZERO, "static"}

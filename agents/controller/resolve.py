@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import Controller
+from agents.base import ConstantAction, Controller
 from agents.controller.file import POLICY_FIELDS
 from agents.controller.policy import ControllerPolicy
 from agents.runs import CONTROLLER, portable_path, run_files
@@ -160,3 +160,11 @@ class PolicyController(Controller):
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         """Deterministic policy action."""
         return np.array([self.policy.act(obs)], dtype=np.float32)
+
+    def zero_action(self, name: str = "zero_action") -> ConstantAction:
+        """The same LR rule with every action 0: what the policy adds is the gap to it.
+
+        Over the task's optimizer (``lr_gym/task-base``) that is static at lr0; over
+        ``base="prodigy"`` (``lr_gym/default``), Prodigy at a constant lr of 1.
+        """
+        return ConstantAction(0.0, name, self._env_kwargs)

@@ -15,6 +15,7 @@ from agents.controller import (
     ControllerPolicy,
     LRController,
     LRControllerCallback,
+    PolicyController,
     agent_label,
     agent_labels,
     controller_file_for,
@@ -96,3 +97,21 @@ def test_evaluate_agent_accepts_pretrained(tmp_path):
 
     args = argparse.Namespace(agent=["pretrained"], log_folder=str(tmp_path))
     assert _resolve_agents(args) == [str(pretrained_file())]
+
+
+@pytest.mark.parametrize("name", ["pretrained", "lr_gym/task-base"])
+def test_zero_action_is_the_shipped_rule_without_the_policy(name):
+    from agents.baselines import make_baseline
+    from agents.rollout import run_episode
+
+    ctl = PolicyController.load(name)
+    zero = ctl.zero_action()
+    assert dict(zero.env_kwargs()) == dict(ctl.env_kwargs())
+    assert float(zero.act(np.zeros(3, np.float32), {})[0]) == 0.0
+    res = run_episode("lr_gym/Digits-MLP-v1", zero, 0, env_kwargs={"total_steps": 40})
+    if name == "pretrained":  # Prodigy at its lr of 1, whatever the task's lr0
+        assert set(res.lrs) == {1.0}
+    else:  # the task's optimizer at lr0: static's run, number for number
+        static = run_episode("lr_gym/Digits-MLP-v1", make_baseline("static"), 0,
+                             env_kwargs={"total_steps": 40})
+        assert (res.lrs, res.val_loss, res.test) == (static.lrs, static.val_loss, static.test)

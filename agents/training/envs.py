@@ -85,8 +85,19 @@ def id_env_kwargs(env_ids: Sequence[str]) -> dict[str, Any]:
 
 
 def _close(venv: Any) -> None:
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    inner = getattr(venv, "unwrapped", venv)
     # A worker already gone (killed, out of memory) leaves nothing to close.
     with contextlib.suppress(EOFError, BrokenPipeError, ConnectionResetError):
+        if isinstance(inner, SubprocVecEnv) and inner.waiting:
+            # Ctrl-C inside step_wait, between two workers' results: SB3's close would
+            # wait on every pipe, forever on one already read. Take what has come; a
+            # worker still stepping sends its result, then reads "close".
+            for remote in inner.remotes:
+                while remote.poll():
+                    remote.recv()
+            inner.waiting = False
         venv.close()
 
 

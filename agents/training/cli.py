@@ -129,8 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
     # Holds what must end with the run whatever happens (a Ray connection).
-    with contextlib.ExitStack() as cleanup:
-        return _main(args, cleanup)
+    try:
+        with contextlib.ExitStack() as cleanup:
+            return _main(args, cleanup)
+    except KeyboardInterrupt:  # training saves on Ctrl-C itself: this is the setup's
+        print("\nInterrupted before training started: nothing to save (no run folder is "
+              "left).", file=sys.stderr)
+        return 130
 
 
 def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:

@@ -36,21 +36,23 @@ def env_factory(
     env_ids, env_kwargs, packages = list(env_ids), dict(env_kwargs), list(packages)
 
     def make() -> gym.Env:
+        if worker:
+            import signal
+            import threading
+
+            # A terminal's Ctrl-C reaches the whole process group: a worker that died
+            # of it would break the main process's save-then-close (EOFError). First,
+            # before the seconds of imports below.
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
         import lr_gym  # noqa: F401 - registers the ids in subprocesses
         from agents.packages import import_gym_packages
 
         import_gym_packages(packages)
         if worker:
-            import signal
-            import threading
-
             import torch
 
             torch.set_num_threads(1)  # one core per env subprocess
-            # A terminal's Ctrl-C reaches the whole process group: a worker that died
-            # of it would break the main process's save-then-close (EOFError).
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
         if len(env_ids) == 1:
             return gym.make(env_ids[0], **env_kwargs)
         from lr_gym.envs.multi_task import MultiTaskEnv

@@ -270,3 +270,18 @@ def test_disk_full_at_save_leaves_no_truncated_model_and_no_marker(tmp_path, cap
     assert not list(run.glob(".*.tmp*"))
     with pytest.raises(FileNotFoundError, match="No trained agent"):
         latest_run(logs)
+
+
+def test_ctrl_c_during_setup_exits_130_and_leaves_no_run_folder(tmp_path, capsys,
+                                                                 monkeypatch):
+    import agents.ppo
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(agents.ppo, "make_ppo", interrupted)  # Ctrl-C while building PPO
+    logs = tmp_path / "logs"
+    assert main([*TINY, "-n", "16", "--save-freq", "0", "--eval-freq", "0", "-f",
+                 str(logs)]) == 130
+    assert "Interrupted before training started" in capsys.readouterr().err
+    assert list((logs / "ppo").iterdir()) == []

@@ -111,15 +111,17 @@ def test_ctrl_c_keeps_the_agent(tmp_path):
 
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "train_agent.py"), "--env", "lr_gym/Digits-MLP-v1",
-         "-n", "100000", "--n-envs", "1", "--eval-freq", "0", "--no-progress", "-f", "logs"],
+         "-n", "100000", "--n-envs", "1", "--eval-freq", "0", "--no-progress", "-f", "logs",
+         "--env-kwargs", "total_steps:20", "steps_per_action:10"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
         preexec_fn=_sigint_default,
     )
     run_dir = tmp_path / "logs" / "ppo" / "Digits-MLP-v1_1"
-    deadline = time.time() + 120
-    while not (run_dir / "config.yml").exists() and time.time() < deadline:
-        time.sleep(0.5)
-    time.sleep(8)  # let it train a little
+    monitor = run_dir / "monitor" / "0.monitor.csv"
+    deadline = time.time() + 180
+    while time.time() < deadline and (
+            not monitor.exists() or len(monitor.read_text().splitlines()) < 4):
+        time.sleep(0.3)  # until it has trained a little, not a fixed sleep: setup may be slow
     proc.send_signal(signal.SIGINT)
     _, err = _wait_or_kill(proc)
     assert proc.returncode == 130, err

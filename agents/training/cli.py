@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with contextlib.ExitStack() as cleanup:
             return _main(args, cleanup)
-    except KeyboardInterrupt:  # training saves on Ctrl-C itself: this is the setup's
+    except KeyboardInterrupt:  # training saves and closes on Ctrl-C itself: the setup's
         print("\nInterrupted before training started: nothing to save (no run folder is "
               "left).", file=sys.stderr)
         return 130
@@ -367,9 +367,12 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
               file=sys.stderr)
         return 130
     finally:
-        _close(venv)
-        if eval_env is not None:
-            _close(eval_env)  # with Ray, an actor holding its resources
+        # A second Ctrl-C while the workers finish their step: the agent is saved, so
+        # stop waiting for them (they end with this process) and report the run as usual.
+        with contextlib.suppress(KeyboardInterrupt):
+            _close(venv)
+            if eval_env is not None:
+                _close(eval_env)  # with Ray, an actor holding its resources
     if failure is not None:
         if isinstance(failure, OSError) and failure.errno in DISK_FULL:
             print(f"error: training stopped: {failure}. Saved what fits in {run_dir} "

@@ -97,7 +97,7 @@ def _close(venv: Any) -> None:
             # wait on every pipe, forever on one already read. Take what has come; a
             # worker still stepping sends its result, then reads "close".
             for remote in inner.remotes:
-                while remote.poll():
+                if remote.poll():  # at most one result per worker and step
                     remote.recv()
             inner.waiting = False
         venv.close()

@@ -48,4 +48,3 @@ def test_a_worker_ignores_ctrl_c_before_its_imports(tmp_path, monkeypatch):
         signal.signal(signal.SIGINT, before)  # this test runs in pytest's own process
         torch.set_num_threads(threads)
     assert sigint_probe.HANDLER is signal.SIG_IGN
-

@@ -285,3 +285,19 @@ def test_ctrl_c_during_setup_exits_130_and_leaves_no_run_folder(tmp_path, capsys
                  str(logs)]) == 130
     assert "Interrupted before training started" in capsys.readouterr().err
     assert list((logs / "ppo").iterdir()) == []
+
+
+def test_a_second_ctrl_c_while_closing_the_envs_keeps_the_finished_run(tmp_path, capsys,
+                                                                       monkeypatch):
+    import agents.training.cli
+    from agents.runs import completion
+
+    def interrupted(venv):
+        raise KeyboardInterrupt  # Ctrl-C while the workers finish their step
+
+    monkeypatch.setattr(agents.training.cli, "_close", interrupted)
+    logs = tmp_path / "logs"
+    assert main([*TINY, "-n", "16", "--save-freq", "0", "--eval-freq", "0", "-f",
+                 str(logs)]) == 0
+    assert "before training started" not in capsys.readouterr().err
+    assert completion(logs / "ppo" / "Digits-MLP-v1_1")["num_timesteps"] == 16

@@ -16,8 +16,9 @@ Every baseline is a factory in :data:`BASELINES`, built by name with :func:`make
 * ``prodigy``: Prodigy (``prodigyopt`` package), ``lr=1.0`` with cosine annealing.
 * ``dadaptation``: D-Adaptation SGD / Adam (``dadaptation`` package), ``lr=1.0`` with
   cosine annealing.
-* ``avg_lr_replay``: replays a learned controller's LRs per interval (geometric mean
-  over seeds), blind to state.
+* ``replay``, ``learned_schedule``, ``fixed_decay``: a learned controller's open-loop
+  controls on its own LR rule (:mod:`agents.open_loop`): its mean LR per interval on
+  the env, its mean schedule over the dev families, the dev-chosen fixed decay.
 * ``static_guard``: ``static`` with the guard (rollback and LR back-off on blow-ups).
 * ``gala``: a GALA-style alignment rule: the LR rises when consecutive gradients align.
 
@@ -39,14 +40,15 @@ log10 exponents relative to ``default_lr(task)``:
 * ``prodigy``: ``d_coef`` 1.0 (its ``lr`` is always 1.0); space ``(-1, 1)``, ``d_coef``
   0.1 .. 10.
 * ``dadaptation``: ``lr`` 1.0; space ``(-1, 1)``, ``lr`` 0.1 .. 10.
-* ``avg_lr_replay``: not tunable (its ``default_lr`` is the task's ``lr0``).
+* ``replay``, ``learned_schedule``, ``fixed_decay``: not tunable (controls of the
+  untuned learned controller).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -54,12 +56,12 @@ import torch
 
 from agents.base import Controller, ScheduleBaseline, action_array
 from agents.gala import GALAStyle
-from lr_gym.lr_rule import multiplier_to_action
-from lr_gym.schedules import ALGOPERF_WARMUP_FRAC
-from lr_gym.tasks.base import Task
-
-if TYPE_CHECKING:
-    pass
+from agents.open_loop import (  # noqa: F401 - re-exported
+    AvgLRReplay,
+    LearnedSchedule,
+    fixed_decay,
+    mean_interval_lrs,
+)
 from agents.optimizer_baselines import (  # noqa: F401 - re-exported
     LR_FREE_LR,
     LR_FREE_SPACE,
@@ -70,7 +72,9 @@ from agents.optimizer_baselines import (  # noqa: F401 - re-exported
     ProdigyBaseline,
     ScheduleFreeBaseline,
 )
-from agents.replay import AvgLRReplay, mean_interval_lrs  # noqa: F401 - re-exported
+from lr_gym.lr_rule import multiplier_to_action
+from lr_gym.schedules import ALGOPERF_WARMUP_FRAC
+from lr_gym.tasks.base import Task
 
 
 # --------------------------------------------------------------- schedule baselines
@@ -257,7 +261,9 @@ BASELINES: dict[str, Callable[..., Controller]] = {
     "schedulefree": ScheduleFreeBaseline,
     "prodigy": ProdigyBaseline,
     "dadaptation": DAdaptationBaseline,
-    "avg_lr_replay": AvgLRReplay,
+    "replay": AvgLRReplay,
+    "learned_schedule": LearnedSchedule,
+    "fixed_decay": fixed_decay,
     "static_guard": static_guard,
     "gala": AlignmentRule,
 }
@@ -267,7 +273,10 @@ BASELINES: dict[str, Callable[..., Controller]] = {
 def make_baseline(name: str, **kwargs: Any) -> Controller:
     """Builds a baseline by name (``kwargs`` go to its factory).
 
-    ``avg_lr_replay`` needs ``results=`` (the learned controller's EpisodeResults).
+    The open-loop controls need what they replay: ``replay`` the learned controller's
+    EpisodeResults (``results=``), ``learned_schedule`` its ``progress=`` and
+    ``factors=``, ``fixed_decay`` its ``member=``; each takes the controller's
+    ``controller_kwargs=``.
 
     Raises:
         KeyError: Unknown name; the message lists the known ones.

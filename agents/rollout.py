@@ -40,6 +40,16 @@ class EpisodeResult:
         total_reward: Sum of rewards.
         convergence_step: First step reaching 95% of the final validation metric.
         convergence_epoch: The same in epochs.
+        total_steps: The budget ``T`` in optimizer steps.
+        rule_lr0: The LR rule's reference LR (the task's lr0; 1.0 over
+            ``base="prodigy"``), so ``lrs[k] / rule_lr0`` is the LR as a factor of it.
+        features: The observation's feature names.
+        observations: The observation each decision saw (one per decision).
+        actions: The action each decision applied (clipped; NaN as 0).
+        multipliers: The LR rule's multiplier ``M`` after each decision.
+
+    Decision ``k`` is made at ``steps[k]`` from ``observations[k]``; it applies
+    ``actions[k]``, leaves ``multipliers[k]``, and its interval runs at ``lrs[k + 1]``.
     """
 
     env_id: str
@@ -60,6 +70,12 @@ class EpisodeResult:
     total_reward: float = 0.0
     convergence_step: float = float("nan")
     convergence_epoch: float = float("nan")
+    total_steps: int = 0
+    rule_lr0: float = float("nan")
+    features: list[str] = field(default_factory=list)
+    observations: list[list[float]] = field(default_factory=list)
+    actions: list[float] = field(default_factory=list)
+    multipliers: list[float] = field(default_factory=list)
 
     def steps_to(self, target: float) -> float:
         """Optimizer steps until the validation metric first reaches ``target`` (inf if never)."""
@@ -111,12 +127,18 @@ def run_episode(
             obs, info = env.reset(seed=seed)
             controller.reset(env, obs, info)
             res = EpisodeResult(env_id, controller.name, seed, info["task"], info["metric"])
+            inner = getattr(env.unwrapped, "current", env.unwrapped)  # a multi-task env's task
+            res.total_steps, res.rule_lr0 = int(inner.total_steps), float(inner.lr0)
+            res.features = list(inner.feature_names)
             _record(res, info, time.perf_counter() - t0)
             done = False
             while not done:
                 action = controller.act(obs, info)
+                res.observations.append([float(x) for x in obs])
                 obs, reward, terminated, truncated, info = env.step(action)
                 res.total_reward += float(reward)
+                res.actions.append(float(info["action"]))
+                res.multipliers.append(float(info["multiplier"]))
                 _record(res, info, time.perf_counter() - t0)
                 done = terminated or truncated
         res.diverged = bool(info["diverged"])

@@ -16,7 +16,8 @@ from lr_gym.schedules import SCHEDULES
 Mode = Literal["anchored", "recursive"]
 Reward = Literal["val_loss", "val_loss_area", "train_loss", "metric", "terminal_metric",
                  "paired"]
-Schedule = Literal["constant", "cosine", "linear", "step", "warmup_cosine", "onecycle"]
+Schedule = Literal["constant", "cosine", "linear", "exponential", "wsd", "step",
+                   "warmup_cosine", "onecycle"]
 Base = Literal["task", "prodigy"]
 
 
@@ -47,7 +48,9 @@ class EnvConfig:
             ``M <- M * m(a)`` and ``lr_t = lr0 * schedule(t) * M``, the plain LR
             multiplier, which can drift arbitrarily far (within ``lr_min``/``lr_max``).
         schedule: Base schedule over the budget: ``"constant"``, ``"cosine"`` (to
-            ``final_lr_frac``), ``"linear"`` (to ``final_lr_frac``), or one built by
+            ``final_lr_frac``), ``"linear"`` (to ``final_lr_frac``), ``"exponential"``
+            (geometric, to ``final_lr_frac`` > 0), ``"wsd"`` (warmup-stable-decay: a
+            ``1 - sqrt`` cooldown to ``final_lr_frac`` over the last 20%), or one built by
             torch's own schedulers: ``"step"`` (x0.1 at 50% and 75%), ``"warmup_cosine"``
             (AlgoPerf: linear warmup then cosine), ``"onecycle"`` (see
             :func:`lr_gym.schedules.make_torch_scheduler`).
@@ -148,6 +151,9 @@ class EnvConfig:
         _check_choice("reward", self.reward, REWARDS)
         check_real("warmup_frac", self.warmup_frac, lo=0.0, hi=1.0, hi_open=True)
         check_real("final_lr_frac", self.final_lr_frac, lo=0.0, hi=1.0)
+        if self.schedule == "exponential" and self.final_lr_frac == 0:
+            raise ValueError("schedule='exponential' decays to final_lr_frac, which must be > 0; "
+                             "set e.g. final_lr_frac=0.1, or use 'linear' to decay to 0.")
         check_real("max_factor", self.max_factor, lo=1.0, lo_open=True)
         if self.lr_min is not None:
             check_real("lr_min", self.lr_min, lo=0.0)

@@ -11,7 +11,8 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported lazily: `import lr_gym` stays cheap
     import torch
 
-CLOSED_FORM_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "linear")
+CLOSED_FORM_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "linear", "exponential",
+                                          "wsd")
 """Schedules computed in closed form by :func:`schedule_factor` (optional warmup)."""
 
 TORCH_SCHEDULES: tuple[str, ...] = ("step", "warmup_cosine", "onecycle")
@@ -27,6 +28,9 @@ ALGOPERF_WARMUP_FRAC = 0.02
 """``"warmup_cosine"`` warmup when ``warmup_frac`` is 0 (AlgoPerf's baseline: 2% of the budget)."""
 ONECYCLE_PCT_START = 0.3
 """``"onecycle"``: fraction of the budget rising to the peak (torch's default)."""
+WSD_COOLDOWN_FRAC = 0.2
+"""``"wsd"``: fraction of the budget (after any warmup) spent cooling down. Hägele et al.
+2024 (arXiv 2405.18392) find a 20% (1 - sqrt) cooldown matches cosine."""
 
 
 def schedule_factor(
@@ -41,12 +45,15 @@ def schedule_factor(
 
     Matches torch's schedulers: ``"cosine"`` is ``CosineAnnealingLR(T_max=T - warmup,
     eta_min=final_lr_frac * lr0)`` after a ``LinearLR`` warmup that starts at
-    ``1 / warmup_steps``; ``"linear"`` decays linearly to ``final_lr_frac``. The
-    torch-built schedules (:data:`TORCH_SCHEDULES`) have no closed form here: use
-    :func:`schedule_factors`.
+    ``1 / warmup_steps``; ``"linear"`` decays linearly to ``final_lr_frac``;
+    ``"exponential"`` decays geometrically to it, ``final_lr_frac ** progress`` (so it
+    needs ``final_lr_frac > 0``); ``"wsd"`` (warmup-stable-decay, Hägele et al. 2024)
+    stays at 1 and spends the last :data:`WSD_COOLDOWN_FRAC` of the budget in a
+    ``1 - sqrt`` cooldown to ``final_lr_frac``. The torch-built schedules
+    (:data:`TORCH_SCHEDULES`) have no closed form here: use :func:`schedule_factors`.
 
     Args:
-        name: ``"constant"``, ``"cosine"`` or ``"linear"``.
+        name: One of :data:`CLOSED_FORM_SCHEDULES`.
         step: Current optimizer step.
         total_steps: Step budget ``T``.
         warmup_frac: Fraction of ``T`` spent warming up linearly.
@@ -63,6 +70,14 @@ def schedule_factor(
         return final_lr_frac + (1.0 - final_lr_frac) * 0.5 * (1.0 + math.cos(math.pi * progress))
     if name == "linear":
         return 1.0 - (1.0 - final_lr_frac) * progress
+    if name == "exponential":
+        if not final_lr_frac > 0:
+            raise ValueError("schedule 'exponential' decays to final_lr_frac, which must be > 0 "
+                             f"(got {final_lr_frac}); use 'linear' or 'cosine' to decay to 0.")
+        return final_lr_frac ** progress
+    if name == "wsd":
+        cool = (progress - 1.0 + WSD_COOLDOWN_FRAC) / WSD_COOLDOWN_FRAC  # exactly 1 at the end
+        return 1.0 if cool <= 0 else final_lr_frac + (1.0 - final_lr_frac) * (1.0 - math.sqrt(cool))
     hint = " (torch-built: use schedule_factors)" if name in TORCH_SCHEDULES else ""
     raise ValueError(
         f"Unknown closed-form schedule {name!r}{hint}; choose one of {list(CLOSED_FORM_SCHEDULES)}."

@@ -78,6 +78,9 @@ class Split:
             a variant grid.
         sampler_id: Id of the env that samples a fresh task of the split's sampling
             families every episode.
+        reference_ids: The single-task ids at their reference lr0, without the
+            variants that only scale it (``LowLR``, ``HighLR``): what an lr0 sweep or an
+            LR-free base needs once each.
     """
 
     name: str
@@ -85,6 +88,11 @@ class Split:
     env_ids: tuple[str, ...]
     mix_id: str
     sampler_id: str
+    reference_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.reference_ids:  # every single-task id is at its reference lr0
+            object.__setattr__(self, "reference_ids", self.env_ids)
 
     @property
     def grid_families(self) -> tuple[str, ...]:
@@ -151,6 +159,8 @@ DEV = Split(
     ),
     mix_id="lr_gym/EmbeddedDev-v1",
     sampler_id="lr_gym/DevFamilies-v1",
+    reference_ids=("lr_gym/Digits-CNN-v1", "lr_gym/Digits-CNN-Adam-v1",
+                   "lr_gym/Spirals-ResMLP-v1", "lr_gym/Spirals-ResMLP-Adam-v1"),
 )
 TEST = Split(
     name="test",
@@ -163,6 +173,8 @@ TEST = Split(
     ),
     mix_id="lr_gym/EmbeddedTest-v1",
     sampler_id="lr_gym/TestFamilies-v1",
+    reference_ids=("lr_gym/Waves-Conv1D-v1", "lr_gym/Waves-Conv1D-Adam-v1",
+                   "lr_gym/Seq-GRU-v1"),
 )
 SPLITS: dict[str, Split] = {s.name: s for s in (TRAIN, DEV, TEST)}
 """The splits by name."""

@@ -74,17 +74,26 @@ def test_train_then_evaluate(tmp_path):
 
     out = run(
         str(ROOT / "evaluate_agent.py"), "--env", "lr_gym/Wine-MLP-v1", "--seeds", "0", "1",
-        "--target-seeds", "7", "--baselines", "static", "warmup_cosine", "avg_lr_replay",
-        "--tuning-budget", "2", "-f", "logs", "-o", "ev", cwd=tmp_path,
+        "--target-seeds", "7", "--baselines", "static", "warmup_cosine", "replay",
+        "learned_schedule", "fixed_decay", "--control-envs", "lr_gym/Wine-MLP-v1",
+        "--control-seeds", "3", "--tuning-budget", "2", "-f", "logs", "-o", "ev", cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
-    for ctrl in ("ppo", "static", "warmup_cosine", "avg_lr_replay"):
+    controls = ("replay", "learned_schedule", "fixed_decay")
+    for ctrl in ("ppo", "static", "warmup_cosine", *controls):
         assert f"| lr_gym/Wine-MLP-v1 | {ctrl} |" in out.stdout
     results = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert results["meta"]["agents"][0].endswith("Digits-MLP-v1_1")
     assert set(results["tracks"]) == {"self", "external"}
     runs = [json.loads(x) for x in (tmp_path / "ev" / "runs.jsonl").read_text().splitlines()]
-    assert {r["controller"] for r in runs} == {"ppo", "static", "warmup_cosine", "avg_lr_replay"}
+    assert {r["controller"] for r in runs} == {"ppo", "static", "warmup_cosine", *controls}
+    # The controls were fixed on the control env's own runs (cached by the agent's digest).
+    open_loop = results["meta"]["open_loop"]
+    (fixed,) = open_loop.values()
+    assert fixed["envs"] == ["lr_gym/Wine-MLP-v1"] and fixed["seeds"] == [3]
+    assert fixed["fixed_decay"] in fixed["dev_scores"]
+    assert list((tmp_path / "logs" / "open_loop").glob("*/controls.json"))
+    assert "Open-loop controls" in (tmp_path / "ev" / "table.md").read_text()
     for track in ("self", "external"):
         for name in (f"curves_{track}.png", f"profiles_{track}.png"):
             assert (tmp_path / "ev" / name).stat().st_size > 1000, name

@@ -36,3 +36,40 @@ def test_bad_schedule_settings_are_clear() -> None:
     with pytest.raises(ValueError, match="onecycle") as err:
         EnvConfig(schedule="one-cycle")
     assert all(name in str(err.value) for name in SCHEDULES)
+
+
+def test_exponential_decays_geometrically_to_its_final_factor() -> None:
+    f = schedule_factors("exponential", 100, final_lr_frac=0.1)
+    assert f[0] == 1.0 and f[100] == pytest.approx(0.1)
+    assert f[50] == pytest.approx(0.1 ** 0.5)
+    np.testing.assert_allclose(f[1:] / f[:-1], 0.1 ** 0.01)  # one constant ratio per step
+    with pytest.raises(ValueError, match="final_lr_frac"):
+        schedule_factor("exponential", 3, 10)
+    with pytest.raises(ValueError, match="final_lr_frac"):
+        EnvConfig(schedule="exponential")
+
+
+def test_wsd_is_constant_then_a_one_minus_sqrt_cooldown() -> None:
+    f = schedule_factors("wsd", 100)
+    assert np.all(f[:80] == 1.0) and f[80] == pytest.approx(1.0)  # stable for 80% of T
+    assert f[100] == 0.0
+    # (1 - sqrt) of the cooldown's progress: a quarter of the way down is half the LR.
+    assert f[85] == pytest.approx(1 - np.sqrt(0.25))
+    g = schedule_factors("wsd", 100, warmup_frac=0.1, final_lr_frac=0.2)
+    assert g[0] == pytest.approx(0.1) and g[100] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("name", ["cosine", "linear", "exponential", "wsd"])
+def test_decays_fall_monotonically_to_their_final_factor(name: str) -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=40, deadline=None)
+    @given(total=st.integers(1, 400), final=st.floats(0.001, 1.0))
+    def check(total: int, final: float) -> None:
+        f = schedule_factors(name, total, final_lr_frac=final)
+        assert np.all(np.diff(f) <= 1e-12)
+        assert f[0] == 1.0
+        assert f[total] == pytest.approx(final)
+
+    check()

@@ -57,7 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-seeds", nargs="+", type=int, default=list(DEFAULT_TARGET_SEEDS),
                    help="Seeds of the reference's target-setting runs (never scored).")
     p.add_argument("--baselines", nargs="*", default=None,
-                   help="Baselines to compare with (default: all; avg_lr_replay needs an agent).")
+                   help="Baselines to compare with (default: all; the open-loop controls "
+                        "replay, learned_schedule and fixed_decay need an agent).")
+    p.add_argument("--control-envs", nargs="+", default=None,
+                   help="Envs that fix the open-loop controls learned_schedule and fixed_decay "
+                        "(never test ids; default: the dev split's reference envs).")
+    p.add_argument("--control-seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS),
+                   help="Seeds of those runs.")
     p.add_argument("--track", choices=("self", "external", "both"), default="both",
                    help="AlgoPerf tracks to run.")
     p.add_argument("--tuning-budget", type=int, default=DEFAULT_BUDGET,
@@ -111,7 +117,19 @@ def _check_args(args: argparse.Namespace, env_ids: list[str], names: list[str]) 
     unknown = [b for b in names if b not in BASELINES]
     if unknown:
         raise UsageError(f"unknown baseline {unknown[0]!r}; choose from {sorted(BASELINES)}.")
-    for flag, seeds in (("--seeds", args.seeds), ("--target-seeds", args.target_seeds)):
+    if args.control_envs:
+        from lr_gym.splits import refuse_split
+
+        unknown_ids = [e for e in args.control_envs if e not in gym.registry]
+        if unknown_ids:
+            raise UsageError(f"--control-envs: unknown env id {unknown_ids[0]!r}; register it "
+                             "and pass its module with --gym-packages.")
+        try:
+            refuse_split(args.control_envs, "test", "fixing the open-loop controls")
+        except ValueError as err:
+            raise UsageError(f"--control-envs: {err}") from err
+    for flag, seeds in (("--seeds", args.seeds), ("--target-seeds", args.target_seeds),
+                        ("--control-seeds", args.control_seeds)):
         if any(s < 0 for s in seeds):
             raise UsageError(f"{flag} {seeds}: seeds must be >= 0 (gymnasium's rule).")
         if len(set(seeds)) != len(seeds):
@@ -296,9 +314,11 @@ def _main(args: argparse.Namespace) -> int:
     from agents.baselines import BASELINES, make_baseline
     from agents.controller import agent_labels, load_controller_file
     from agents.evaluation import plots, scoring
+    from agents.evaluation.controls import controls_for
     from agents.evaluation.report import report_markdown, tables_markdown
     from agents.evaluation.runner import EpisodeJob, run_job, run_jobs, tune_all
     from agents.evaluation.store import RunStore, run_key
+    from agents.open_loop import CONTROLS
     from agents.packages import GymPackageError, import_gym_packages
     from agents.runs import write_text_atomic
     from lr_gym.reproducibility import DEFAULT_TORCH_THREADS, settings
@@ -312,14 +332,15 @@ def _main(args: argparse.Namespace) -> int:
     names = list(BASELINES) if args.baselines is None else list(args.baselines)
     _check_args(args, env_ids, names)
     agents = _resolve_agents(args)
-    if not agents and "avg_lr_replay" in names:
-        names.remove("avg_lr_replay")  # it replays the learned controller's LRs
+    skipped = [b for b in names if b in CONTROLS] if not agents else []
+    if skipped:  # they control for a learned controller's feedback loop
+        names = [b for b in names if b not in skipped]
         if args.baselines is not None:
-            print("note: avg_lr_replay needs an agent; skipped.", file=sys.stderr)
+            print(f"note: {', '.join(skipped)} need(s) an agent; skipped.", file=sys.stderr)
     if not agents and not names:
         raise UsageError("nothing to evaluate: give --agent or --baselines.")
     tracks = ["self", "external"] if args.track == "both" else [args.track]
-    tunable = [b for b in names if b != "avg_lr_replay" and make_baseline(b).tunable]
+    tunable = [b for b in names if b not in CONTROLS and make_baseline(b).tunable]
     external = "external" in tracks and bool(tunable)
     ray = _ray_resources(args)
     env_kwargs = {"device": args.device or (ray[0].device if ray else "cpu"),
@@ -333,6 +354,7 @@ def _main(args: argparse.Namespace) -> int:
         "target_seeds": args.target_seeds, "baselines": names, "tracks": tracks,
         "tuning_budget": args.tuning_budget if external else 0,
         "tuning_seed": args.tuning_seed, "env_kwargs": env_kwargs,
+        "control_envs": args.control_envs, "control_seeds": args.control_seeds,
     }
     out = _output_dir(args, invocation)
     cache = str(Path(args.tuning_cache or Path(args.log_folder) / "tuning_cache.json"))
@@ -367,7 +389,18 @@ def _main(args: argparse.Namespace) -> int:
             return run_key({"env_id": j.env_id, "controller": j.controller, "agent": j.agent,
                             "seed": j.seed, "lr0": j.lr, "role": j.role})
 
-        # 2. Target-setting runs of the reference, then every scored episode. The
+        # 2. The open-loop controls' schedules, fixed on the dev families (cached).
+        controls = {}
+        if {"learned_schedule", "fixed_decay"} & set(names):
+            folder = Path(args.log_folder) / "open_loop"
+            for a in agents:
+                controls[a] = controls_for(
+                    a, folder, pool, env_kwargs, envs=args.control_envs,
+                    seeds=args.control_seeds, timeout_s=timeout,
+                    progress=lambda done, n: tqdm(done, total=n, desc="dev controls",
+                                                  disable=bars or not n, file=sys.stderr))
+
+        # 3. Target-setting runs of the reference, then every scored episode. The
         # replay control follows the learned agents' LRs, so it runs last.
         ref = scoring.REFERENCE
         specs = [EpisodeJob(e, ref, s, "target", tuned.get((e, ref)), env_kwargs=env_kwargs)
@@ -377,7 +410,11 @@ def _main(args: argparse.Namespace) -> int:
                 specs += [EpisodeJob(e, "ppo", s, agent=a, env_kwargs=env_kwargs)
                           for a in agents]
                 for b in names:
-                    if b == "avg_lr_replay":
+                    if b == "replay":
+                        continue
+                    if b in CONTROLS:  # untuned: one run serves both tracks
+                        specs += [EpisodeJob(e, b, s, agent=a, env_kwargs=env_kwargs,
+                                             control=controls[a].to_dict()) for a in agents]
                         continue
                     if "self" in tracks:
                         specs.append(EpisodeJob(e, b, s, env_kwargs=env_kwargs))
@@ -385,25 +422,25 @@ def _main(args: argparse.Namespace) -> int:
                         specs.append(EpisodeJob(e, b, s, lr=tuned.get((e, b)),
                                                 env_kwargs=env_kwargs))
         run_all(specs, "episodes")
-        if "avg_lr_replay" in names:
+        if "replay" in names:
             replays = []
             for a in agents:
                 for e in env_ids:
                     own = tuple(r for r in store.runs if r["controller"] == "ppo"
                                 and r["agent"] == a and r["env_id"] == e
                                 and r["seed"] in args.seeds and r.get("role") == "eval")
-                    replays += [EpisodeJob(e, "avg_lr_replay", s, agent=a, replay=own,
+                    replays += [EpisodeJob(e, "replay", s, agent=a, replay=own,
                                            env_kwargs=env_kwargs) for s in args.seeds]
             run_all(replays, "replays")
     if getattr(pool, "nodes", None):
         print(f"Ray: this invocation's jobs ran on {len(pool.nodes)} node(s).", file=sys.stderr)
 
-    # 3. Scores, report, plots: only this invocation's runs.
+    # 4. Scores, report, plots: only this invocation's runs.
     wanted = set(env_ids), set(args.seeds) | set(args.target_seeds)
     labels = agent_labels(agents, invocation["agent_sha256"])  # no machine paths in reports
     runs = [{**r, "agent": labels.get(r["agent"], r["agent"])} for r in store.runs
             if r["env_id"] in wanted[0] and r["seed"] in wanted[1]
-            and (r["controller"] not in ("ppo", "avg_lr_replay") or r["agent"] in agents)]
+            and (r["controller"] not in ("ppo", *CONTROLS) or r["agent"] in agents)]
     targets = scoring.targets_from(runs)
     order = (["ppo"] if agents else []) + names
     summaries = {t: scoring.summarize_track(scoring.track_runs(runs, t, tuned), order, targets,
@@ -413,11 +450,12 @@ def _main(args: argparse.Namespace) -> int:
                                         deterministic=env_kwargs["device"] == "cpu"),
             "targets": targets, "reference_tuned": external and ref in tunable,
             "tuned_lr0": {f"{e}|{b}": v for (e, b), v in tuned.items()},
+            "open_loop": {labels[a]: c.to_dict() for a, c in controls.items()},
             "seconds": time.perf_counter() - t0}
     report = report_markdown(summaries, meta)
     # Atomic: a full disk leaves the previous report (or none), never a truncated one.
     write_text_atomic(out / "report.md", report)
-    write_text_atomic(out / "table.md", tables_markdown(summaries))
+    write_text_atomic(out / "table.md", tables_markdown(summaries, meta))
     write_text_atomic(out / "results.json", json.dumps({"meta": meta, "tracks": summaries},
                                                        indent=1, default=float))
     written = ["report.md", "table.md", "results.json", "runs.jsonl"]

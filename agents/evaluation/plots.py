@@ -12,7 +12,7 @@ import numpy as np
 from agents.evaluation.scoring import LEARNED
 
 _LEARNED_STYLE = {"color": "black", "lw": 2.4, "zorder": 10}
-_REPLAY = "avg_lr_replay"
+_REPLAY = "replay"
 
 
 def _style(name: str, i: int) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from agents.evaluation.scoring import LEARNED, REFERENCE, TRACKS, verdict
+from agents.open_loop import CONTROLS
 from agents.stats import mean_std
 
 
@@ -61,10 +62,34 @@ def track_summary(track: str, summary: Mapping[str, Any], heading: str = "##") -
     return lines
 
 
-def tables_markdown(summaries: Mapping[str, Mapping[str, Any]]) -> str:
-    """Every track's summary, for ``table.md``."""
-    return "\n".join(line for t, s in summaries.items()
-                     for line in track_summary(t, s, heading="####"))
+def controls_legend(summaries: Mapping[str, Mapping[str, Any]],
+                    meta: Mapping[str, Any] | None) -> list[str]:
+    """What the open-loop control rows are (:mod:`agents.open_loop`), where there are some."""
+    rows = {a["controller"] for s in summaries.values() for a in s["aggregate"]}
+    shown = [c for c in CONTROLS if c in rows]
+    if not shown:
+        return []
+    members = sorted({c["fixed_decay"] for c in ((meta or {}).get("open_loop") or {}).values()})
+    text = {
+        "replay": "`replay` replays the learned controller's own mean LR per interval on each "
+                  "env, from this evaluation's own learned runs (a diagnostic: no schedule "
+                  "known in advance)",
+        "learned_schedule": "`learned_schedule` is its mean LR against training progress on "
+                            "the dev families, frozen, one schedule for every env",
+        "fixed_decay": "`fixed_decay` is the fixed decay chosen on dev by the rule stated "
+                       f"before the run ({', '.join(members) or 'see results.json'}; "
+                       "docs/protocol.md)",
+    }
+    return ["Open-loop controls, each on the learned controller's own LR rule (its base "
+            "optimizer and LR bounds): " + "; ".join(text[c] for c in shown) + ".", ""]
+
+
+def tables_markdown(summaries: Mapping[str, Mapping[str, Any]],
+                    meta: Mapping[str, Any] | None = None) -> str:
+    """Every track's summary, for ``table.md``, and what the control rows are."""
+    return "\n".join([*(line for t, s in summaries.items()
+                        for line in track_summary(t, s, heading="####")),
+                      *controls_legend(summaries, meta)])
 
 
 def _track_section(track: str, summary: Mapping[str, Any]) -> list[str]:
@@ -118,6 +143,7 @@ def report_markdown(summaries: Mapping[str, Mapping[str, Any]], meta: Mapping[st
         "exclude one-time costs (data loading, agent loading).",
         "",
     ]
+    lines += controls_legend(summaries, meta)
     for track, summary in summaries.items():
         lines += _track_section(track, summary)
     targets = meta.get("targets", {})

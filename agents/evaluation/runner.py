@@ -32,9 +32,12 @@ class EpisodeJob:
         seed: Episode seed.
         role: ``"eval"`` (scored) or ``"target"`` (target-setting, never scored).
         lr: The ``lr0`` it runs at; ``None`` keeps the controller's default.
-        agent: A learned agent's run folder (the agent itself, or the one a replay follows).
-        replay: The learned agent's runs on this env (for ``avg_lr_replay`` only).
+        agent: A learned agent's run folder: the agent itself, or the one an open-loop
+            control (:mod:`agents.open_loop`) runs for, on that agent's LR rule.
+        replay: The learned agent's runs on this env (for ``replay`` only).
         env_kwargs: EnvConfig overrides of the evaluation (e.g. the device).
+        control: The agent's :class:`~agents.open_loop.OpenLoopControls` as a dict (for
+            ``learned_schedule`` and ``fixed_decay``).
     """
 
     env_id: str
@@ -45,6 +48,7 @@ class EpisodeJob:
     agent: str | None = None
     replay: tuple[Mapping[str, Any], ...] = ()
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    control: Mapping[str, Any] = field(default_factory=dict)
 
 
 AGENT_FILES: dict[str, str] = {}
@@ -73,15 +77,21 @@ def load_agent(agent: str) -> Controller:
 def build_controller(job: EpisodeJob) -> Controller:
     """The controller a job runs (built where the job runs)."""
     from agents.baselines import make_baseline
+    from agents.open_loop import OpenLoopControls, fixed_decay
     from agents.rollout import EpisodeResult
 
     if job.controller == "ppo":
         return load_agent(job.agent)
-    if job.controller == "avg_lr_replay":
-        # Replayed on the agent's own base schedule and LR bounds.
+    # The open-loop controls run on the agent's own LR rule (base, schedule, bounds).
+    if job.controller == "replay":
         return make_baseline(job.controller,
                              results=[EpisodeResult.from_dict(r) for r in job.replay],
                              controller_kwargs=load_agent(job.agent).env_kwargs())
+    if job.controller in ("learned_schedule", "fixed_decay"):
+        return OpenLoopControls.from_dict(job.control).controller(
+            job.controller, load_agent(job.agent).env_kwargs())
+    if job.controller.startswith("decay:"):  # a member of the family, on dev
+        return fixed_decay(job.controller.split(":", 1)[1], load_agent(job.agent).env_kwargs())
     ctrl = make_baseline(job.controller)
     return ctrl if job.lr is None else ctrl.with_lr(job.lr)
 

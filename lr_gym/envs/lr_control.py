@@ -171,7 +171,8 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ``info`` holds ``lr``, ``train_loss``, ``val_loss``, ``val_metric``, every
     validation metric as ``val_<name>``, ``step`` (optimizer steps), ``epoch``,
-    ``task`` and ``diverged``.
+    ``task``, ``diverged``, and the LR rule's last decision: ``action`` (as applied:
+    clipped, NaN as 0) and ``multiplier`` (``M``, times the guard's back-off).
 
     ## Version History
 
@@ -630,6 +631,10 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
             "val_metric": self._val[self.task.metric],
             "metric": self.task.metric,
             "diverged": diverged,
+            # The rule's last decision: the action it applied (clipped, NaN as 0, capped
+            # after a rollback) and the multiplier M it left (with the guard's back-off).
+            "action": self._lr_state.action,
+            "multiplier": self._lr_state.multiplier * self._lr_state.scale,
         }
         if self._guard is not None:
             info["guard_restores"] = self._guard.restores

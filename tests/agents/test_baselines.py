@@ -93,10 +93,16 @@ def test_tuned_schedule_runs_at_the_given_lr() -> None:
     np.testing.assert_allclose(res.lrs[1:], torch_lrs("cosine", 0.01, T), rtol=1e-9, atol=1e-15)
 
 
+CONTROL_KWARGS = {"replay": {"targets": [0.1]},
+                  "learned_schedule": {"progress": [0.0], "factors": [1.0]},
+                  "fixed_decay": {"member": "linear"}}
+"""What each open-loop control of a learned controller needs to be built."""
+
+
 def test_every_baseline_with_an_lr_is_tunable() -> None:
     for name, factory in BASELINES.items():
-        c = factory(targets=[0.1]) if name == "avg_lr_replay" else factory()
-        if name == "avg_lr_replay":
+        c = factory(**CONTROL_KWARGS.get(name, {}))
+        if name in CONTROL_KWARGS:  # controls of the untuned learned controller
             assert not c.tunable
             with pytest.raises(TypeError, match="not tunable"):
                 c.with_lr(0.1)
@@ -202,7 +208,7 @@ def test_schedulefree_default_lr_and_space_follow_the_readme() -> None:
 @pytest.mark.parametrize("name", sorted(BASELINES))
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_every_baselines_default_lr_is_positive_and_finite(name: str, optimizer: str) -> None:
-    c = make_baseline(name, targets=[0.1]) if name == "avg_lr_replay" else make_baseline(name)
+    c = make_baseline(name, **CONTROL_KWARGS.get(name, {}))
     task = make_task("digits-mlp", optimizer=optimizer)
     lr = c.default_lr(task)
     assert math.isfinite(lr) and lr > 0
@@ -302,13 +308,13 @@ def test_lr_free_baselines_keep_decay_and_reject_what_has_no_counterpart() -> No
     assert ProdigyBaseline().wrap_task(rms).optimizer_kwargs["decouple"] is False
 
 
-def test_avg_lr_replay_reproduces_mean_lrs() -> None:
+def test_replay_reproduces_mean_lrs() -> None:
     steps = [0, 15, 30, 45, 60]
     a = EpisodeResult(ENV, "ppo", 0, "t", "accuracy", steps=steps,
                       lrs=[LR0, 0.1, 0.02, 0.01, 0.004])
     b = EpisodeResult(ENV, "ppo", 1, "t", "accuracy", steps=steps,
                       lrs=[LR0, 0.001, 0.08, 0.04, 0.001])
-    c = make_baseline("avg_lr_replay", results=[a, b])
+    c = make_baseline("replay", results=[a, b])
     # Geometric means by hand: sqrt(0.1 * 0.001) = 0.01, sqrt(0.02 * 0.08) = 0.04,
     # sqrt(0.01 * 0.04) = 0.02, sqrt(0.004 * 0.001) = 0.002 (arithmetic: 0.0505, ...).
     expected = [0.01, 0.04, 0.02, 0.002]
@@ -331,7 +337,7 @@ def test_avg_lr_replay_reproduces_mean_lrs() -> None:
                     env_kwargs={"total_steps": 60, "steps_per_action": 15})
 
 
-def test_avg_lr_replay_follows_an_anchored_controllers_base_schedule() -> None:
+def test_replay_follows_an_anchored_controllers_base_schedule() -> None:
     # An anchored controller on a cosine base, multiplier 4 ** 0.5 = 2 in every interval:
     # its replay runs the same cosine at the same multiplier, so the LRs match exactly.
     anchored = {"mode": "anchored", "schedule": "cosine", "max_factor": 4.0}
@@ -339,7 +345,7 @@ def test_avg_lr_replay_follows_an_anchored_controllers_base_schedule() -> None:
     ctrl = ConstantAction(0.5, name="ppo")
     ctrl.env_kwargs = lambda: anchored  # type: ignore[method-assign]
     runs = [run_episode(ENV, ctrl, seed=s, env_kwargs=short) for s in (0, 1)]
-    replay = make_baseline("avg_lr_replay", results=runs, controller_kwargs=anchored)
+    replay = make_baseline("replay", results=runs, controller_kwargs=anchored)
     res = run_episode(ENV, replay, seed=0, env_kwargs=short)
     np.testing.assert_allclose(res.lrs, runs[0].lrs, rtol=1e-9)
     assert res.lrs[1] > res.lrs[2] > res.lrs[3]  # it decays with the cosine, not in steps
@@ -351,5 +357,5 @@ def test_unknown_or_incomplete_baseline_errors_are_clear() -> None:
     for name in BASELINES:
         assert name in str(err.value)
     with pytest.raises(ValueError, match="results="):
-        make_baseline("avg_lr_replay")
+        make_baseline("replay")
     assert not hasattr(agents.base, "make_baseline")  # no shim: baselines import base only

@@ -10,6 +10,7 @@ import pytest
 import lr_gym  # registers the env ids
 from agents.base import ScheduleBaseline
 from agents.baselines import BASELINES, ProdigyBaseline, make_baseline
+from agents.open_loop import CONTROLS
 from agents.rollout import run_episode
 from agents.tuning import (
     DEFAULT_SPACE,
@@ -88,7 +89,7 @@ def test_trials_map_linearly_onto_the_space_first_at_its_centre():
 SGD_TASK, ADAM_TASK = get_task("Digits-MLP"), make_task("digits-mlp", optimizer="adam")
 
 
-@pytest.mark.parametrize("name", [n for n in BASELINES if n != "avg_lr_replay"])
+@pytest.mark.parametrize("name", [n for n in BASELINES if n not in CONTROLS])
 @pytest.mark.parametrize("task", [SGD_TASK, ADAM_TASK], ids=["sgd", "adam"])
 def test_each_baselines_trials_lie_in_its_space_first_at_the_centre(name, task):
     c = make_baseline(name)
@@ -174,7 +175,7 @@ def test_tune_controller_uses_its_default_lr_and_space():
     assert c.log == pytest.approx(trial_lrs(0.2, 3, (-1.0, 0.0)))  # 0.2 x 10^-0.5 first
     assert res.best_lr == pytest.approx(c.log[res.best])
     with pytest.raises(TypeError, match="not tunable"):
-        tune_controller(ENV, make_baseline("avg_lr_replay", targets=[0.1]), budget=1)
+        tune_controller(ENV, make_baseline("replay", targets=[0.1]), budget=1)
     with pytest.raises(ValueError, match="single-task"):
         tune_controller(lr_gym.TRAIN_MIX_ID, FakeController(), budget=1)
 

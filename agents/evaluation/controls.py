@@ -1,0 +1,107 @@
+"""A learned controller's open-loop controls, fixed on the dev families once and cached.
+
+:class:`~agents.open_loop.OpenLoopControls` needs two things that only runs can give:
+the controller's mean LR factor against progress on the dev families (its
+``learned_schedule``), and the dev scores of every fixed decay on its base (for the
+``fixed_decay`` rule of :func:`~agents.open_loop.choose_fixed_decay`). Both come from
+the dev families' reference envs (:attr:`lr_gym.splits.Split.reference_ids`) on
+:data:`DEV_SEEDS`, never from the split being evaluated, and are cached per controller
+(its content digest) in ``<folder>/<sha12>/``: ``runs.jsonl`` (resumable, like an
+evaluation's store) and ``controls.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+DEV_SEEDS = (0, 1, 2, 3, 4)
+"""The dev episodes' seeds."""
+
+
+def score(run: Mapping[str, Any]) -> float:
+    """A run's final test metric; a diverged run scores 0 (as in every results table)."""
+    return 0.0 if run["diverged"] else float(run["test"].get(run["metric"], math.nan))
+
+
+def controls_jobs(agent: str, envs: Sequence[str], seeds: Sequence[int],
+                  env_kwargs: Mapping[str, Any]) -> list[Any]:
+    """The dev episodes: the agent itself and every fixed decay on its base."""
+    from agents.evaluation.runner import EpisodeJob
+    from agents.open_loop import FIXED_DECAYS
+
+    names = ["ppo", *(f"decay:{m}" for m in FIXED_DECAYS)]
+    return [EpisodeJob(e, n, s, agent=agent, env_kwargs=dict(env_kwargs))
+            for n in names for e in envs for s in seeds]
+
+
+def controls_from_runs(sha256: str, runs: Sequence[Mapping[str, Any]], envs: Sequence[str],
+                       seeds: Sequence[int]) -> Any:
+    """The :class:`~agents.open_loop.OpenLoopControls` of the dev runs of one controller."""
+    from agents.open_loop import (
+        FIXED_DECAYS,
+        OpenLoopControls,
+        choose_fixed_decay,
+        learned_schedule_from,
+        normalized_scores,
+    )
+    from agents.rollout import EpisodeResult
+
+    def of(name: str, env: str) -> list[Mapping[str, Any]]:
+        return sorted((r for r in runs if r["controller"] == name and r["env_id"] == env
+                       and r["seed"] in seeds), key=lambda r: r["seed"])
+
+    learned = [EpisodeResult.from_dict(r) for e in envs for r in of("ppo", e)]
+    progress, factors = learned_schedule_from(learned)
+    scores = {m: {e: [score(r) for r in of(f"decay:{m}", e)] for e in envs}
+              for m in FIXED_DECAYS}
+    return OpenLoopControls(sha256, tuple(progress), tuple(factors), choose_fixed_decay(scores),
+                            normalized_scores(scores), tuple(envs), tuple(seeds))
+
+
+def controls_for(agent: str, folder: str | Path, pool: Any, env_kwargs: Mapping[str, Any],
+                 *, envs: Sequence[str] | None = None, seeds: Sequence[int] = DEV_SEEDS,
+                 timeout_s: float | None = None,
+                 progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None) -> Any:
+    """The controller's open-loop controls: cached, or computed on dev now.
+
+    Args:
+        agent: A controller file, run folder or pretrained name.
+        folder: The cache folder (one subfolder per controller digest).
+        pool: Where the dev episodes run (:func:`agents.evaluation.runner.make_pool`).
+        env_kwargs: EnvConfig overrides of the episodes (device, threads).
+        envs: The dev envs; default the dev split's reference ids.
+        seeds: The dev seeds.
+        timeout_s: See :func:`agents.evaluation.runner.completed`.
+        progress: Wraps the finishing jobs (e.g. a progress bar), given their count.
+
+    Returns:
+        An :class:`~agents.open_loop.OpenLoopControls`.
+    """
+    from agents.controller import load_controller_file
+    from agents.evaluation.runner import run_job, run_jobs
+    from agents.evaluation.store import RunStore, run_key
+    from agents.open_loop import OpenLoopControls
+    from lr_gym.splits import SPLITS
+
+    envs = tuple(envs or SPLITS["dev"].reference_ids)
+    sha = load_controller_file(agent).sha256
+    here = Path(folder) / sha[:12]
+    path = here / "controls.json"
+    if path.is_file():
+        cached = OpenLoopControls.load(path)
+        if (cached.agent_sha256, cached.envs, cached.seeds) == (sha, envs, tuple(seeds)):
+            return cached
+    store = RunStore(here / "runs.jsonl")
+    # Keyed without the agent's path: the folder already names the controller's content.
+    todo = [j for j in controls_jobs(agent, envs, seeds, env_kwargs)
+            if run_key({"env_id": j.env_id, "controller": j.controller, "seed": j.seed})
+            not in store]
+    finished = run_jobs(pool, run_job, todo, timeout_s)
+    for _, run in progress(finished, len(todo)) if progress else finished:
+        store.add({**run, "agent": ""})
+    controls = controls_from_runs(sha, store.runs, envs, seeds)
+    controls.save(path)
+    return controls

@@ -16,7 +16,7 @@ import json
 import os
 import platform
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +90,66 @@ def load_jsonl(path: str | os.PathLike, key: str,
         except (ValueError, KeyError, TypeError):
             continue  # that row is done again
     return rows
+
+
+DECISIONS = "decisions.jsonl.gz"
+"""The per-decision trajectories of a results folder's episodes (committed with it)."""
+
+OBSERVING = ("ppo", "learned", "learned+guard")
+"""Controller names whose decisions read the observation: their features are kept."""
+
+_IDENTITY = ("env_id", "controller", "method", "agent", "seed", "scale", "condition", "role",
+             "lr0", "task", "metric", "rule_lr0", "total_steps", "diverged", "event")
+
+
+def _short(x: float) -> float:
+    """Six significant digits: enough to read a decision, a fraction of the bytes."""
+    return float(f"{x:.6g}")
+
+
+def decision_record(run: Mapping[str, Any]) -> dict[str, Any]:
+    """One episode's decisions, for the committed trajectories.
+
+    What the episode was, then per decision its step, LR, action and multiplier, and
+    the observed features for controllers that read them (:data:`OBSERVING`). Decision
+    ``k`` is made at ``step[k]``, applies ``action[k]``, leaves ``multiplier[k]`` and runs
+    its interval at ``lr[k]`` (see :class:`agents.rollout.EpisodeResult`).
+    """
+    n = len(run.get("actions", []))
+    out = {k: run[k] for k in _IDENTITY if k in run}
+    out["decisions"] = {
+        "step": run["steps"][:n],
+        "lr": [_short(x) for x in run["lrs"][1:n + 1]],
+        "action": [_short(x) for x in run["actions"]],
+        "multiplier": [_short(x) for x in run["multipliers"]],
+    }
+    if {run.get("controller"), run.get("method")} & set(OBSERVING):
+        out["features"] = {"names": run.get("features", []),
+                           "values": [[_short(x) for x in o] for o in run["observations"]]}
+    return out
+
+
+def write_decisions(folder: str | os.PathLike, runs: Sequence[Mapping[str, Any]]) -> Path:
+    """Writes ``<folder>/decisions.jsonl.gz``, one line per episode (atomically).
+
+    Episodes from before decisions were recorded (no ``actions``) are left out.
+
+    Returns:
+        The file's path.
+    """
+    import gzip
+
+    from agents.runs import atomic_write
+
+    lines = [json.dumps(decision_record(r), default=float) for r in runs if "actions" in r]
+    # mtime=0: the same runs give the same bytes, so a rerun changes nothing in git.
+    data = gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
+    return atomic_write(Path(folder) / DECISIONS, lambda tmp: tmp.write_bytes(data))
+
+
+def read_decisions(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The episodes of a :func:`write_decisions` file."""
+    import gzip
+
+    with gzip.open(path, "rt") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -47,6 +47,7 @@ class EpisodeResult:
         observations: The observation each decision saw (one per decision).
         actions: The action each decision applied (clipped; NaN as 0).
         multipliers: The LR rule's multiplier ``M`` after each decision.
+        event: The episode's event (``kind``, ``step``, ``applied``), if it had one.
 
     Decision ``k`` is made at ``steps[k]`` from ``observations[k]``; it applies
     ``actions[k]``, leaves ``multipliers[k]``, and its interval runs at ``lrs[k + 1]``.
@@ -76,6 +77,7 @@ class EpisodeResult:
     observations: list[list[float]] = field(default_factory=list)
     actions: list[float] = field(default_factory=list)
     multipliers: list[float] = field(default_factory=list)
+    event: dict[str, Any] | None = None
 
     def steps_to(self, target: float) -> float:
         """Optimizer steps until the validation metric first reaches ``target`` (inf if never)."""
@@ -142,6 +144,7 @@ def run_episode(
                 _record(res, info, time.perf_counter() - t0)
                 done = terminated or truncated
         res.diverged = bool(info["diverged"])
+        res.event = info.get("event")
         res.test = dict(info.get("test", {}))
         res.final_val_metric = res.val_metric[-1]
         steps = convergence_step(res.steps, res.val_metric)

@@ -90,6 +90,8 @@ def build_controller(job: EpisodeJob) -> Controller:
     if job.controller in ("learned_schedule", "fixed_decay"):
         return OpenLoopControls.from_dict(job.control).controller(
             job.controller, load_agent(job.agent).env_kwargs())
+    if job.controller == "zero_action":  # the agent's LR rule with every action 0
+        return load_agent(job.agent).zero_action()
     if job.controller.startswith("decay:"):  # a member of the family, on dev
         return fixed_decay(job.controller.split(":", 1)[1], load_agent(job.agent).env_kwargs())
     ctrl = make_baseline(job.controller)

@@ -1,0 +1,220 @@
+"""Headroom on dev: how much could any controller gain over one fixed schedule?
+
+On the dev families' reference envs (``lr_gym.splits.SPLITS["dev"].reference_ids``), on
+paired seeds, without events and with an event in every episode (``event_prob=1``: a
+batch-size change, label noise or a data-subset switch at a random time), runs every
+fixed decay of :data:`agents.open_loop.FIXED_DECAYS` on the learned controller's base,
+and the learned controller with its open-loop controls (:mod:`agents.open_loop`: its
+replay, its learned schedule, the dev-chosen fixed decay) and its action 0.
+
+Two gaps, per condition:
+
+* **adaptive headroom**: the *hindsight-best member per env*, chosen on these very
+  seeds, over the *best single member* for all envs. It bounds what choosing the
+  schedule per task (what a controller that recognises the task can do) could add. It
+  is a ceiling, chosen on the evaluation seeds: never a baseline.
+* **what the controller adds**: the learned controller over the dev-chosen fixed decay
+  (``fixed_decay``), with rliable's probability of improvement and its CI.
+
+Scores as in every LR table: the final test metric (a diverged run scores 0) over the
+best mean any method reached on that env in that condition, averaged over envs and
+seeds, with a stratified-bootstrap 95% CI. Dev only: it makes no claim about test.
+
+Writes ``<results>/``: ``table.md``, ``results.json``, ``decisions.jsonl.gz`` (every
+episode's decisions) and ``controls.json`` (what dev fixed for the controller). Episodes
+are stored in ``--store`` (resumable, not committed).
+
+Usage:
+    python benchmarks/headroom.py --agent pretrained
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+CONDITIONS = {"lr0": {}, "events": {"event_prob": 1.0}}
+"""The two conditions: the plain dev episodes, and an event in every one."""
+CONTROLS = ("fixed_decay", "learned_schedule", "replay", "zero_action")
+"""The learned controller's controls, in table order."""
+
+
+def jobs_for(agent: str, envs: Sequence[str], seeds: Sequence[int], condition: str,
+             controls: Mapping[str, Any]) -> list[Any]:
+    """Every episode of one condition but the replays (which follow the learned runs)."""
+    from agents.evaluation.runner import EpisodeJob
+    from agents.open_loop import FIXED_DECAYS
+
+    kw = {"device": "cpu", "torch_threads": 1, **CONDITIONS[condition]}
+    names = ["ppo", "zero_action", "learned_schedule", *(f"decay:{m}" for m in FIXED_DECAYS)]
+    return [EpisodeJob(e, n, s, agent=agent, env_kwargs=kw, control=dict(controls))
+            for n in names for e in envs for s in seeds]
+
+
+def replay_jobs(agent: str, runs: Sequence[Mapping[str, Any]], envs: Sequence[str],
+                seeds: Sequence[int], condition: str) -> list[Any]:
+    """The replays of the learned runs of one condition, env by env."""
+    from agents.evaluation.runner import EpisodeJob
+
+    kw = {"device": "cpu", "torch_threads": 1, **CONDITIONS[condition]}
+    out = []
+    for e in envs:
+        own = tuple(r for r in runs if r["controller"] == "ppo" and r["env_id"] == e)
+        out += [EpisodeJob(e, "replay", s, agent=agent, replay=own, env_kwargs=kw)
+                for s in seeds]
+    return out
+
+
+def summarize(runs: Sequence[Mapping[str, Any]], envs: Sequence[str], chosen: str,
+              n_boot: int) -> dict[str, Any]:
+    """One condition's scores, the two gaps and the probabilities of improvement."""
+    import numpy as np
+
+    from agents.evaluation.controls import score
+    from agents.open_loop import FIXED_DECAYS
+    from agents.stats import mean_ci, probability_of_improvement_ci
+
+    def scores(name: str) -> dict[str, list[float]]:
+        return {e: [score(r) for r in sorted(runs, key=lambda r: r["seed"])
+                    if r["controller"] == name and r["env_id"] == e] for e in envs}
+
+    raw = {m: scores(f"decay:{m}") for m in FIXED_DECAYS}
+    raw |= {"learned": scores("ppo"), **{c: scores(c) for c in CONTROLS if c != "fixed_decay"}}
+    raw["fixed_decay"] = raw[chosen]
+    best = {e: max(float(np.mean(s[e])) for s in raw.values()) for e in envs}
+    norm = {m: {e: [x / best[e] for x in s[e]] for e in envs} for m, s in raw.items()}
+    mean_env = {m: {e: float(np.mean(v)) for e, v in s.items()} for m, s in norm.items()}
+    area = {m: float(np.mean(list(v.values()))) for m, v in mean_env.items()}
+    # Ties go to the earlier member, as in the dev rule.
+    single = max(FIXED_DECAYS, key=lambda m: (round(area[m], 9), -list(FIXED_DECAYS).index(m)))
+    per_env = {e: max(FIXED_DECAYS, key=lambda m: (round(mean_env[m][e], 9),
+                                                     -list(FIXED_DECAYS).index(m)))
+               for e in envs}
+    norm["ceiling"] = {e: norm[per_env[e]][e] for e in envs}
+    norm["best_single"] = norm[single]
+    raw["best_single"] = raw[single]
+    mean_env |= {m: {e: float(np.mean(v)) for e, v in norm[m].items()}
+                 for m in ("ceiling", "best_single")}
+    gap = {e: mean_env["ceiling"][e] - mean_env["best_single"][e] for e in envs}
+    return {"best": best, "scores": {m: list(mean_ci(v, n_boot=n_boot)) for m, v in norm.items()},
+            "per_env": mean_env, "best_single": single, "ceiling_members": per_env,
+            "adaptive_gap": {"per_env": gap, "mean": float(np.mean(list(gap.values())))},
+            "p_learned": {c: probability_of_improvement_ci(raw["learned"], raw[c],
+                                                           n_boot=n_boot)
+                          for c in (*CONTROLS, "best_single")}}
+
+
+def table(results: Mapping[str, Any], seeds: int) -> str:
+    """The markdown summary."""
+    from agents.stats import markdown_table
+
+    meta = results["meta"]
+    lines = [f"Headroom on the dev envs ({', '.join(meta['envs'])}), {seeds} paired seeds, "
+             f"on `{meta['agent']}`'s base (`{meta['base']}`). Score: final test metric over "
+             "the best mean any method reached on the env in that condition (diverged: 0), "
+             "mean over envs and seeds [95% CI]. `fixed_decay` is the dev-chosen member "
+             f"(`{meta['fixed_decay']}`), `best_single` the best single member in that "
+             "condition, `ceiling` the hindsight-best member per env chosen on these seeds "
+             "(a bound, not a baseline).", ""]
+    for cond, s in results["conditions"].items():
+        title = "No events" if cond == "lr0" else "An event in every episode"
+        order = ["ceiling", "best_single", "learned", *CONTROLS,
+                 *[m for m in s["scores"] if m.startswith(("linear", "cosine", "exp", "wsd"))]]
+        rows = [[m if m != "best_single" else f"best_single ({s['best_single']})",
+                 f"{s['scores'][m][0]:.3f} [{s['scores'][m][1]:.3f}, {s['scores'][m][2]:.3f}]",
+                 *[f"{s['per_env'][m][e]:.3f}" for e in meta["envs"]]]
+                for m in order]
+        lines += [f"#### {title}", "",
+                  markdown_table(["method", "score [95% CI]",
+                                  *[e.split("/")[-1] for e in meta["envs"]]], rows), ""]
+        g = s["adaptive_gap"]
+        members = ", ".join(f"{e.split('/')[-1]}: {m}" for e, m in s["ceiling_members"].items())
+        lines += [f"Adaptive headroom (ceiling - best single member): {g['mean']:+.3f} "
+                  f"(per env: {', '.join(f'{v:+.3f}' for v in g['per_env'].values())}; "
+                  f"the per-env best: {members}).", "",
+                  "P(learned > control) [95% CI]: " + "; ".join(
+                      f"{c} {v[0]:.2f} [{v[1]:.2f}, {v[2]:.2f}]"
+                      for c, v in s["p_learned"].items()) + ".", ""]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--agent", default="pretrained",
+                   help="The learned controller (controller file, run folder, 'pretrained').")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--n-boot", type=int, default=2000)
+    p.add_argument("--store", type=Path, default=Path("logs/headroom"),
+                   help="Where the episodes are kept (resumable; not committed).")
+    p.add_argument("--controls-cache", type=Path, default=Path("logs/open_loop"),
+                   help="The open-loop controls' cache (as evaluate_agent.py's).")
+    p.add_argument("--results", type=Path, default=Path("benchmarks/results/headroom"))
+    args = p.parse_args(argv)
+    from agents.controller import ControllerFileError, agent_label, load_controller_file
+
+    try:
+        policy = load_controller_file(args.agent)
+    except (FileNotFoundError, ControllerFileError) as err:
+        print(f"error: --agent {args.agent}: {err}", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print(f"error: --workers must be at least 1, got {args.workers}.", file=sys.stderr)
+        return 2
+    import lr_gym  # noqa: F401 - registers the ids
+    from agents.controller import pin_controller
+    from agents.evaluation.controls import controls_for
+    from agents.evaluation.runner import make_pool, run_job, run_jobs
+    from agents.evaluation.store import RunStore
+    from agents.results import meta, write_decisions
+    from agents.runs import write_text_atomic
+    from lr_gym.splits import SPLITS
+
+    envs = SPLITS["dev"].reference_ids
+    t0 = time.perf_counter()
+    store_dir = args.store / policy.sha256[:12]
+    agent = pin_controller(args.agent, store_dir)
+    results: dict[str, Any] = {"conditions": {}}
+    every = []
+    with make_pool(args.workers, []) as pool:
+        controls = controls_for(agent, args.controls_cache, pool,
+                                {"device": "cpu", "torch_threads": 1}, envs=envs)
+        for cond in CONDITIONS:
+            store = RunStore(store_dir / cond / "runs.jsonl")
+
+            def run(jobs: list[Any], store: RunStore = store, cond: str = cond) -> None:
+                todo = [j for j in jobs if (j.env_id, j.controller, j.agent, j.seed, "default",
+                                            "eval") not in store]
+                print(f"{cond}: {len(todo)} episodes to run ({len(store)} done).",
+                      file=sys.stderr, flush=True)
+                for _, r in run_jobs(pool, run_job, todo):
+                    store.add(r)
+
+            run(jobs_for(agent, envs, args.seeds, cond, controls.to_dict()))
+            run(replay_jobs(agent, store.runs, envs, args.seeds, cond))
+            runs = [r for r in store.runs if r["seed"] in args.seeds]
+            results["conditions"][cond] = summarize(runs, envs, controls.fixed_decay,
+                                                    args.n_boot)
+            every += [{**r, "agent": agent_label(args.agent), "condition": cond} for r in runs]
+    base = policy.env_config.base
+    results["meta"] = meta(agent=agent_label(args.agent), agent_sha256=policy.sha256,
+                           base=base, envs=list(envs), seeds=args.seeds,
+                           fixed_decay=controls.fixed_decay, episodes=len(every),
+                           seconds=time.perf_counter() - t0)
+    text = table(results, len(args.seeds))
+    write_text_atomic(args.results / "results.json", json.dumps(results, indent=1, default=float))
+    write_text_atomic(args.results / "table.md", text + "\n")
+    controls.save(args.results / "controls.json")
+    write_decisions(args.results, every)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,33 +1,46 @@
 """LR sensitivity: set any lr0, get a good run? Every method at lr0 x0.01 .. x100.
 
-Runs every env of a split (``--split test`` reports, ``--split dev`` is for choices) at
-each lr0 scale in :data:`SCALES` (the task's ``lr0`` times the scale), on ``--seeds``
-paired seeds, for every method of :data:`METHODS` untuned (AlgoPerf's self-tuning
-track: each method derives its LR from the ``lr0`` it is given, as a user would run it)
-and for the learned controllers (``--agent``, pooled; ``--agent-guard`` adds them with
-the guard; ``--agent-zero`` adds each one's own action 0, its LR rule with the policy
-left out: static for ``lr_gym/task-base``, Prodigy at a constant lr of 1 for
-``lr_gym/default``, so the gap to it is what the policy adds). Prodigy and
-D-Adaptation ignore ``lr0`` (their ``lr`` is 1.0), so one run per seed serves every
-scale.
+Runs every env of a split (``--split test`` reports, ``--split dev`` is for choices; the
+split's reference envs, :attr:`lr_gym.splits.Split.reference_ids`) at each lr0 scale in
+:data:`SCALES` (the task's ``lr0`` times the scale), on ``--seeds`` paired seeds, for
+every method of :data:`METHODS` untuned (AlgoPerf's self-tuning track: each method
+derives its LR from the ``lr0`` it is given, as a user would run it) and for the learned
+controllers (``--agent``, pooled; ``--agent-guard`` adds them with the guard;
+``--agent-zero`` adds each one's own action 0, its LR rule with the policy left out:
+static for ``lr_gym/task-base``, Prodigy at a constant lr of 1 for ``lr_gym/default``).
+
+With an agent, its open-loop controls (:mod:`agents.open_loop`) run beside it on its own
+LR rule: ``replay`` (its mean LR per interval on each env and scale, from its own runs
+there), ``learned_schedule`` (its mean LR against progress on the dev families, frozen)
+and ``fixed_decay`` (the fixed decay chosen on dev by the rule stated in
+docs/protocol.md); ``--no-controls`` leaves them out. What dev fixed comes from
+:func:`agents.evaluation.controls.controls_for` (cached in ``--controls-cache``).
+
+A method whose episodes do not depend on lr0 (Prodigy, D-Adaptation, and every method on
+a learned controller's LR rule over ``base="prodigy"``) runs once per env and seed and
+serves every scale; it enters the area and its CI once per env and seed, not once per
+scale (5 copies of one run are not 5 samples).
 
 With ``--events``, the envs also run at x1 with an event in every episode (a batch-size
 change, label noise or a data-subset switch at a random time: :mod:`lr_gym.events`),
-where the learned controllers face static and their own average-LR replay: an
-open-loop schedule cannot anticipate an event, a controller that reacts can.
+where the learned controllers face static, their action 0 and their open-loop controls:
+an open-loop schedule cannot anticipate an event, a controller that reacts can.
 
 Scores: per env, every run's final test metric (a diverged run scores 0) is divided by
 the best mean any method reached on that env at any scale, so 1.0 is the best result on
 the task. A method's **area** is the mean of that normalised score over envs, scales and
 seeds (the area under its sensitivity curve), with rliable's stratified-bootstrap 95% CI
-(tasks: env x scale). Per scale, the probability that the learned controller beats each
-method (rliable's probability of improvement, pooled over envs), with its CI.
+(tasks: env x scale, or env alone for an lr0-invariant method). Per scale, P(learned >
+method): rliable's probability of improvement, the chance that a learned run scores
+above a run of the method over all pairs of runs on an env, averaged over envs, with
+its CI.
 
 Writes ``<results>/<split>/``: ``table.md`` (the summary README quotes),
-``results.json``, ``sensitivity.png`` (test metric against the scale, a panel per env)
-``runs.jsonl`` (every episode; a rerun resumes from it, not committed) and
-``controllers/`` (each agent's file, named by its content, so that a controller saved
-again at the same path gets runs of its own).
+``results.json``, ``sensitivity.png`` (test metric against the scale, a panel per env),
+``decisions.jsonl.gz`` (every episode's decisions: committed), ``runs.jsonl`` (every
+episode; a rerun resumes from it, not committed) and ``controllers/`` (each agent's
+file, named by its content, so that a controller saved again at the same path gets runs
+of its own).
 
 Usage:
     python benchmarks/lr_sensitivity.py --split dev --agent RUN [RUN ...] [--seeds 0 1 2 3 4]
@@ -59,19 +72,23 @@ METHODS = ("static", "warmup_cosine", "plateau", "hypergradient", "gala", "prodi
 """The baselines, by :data:`agents.baselines.BASELINES` name."""
 LR_FREE = ("prodigy", "dadaptation")
 """Methods that ignore lr0: one run per seed serves every scale."""
-LEARNED, LEARNED_GUARD, REPLAY = "learned", "learned+guard", "avg_lr_replay"
+LEARNED, LEARNED_GUARD, REPLAY = "learned", "learned+guard", "replay"
 ZERO = "zero_action"
 """The learned controllers' own LR rule with every action 0 (``--agent-zero``)."""
-SPLIT_ENVS = {
-    "test": ("lr_gym/Waves-Conv1D-v1", "lr_gym/Waves-Conv1D-Adam-v1", "lr_gym/Seq-GRU-v1"),
-    "dev": ("lr_gym/Digits-CNN-v1", "lr_gym/Digits-CNN-Adam-v1", "lr_gym/Spirals-ResMLP-v1",
-            "lr_gym/Spirals-ResMLP-Adam-v1"),
-}
-"""Each split's envs at their reference lr0 (its LowLR/HighLR variants are the same tasks
-at another lr0, which the scales cover)."""
+FROZEN = ("learned_schedule", "fixed_decay")
+"""The open-loop controls that dev fixed (:class:`agents.open_loop.OpenLoopControls`)."""
+AGENT_METHODS = (LEARNED, LEARNED_GUARD, ZERO, REPLAY, *FROZEN)
+"""Methods that run on a learned controller's LR rule."""
 EVENTS = "events"
+EVENT_METHODS = ("static", ZERO, REPLAY, *FROZEN)
+"""What the learned controllers face with an event in every episode."""
 BANDS = (LEARNED, "static")
 """The methods the plot draws with CI bands (all of them would hide the lines)."""
+
+
+def lr0_invariant(method: str, base: str = "task") -> bool:
+    """Whether the method's episodes ignore lr0: LR-free, or on a rule over Prodigy."""
+    return method in LR_FREE or (method in AGENT_METHODS and base == "prodigy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,10 +101,14 @@ class Job:
             :data:`REPLAY`.
         scale: The lr0 scale.
         seed: The episode seed.
-        agent: The learned agent's controller file (learned methods, its zero action and
-            the replay).
+        agent: The learned agent's controller file (the methods of
+            :data:`AGENT_METHODS`).
         condition: ``"lr0"`` (the sensitivity sweep) or :data:`EVENTS`.
         replay: The learned agent's runs the replay follows (the replay only).
+        control: The agent's :class:`~agents.open_loop.OpenLoopControls` as a dict
+            (:data:`FROZEN` only).
+        invariant: The episode ignores lr0 (:func:`lr0_invariant`): it runs at x1 and
+            serves every scale.
     """
 
     env_id: str
@@ -97,6 +118,8 @@ class Job:
     agent: str | None = None
     condition: str = "lr0"
     replay: tuple[dict, ...] = ()
+    control: dict = dataclasses.field(default_factory=dict)
+    invariant: bool = False
 
     def key(self) -> str:
         """The run's key in ``runs.jsonl``."""
@@ -111,11 +134,12 @@ def run_job(job: Job) -> dict[str, Any]:
     import lr_gym
     from agents.baselines import make_baseline
     from agents.controller import PolicyController
+    from agents.open_loop import OpenLoopControls
     from agents.rollout import EpisodeResult, run_episode
 
     torch.set_num_threads(1)
     task = lr_gym.task_for(job.env_id)
-    if job.method not in LR_FREE:
+    if not job.invariant:
         task = dataclasses.replace(task, lr=task.lr * job.scale)
     env_kwargs: dict[str, Any] = {"device": "cpu", "torch_threads": 1}
     if job.condition == EVENTS:
@@ -129,54 +153,101 @@ def run_job(job: Job) -> dict[str, Any]:
         controller = make_baseline(REPLAY, results=[EpisodeResult.from_dict(r)
                                                     for r in job.replay],
                                    controller_kwargs=PolicyController.load(job.agent).env_kwargs())
+    elif job.method in FROZEN:
+        controller = OpenLoopControls.from_dict(job.control).controller(
+            job.method, PolicyController.load(job.agent).env_kwargs())
     else:
         controller = make_baseline(job.method)
     res = run_episode(job.env_id, controller, job.seed, env_kwargs=env_kwargs, task=task)
     score = 0.0 if res.diverged else float(res.test.get(res.metric, math.nan))
     return {**res.to_dict(), "key": job.key(), "method": job.method, "scale": job.scale,
-            "agent": job.agent, "condition": job.condition, "score": score}
+            "agent": job.agent, "condition": job.condition, "score": score,
+            "invariant": job.invariant}
 
 
 def plan(envs: Sequence[str], seeds: Sequence[int], agents: Sequence[str], guard: bool,
-         events: bool, methods: Sequence[str] = METHODS, zero: bool = False) -> list[Job]:
-    """Every episode of the sweep but the replays (which follow the learned runs)."""
+         events: bool, methods: Sequence[str] = METHODS, zero: bool = False,
+         controls: dict[str, dict] | None = None, bases: dict[str, str] | None = None,
+         ) -> list[Job]:
+    """Every episode of the sweep but the replays (which follow the learned runs).
+
+    Args:
+        envs: The env ids.
+        seeds: The paired seeds.
+        agents: The learned controllers' files.
+        guard: Also run them with the guard.
+        events: Also run x1 with an event in every episode.
+        methods: The baselines.
+        zero: Also run each agent's action 0.
+        controls: Each agent's open-loop controls (as dicts): runs its frozen ones.
+        bases: Each agent's base (``"task"`` unless given); over ``"prodigy"`` its
+            methods ignore lr0 and run at x1 only.
+    """
+    controls, bases = controls or {}, bases or {}
+    per_agent = [LEARNED, *([LEARNED_GUARD] if guard else []), *([ZERO] if zero else [])]
+
+    def agent_jobs(env: str, seed: int, a: str, names: Sequence[str], scales: Sequence[float],
+                   condition: str = "lr0") -> list[Job]:
+        out = []
+        for m in names:
+            if m in FROZEN and a not in controls:
+                continue
+            inv = lr0_invariant(m, bases.get(a, "task"))
+            out += [Job(env, m, s, seed, a, condition, control=controls.get(a, {}) if m in FROZEN
+                        else {}, invariant=inv) for s in scales if not inv or s == 1.0]
+        return out
+
     jobs = []
     for env in envs:
         for seed in seeds:
             for scale in SCALES:
                 for m in methods:
-                    if m not in LR_FREE or scale == 1.0:
-                        jobs.append(Job(env, m, scale, seed))
-                for a in agents:
-                    jobs.append(Job(env, LEARNED, scale, seed, a))
-                    if guard:
-                        jobs.append(Job(env, LEARNED_GUARD, scale, seed, a))
-                    if zero:
-                        jobs.append(Job(env, ZERO, scale, seed, a))
+                    if not lr0_invariant(m) or scale == 1.0:
+                        jobs.append(Job(env, m, scale, seed, invariant=lr0_invariant(m)))
+            for a in agents:
+                jobs += agent_jobs(env, seed, a, [*per_agent, *FROZEN], SCALES)
             if events:
-                jobs += [Job(env, "static", 1.0, seed, condition=EVENTS)]
-                jobs += [Job(env, LEARNED, 1.0, seed, a, condition=EVENTS) for a in agents]
+                jobs.append(Job(env, "static", 1.0, seed, condition=EVENTS))
+                for a in agents:
+                    jobs += agent_jobs(env, seed, a, [LEARNED, *([ZERO] if zero else []),
+                                                      *FROZEN], (1.0,), EVENTS)
     return jobs
 
 
 def replay_jobs(runs: dict[str, dict], envs: Sequence[str], seeds: Sequence[int],
-                agents: Sequence[str]) -> list[Job]:
-    """The average-LR replays of each agent under events, once its runs are in."""
+                agents: Sequence[str], bases: dict[str, str] | None = None,
+                events: bool = False) -> list[Job]:
+    """Each agent's replays, once its learned runs are in: per env and scale, and with events.
+
+    The replay of an agent over Prodigy ignores lr0, like the agent: x1 only.
+    """
+    bases = bases or {}
     jobs = []
-    for env in envs:
-        for a in agents:
-            own = tuple(r for r in runs.values() if r["method"] == LEARNED and r["agent"] == a
-                        and r["env_id"] == env and r["condition"] == EVENTS)
-            jobs += [Job(env, REPLAY, 1.0, s, a, EVENTS, own) for s in seeds]
+    for a in agents:
+        inv = lr0_invariant(REPLAY, bases.get(a, "task"))
+        cells = [(s, "lr0") for s in SCALES if not inv or s == 1.0]
+        cells += [(1.0, EVENTS)] if events else []
+        for env in envs:
+            for scale, cond in cells:
+                own = tuple(r for r in runs.values() if r["method"] == LEARNED
+                            and r["agent"] == a and r["env_id"] == env
+                            and r["scale"] == scale and r["condition"] == cond)
+                if own:
+                    jobs += [Job(env, REPLAY, scale, s, a, cond, own, invariant=inv)
+                             for s in seeds]
     return jobs
 
 
 def _scores(runs: Sequence[dict], method: str, env: str, scale: float,
             condition: str = "lr0") -> list[float]:
-    if method in LR_FREE:
-        scale = 1.0
+    """The method's scores on one env and scale (an lr0-invariant method's x1 runs)."""
     return [r["score"] for r in runs if r["method"] == method and r["env_id"] == env
-            and r["scale"] == scale and r["condition"] == condition]
+            and r["condition"] == condition
+            and (r["scale"] == scale or (r.get("invariant") and r["scale"] == 1.0))]
+
+
+def _invariant(runs: Sequence[dict], method: str) -> bool:
+    return any(r.get("invariant") for r in runs if r["method"] == method)
 
 
 def t_interval(x: Sequence[float], level: float = 0.95) -> list[float]:
@@ -194,7 +265,7 @@ def summarize(runs: Sequence[dict], envs: Sequence[str], n_boot: int = 2000) -> 
     """Normalised scores, areas, per-scale means and probabilities of improvement."""
     from agents.stats import mean_ci, probability_of_improvement_ci
 
-    methods = [m for m in (LEARNED, LEARNED_GUARD, ZERO, *METHODS)
+    methods = [m for m in (*AGENT_METHODS, *METHODS)
                if any(r["method"] == m and r["condition"] == "lr0" for r in runs)]
     means = {(m, e, s): float(np.mean(_scores(runs, m, e, s))) for m in methods for e in envs
              for s in SCALES if _scores(runs, m, e, s)}
@@ -203,7 +274,11 @@ def summarize(runs: Sequence[dict], envs: Sequence[str], n_boot: int = 2000) -> 
                 for e in envs for s in SCALES} for m in methods}
     out: dict[str, Any] = {"best": best, "methods": {}, "improvement": {}}
     for m in methods:
-        point, low, high = mean_ci(norm[m], n_boot=n_boot)
+        invariant = _invariant(runs, m)
+        # An lr0-invariant method's run serves every scale: it counts once per env and
+        # seed in the CI (its point, the same at every scale, is unchanged).
+        tasks = ({e: norm[m][f"{e}|x1"] for e in envs} if invariant else norm[m])
+        point, low, high = mean_ci(tasks, n_boot=n_boot)
         per_scale = {f"x{s:g}": float(np.mean([x for e in envs for x in norm[m][f"{e}|x{s:g}"]]))
                      for s in SCALES}
         per_env = {e: {f"x{s:g}": means.get((m, e, s), math.nan) for s in SCALES} for e in envs}
@@ -213,6 +288,7 @@ def summarize(runs: Sequence[dict], envs: Sequence[str], n_boot: int = 2000) -> 
                           for s in SCALES if _scores(runs, m, e, s)} for e in envs}
         out["methods"][m] = {"area": point, "low": low, "high": high, "per_scale": per_scale,
                              "per_env": per_env, "per_env_ci": per_env_ci,
+                             "invariant": invariant,
                              "diverged": sum(r["diverged"] for r in runs if r["method"] == m
                                              and r["condition"] == "lr0")}
 
@@ -229,15 +305,40 @@ def summarize(runs: Sequence[dict], envs: Sequence[str], n_boot: int = 2000) -> 
         # and with the same guard.
         out["improvement_guard"] = improvement(
             LEARNED_GUARD, [m for m in ("static", "static_guard") if m in methods])
-    event_runs = [r for r in runs if r["condition"] == EVENTS]
-    if event_runs:
-        out["events"] = {}
-        for other in ("static", REPLAY):
-            x = {e: _scores(runs, LEARNED, e, 1.0, EVENTS) for e in envs}
-            y = {e: _scores(runs, other, e, 1.0, EVENTS) for e in envs}
-            if all(x.values()) and all(y.values()):
-                out["events"][other] = probability_of_improvement_ci(x, y, n_boot=n_boot)
+    if any(r["condition"] == EVENTS for r in runs):
+        out["events"] = events_summary(runs, envs, n_boot)
     return out
+
+
+def events_summary(runs: Sequence[dict], envs: Sequence[str], n_boot: int) -> dict[str, Any]:
+    """With an event in every episode (x1): each method's normalised score and P(learned > it)."""
+    from agents.stats import mean_ci, probability_of_improvement_ci
+
+    def scores(m: str) -> dict[str, list[float]]:
+        return {e: _scores(runs, m, e, 1.0, EVENTS) for e in envs}
+
+    have = [m for m in (LEARNED, *EVENT_METHODS) if all(scores(m).values())]
+    best = {e: max(float(np.mean(scores(m)[e])) for m in have) for e in envs}
+    out: dict[str, Any] = {"scores": {}, "p": {}}
+    for m in have:
+        out["scores"][m] = list(mean_ci({e: [x / best[e] for x in v]
+                                         for e, v in scores(m).items()}, n_boot=n_boot))
+        if m != LEARNED:
+            out["p"][m] = probability_of_improvement_ci(scores(LEARNED), scores(m),
+                                                        n_boot=n_boot)
+    return out
+
+
+def _ci(v: Sequence[float], digits: int = 3) -> str:
+    return f"{v[0]:.{digits}f} [{v[1]:.{digits}f}, {v[2]:.{digits}f}]"
+
+
+CONTROL_LEGEND = (
+    "Open-loop controls, on the learned controller's own LR rule: `replay` is its own mean "
+    "LR per interval on each env and scale (from its runs there: a diagnostic, not a "
+    "schedule known in advance), `learned_schedule` its mean LR against progress on the "
+    "dev families, frozen, `fixed_decay` the fixed decay chosen on dev "
+    "(docs/protocol.md), `zero_action` its rule with every action 0.")
 
 
 def table(summary: dict[str, Any], split: str, seeds: int) -> str:
@@ -246,27 +347,32 @@ def table(summary: dict[str, Any], split: str, seeds: int) -> str:
 
     ms = summary["methods"]
     order = sorted(ms, key=lambda m: -ms[m]["area"])
-    rows = [[f"**{m}**" if m.startswith(LEARNED) else m,
-             f"{ms[m]['area']:.3f} [{ms[m]['low']:.3f}, {ms[m]['high']:.3f}]",
+    rows = [[(f"**{m}**" if m.startswith(LEARNED) else m) + (" †" if ms[m]["invariant"] else ""),
+             _ci((ms[m]["area"], ms[m]["low"], ms[m]["high"])),
              *[f"{ms[m]['per_scale'][f'x{s:g}']:.3f}" for s in SCALES], ms[m]["diverged"]]
             for m in order]
     lines = [f"LR sensitivity on the {split} envs ({', '.join(summary['best'])}), {seeds} "
              "paired seeds, every method untuned at lr0 times the scale. Score: final test "
              "metric over the best mean any method reached on the env (diverged: 0); area: "
-             "its mean over envs, scales and seeds [95% CI].", "",
+             "its mean over envs, scales and seeds [95% CI]. † ignores lr0: one run per env "
+             "and seed serves every scale and counts once in the CI.", "",
              markdown_table(["method", "area [95% CI]", *[f"x{s:g}" for s in SCALES],
                              "diverged runs"], rows), ""]
+    if any(m in ms for m in (REPLAY, *FROZEN, ZERO)):
+        lines += [CONTROL_LEGEND, ""]
     for key, learned in (("improvement", LEARNED), ("improvement_guard", LEARNED_GUARD)):
         if imp := summary.get(key):
-            rows = [[m, *[f"{imp[m][f'x{s:g}'][0]:.2f} [{imp[m][f'x{s:g}'][1]:.2f}, "
-                          f"{imp[m][f'x{s:g}'][2]:.2f}]" for s in SCALES]] for m in imp]
-            lines += [f"P({learned} > method) per lr0 scale [95% CI], pooled over envs:", "",
+            rows = [[m, *[_ci(imp[m][f"x{s:g}"], 2) for s in SCALES]] for m in imp]
+            lines += [f"P({learned} > method) per lr0 scale [95% CI], rliable's probability of "
+                      "improvement over all pairs of runs, averaged over envs:", "",
                       markdown_table(["method", *[f"x{s:g}" for s in SCALES]], rows), ""]
-    if summary.get("events"):
-        ev = summary["events"]
-        lines += ["With an event in every episode (x1): " + "; ".join(
-            f"P(learned > {m}) = {v[0]:.2f} [{v[1]:.2f}, {v[2]:.2f}]" for m, v in ev.items())
-            + ".", ""]
+    if ev := summary.get("events"):
+        rows = [[f"**{m}**" if m == LEARNED else m, _ci(v),
+                 _ci(ev["p"][m], 2) if m in ev["p"] else "—"] for m, v in ev["scores"].items()]
+        lines += ["With an event in every episode (x1), score as above (normalised by the "
+                  "best mean under events):", "",
+                  markdown_table(["method", "score [95% CI]", "P(learned > method) [95% CI]"],
+                                 rows), ""]
     return "\n".join(lines)
 
 
@@ -324,8 +430,10 @@ def _run_all(jobs: Sequence[Job], runs: dict[str, dict], store: Path, workers: i
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    from lr_gym.splits import SPLITS
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--split", choices=tuple(SPLIT_ENVS), default="dev")
+    p.add_argument("--split", choices=("dev", "test"), default="dev")
     p.add_argument("--env", nargs="+", default=None,
                    help="Env ids instead of the split's (results under <results>/custom).")
     p.add_argument("--agent", nargs="*", default=[],
@@ -336,9 +444,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--agent-zero", action="store_true",
                    help="Also run the learned controllers' own action 0 (their LR rule without "
                         "the policy: static, or Prodigy at lr 1 for an agent over Prodigy).")
+    p.add_argument("--controls", action=argparse.BooleanOptionalAction, default=True,
+                   help="Run the learned controllers' open-loop controls (replay, "
+                        "learned_schedule, fixed_decay).")
+    p.add_argument("--control-envs", nargs="+", default=None,
+                   help="Envs that fix learned_schedule and fixed_decay (never test ids; "
+                        "default: the dev split's reference envs).")
+    p.add_argument("--control-seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--controls-cache", type=Path, default=Path("logs/open_loop"),
+                   help="Where those dev runs are kept (as evaluate_agent.py's).")
     p.add_argument("--events", action="store_true",
-                   help="Also run x1 with an event in every episode (learned vs static and "
-                        "its own average-LR replay).")
+                   help="Also run x1 with an event in every episode (learned vs static, its "
+                        "action 0 with --agent-zero, and its open-loop controls).")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                    help="Baselines to run (default: all of them).")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
@@ -349,8 +466,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "it; rliable's probability of improvement takes seconds per 1,000).")
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/lr_sensitivity"))
     args = p.parse_args(argv)
-    from agents.controller import ControllerFileError, load_controller_file, pin_controller
-    from agents.results import load_jsonl, meta
+    from agents.controller import (
+        ControllerFileError,
+        agent_label,
+        load_controller_file,
+        pin_controller,
+    )
+    from agents.results import load_jsonl, meta, write_decisions
     from agents.runs import write_text_atomic
 
     policies = {}
@@ -366,7 +488,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (args.agent_guard or args.agent_zero or args.events) and not policies:
         print("error: --agent-guard, --agent-zero and --events need --agent.", file=sys.stderr)
         return 2
-    envs = tuple(args.env) if args.env else SPLIT_ENVS[args.split]
+    if args.control_envs:
+        from lr_gym.splits import refuse_split
+
+        try:
+            refuse_split(args.control_envs, "test", "fixing the open-loop controls")
+        except ValueError as err:
+            print(f"error: --control-envs: {err}", file=sys.stderr)
+            return 2
+    envs = tuple(args.env) if args.env else SPLITS[args.split].reference_ids
     split = "custom" if args.env else args.split
     out = args.results / split
     out.mkdir(parents=True, exist_ok=True)
@@ -374,29 +504,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = load_jsonl(store, "key", repair=True)
     # Runs are keyed by the agent's path: a copy named by content gives a controller
     # re-shipped or retrained at the same path runs of its own.
-    agents = [pin_controller(a, out / "controllers") for a in policies]
+    pinned = {a: pin_controller(a, out / "controllers") for a in policies}
+    agents = list(pinned.values())
+    labels = {pinned[a]: agent_label(a) for a in policies}
+    bases = {pinned[a]: pol.env_config.base for a, pol in policies.items()}
     t0 = time.perf_counter()
+    controls = {}
+    if args.controls and agents:
+        from agents.evaluation.controls import controls_for
+        from agents.evaluation.runner import make_pool
+
+        with make_pool(args.workers, []) as pool:
+            controls = {a: controls_for(a, args.controls_cache, pool,
+                                        {"device": "cpu", "torch_threads": 1},
+                                        envs=args.control_envs,
+                                        seeds=args.control_seeds).to_dict() for a in agents}
     jobs = plan(envs, args.seeds, agents, args.agent_guard, args.events, args.methods,
-                args.agent_zero)
+                args.agent_zero, controls, bases)
     _run_all(jobs, runs, store, args.workers)
-    if args.events:
-        _run_all(replay_jobs(runs, envs, args.seeds, agents), runs, store, args.workers)
+    if controls:  # the replays follow the learned runs
+        jobs += replay_jobs(runs, envs, args.seeds, agents, bases, args.events)
+        _run_all(jobs, runs, store, args.workers)
     wanted = {j.key() for j in jobs}
-    wanted |= {j.key() for j in replay_jobs(runs, envs, args.seeds, agents)} if args.events \
-        else set()
     mine = [r for r in runs.values() if r["key"] in wanted]
     summary = summarize(mine, envs, args.n_boot)
-    from agents.controller import agent_label
     from lr_gym.reproducibility import settings
 
     summary["meta"] = {"split": split, "envs": list(envs), "seeds": args.seeds,
                        "scales": list(SCALES), "agents": [agent_label(a) for a in policies],
                        "agent_sha256": [p.sha256 for p in policies.values()],
+                       "open_loop": {labels[a]: c for a, c in controls.items()},
                        "episodes": len(mine), "seconds_this_invocation":
                            time.perf_counter() - t0, **meta(), "reproducibility": settings(1)}
     write_text_atomic(out / "results.json", json.dumps(summary, indent=1, default=float))
     text = table(summary, split, len(args.seeds))
     write_text_atomic(out / "table.md", text)
+    write_decisions(out, [{**r, "agent": labels.get(r["agent"], r["agent"])} for r in mine])
     plot(summary, out / "sensitivity.png", split)
     print(text)
     return 0

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import numpy as np
 import pytest
 
 import lr_gym
+from agents.results import read_decisions
 from benchmarks.lr_sensitivity import (
     EVENTS,
+    FROZEN,
     LEARNED,
     LEARNED_GUARD,
     REPLAY,
@@ -17,12 +20,15 @@ from benchmarks.lr_sensitivity import (
     ZERO,
     main,
     plan,
+    replay_jobs,
     summarize,
     t_interval,
 )
 from tests.helpers import blob_task, reship_controller, untrained_controller_file
 
 ENV = "lr_gym/SensBlobs-v1"
+AGENTS = (LEARNED, REPLAY, *FROZEN)
+"""What an agent brings: itself and its open-loop controls."""
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -36,17 +42,37 @@ def test_the_plan_runs_lr_free_methods_once_per_seed():
                 methods=("static", "prodigy"), zero=True)
     assert Counter(j.method for j in jobs) == {"static": 2 * 5 + 2, "prodigy": 2,
                                                LEARNED: 2 * 5 + 2, LEARNED_GUARD: 2 * 5,
-                                               ZERO: 2 * 5}
+                                               ZERO: 2 * 5 + 2}
     assert {j.agent for j in jobs if j.method == ZERO} == {"a.safetensors"}
-    assert {j.scale for j in jobs if j.method == "prodigy"} == {1.0}
+    assert {(j.scale, j.invariant) for j in jobs if j.method == "prodigy"} == {(1.0, True)}
     assert {(j.method, j.scale) for j in jobs if j.condition == EVENTS} == {
-        ("static", 1.0), (LEARNED, 1.0)}
+        ("static", 1.0), (LEARNED, 1.0), (ZERO, 1.0)}
     assert len({j.key() for j in jobs}) == len(jobs)
 
 
-def _runs(method, scores, scales=SCALES):
-    return [{"method": method, "env_id": "e", "scale": s, "condition": "lr0", "score": x,
-             "diverged": False} for s in scales for x in scores(s)]
+def test_an_agent_over_prodigy_runs_once_per_seed_with_its_frozen_controls():
+    controls = {"a": {"fixed_decay": "linear"}, "b": {"fixed_decay": "wsd"}}
+    jobs = plan([ENV], [0], ["a", "b"], guard=False, events=True, methods=("static",),
+                zero=True, controls=controls, bases={"a": "prodigy"})
+    a = Counter((j.method, j.condition) for j in jobs if j.agent == "a")
+    b = Counter((j.method, j.condition) for j in jobs if j.agent == "b")
+    assert a == {(m, c): 1 for m in (LEARNED, ZERO, *FROZEN) for c in ("lr0", EVENTS)}
+    assert b == {**{(m, "lr0"): 5 for m in (LEARNED, ZERO, *FROZEN)},
+                 **{(m, EVENTS): 1 for m in (LEARNED, ZERO, *FROZEN)}}
+    assert all(j.invariant and j.scale == 1.0 for j in jobs if j.agent == "a")
+    assert all(j.control == controls[j.agent] for j in jobs if j.method in FROZEN)
+    # The replays follow each agent's learned runs, cell by cell.
+    runs = {j.key(): {"method": j.method, "agent": j.agent, "env_id": j.env_id,
+                      "scale": j.scale, "condition": j.condition} for j in jobs}
+    replays = replay_jobs(runs, [ENV], [0, 1], ["a", "b"], {"a": "prodigy"}, events=True)
+    assert Counter((j.agent, j.condition) for j in replays) == {
+        ("a", "lr0"): 2, ("a", EVENTS): 2, ("b", "lr0"): 10, ("b", EVENTS): 2}
+    assert all(len(j.replay) == 1 for j in replays)
+
+
+def _runs(method, scores, scales=SCALES, env="e"):
+    return [{"method": method, "env_id": env, "scale": s, "condition": "lr0", "score": x,
+             "diverged": False, "invariant": scales == (1.0,)} for s in scales for x in scores(s)]
 
 
 def test_scores_are_normalised_by_the_best_mean_and_lr_free_runs_count_at_every_scale():
@@ -69,6 +95,23 @@ def test_scores_are_normalised_by_the_best_mean_and_lr_free_runs_count_at_every_
     assert imp["x0.01"][0] == pytest.approx(1.0)
     assert imp["x1"][0] == pytest.approx(0.0)
     assert out["improvement"]["prodigy"]["x100"][0] == pytest.approx(0.25)
+    assert ms["prodigy"]["invariant"] and not ms["static"]["invariant"]
+
+
+def test_an_lr0_invariant_method_counts_once_per_env_and_seed_in_the_ci():
+    from agents.stats import mean_ci
+
+    scores = {"e": [1.0, 0.6, 0.9], "f": [0.5, 0.7, 0.8]}
+    runs = [r for e, v in scores.items()
+            for r in _runs("prodigy", lambda s, v=v: v, scales=(1.0,), env=e)]
+    ms = summarize(runs, ["e", "f"], n_boot=200)["methods"]["prodigy"]
+    best = {e: max(np.mean(v) for v in [scores[e]]) for e in scores}
+    once = mean_ci({e: [x / best[e] for x in v] for e, v in scores.items()}, n_boot=200)
+    assert (ms["area"], ms["low"], ms["high"]) == pytest.approx(once)
+    # Five copies per scale would have narrowed it by about sqrt(5).
+    copies = mean_ci({f"{e}|{s}": [x / best[e] for x in v] for e, v in scores.items()
+                      for s in SCALES}, n_boot=200)
+    assert copies[2] - copies[1] < 0.6 * (once[2] - once[1])
 
 
 def test_the_guarded_controller_is_compared_with_static_alone_and_guarded():
@@ -96,31 +139,42 @@ def test_one_run_has_a_zero_width_interval():
 def test_runs_reports_plots_and_resumes(tmp_path, capsys):
     agent = untrained_controller_file(ENV, tmp_path / "controller.safetensors")
     args = ["--env", ENV, "--agent", str(agent), "--events", "--methods", "static", "prodigy",
-            "--seeds", "0", "--workers", "1", "--n-boot", "20", "--results", str(tmp_path)]
+            "--seeds", "0", "--workers", "1", "--n-boot", "20", "--results", str(tmp_path),
+            "--control-envs", ENV, "--control-seeds", "1", "--controls-cache",
+            str(tmp_path / "open_loop")]
     assert main(args) == 0
     out = tmp_path / "custom"
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert Counter((r["method"], r["condition"]) for r in runs) == {
-        ("static", "lr0"): 5, ("prodigy", "lr0"): 1, (LEARNED, "lr0"): 5,
-        ("static", EVENTS): 1, (LEARNED, EVENTS): 1, (REPLAY, EVENTS): 1}
+        ("static", "lr0"): 5, ("prodigy", "lr0"): 1, **{(m, "lr0"): 5 for m in AGENTS},
+        **{(m, EVENTS): 1 for m in ("static", *AGENTS)}}
     table = (out / "table.md").read_text()
     assert "| **learned** |" in table and "P(learned > method)" in table
-    assert "With an event in every episode (x1): P(learned > static) = " in table
+    assert "| prodigy † |" in table and "Open-loop controls" in table
+    assert "With an event in every episode (x1)" in table
     results = json.loads((out / "results.json").read_text())
-    assert results["meta"]["episodes"] == 14
-    assert set(results["events"]) == {"static", REPLAY}
+    assert results["meta"]["episodes"] == 31
+    assert set(results["events"]["p"]) == {"static", REPLAY, *FROZEN}
+    (fixed,) = results["meta"]["open_loop"].values()
+    assert fixed["envs"] == [ENV] and fixed["seeds"] == [1]
     assert (out / "sensitivity.png").stat().st_size > 0
+    decisions = read_decisions(out / "decisions.jsonl.gz")
+    assert len(decisions) == 31 and all(d["agent"] == "controller.safetensors"
+                                        for d in decisions if d["method"] == LEARNED)
+    assert all("features" in d for d in decisions if d["method"] == LEARNED)
+    assert not any("features" in d for d in decisions if d["method"] != LEARNED)
     capsys.readouterr()
     assert main(args) == 0  # a rerun resumes: nothing runs twice
     assert "episodes to run" not in capsys.readouterr().err
-    assert len((out / "runs.jsonl").read_text().splitlines()) == 14
-    # Another controller saved at the agent's path: its runs (and replay) are redone.
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 31
+    # Another controller saved at the agent's path: its runs (and replays) are redone.
     reship_controller(agent)
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "6 episodes to run (14 done)" in err  # then the replay, which follows them
+    assert "18 episodes to run (31 done)" in err  # then the replays, which follow them
+    assert "6 episodes to run (49 done)" in err
     assert len(list((out / "controllers").glob("*.safetensors"))) == 2
-    assert len((out / "runs.jsonl").read_text().splitlines()) == 21
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 55
 
 
 @pytest.mark.parametrize(("flags", "message"), [
@@ -138,8 +192,8 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, flags, message):
 def test_the_zero_action_runs_the_agents_rule_and_is_compared(tmp_path):
     # An anchored agent's action 0 is its base schedule: static at every scale.
     agent = untrained_controller_file(ENV, tmp_path / "controller.safetensors")
-    assert main(["--env", ENV, "--agent", str(agent), "--agent-zero", "--methods", "static",
-                 "--seeds", "0", "--workers", "1", "--n-boot", "20",
+    assert main(["--env", ENV, "--agent", str(agent), "--agent-zero", "--no-controls",
+                 "--methods", "static", "--seeds", "0", "--workers", "1", "--n-boot", "20",
                  "--results", str(tmp_path)]) == 0
     out = tmp_path / "custom"
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]

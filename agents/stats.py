@@ -109,31 +109,110 @@ def iqm_ci(
                      n_boot, alpha, seed)
 
 
+def _weights(scores: Scores, weights: Mapping[str, float] | None) -> np.ndarray | None:
+    """The tasks' weights in :func:`score_matrix`'s column order (None: equal)."""
+    if weights is None:
+        return None
+    missing = sorted(set(scores) - set(weights))
+    if missing:
+        raise ValueError(f"weights lack tasks {missing}.")
+    return np.array([float(weights[t]) for t in sorted(scores)])
+
+
+def collapse_duplicates(scores: Scores, fingerprints: Mapping[str, Any]
+                        ) -> tuple[dict[str, Any], dict[str, int]]:
+    """Tasks whose runs are the same runs, merged into one task weighted by their count.
+
+    Two tasks with equal ``fingerprints`` (e.g. the same episodes of an lr0-invariant
+    method at five lr0 scales, or of a controller over Prodigy on an env and on its Adam
+    variant, which Prodigy makes the same task) are one sample, not two: a stratified
+    bootstrap that resamples them independently gives a CI too narrow. The merged task
+    keeps the first name (sorted) and a weight equal to the number merged, so the
+    weighted mean is the plain mean over all tasks.
+
+    Returns:
+        ``(scores, weights)`` for :func:`mean_ci` and :func:`probability_of_improvement_ci`.
+    """
+    out: dict[str, Any] = {}
+    weights: dict[str, int] = {}
+    first: dict[Any, str] = {}
+    for t in sorted(scores):
+        name = first.setdefault(fingerprints[t], t)
+        if name == t:
+            out[t] = scores[t]
+        weights[name] = weights.get(name, 0) + 1
+    return out, weights
+
+
+def collapse_runs(columns: Mapping[str, Sequence[Mapping[str, Any]]],
+                  *others: Mapping[str, Sequence[Mapping[str, Any]]],
+                  ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, int]]:
+    """Tasks of run records as scores, the tasks that hold the same runs merged once.
+
+    Runs are the same runs when their seeds, scores and validation-loss trajectories
+    are (e.g. an lr0-invariant method at five lr0 scales, or a rule over Prodigy on an
+    env and on its Adam variant); see :func:`collapse_duplicates`. With ``others`` (the
+    other side of a comparison), tasks merge only where both sides are the same runs.
+
+    Args:
+        columns: ``{task: run records}``, each with ``score`` (and ``seed``, ``val_loss``).
+        *others: The compared method's ``{task: run records}`` (at most one is returned).
+
+    Returns:
+        ``(scores, other scores or None, weights)``.
+    """
+    def key(runs: Sequence[Mapping[str, Any]]) -> tuple:
+        return tuple(sorted((r.get("seed"), r["score"], tuple(r.get("val_loss", ())))
+                            for r in runs))
+
+    keys = {t: (key(v), *(key(o[t]) for o in others)) for t, v in columns.items()}
+    scores, weights = collapse_duplicates({t: [r["score"] for r in v]
+                                           for t, v in columns.items()}, keys)
+    other = {t: [r["score"] for r in others[0][t]] for t in scores} if others else None
+    return scores, other, weights
+
+
 def mean_ci(
-    scores: Scores, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+    scores: Scores, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0,
+    weights: Mapping[str, float] | None = None,
 ) -> tuple[float, float, float]:
     """Mean over all runs and tasks, with the same stratified-bootstrap CI as :func:`iqm_ci`.
 
     For scores already normalised per task (e.g. to the best result on the task), where
-    the mean is the area under a sensitivity curve.
+    the mean is the area under a sensitivity curve. With ``weights`` (per task), the
+    weighted mean of the task means (see :func:`collapse_duplicates`).
 
     Returns:
         ``(point, low, high)``.
     """
-    return _interval(score_matrix(scores), lambda x: np.array([float(np.mean(x))]),
+    w = _weights(scores, weights)
+    if w is None:
+        return _interval(score_matrix(scores), lambda x: np.array([float(np.mean(x))]),
+                         n_boot, alpha, seed)
+    return _interval(score_matrix(scores),
+                     lambda x: np.array([float(np.average(np.mean(x, axis=0), weights=w))]),
                      n_boot, alpha, seed)
 
 
+def _task_improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per task (column), P(X > Y) over all pairs of runs, ties 1/2 (rliable's statistic)."""
+    gt = (x[:, None, :] > y[None, :, :]).mean(axis=(0, 1))
+    eq = (x[:, None, :] == y[None, :, :]).mean(axis=(0, 1))
+    return gt + 0.5 * eq
+
+
 def probability_of_improvement_ci(
-    x_scores: Scores, y_scores: Scores, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+    x_scores: Scores, y_scores: Scores, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0,
+    weights: Mapping[str, float] | None = None,
 ) -> tuple[float, float, float]:
     """Probability that X beats Y on a random task (rliable), with its CI.
 
     Per task, ``P(X > Y)`` is the Mann-Whitney statistic over all (X run, Y run) pairs,
-    ties counting 1/2; the result averages the tasks. The interval resamples X's and
-    Y's runs independently within each task (rliable's stratified independent
-    bootstrap). X and Y may have different numbers of runs (e.g. X pools several
-    agents), but must cover the same tasks.
+    ties counting 1/2; the result averages the tasks (weighted by ``weights``, see
+    :func:`collapse_duplicates`). The interval resamples X's and Y's runs independently
+    within each task (rliable's stratified independent bootstrap). X and Y may have
+    different numbers of runs (e.g. X pools several agents), but must cover the same
+    tasks.
 
     Returns:
         ``(point, low, high)``; 0.5 means no difference.
@@ -147,7 +226,11 @@ def probability_of_improvement_ci(
             f"{sorted(set(y_scores) - set(x_scores))}."
         )
     data = (score_matrix(x_scores, "x_scores"), score_matrix(y_scores, "y_scores"))
-    return _interval(data, metrics.probability_of_improvement, n_boot, alpha, seed)
+    w = _weights(x_scores, weights)
+    if w is None:
+        return _interval(data, metrics.probability_of_improvement, n_boot, alpha, seed)
+    return _interval(data, lambda x, y: np.array([np.average(_task_improvement(x, y),
+                                                             weights=w)]), n_boot, alpha, seed)
 
 
 # --------------------------------------------------------------------------- AlgoPerf

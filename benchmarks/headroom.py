@@ -18,7 +18,9 @@ Two gaps, per condition:
 
 Scores as in every LR table: the final test metric (a diverged run scores 0) over the
 best mean any method reached on that env in that condition, averaged over envs and
-seeds, with a stratified-bootstrap 95% CI. Dev only: it makes no claim about test.
+seeds, with a stratified-bootstrap 95% CI in which envs holding the same runs count
+once (over Prodigy an env and its Adam variant are one task). Dev only: it makes no
+claim about test.
 
 Writes ``<results>/``: ``table.md``, ``results.json``, ``decisions.jsonl.gz`` (every
 episode's decisions) and ``controls.json`` (what dev fixed for the controller). Episodes
@@ -72,41 +74,54 @@ def replay_jobs(agent: str, runs: Sequence[Mapping[str, Any]], envs: Sequence[st
 
 def summarize(runs: Sequence[Mapping[str, Any]], envs: Sequence[str], chosen: str,
               n_boot: int) -> dict[str, Any]:
-    """One condition's scores, the two gaps and the probabilities of improvement."""
+    """One condition's scores, the two gaps and the probabilities of improvement.
+
+    Envs whose runs are the same runs (on Prodigy an env and its Adam variant are one
+    task) count once in every CI (:func:`agents.stats.collapse_runs`).
+    """
     import numpy as np
 
     from agents.evaluation.controls import score
     from agents.open_loop import FIXED_DECAYS
-    from agents.stats import mean_ci, probability_of_improvement_ci
+    from agents.stats import collapse_runs, mean_ci, probability_of_improvement_ci
 
-    def scores(name: str) -> dict[str, list[float]]:
-        return {e: [score(r) for r in sorted(runs, key=lambda r: r["seed"])
-                    if r["controller"] == name and r["env_id"] == e] for e in envs}
+    def cells(name: str) -> dict[str, list[dict[str, Any]]]:
+        return {e: sorted(({**r, "score": score(r)} for r in runs
+                           if r["controller"] == name and r["env_id"] == e),
+                          key=lambda r: r["seed"]) for e in envs}
 
-    raw = {m: scores(f"decay:{m}") for m in FIXED_DECAYS}
-    raw |= {"learned": scores("ppo"), **{c: scores(c) for c in CONTROLS if c != "fixed_decay"}}
+    raw = {m: cells(f"decay:{m}") for m in FIXED_DECAYS}
+    raw |= {"learned": cells("ppo"), **{c: cells(c) for c in CONTROLS if c != "fixed_decay"}}
     raw["fixed_decay"] = raw[chosen]
-    best = {e: max(float(np.mean(s[e])) for s in raw.values()) for e in envs}
-    norm = {m: {e: [x / best[e] for x in s[e]] for e in envs} for m, s in raw.items()}
-    mean_env = {m: {e: float(np.mean(v)) for e, v in s.items()} for m, s in norm.items()}
+    best = {e: max(float(np.mean([r["score"] for r in c[e]])) for c in raw.values())
+            for e in envs}
+    mean_env = {m: {e: float(np.mean([r["score"] for r in c[e]])) / best[e] for e in envs}
+                for m, c in raw.items()}
     area = {m: float(np.mean(list(v.values()))) for m, v in mean_env.items()}
     # Ties go to the earlier member, as in the dev rule.
-    single = max(FIXED_DECAYS, key=lambda m: (round(area[m], 9), -list(FIXED_DECAYS).index(m)))
-    per_env = {e: max(FIXED_DECAYS, key=lambda m: (round(mean_env[m][e], 9),
-                                                     -list(FIXED_DECAYS).index(m)))
+    order = list(FIXED_DECAYS)
+    single = max(order, key=lambda m: (round(area[m], 9), -order.index(m)))
+    per_env = {e: max(order, key=lambda m: (round(mean_env[m][e], 9), -order.index(m)))
                for e in envs}
-    norm["ceiling"] = {e: norm[per_env[e]][e] for e in envs}
-    norm["best_single"] = norm[single]
+    raw["ceiling"] = {e: raw[per_env[e]][e] for e in envs}
     raw["best_single"] = raw[single]
-    mean_env |= {m: {e: float(np.mean(v)) for e, v in norm[m].items()}
-                 for m in ("ceiling", "best_single")}
+    mean_env |= {"ceiling": {e: mean_env[per_env[e]][e] for e in envs},
+                 "best_single": mean_env[single]}
     gap = {e: mean_env["ceiling"][e] - mean_env["best_single"][e] for e in envs}
-    return {"best": best, "scores": {m: list(mean_ci(v, n_boot=n_boot)) for m, v in norm.items()},
+
+    def normalised_ci(m: str) -> list[float]:
+        tasks, _, w = collapse_runs({e: [{**r, "score": r["score"] / best[e]} for r in c]
+                                     for e, c in raw[m].items()})
+        return list(mean_ci(tasks, n_boot=n_boot, weights=w))
+
+    def poi(m: str) -> list[float]:
+        x, y, w = collapse_runs(raw["learned"], raw[m])
+        return list(probability_of_improvement_ci(x, y, n_boot=n_boot, weights=w))
+
+    return {"best": best, "scores": {m: normalised_ci(m) for m in raw},
             "per_env": mean_env, "best_single": single, "ceiling_members": per_env,
             "adaptive_gap": {"per_env": gap, "mean": float(np.mean(list(gap.values())))},
-            "p_learned": {c: probability_of_improvement_ci(raw["learned"], raw[c],
-                                                           n_boot=n_boot)
-                          for c in (*CONTROLS, "best_single")}}
+            "p_learned": {c: poi(c) for c in (*CONTROLS, "best_single")}}
 
 
 def table(results: Mapping[str, Any], seeds: int) -> str:
@@ -148,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--agent", default="pretrained",
                    help="The learned controller (controller file, run folder, 'pretrained').")
+    p.add_argument("--env", nargs="+", default=None,
+                   help="Dev env ids (default: the dev split's reference envs; never test).")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--n-boot", type=int, default=2000)
@@ -174,9 +191,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agents.evaluation.store import RunStore
     from agents.results import meta, write_decisions
     from agents.runs import write_text_atomic
-    from lr_gym.splits import SPLITS
+    from lr_gym.splits import SPLITS, refuse_split
 
-    envs = SPLITS["dev"].reference_ids
+    envs = tuple(args.env or SPLITS["dev"].reference_ids)
+    try:
+        refuse_split(envs, "test", "the headroom's choices")
+    except ValueError as err:
+        print(f"error: --env: {err}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     store_dir = args.store / policy.sha256[:12]
     agent = pin_controller(args.agent, store_dir)

@@ -238,12 +238,18 @@ def replay_jobs(runs: dict[str, dict], envs: Sequence[str], seeds: Sequence[int]
     return jobs
 
 
-def _scores(runs: Sequence[dict], method: str, env: str, scale: float,
-            condition: str = "lr0") -> list[float]:
-    """The method's scores on one env and scale (an lr0-invariant method's x1 runs)."""
-    return [r["score"] for r in runs if r["method"] == method and r["env_id"] == env
+def _cell(runs: Sequence[dict], method: str, env: str, scale: float,
+          condition: str = "lr0") -> list[dict]:
+    """The method's runs on one env and scale (an lr0-invariant method's x1 runs)."""
+    return [r for r in runs if r["method"] == method and r["env_id"] == env
             and r["condition"] == condition
             and (r["scale"] == scale or (r.get("invariant") and r["scale"] == 1.0))]
+
+
+def _scores(runs: Sequence[dict], method: str, env: str, scale: float,
+            condition: str = "lr0") -> list[float]:
+    """The method's scores on one env and scale."""
+    return [r["score"] for r in _cell(runs, method, env, scale, condition)]
 
 
 def _invariant(runs: Sequence[dict], method: str) -> bool:
@@ -263,7 +269,7 @@ def t_interval(x: Sequence[float], level: float = 0.95) -> list[float]:
 
 def summarize(runs: Sequence[dict], envs: Sequence[str], n_boot: int = 2000) -> dict[str, Any]:
     """Normalised scores, areas, per-scale means and probabilities of improvement."""
-    from agents.stats import mean_ci, probability_of_improvement_ci
+    from agents.stats import collapse_runs, mean_ci, probability_of_improvement_ci
 
     methods = [m for m in (*AGENT_METHODS, *METHODS)
                if any(r["method"] == m and r["condition"] == "lr0" for r in runs)]
@@ -275,10 +281,12 @@ def summarize(runs: Sequence[dict], envs: Sequence[str], n_boot: int = 2000) -> 
     out: dict[str, Any] = {"best": best, "methods": {}, "improvement": {}}
     for m in methods:
         invariant = _invariant(runs, m)
-        # An lr0-invariant method's run serves every scale: it counts once per env and
-        # seed in the CI (its point, the same at every scale, is unchanged).
-        tasks = ({e: norm[m][f"{e}|x1"] for e in envs} if invariant else norm[m])
-        point, low, high = mean_ci(tasks, n_boot=n_boot)
+        # One run that serves five scales (or two envs that Prodigy makes one task) is
+        # one sample in the CI, not five: the point, a mean over all cells, is unchanged.
+        cells = {f"{e}|x{s:g}": [{**r, "score": r["score"] / best[e]}
+                                 for r in _cell(runs, m, e, s)] for e in envs for s in SCALES}
+        tasks, _, weights = collapse_runs(cells)
+        point, low, high = mean_ci(tasks, n_boot=n_boot, weights=weights)
         per_scale = {f"x{s:g}": float(np.mean([x for e in envs for x in norm[m][f"{e}|x{s:g}"]]))
                      for s in SCALES}
         per_env = {e: {f"x{s:g}": means.get((m, e, s), math.nan) for s in SCALES} for e in envs}
@@ -292,11 +300,13 @@ def summarize(runs: Sequence[dict], envs: Sequence[str], n_boot: int = 2000) -> 
                              "diverged": sum(r["diverged"] for r in runs if r["method"] == m
                                              and r["condition"] == "lr0")}
 
+    def poi(x: str, y: str, scale: float, condition: str = "lr0") -> list[float]:
+        xs, ys, w = collapse_runs({e: _cell(runs, x, e, scale, condition) for e in envs},
+                              {e: _cell(runs, y, e, scale, condition) for e in envs})
+        return list(probability_of_improvement_ci(xs, ys, n_boot=n_boot, weights=w))
+
     def improvement(learned: str, others: Sequence[str]) -> dict[str, dict[str, list]]:
-        return {o: {f"x{s:g}": probability_of_improvement_ci(
-            {e: _scores(runs, learned, e, s) for e in envs},
-            {e: _scores(runs, o, e, s) for e in envs}, n_boot=n_boot) for s in SCALES}
-            for o in others}
+        return {o: {f"x{s:g}": poi(learned, o, s) for s in SCALES} for o in others}
 
     if LEARNED in methods:
         out["improvement"] = improvement(LEARNED, [m for m in methods if m != LEARNED])
@@ -306,26 +316,21 @@ def summarize(runs: Sequence[dict], envs: Sequence[str], n_boot: int = 2000) -> 
         out["improvement_guard"] = improvement(
             LEARNED_GUARD, [m for m in ("static", "static_guard") if m in methods])
     if any(r["condition"] == EVENTS for r in runs):
-        out["events"] = events_summary(runs, envs, n_boot)
-    return out
-
-
-def events_summary(runs: Sequence[dict], envs: Sequence[str], n_boot: int) -> dict[str, Any]:
-    """With an event in every episode (x1): each method's normalised score and P(learned > it)."""
-    from agents.stats import mean_ci, probability_of_improvement_ci
-
-    def scores(m: str) -> dict[str, list[float]]:
-        return {e: _scores(runs, m, e, 1.0, EVENTS) for e in envs}
-
-    have = [m for m in (LEARNED, *EVENT_METHODS) if all(scores(m).values())]
-    best = {e: max(float(np.mean(scores(m)[e])) for m in have) for e in envs}
-    out: dict[str, Any] = {"scores": {}, "p": {}}
-    for m in have:
-        out["scores"][m] = list(mean_ci({e: [x / best[e] for x in v]
-                                         for e, v in scores(m).items()}, n_boot=n_boot))
-        if m != LEARNED:
-            out["p"][m] = probability_of_improvement_ci(scores(LEARNED), scores(m),
-                                                        n_boot=n_boot)
+        # With an event in every episode (x1): each method's normalised score (by the
+        # best mean under events) and P(learned > it).
+        have = [m for m in (LEARNED, *EVENT_METHODS)
+                if all(_cell(runs, m, e, 1.0, EVENTS) for e in envs)]
+        ev_best = {e: max(float(np.mean(_scores(runs, m, e, 1.0, EVENTS))) for m in have)
+                   for e in envs}
+        ev: dict[str, Any] = {"scores": {}, "p": {}}
+        for m in have:
+            tasks, _, w = collapse_runs({e: [{**r, "score": r["score"] / ev_best[e]}
+                                         for r in _cell(runs, m, e, 1.0, EVENTS)]
+                                     for e in envs})
+            ev["scores"][m] = list(mean_ci(tasks, n_boot=n_boot, weights=w))
+            if m != LEARNED:
+                ev["p"][m] = poi(LEARNED, m, 1.0, EVENTS)
+        out["events"] = ev
     return out
 
 

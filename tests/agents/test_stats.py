@@ -8,6 +8,7 @@ import pytest
 
 from agents.stats import (
     algoperf_target,
+    collapse_duplicates,
     iqm_ci,
     markdown_table,
     mean_ci,
@@ -253,3 +254,30 @@ def test_mean_std_and_table_formatting_edges():
     assert mean_std([1.0, 3.0]) == pytest.approx((2.0, math.sqrt(2.0)))  # two values: ddof=1
     _raises(mean_std, "mean_std of an empty array.", [])
     assert "| 1.234e-05 |" in markdown_table(["x"], [[1.2344e-5]])  # ".4g": lower-case e
+
+
+def test_duplicate_tasks_merge_into_one_weighted_task():
+    scores = {"a|x1": [0.1, 0.2], "a|x10": [0.1, 0.2], "b|x1": [0.5, 0.9]}
+    merged, weights = collapse_duplicates(scores, {"a|x1": "A", "a|x10": "A", "b|x1": "B"})
+    assert merged == {"a|x1": [0.1, 0.2], "b|x1": [0.5, 0.9]}
+    assert weights == {"a|x1": 2, "b|x1": 1}
+    # The weighted point is the plain mean over every task; the CI no longer counts the
+    # copy as a sample of its own, so it is wider.
+    point, low, high = mean_ci(merged, n_boot=400, weights=weights)
+    copies = mean_ci(scores, n_boot=400)
+    assert point == pytest.approx(copies[0])
+    assert high - low > copies[2] - copies[1]
+    with pytest.raises(ValueError, match="weights lack"):
+        mean_ci(merged, weights={"a|x1": 1})
+
+
+def test_weighted_probability_of_improvement_matches_rliable_with_unit_weights():
+    rng = np.random.default_rng(3)
+    x = {t: rng.normal(size=5) for t in "abc"}
+    y = {t: rng.normal(size=4) for t in "abc"}
+    plain = probability_of_improvement_ci(x, y, n_boot=300)
+    ones = probability_of_improvement_ci(x, y, n_boot=300, weights=dict.fromkeys("abc", 1))
+    assert ones == pytest.approx(plain)
+    heavy = probability_of_improvement_ci(x, y, n_boot=300, weights={"a": 3, "b": 1, "c": 1})
+    per_task = [probability_of_improvement_ci({t: x[t]}, {t: y[t]}, n_boot=10)[0] for t in "abc"]
+    assert heavy[0] == pytest.approx(np.average(per_task, weights=[3, 1, 1]))

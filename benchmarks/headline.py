@@ -6,7 +6,8 @@ with the packaged hyperparameters on the default training mix (periodic evaluati
 off; a finished run of the same seed and budget is reused). Then runs the default
 evaluation protocol (``evaluate_agent.py``: the test families, both tracks, every
 baseline) with the agents pooled, and copies
-``report.md``, ``table.md``, ``results.json`` and the figures to ``--results``.
+``report.md``, ``table.md``, ``results.json``, ``decisions.jsonl.gz`` and the figures
+to ``--results``.
 
 ``--check`` runs README's first command as written (``evaluate_agent.py --agent
 pretrained``; a finished run of it resumes with nothing to do) and compares its
@@ -99,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.check:
         return check(ROOT / args.results)
+    from agents.results import DECISIONS
+
     folder, results = Path(args.log_folder), Path(args.results)
     runs = args.agent or train_seeds(folder, args.seeds, args.n_timesteps)
     out = folder / "eval" / agents_digest(runs)
@@ -108,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if done.returncode != 0:
         return done.returncode
     results.mkdir(parents=True, exist_ok=True)
-    for f in ("report.md", "table.md", "results.json", *(p.name for p in out.glob("*.png"))):
+    for f in ("report.md", "table.md", "results.json", DECISIONS,
+              *(p.name for p in out.glob("*.png"))):
         shutil.copy(out / f, results / f)
     print(f"Copied the report, results and figures to {results}.")
     return 0

@@ -8,7 +8,9 @@ from::
     <!-- /results -->
 
 ``python benchmarks/readme_results.py`` rewrites those blocks from the files;
-``--check`` only reports blocks that differ (the test suite runs the check).
+``--check`` only reports blocks that differ (the test suite runs the check). Either
+fails when a folder README quotes lacks its committed decisions
+(:data:`agents.results.DECISIONS`).
 """
 
 from __future__ import annotations
@@ -50,11 +52,29 @@ def sources(readme: str) -> list[str]:
     return [m.group("path") for m in BLOCK.finditer(readme)]
 
 
+def missing_decisions(readme: str, root: Path = ROOT) -> list[str]:
+    """The folders README quotes that lack their committed decisions (``decisions.jsonl.gz``).
+
+    Every results folder README quotes holds its episodes' per-decision trajectories, so
+    anyone can check what a controller did, not only how it scored.
+    """
+    from agents.results import DECISIONS
+
+    folders = dict.fromkeys(str(Path(p).parent) for p in sources(readme))
+    return [f for f in folders if not (root / f / DECISIONS).is_file()]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (1 with ``--check`` when README is stale)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="Report stale blocks, change nothing.")
     args = p.parse_args(argv)
+    missing = missing_decisions((ROOT / "README.md").read_text())
+    if missing:
+        print(f"README quotes {', '.join(missing)}, which lack(s) decisions.jsonl.gz; rerun "
+              "the benchmark that writes the folder (its command is in README).",
+              file=sys.stderr)
+        return 1
     stale = []
     for path in documents():
         text = path.read_text()

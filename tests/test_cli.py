@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agents.results import read_decisions
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
@@ -94,6 +96,11 @@ def test_train_then_evaluate(tmp_path):
     assert fixed["fixed_decay"] in fixed["dev_scores"]
     assert list((tmp_path / "logs" / "open_loop").glob("*/controls.json"))
     assert "Open-loop controls" in (tmp_path / "ev" / "table.md").read_text()
+    decisions = read_decisions(tmp_path / "ev" / "decisions.jsonl.gz")
+    assert len(decisions) == len(runs)
+    ppo = [d for d in decisions if d["controller"] == "ppo"]
+    assert ppo and all(len(d["features"]["values"]) == len(d["decisions"]["lr"]) for d in ppo)
+    assert not any(d["agent"].startswith("/") for d in decisions)  # no machine paths
     for track in ("self", "external"):
         for name in (f"curves_{track}.png", f"profiles_{track}.png"):
             assert (tmp_path / "ev" / name).stat().st_size > 1000, name

@@ -59,7 +59,7 @@ def test_readme_deployment_example_is_the_tested_script():
 
 
 def test_readme_results_come_from_committed_files():
-    from benchmarks.readme_results import documents, render, sources
+    from benchmarks.readme_results import documents, missing_decisions, render, sources
 
     text = (ROOT / "README.md").read_text()
     assert "benchmarks/results/headline/table.md" in sources(text)
@@ -68,6 +68,20 @@ def test_readme_results_come_from_committed_files():
     for doc in documents(ROOT):
         assert render(doc.read_text()) == doc.read_text(), (
             f"{doc.name} is stale: run python benchmarks/readme_results.py")
+    # Every quoted folder holds its episodes' decisions.
+    assert missing_decisions(text) == []
+
+
+def test_a_quoted_folder_without_decisions_is_named(tmp_path):
+    from agents.results import write_decisions
+    from benchmarks.readme_results import missing_decisions
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "t.md").write_text("x")
+    text = "<!-- results: a/t.md -->\nx\n<!-- /results -->\n"
+    assert missing_decisions(text, tmp_path) == ["a"]
+    write_decisions(tmp_path / "a", [])
+    assert missing_decisions(text, tmp_path) == []
 
 
 def test_readme_is_a_front_door_with_every_moved_section_one_link_away():

@@ -320,6 +320,7 @@ def _main(args: argparse.Namespace) -> int:
     from agents.evaluation.store import RunStore, run_key
     from agents.open_loop import CONTROLS
     from agents.packages import GymPackageError, import_gym_packages
+    from agents.results import DECISIONS, write_decisions
     from agents.runs import write_text_atomic
     from lr_gym.reproducibility import DEFAULT_TORCH_THREADS, settings
     from lr_gym.splits import SPLITS
@@ -458,7 +459,8 @@ def _main(args: argparse.Namespace) -> int:
     write_text_atomic(out / "table.md", tables_markdown(summaries, meta))
     write_text_atomic(out / "results.json", json.dumps({"meta": meta, "tracks": summaries},
                                                        indent=1, default=float))
-    written = ["report.md", "table.md", "results.json", "runs.jsonl"]
+    write_decisions(out, runs)
+    written = ["report.md", "table.md", "results.json", "runs.jsonl", DECISIONS]
     if args.plot:
         for t, summary in summaries.items():
             title = scoring.TRACKS[t].split(":")[0]

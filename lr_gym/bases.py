@@ -96,6 +96,22 @@ def prodigy_kwargs(opt: type, options: Mapping[str, Any], who: str = "The optimi
     return kwargs
 
 
+def dropped_options(opt: type, options: Mapping[str, Any]) -> list[str]:
+    """The options of ``opt(params, **options)`` that Prodigy in its place leaves out.
+
+    SGD's (and RMSprop's) update rule has no counterpart in Prodigy's Adam-style one: its
+    ``momentum``, ``dampening``, ``nesterov`` (RMSprop's ``alpha``, ``centered``, ``eps``,
+    ...) are dropped; only weight decay carries over. Adam's and AdamW's all carry over.
+    Options left at a value that changes nothing (0, False, None) are not listed.
+    """
+    import torch
+
+    if not issubclass(opt, (torch.optim.SGD, torch.optim.RMSprop)):
+        return []
+    kept = {"weight_decay", *_IGNORED_KEYS}
+    return sorted(k for k, v in options.items() if k not in kept and v not in (0, False, None))
+
+
 def prodigy_task(task: Task, d_coef: float = 1.0, safeguard_warmup: bool = False,
                  use_bias_correction: bool = False) -> Task:
     """The task with ``Prodigy(lr=1.0, d_coef=d_coef)`` as its optimizer.
@@ -122,7 +138,9 @@ def base_optimizer(base: str, params: Iterable[Any], optimizer: type, *, lr: flo
 
     ``"task"``: ``optimizer(params, lr=lr, **options)``, as given. ``"prodigy"``:
     ``Prodigy(params, lr=1.0)`` with :func:`prodigy_kwargs` of the options, as the env
-    builds it (``lr`` is then unused: Prodigy estimates the step size itself).
+    builds it (``lr`` is then unused: Prodigy estimates the step size itself), with one
+    warning naming every option it drops (:func:`dropped_options`: SGD's momentum,
+    dampening and Nesterov).
 
     Args:
         base: The controller's base (``policy.env_config.base``, see :data:`lr_gym.config.BASES`).
@@ -144,8 +162,18 @@ def base_optimizer(base: str, params: Iterable[Any], optimizer: type, *, lr: flo
         return optimizer(params, lr=lr, **options)
     from prodigyopt import Prodigy
 
-    return Prodigy(params, lr=PRODIGY_LR,
-                   **prodigy_kwargs(optimizer, options, safeguard_warmup=warmup))
+    kwargs = prodigy_kwargs(optimizer, options, safeguard_warmup=warmup)
+    if dropped := dropped_options(optimizer, options):
+        import warnings
+
+        # Python shows a warning once per place and message: once per set of options.
+        warnings.warn(
+            f"Prodigy stands in for {optimizer.__name__} (the controller's base is 'prodigy') "
+            f"and drops {optimizer.__name__}'s {', '.join(f'{k}={options[k]!r}' for k in dropped)}"
+            ": Prodigy's update is Adam-style, with betas (0.9, 0.999); only weight decay "
+            "carries over. Use a controller of base='task' (\"lr_gym/task-base\") to keep them.",
+            UserWarning, stacklevel=3)
+    return Prodigy(params, lr=PRODIGY_LR, **kwargs)
 
 
 def safeguards_warmup(config: EnvConfig) -> bool:

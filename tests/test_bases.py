@@ -11,7 +11,13 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from prodigyopt import Prodigy
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from lr_gym.bases import base_optimizer, base_task, optimizer_family, prodigy_task
+from lr_gym.bases import (
+    base_optimizer,
+    base_task,
+    dropped_options,
+    optimizer_family,
+    prodigy_task,
+)
 from lr_gym.config import EnvConfig
 from lr_gym.envs.lr_control import LRControlEnv
 from tests.helpers import blob_task
@@ -72,8 +78,10 @@ def test_optimizer_for_gives_each_shipped_controller_its_base():
 
     model = torch.nn.Linear(4, 2)
     kw = {"lr": 0.05, "momentum": 0.9}
-    default = LRController.optimizer_for("pretrained", model.parameters(), torch.optim.SGD, **kw)
-    assert type(default) is Prodigy
+    with pytest.warns(UserWarning, match=r"drops SGD's momentum=0.9: Prodigy's update") as rec:
+        default = LRController.optimizer_for("pretrained", model.parameters(),
+                                             torch.optim.SGD, **kw)
+    assert type(default) is Prodigy and len(rec) == 1
     own = LRController.optimizer_for("lr_gym/task-base", model.parameters(), torch.optim.SGD,
                                      **kw)
     assert type(own) is torch.optim.SGD and own.defaults["lr"] == 0.05
@@ -127,3 +135,22 @@ def test_lr_controller_refuses_an_optimizer_its_base_did_not_train_on():
     LRController(torch.optim.SGD(model.parameters(), lr=0.1), task_base, **kw)  # its own base
     with pytest.raises(ValueError, match="lr_gym/task-base"):  # the shipped default: Prodigy's
         LRController(torch.optim.SGD(model.parameters(), lr=0.1), "pretrained", **kw)
+
+
+def test_prodigy_in_place_of_sgd_names_every_option_it_drops():
+    params = list(torch.nn.Linear(4, 2).parameters())
+    assert dropped_options(torch.optim.SGD, {"momentum": 0.9, "nesterov": True,
+                                             "dampening": 0.0, "weight_decay": 1e-4,
+                                             "foreach": True}) == ["momentum", "nesterov"]
+    assert dropped_options(torch.optim.RMSprop, {"alpha": 0.9, "centered": True}) == [
+        "alpha", "centered"]
+    assert dropped_options(torch.optim.AdamW, {"betas": (0.8, 0.9), "eps": 1e-6}) == []
+    with pytest.warns(UserWarning, match="momentum=0.9, nesterov=True"):
+        base_optimizer("prodigy", params, torch.optim.SGD, lr=0.1, momentum=0.9, nesterov=True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing dropped, nothing said
+        base_optimizer("prodigy", params, torch.optim.SGD, lr=0.1, weight_decay=1e-4)
+        base_optimizer("prodigy", params, torch.optim.AdamW, lr=0.1, betas=(0.8, 0.9))
+        base_optimizer("task", params, torch.optim.SGD, lr=0.1, momentum=0.9)

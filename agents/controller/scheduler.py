@@ -79,7 +79,8 @@ class LRController:
         ``"lr_gym/task-base"``) gets exactly that; one trained to scale Prodigy's lr
         (``base="prodigy"``, ``"lr_gym/default"``) gets ``Prodigy(params, lr=1.0)`` with
         the counterparts of ``options``, as the env built it in training
-        (:func:`lr_gym.bases.base_optimizer`; ``lr`` is then unused).
+        (:func:`lr_gym.bases.base_optimizer`; ``lr`` is then unused), and one warning
+        naming each option it drops (SGD's momentum, dampening, Nesterov).
 
         Args:
             policy: As for :class:`LRController`.
@@ -460,8 +461,9 @@ def _check_base(base: str, optimizer: torch.optim.Optimizer) -> None:
             f"This controller was trained to scale Prodigy's lr (base='prodigy'), but the "
             f"optimizer is {type(inner).__name__}; build it as prodigyopt.Prodigy(params, "
             "lr=1.0) (LRController.optimizer_for(policy, params, YourOptimizer, lr=..., ...) "
-            "carries its options over), or use a controller trained on the task's own "
-            "optimizer (\"lr_gym/task-base\").")
+            "carries over the options Prodigy has and warns naming those it drops, such as "
+            "SGD's momentum), or use a controller trained on the task's own optimizer "
+            "(\"lr_gym/task-base\").")
 
 
 def _plain(value: Any) -> Any:

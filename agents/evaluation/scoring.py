@@ -211,6 +211,17 @@ def _agent_spread(
     return out
 
 
+def word(p_ci: Sequence[float]) -> str:
+    """The protocol's word for ``(P, low, high)``: beats (low > 0.5), loses (high < 0.5), ties."""
+    return "beats" if p_ci[1] > 0.5 else "loses" if p_ci[2] < 0.5 else "ties"
+
+
+def verdicts(summary: Mapping[str, Any]) -> dict[str, str]:
+    """The learned controller's word (:func:`word`) against each baseline of one track."""
+    return {a["controller"]: word(a["p_improvement"]) for a in summary["aggregate"]
+            if a["controller"] != LEARNED and a.get("p_improvement") is not None}
+
+
 def verdict(summary: Mapping[str, Any]) -> dict[str, list[str]]:
     """What the learned controller wins, ties and loses against each baseline.
 
@@ -230,5 +241,6 @@ def verdict(summary: Mapping[str, Any]) -> dict[str, list[str]]:
         faster = ("" if mine is None or theirs is None else
                   f"; profile score {mine:.3f} vs {theirs:.3f}")
         line = f"{c} (P = {p:.2f} [{low:.2f}, {high:.2f}]{faster})"
-        out["wins" if low > 0.5 else "losses" if high < 0.5 else "ties"].append(line)
+        out[{"beats": "wins", "loses": "losses", "ties": "ties"}[word((p, low, high))]].append(
+            line)
     return out

@@ -4,7 +4,10 @@ For each seed task (CIFAR-10 / ResNet-18, IMDB, SQuAD v2, CoNLL-2003 / BiLSTM-CR
 the controllers ``--agent`` and the baselines (default: ``static`` at the plan's LR,
 ``cosine``, ``warmup_linear`` = warmup + linear decay, ``schedulefree``, ``prodigy``;
 see :mod:`agents.baselines`) on paired seeds (3 on CIFAR-10 and CoNLL-2003, 2 on the
-text tasks), untuned (AlgoPerf's self-tuning track). Episodes go through the
+text tasks), untuned (AlgoPerf's self-tuning track), and beside each learned controller
+its open-loop controls on its own LR rule (``replay``, ``learned_schedule`` and
+``fixed_decay``: :mod:`agents.open_loop`; ``--no-controls`` leaves them out). Episodes
+go through the
 evaluation's own runner and run store (:mod:`agents.evaluation`): each finished episode
 is appended to ``<output>/runs.jsonl``, and rerunning the same command resumes from it.
 
@@ -44,7 +47,7 @@ import os
 import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +124,8 @@ class Plan:
         baselines: Baseline names.
         env_kwargs: EnvConfig overrides shared by every run (device, budget).
         data_dir: Local data folder (``$LR_GYM_DATA_DIR`` of every run), or None.
+        controls: Each agent's open-loop controls, fixed on dev
+            (:class:`agents.open_loop.OpenLoopControls` as a dict); empty: none run.
     """
 
     envs: tuple[EnvPlan, ...]
@@ -128,11 +133,15 @@ class Plan:
     baselines: tuple[str, ...]
     env_kwargs: Mapping[str, Any]
     data_dir: str | None = None
+    controls: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def controllers(self) -> list[str]:
-        """Controller names in report order: the learned one first."""
-        return (["ppo"] if self.agents else []) + list(self.baselines)
+        """Controller names in report order: the learned one and its controls first."""
+        from agents.open_loop import CONTROLS
+
+        return ((["ppo"] if self.agents else []) + (list(CONTROLS) if self.controls else [])
+                + list(self.baselines))
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -171,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "IMDB and SQuAD v2, 3 on --env ids).")
     p.add_argument("--baselines", nargs="+", default=list(BASELINES),
                    help="Baselines (names of agents.baselines.BASELINES).")
+    p.add_argument("--controls", action=argparse.BooleanOptionalAction, default=True,
+                   help="Run each agent's open-loop controls (replay, learned_schedule, "
+                        "fixed_decay) beside it, on its own LR rule.")
+    p.add_argument("--control-envs", nargs="+", default=None,
+                   help="Envs that fix learned_schedule and fixed_decay (never test ids; "
+                        "default: the dev split's reference envs).")
+    p.add_argument("--control-seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--controls-cache", type=Path, default=Path("logs/open_loop"),
+                   help="Where those dev runs are kept (as evaluate_agent.py's).")
     p.add_argument("--device", default="cpu", help="Device of the primary models.")
     p.add_argument("--data-dir", default=os.environ.get("LR_GYM_DATA_DIR"),
                    help="Local data folder, <dir>/<dataset>/<split>.parquet (default: "
@@ -309,7 +327,7 @@ def pin_agents(plan: Plan, out: Path) -> Plan:
 
 
 def plan_jobs(plan: Plan) -> list[Any]:
-    """Every episode of the plan (``EpisodeJob``), in the order they run."""
+    """Every episode of the plan but the replays (``EpisodeJob``), in the order they run."""
     from agents.evaluation.runner import EpisodeJob
 
     jobs = []
@@ -317,8 +335,27 @@ def plan_jobs(plan: Plan) -> list[Any]:
         for seed in e.seeds:
             jobs += [EpisodeJob(e.env_id, "ppo", seed, agent=a, env_kwargs=plan.env_kwargs)
                      for a in plan.agents]
+            jobs += [EpisodeJob(e.env_id, c, seed, agent=a, env_kwargs=plan.env_kwargs,
+                                control=plan.controls[a])
+                     for a in plan.agents if a in plan.controls
+                     for c in ("learned_schedule", "fixed_decay")]
             jobs += [EpisodeJob(e.env_id, b, seed, env_kwargs=plan.env_kwargs)
                      for b in plan.baselines]
+    return jobs
+
+
+def replay_jobs(plan: Plan, runs: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """Each agent's replay on each task, from its learned runs there (once they are in)."""
+    from agents.evaluation.runner import EpisodeJob
+
+    jobs = []
+    for e in plan.envs:
+        for a in plan.agents:
+            own = tuple(r for r in runs if r["controller"] == "ppo" and r["agent"] == a
+                        and r["env_id"] == e.env_id and r["seed"] in e.seeds)
+            if a in plan.controls and len(own) == len(e.seeds):
+                jobs += [EpisodeJob(e.env_id, "replay", s, agent=a, replay=own,
+                                    env_kwargs=plan.env_kwargs) for s in e.seeds]
     return jobs
 
 
@@ -347,8 +384,6 @@ def run_plan(plan: Plan, out: Path, workers: int = 1,
         return run_key({"env_id": j.env_id, "controller": j.controller, "agent": j.agent,
                         "seed": j.seed, "lr0": j.lr, "role": j.role})
 
-    todo = [j for j in jobs if key(j) not in store] if run else []
-
     def finish(fut: Future) -> None:
         run = fut.result()
         store.add(run)
@@ -356,17 +391,22 @@ def run_plan(plan: Plan, out: Path, workers: int = 1,
               f"val {run['metric']} {run['final_val_metric']:.4f}, {run['wall'][-1]:.0f} s",
               file=sys.stderr, flush=True)
 
-    with make_pool(workers, []) as pool:
-        pending = []
-        for j in todo:
-            fut = pool.submit(run_job, j)
-            if fut.done():  # in-process (workers=1): stored the moment it ends
+    def run_all(jobs: list[EpisodeJob]) -> None:
+        with make_pool(workers, []) as pool:
+            pending = []
+            for j in [j for j in jobs if key(j) not in store] if run else []:
+                fut = pool.submit(run_job, j)
+                if fut.done():  # in-process (workers=1): stored the moment it ends
+                    finish(fut)
+                else:
+                    pending.append(fut)
+            for fut in as_completed(pending):
                 finish(fut)
-            else:
-                pending.append(fut)
-        for fut in as_completed(pending):
-            finish(fut)
-    wanted = {key(j) for j in jobs}
+
+    run_all(jobs)
+    replays = replay_jobs(plan, store.runs)  # they follow the learned runs
+    run_all(replays)
+    wanted = {key(j) for j in [*jobs, *replays]}
     return [r for r in store.runs if run_key(r) in wanted]
 
 
@@ -455,6 +495,7 @@ def answer_table(plan: Plan, runs: Sequence[Mapping[str, Any]]) -> str:
     than static's and its convergence (epochs to 95% of the final validation metric)
     earlier; and the summed episode hours of the task (data loading excluded).
     """
+    from agents.open_loop import CONTROLS
     from agents.stats import markdown_table
 
     if not plan.agents:
@@ -474,6 +515,10 @@ def answer_table(plan: Plan, runs: Sequence[Mapping[str, Any]]) -> str:
                  for r in summary[e.key]}
         others = {b: means[b] for b in plan.baselines if b != "static" and b in means}
         best = max(others, key=lambda b: others[b]) if others else None
+        # The open-loop control closest to the controller: the highest mean.
+        controls = {c: means[c] for c in CONTROLS if c in means and math.isfinite(means[c])}
+        control = max(controls, key=lambda c: controls[c]) if controls else None
+        ct = _paired(by[(e.env_id, control)], "test") if control else {}
         lt, st = _paired(learned, "test"), _paired(static, "test")
         lc, sc = _paired(learned, "convergence_epoch"), _paired(static, "convergence_epoch")
         seeds = sorted(set(lt) & set(st))
@@ -482,17 +527,22 @@ def answer_table(plan: Plan, runs: Sequence[Mapping[str, Any]]) -> str:
             e.key, f"test {metric}", f"{means['ppo']:.4f}", f"{means['static']:.4f}",
             "—" if best is None else f"{best} {others[best]:.4f}",
             f"{sum(lt[k] > st[k] for k in seeds)}/{len(seeds)}",
+            "—" if control is None else f"{control} {controls[control]:.4f}",
+            "—" if control is None else
+            f"{sum(lt[k] > ct[k] for k in seeds if k in ct)}/{len([k for k in seeds if k in ct])}",
             f"{sum(lc[k] < sc[k] for k in seeds)}/{len(seeds)}",
             f"{sum(lc[k] for k in seeds) / len(seeds):.2f} vs "
             f"{sum(sc[k] for k in seeds) / len(seeds):.2f}",
             f"{task_h:.2f}"])
     headers = ["task", "metric", "learned", "static", "best other baseline",
-               "learned > static (paired seeds)", "learned converges earlier",
+               "learned > static (paired seeds)", "best open-loop control",
+               "learned > it (paired seeds)", "learned converges earlier",
                "convergence epochs (learned vs static)", "episode hours"]
-    return (markdown_table(headers, rows) + f"\n\nLearned, static, best other: means over "
-            f"each method's seeds. The next three columns use the seeds both ran (paired); a "
-            f"diverged run counts as a loss. Episode hours: summed wall time of the task's "
-            f"episodes, data loading excluded; {hours:.2f} h in all.\n")
+    return (markdown_table(headers, rows) + f"\n\nLearned, static, best other, best open-loop "
+            f"control (of {', '.join(CONTROLS)}, each on the learned controller's own LR rule: "
+            f"docs/protocol.md): means over each method's seeds. The paired columns use the "
+            f"seeds both ran; a diverged run counts as a loss. Episode hours: summed wall "
+            f"time of the task's episodes, data loading excluded; {hours:.2f} h in all.\n")
 
 
 def write_outputs(plan: Plan, runs: Sequence[Mapping[str, Any]], out: Path) -> list[str]:
@@ -504,19 +554,24 @@ def write_outputs(plan: Plan, runs: Sequence[Mapping[str, Any]], out: Path) -> l
         The names of the files written.
     """
     from agents.evaluation.plots import plot_curves
+    from agents.results import DECISIONS, write_decisions
     from agents.runs import portable_path, write_text_atomic
 
     summary = summarize(plan, runs)
-    total = len(plan_jobs(plan))
+    total = len(plan_jobs(plan)) + sum(len(e.seeds) for e in plan.envs) * len(
+        [a for a in plan.agents if a in plan.controls])  # and the replays
     partial = (f"**Partial: {len(runs)} of {total} episodes done**; rerun the command to "
                "finish." if len(runs) < total else "")
     write_text_atomic(out / "report.md", report_markdown(plan, summary, partial))
     write_text_atomic(out / "results.json", json.dumps(
         {"settings": plan.published_settings, "agents": [portable_path(a) for a in plan.agents],
+         "open_loop": {portable_path(a): c for a, c in plan.controls.items()},
          "episodes": len(runs),
          "episodes_planned": total, "tasks": summary}, indent=1, default=float))
     write_text_atomic(out / "table.md", (partial and partial + "\n\n") + answer_table(plan, runs))
-    written = ["report.md", "table.md", "results.json", "runs.jsonl"]
+    write_decisions(out, [{**r, "agent": portable_path(r["agent"]) if r.get("agent") else None}
+                          for r in runs])
+    written = ["report.md", "table.md", "results.json", "runs.jsonl", DECISIONS]
     for e in plan.envs:
         own = [r for r in runs if r["env_id"] == e.env_id]
         if own:
@@ -535,9 +590,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = args.output or DEFAULT_OUTPUT / ("custom" if args.env else args.preset)
         check_output(out, plan)
         plan = pin_agents(plan, out)
+        if args.control_envs:
+            from lr_gym.splits import refuse_split
+
+            try:
+                refuse_split(args.control_envs, "test", "fixing the open-loop controls")
+            except ValueError as err:
+                raise UsageError(f"--control-envs: {err}") from err
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.controls and plan.agents:
+        from agents.evaluation.controls import controls_for
+        from agents.evaluation.runner import make_pool
+
+        # Fixed on dev once (cached): the dev episodes run one thread each, as everywhere.
+        with make_pool(args.workers, []) as pool:
+            plan = replace(plan, controls={a: controls_for(
+                a, args.controls_cache, pool, {"device": "cpu", "torch_threads": 1},
+                envs=args.control_envs, seeds=args.control_seeds).to_dict()
+                for a in plan.agents})
     runs = run_plan(plan, out, args.workers, run=not args.report_only)
     written = write_outputs(plan, runs, out)
     print((out / "report.md").read_text())

@@ -29,7 +29,7 @@ def controller_file(tmp_path_factory):
 def test_runs_reports_plots_and_resumes(tmp_path, capsys, controller_file):
     out = tmp_path / "seed"
     args = ["--env", ENV, "--agent", str(controller_file), "--seeds", "0", "1",
-            "--baselines", "static", "warmup_linear", "-o", str(out)]
+            "--baselines", "static", "warmup_linear", "-o", str(out), "--no-controls"]
     assert main(args) == 0
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert sorted((r["controller"], r["seed"]) for r in runs) == [
@@ -65,7 +65,7 @@ def test_another_controller_at_the_same_path_reruns_only_the_controller(tmp_path
     agent, out = tmp_path / "controller.safetensors", tmp_path / "seed"
     shutil.copyfile(controller_file, agent)
     args = ["--env", ENV, "--agent", str(agent), "--seeds", "0", "--baselines", "static",
-            "-o", str(out)]
+            "-o", str(out), "--no-controls"]
     assert main(args) == 0
     reship_controller(agent)  # a different controller at the same path
     capsys.readouterr()
@@ -132,6 +132,8 @@ def test_bad_input_is_refused_before_any_run(tmp_path, capsys, monkeypatch, args
 
 
 def test_the_answer_table_pairs_seeds_and_counts_a_diverged_run_as_a_loss():
+    from dataclasses import replace
+
     from benchmarks.seed_experiment import EnvPlan, Plan, answer_table
 
     plan = Plan(envs=(EnvPlan("t", "lr_gym/T-v1", (), (0, 1)),), agents=("a.safetensors",),
@@ -147,6 +149,36 @@ def test_the_answer_table_pairs_seeds_and_counts_a_diverged_run_as_a_loss():
             run("cosine", 0, 0.95, 1.0), run("cosine", 1, 0.85, 1.0)]
     row = next(line for line in answer_table(plan, runs).splitlines() if line.startswith("| t |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells == ["t", "test f1", "0.9000", "0.7500", "cosine 0.9000", "1/2", "1/2",
-                     "1.50 vs 2.00", "3.00"]
+    assert cells == ["t", "test f1", "0.9000", "0.7500", "cosine 0.9000", "1/2", "—", "—",
+                     "1/2", "1.50 vs 2.00", "3.00"]
+    # With controls, the best one (the highest mean) and the paired wins against it.
+    runs += [run("replay", 0, 0.95, 1.0), run("replay", 1, 0.5, 1.0),
+             run("learned_schedule", 0, 0.6, 1.0), run("learned_schedule", 1, 0.6, 1.0)]
+    row = next(line for line in answer_table(replace(plan, controls={"a.safetensors": {}}),
+                                             runs).splitlines() if line.startswith("| t |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[6:8] == ["replay 0.7250", "0/2"]  # the diverged learned run loses
     assert "No learned controller" in answer_table(Plan(plan.envs, (), ("static",), {}, None), [])
+
+
+def test_the_controls_run_beside_the_controller_and_the_table_rates_them(tmp_path,
+                                                                        controller_file):
+    from agents.results import read_decisions
+
+    out = tmp_path / "seed"
+    assert main(["--env", ENV, "--agent", str(controller_file), "--seeds", "0", "1",
+                 "--baselines", "static", "-o", str(out), "--control-envs", ENV,
+                 "--control-seeds", "5", "--controls-cache", str(tmp_path / "open_loop")]) == 0
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert sorted({r["controller"] for r in runs}) == [
+        "fixed_decay", "learned_schedule", "ppo", "replay", "static"]
+    assert len(runs) == 10
+    results = json.loads((out / "results.json").read_text())
+    assert [r["controller"] for r in results["tasks"]["SeedBlobs-v1"]] == [
+        "ppo", "replay", "learned_schedule", "fixed_decay", "static"]
+    assert results["episodes"] == results["episodes_planned"] == 10
+    (fixed,) = results["open_loop"].values()
+    assert fixed["envs"] == [ENV] and fixed["seeds"] == [5]
+    table = (out / "table.md").read_text()
+    assert "best open-loop control" in table and "learned > it" in table
+    assert len(read_decisions(out / "decisions.jsonl.gz")) == 10

@@ -100,7 +100,7 @@ def test_train_then_evaluate(tmp_path):
     assert len(decisions) == len(runs)
     ppo = [d for d in decisions if d["controller"] == "ppo"]
     assert ppo and all(len(d["features"]["values"]) == len(d["decisions"]["lr"]) for d in ppo)
-    assert not any(d["agent"].startswith("/") for d in decisions)  # no machine paths
+    assert not any((d["agent"] or "").startswith("/") for d in decisions)  # no machine paths
     for track in ("self", "external"):
         for name in (f"curves_{track}.png", f"profiles_{track}.png"):
             assert (tmp_path / "ev" / name).stat().st_size > 1000, name

@@ -12,6 +12,7 @@ with a matching checksum, so everything a file asks for is validated here
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,15 @@ _ACT_FNS = {"relu": torch.relu, "tanh": torch.tanh}
 MAX_FACTOR_LIMIT = 10.0
 """The largest ``max_factor`` a controller file may ask for (one action: at most x10)."""
 
+LR_FACTOR_RANGE = (1e-6, 1e4)
+"""The range of a file's ``lr_min_factor`` (at least ``1e-6``, at most 1) and
+``lr_max_factor`` (at least 1, at most ``1e4``): LR bounds between a millionth and ten
+thousand times ``lr0``. The shipped controllers use 0.01 and 100, v1's envs 1e-3 and 30."""
+
+LR_RANGE = (1e-12, 1e3)
+"""The range of a file's absolute ``lr_min`` and ``lr_max`` when it sets them: no
+optimizer here trains at an LR above 1000 (Prodigy's ``lr`` is a multiplier near 1)."""
+
 
 POLICY_FIELDS = ("mode", "schedule", "warmup_frac", "final_lr_frac", "max_factor", "lr_min",
                  "lr_max", "lr_min_factor", "lr_max_factor", "features", "base")
@@ -45,9 +55,12 @@ class ControllerFileError(ValueError):
 def check_deployable(env_config: EnvConfig | Mapping[str, Any]) -> None:
     """The LR rule limits of a controller file, beyond :class:`EnvConfig`'s own checks.
 
-    A file may ask for ``1 < max_factor <= 10`` and, when set, finite bounds with
-    ``0 < lr_min < lr_max``. Training checks its ``env_kwargs`` with this too, so no
-    agent is trained that could not be exported.
+    A file may ask for ``1 < max_factor <= 10``, ``1e-6 <= lr_min_factor <= 1``,
+    ``1 <= lr_max_factor <= 1e4`` (:data:`LR_FACTOR_RANGE`) and, when set, finite bounds
+    with ``1e-12 <= lr_min < lr_max <= 1e3`` (:data:`LR_RANGE`), so no file sets an LR
+    a thousand times past any here (a re-signed ``lr_max_factor=1e12`` would). Training
+    checks its ``env_kwargs`` with this too, so no agent is trained that could not be
+    exported.
 
     Raises:
         ValueError: A rule is broken; the message names the field and the valid range.
@@ -55,10 +68,14 @@ def check_deployable(env_config: EnvConfig | Mapping[str, Any]) -> None:
     c = dict(env_config) if isinstance(env_config, Mapping) else env_config.to_dict()
     check_real("max_factor", c.get("max_factor", EnvConfig.max_factor), lo=1.0, lo_open=True,
                hi=MAX_FACTOR_LIMIT)
+    low, high = LR_FACTOR_RANGE
+    check_real("lr_min_factor", c.get("lr_min_factor", EnvConfig.lr_min_factor), lo=low, hi=1.0)
+    check_real("lr_max_factor", c.get("lr_max_factor", EnvConfig.lr_max_factor), lo=1.0,
+               hi=high)
     if c.get("lr_min") is not None:
-        check_real("lr_min", c["lr_min"], lo=0.0, lo_open=True)
+        check_real("lr_min", c["lr_min"], lo=LR_RANGE[0], hi=LR_RANGE[1])
     if c.get("lr_max") is not None:
-        check_real("lr_max", c["lr_max"], lo=0.0, lo_open=True)
+        check_real("lr_max", c["lr_max"], lo=LR_RANGE[0], hi=LR_RANGE[1])
     lo, hi = c.get("lr_min"), c.get("lr_max")
     if lo is not None and hi is not None and not lo < hi:
         raise ValueError(f"lr_min ({lo}) must be below lr_max ({hi}).")
@@ -131,7 +148,8 @@ def validate_controller(config: Mapping[str, Any], tensors: Mapping[str, torch.T
                 (tensors["obs_var"] + eps > 0).all()):
             raise ValueError("obs_var must be >= 0 and obs_var + epsilon > 0")
 
-def _digest(config_json: str, tensors: dict[str, torch.Tensor]) -> str:
+
+def _digest(config_json: str, tensors: Mapping[str, torch.Tensor]) -> str:
     """SHA-256 over the config and every tensor's name, dtype, shape and bytes."""
     h = hashlib.sha256(config_json.encode())
     for name in sorted(tensors):
@@ -139,3 +157,18 @@ def _digest(config_json: str, tensors: dict[str, torch.Tensor]) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.numpy().tobytes())
     return h.hexdigest()
+
+
+PROVENANCE = "source"
+"""The config key that records where a file came from (run folder, env ids, versions)."""
+
+
+def content_digest(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> str:
+    """The SHA-256 of what a controller does: its weights and rule, not its provenance.
+
+    Two files that differ only in :data:`PROVENANCE` (a re-export from a moved run, an
+    edited ``source``) act identically, so they have one content digest: evaluation pools
+    by it, and a resumed state names the controller by it.
+    """
+    rule = {k: v for k, v in config.items() if k != PROVENANCE}
+    return _digest(json.dumps(rule, sort_keys=True), tensors)

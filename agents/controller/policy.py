@@ -17,6 +17,7 @@ from agents.controller.file import (
     FORMAT_VERSION,
     ControllerFileError,
     _digest,
+    content_digest,
     file_env_config,
     validate_controller,
 )
@@ -38,6 +39,9 @@ class ControllerPolicy:
         path: The file it came from.
         sha256: The content digest stored at export (and verified on load): it names
             the agent's weights and config, wherever the file lies.
+        content_sha256: The digest of its weights and rule without its provenance
+            (:func:`~agents.controller.file.content_digest`): two files that act alike
+            have the same one.
     """
 
     config: dict[str, Any]
@@ -48,6 +52,7 @@ class ControllerPolicy:
     obs_var: np.ndarray | None
     path: str = ""
     sha256: str = ""
+    content_sha256: str = ""
 
     @classmethod
     def load(cls, path: str | Path) -> ControllerPolicy:
@@ -141,6 +146,7 @@ class ControllerPolicy:
             obs_var=tensors["obs_var"].numpy() if norm["enabled"] else None,
             path=str(path),
             sha256=digest,
+            content_sha256=content_digest(config, tensors),
         )
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:

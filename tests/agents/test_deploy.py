@@ -637,7 +637,10 @@ def _set(section, key, value):
 
 
 @pytest.mark.parametrize(("edit_config", "edit_tensors", "message"), [
-    (_set("env_config", "lr_min", 0.0), None, "lr_min must be > 0, finite"),
+    (_set("env_config", "lr_min", 0.0), None, "lr_min must be >= 1e-12 and <= 1000, finite"),
+    # A re-signed file asking for lr_max = lr0 * 1e12 (issue 36).
+    (_set("env_config", "lr_max_factor", 1e12), None, "lr_max_factor must be >= 1 and <= 10000"),
+    (_set("env_config", "lr_max", 5e10), None, "lr_max must be >= 1e-12 and <= 1000, finite"),
     (_set("env_config", "lr_min", -1.0), None, "lr_min must be >= 0, finite"),
     (lambda c: c["env_config"].update(lr_min=0.5, lr_max=0.1), None, "lr_min .* below lr_max"),
     (_set("env_config", "max_factor", 1e6), None, "max_factor must be .*<= 10"),

@@ -12,7 +12,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from agents.controller import pretrained_file
-from agents.controller.file import check_deployable, file_env_config, validate_controller
+from agents.controller.file import (
+    check_deployable,
+    content_digest,
+    file_env_config,
+    validate_controller,
+)
 from lr_gym.config import EnvConfig
 
 
@@ -129,10 +134,24 @@ def test_normalisation_statistics_may_be_float64_and_a_zero_variance_needs_epsil
     ({"max_factor": 1.0}, re.escape("max_factor must be > 1 and <= 10, finite, got 1.0.")),
     ({"max_factor": 0.5}, re.escape("max_factor must be > 1 and <= 10, finite, got 0.5.")),
     ({"max_factor": 10.5}, re.escape("max_factor must be > 1 and <= 10, finite, got 10.5.")),
-    ({"lr_min": 0.0}, r"lr_min must be > 0, finite.*"),
-    ({"lr_max": 0.0}, r"lr_max must be > 0, finite.*"),
+    ({"lr_min": 0.0}, re.escape("lr_min must be >= 1e-12 and <= 1000, finite, got 0.0.")),
+    ({"lr_max": 0.0}, re.escape("lr_max must be >= 1e-12 and <= 1000, finite, got 0.0.")),
+    ({"lr_min": 9e-13}, re.escape("lr_min must be >= 1e-12 and <= 1000, finite, got 9e-13.")),
+    ({"lr_max": 1000.5}, re.escape("lr_max must be >= 1e-12 and <= 1000, finite, got 1000.5.")),
+    ({"lr_max": float("inf")}, re.escape("lr_max must be >= 1e-12 and <= 1000, finite, got inf.")),
     ({"lr_min": 0.2, "lr_max": 0.1}, re.escape("lr_min (0.2) must be below lr_max (0.1).")),
     ({"lr_min": 0.1, "lr_max": 0.1}, re.escape("lr_min (0.1) must be below lr_max (0.1).")),
+    # A re-signed file asking for lr_max = lr0 * 1e12 (issue 36): the factors are bounded.
+    ({"lr_max_factor": 1e12},
+     re.escape("lr_max_factor must be >= 1 and <= 10000, finite, got 1000000000000.0.")),
+    ({"lr_max_factor": 10000.5},
+     re.escape("lr_max_factor must be >= 1 and <= 10000, finite, got 10000.5.")),
+    ({"lr_max_factor": 0.5},
+     re.escape("lr_max_factor must be >= 1 and <= 10000, finite, got 0.5.")),
+    ({"lr_min_factor": 9e-7},
+     re.escape("lr_min_factor must be >= 1e-06 and <= 1, finite, got 9e-07.")),
+    ({"lr_min_factor": 1.5},
+     re.escape("lr_min_factor must be >= 1e-06 and <= 1, finite, got 1.5.")),
 ])
 def test_check_deployable_on_mappings(config, message):
     with pytest.raises(ValueError, match=f"^{message}$"):
@@ -141,6 +160,9 @@ def test_check_deployable_on_mappings(config, message):
 
 def test_check_deployable_accepts_the_limits_and_config_objects():
     check_deployable({"max_factor": 10.0, "lr_min": 1e-6, "lr_max": 1.0})
+    check_deployable({"lr_min": 1e-12, "lr_max": 1000.0})  # the documented range's ends
+    check_deployable({"lr_min_factor": 1e-6, "lr_max_factor": 1e4})
+    check_deployable({"lr_min_factor": 1.0, "lr_max_factor": 1.0})
     check_deployable({})  # every default is deployable
     check_deployable({"lr_min": 0.1})  # one bound alone
     check_deployable(EnvConfig(max_factor=4.0))
@@ -154,3 +176,20 @@ def test_file_env_config_reads_v0_files_features_from_feature_names(parts):
     del config["env_config"]["features"]  # a v0 file: features only in feature_names
     assert file_env_config(config).features == tuple(config["feature_names"])
     assert file_env_config(config).max_factor == config["env_config"]["max_factor"]
+
+
+def test_the_content_digest_leaves_out_the_provenance_only(parts):
+    config, tensors = parts
+    digest = content_digest(config, tensors)
+    assert len(digest) == 64 and digest == content_digest(copy.deepcopy(config), tensors)
+    moved = copy.deepcopy(config)
+    moved["source"] = {"run": "/elsewhere", "note": "re-exported"}
+    assert content_digest(moved, tensors) == digest
+    del moved["source"]
+    assert content_digest(moved, tensors) == digest
+    ruled = copy.deepcopy(config)
+    ruled["env_config"]["max_factor"] = 3.0
+    assert content_digest(ruled, tensors) != digest
+    weights = {k: v.clone() for k, v in tensors.items()}
+    weights["action.bias"] += 1.0
+    assert content_digest(config, weights) != digest

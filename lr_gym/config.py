@@ -246,8 +246,10 @@ def check_real(
     bad = bad or (lo is not None and (x <= lo if lo_open else x < lo))
     bad = bad or (hi is not None and (x >= hi if hi_open else x > hi))
     if bad:
-        finite = "" if allow_inf else ", finite"
-        raise ValueError(f"{name} must be {_range(lo, hi, lo_open, hi_open)}{finite}, got {x}.")
+        # Without bounds the rule is only "finite" (or, with allow_inf, "not NaN").
+        rule = ", ".join(w for w in (_range(lo, hi, lo_open, hi_open),
+                                     "" if allow_inf else "finite") if w)
+        raise ValueError(f"{name} must be {rule or 'not NaN'}, got {x}.")
     return x
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import gymnasium as gym
@@ -48,3 +49,17 @@ def test_range_messages_say_open_and_closed_ends():
     for bounds, words in cases:
         with pytest.raises(ValueError, match=rf"^x must be {words}, finite, got 5\.0\.$"):
             check_real("x", 5.0 if "hi" in bounds else -5.0, **bounds)
+
+
+def test_a_range_free_check_says_what_it_asks_for():
+    from lr_gym.config import check_real
+
+    with pytest.raises(ValueError, match=r"^x must be finite, got nan\.$"):
+        check_real("x", math.nan)
+    with pytest.raises(ValueError, match=r"^x must be finite, got inf\.$"):
+        check_real("x", math.inf)
+    with pytest.raises(ValueError, match=r"^x must be not NaN, got nan\.$"):
+        check_real("x", math.nan, allow_inf=True)
+    with pytest.raises(ValueError, match=r"^x must be >= 0, got -inf\.$"):
+        check_real("x", -math.inf, lo=0.0, allow_inf=True)
+    assert check_real("x", math.inf, allow_inf=True) == math.inf

@@ -220,7 +220,8 @@ def test_a_resumed_lr_controller_guards_from_the_resumed_state():
         model.weight.fill_(math.nan)
     loss = ((model(x).squeeze(-1) - y) ** 2).mean()
     resumed.step(loss)
-    resumed.observe(val_loss=val(), val_metric=0.0)
+    with pytest.warns(RuntimeWarning, match="not finite; they are skipped"):
+        resumed.observe(val_loss=val(), val_metric=0.0)  # NaN validation: rolled back
     assert resumed._guard.restores == 4
     for name, v in model.state_dict().items():
         assert torch.equal(v, at_checkpoint[name])  # back at the resumed model

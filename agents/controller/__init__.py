@@ -10,6 +10,8 @@ stable-baselines3 or unpickles anything. One idea per module:
   (:func:`load_controller_file`) and :class:`PolicyController`, a file acting in the env;
 * :mod:`~agents.controller.scheduler`: :class:`LRController`, a file driving any torch
   optimizer (decisions equal the env's on the same statistics);
+* :mod:`~agents.controller.state`: the schema of its resume state, checked before a
+  resume (:func:`check_state`, :class:`ControllerStateError`);
 * :mod:`~agents.controller.torch_scheduler`: :class:`LRControllerScheduler`, the same
   controller as a torch ``LRScheduler`` (``SequentialLR``, ``state_dict``);
 * :mod:`~agents.controller.hf`: :class:`LRControllerCallback` for the Hugging Face
@@ -22,7 +24,9 @@ stable-baselines3 or unpickles anything. One idea per module:
 Trust model. Loading a controller file never unpickles anything, so a file from someone
 else cannot run code; evaluation and deployment load agents only this way. Its SHA-256
 is an integrity check, not authenticity, so every value a file asks for is validated at
-load (a :class:`ControllerFileError`, never a surprise at the first decision).
+load (a :class:`ControllerFileError`, never a surprise at the first decision). A resume
+state is checked the same way, and bound to the controller that saved it by content
+(a :class:`ControllerStateError`).
 
 Usage in a plain loop::
 
@@ -40,10 +44,13 @@ Usage in a plain loop::
 from agents.controller.file import (
     FORMAT,
     FORMAT_VERSION,
+    LR_FACTOR_RANGE,
+    LR_RANGE,
     MAX_FACTOR_LIMIT,
     POLICY_FIELDS,
     ControllerFileError,
     check_deployable,
+    content_digest,
     file_env_config,
     validate_controller,
 )
@@ -62,24 +69,31 @@ from agents.controller.resolve import (
     pretrained_file,
 )
 from agents.controller.scheduler import LRController, tensorboard_logger
+from agents.controller.state import ControllerStateError, StateSpec, check_state
 from agents.controller.torch_scheduler import LRControllerScheduler
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "LR_FACTOR_RANGE",
+    "LR_RANGE",
     "MAX_FACTOR_LIMIT",
     "POLICY_FIELDS",
     "PRETRAINED",
     "PRETRAINED_DIR",
     "ControllerFileError",
     "ControllerPolicy",
+    "ControllerStateError",
     "LRController",
     "LRControllerCallback",
     "LRControllerScheduler",
     "PolicyController",
+    "StateSpec",
     "agent_label",
     "agent_labels",
     "check_deployable",
+    "check_state",
+    "content_digest",
     "controller_file_for",
     "file_env_config",
     "is_pretrained_name",

@@ -10,6 +10,7 @@ from typing import Any
 from agents.controller.policy import ControllerPolicy
 from agents.controller.resolve import load_controller_file
 from agents.controller.scheduler import LRController
+from agents.controller.state import ControllerStateError
 
 
 def _trainer_callback_base() -> type:
@@ -113,13 +114,18 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
             self._writer = SummaryWriter(folder)
             self.controller.add_logger(tensorboard_logger(self._writer))
         if saved is not None:
-            self.controller.load_state_dict(saved)
+            self.controller.load_state_dict(saved[1], source=str(saved[0]))
         elif self._initial is not None:
             self.controller.observe(*self._initial)
         self._report_lr()
 
-    def _saved_state(self, args: Any, state: Any) -> dict[str, Any] | None:
-        """The controller's state in the checkpoint the Trainer resumes from, if any."""
+    def _saved_state(self, args: Any, state: Any) -> tuple[Path, Any] | None:
+        """The file and controller state of the checkpoint the Trainer resumes from, if any.
+
+        Raises:
+            RuntimeError: The checkpoint has no state file.
+            ControllerStateError: The file is not readable JSON (empty, cut, binary).
+        """
         if not state.global_step:
             return None
         path = _checkpoint(args, state) / self.STATE_FILE
@@ -128,7 +134,14 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
                 f"LRControllerCallback: resuming at step {state.global_step} but "
                 f"{path} is missing, so the controller's features and multiplier are lost; "
                 "resume from a checkpoint saved with this callback.")
-        return json.loads(path.read_text())
+        try:
+            return path, json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as err:  # UnicodeDecodeError too
+            detail = " ".join(str(err).split())[:200]
+            raise ControllerStateError(
+                f"{path}: not a readable controller state ({type(err).__name__}: {detail}); "
+                "the checkpoint is damaged: resume from another checkpoint, or train "
+                "without resume_from_checkpoint.") from None
 
     def _report_lr(self) -> None:
         # The Trainer logs its scheduler's last LR: make that the LR actually applied.

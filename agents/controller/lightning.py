@@ -36,6 +36,7 @@ except ImportError as err:  # pragma: no cover - the message is the point
 from agents.controller.policy import ControllerPolicy
 from agents.controller.resolve import load_controller_file
 from agents.controller.scheduler import LRController
+from agents.controller.state import FIX, ControllerStateError
 
 
 class LRControllerLightning(pl.Callback):
@@ -122,7 +123,9 @@ class LRControllerLightning(pl.Callback):
                 lambda scalars, step: [lg.log_metrics(scalars, step=trainer.global_step)
                                        for lg in trainer.loggers])
         if self._saved is not None:
-            self.controller.load_state_dict(self._saved)
+            self.controller.load_state_dict(
+                self._saved, source=f"the LRControllerLightning state of checkpoint "
+                                    f"{trainer.ckpt_path or '(unnamed)'}")
             self._saved = None
             if self.controller.eval_due:
                 warnings.warn(
@@ -150,5 +153,16 @@ class LRControllerLightning(pl.Callback):
         return {} if self.controller is None else {"controller": self.controller.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Keeps the saved state until the optimizer exists (:meth:`on_train_start`)."""
+        """Keeps the saved state until the optimizer exists (:meth:`on_train_start`).
+
+        It is checked there, against the controller it is loaded into
+        (:func:`~agents.controller.state.check_state`).
+
+        Raises:
+            ControllerStateError: Not this callback's state (no dict).
+        """
+        if not isinstance(state_dict, dict):
+            raise ControllerStateError(
+                f"the LRControllerLightning state of this checkpoint is "
+                f"{type(state_dict).__name__}, not a dict; {FIX}.")
         self._saved = state_dict.get("controller")

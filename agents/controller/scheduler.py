@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from agents.controller.policy import ControllerPolicy
-from agents.controller.resolve import load_controller_file
+from agents.controller.resolve import agent_label, load_controller_file
+from agents.controller.state import TRACKER_CONSTANTS, StateSpec, check_state
 from lr_gym import lr_rule
 from lr_gym.config import MAX_TOTAL_STEPS, EnvConfig, check_int, check_real
 from lr_gym.features import FeatureTracker
@@ -126,6 +127,8 @@ class LRController:
         # one, so that a resumed optimizer (whose "lr" is the controller's) keeps its lr0.
         for g in optimizer.param_groups:
             g.setdefault("initial_lr", g["lr"])
+        if self.config.base == "prodigy":
+            _check_prodigy_lr(optimizer)
         self._group_lr0 = [float(g["initial_lr"]) for g in optimizer.param_groups]
         self.lr0 = float(lr0) if lr0 is not None else self._group_lr0[0]
         if not (self.lr0 > 0 and math.isfinite(self.lr0)):
@@ -145,9 +148,14 @@ class LRController:
         if not self.lr_min < self.lr_max:
             raise ValueError(f"lr_min ({self.lr_min:g}) must be below lr_max ({self.lr_max:g}) "
                              f"(lr0={self.lr0:g}).")
-        self._warned_nonfinite = False
+        self._bounds = (self.lr_min, self.lr_max)  # a resumed state's lie inside them
+        self.skipped_losses = 0
+        """Non-finite training losses skipped so far (one warning at the first)."""
         halflives = self.policy.config.get("tracker", {})
         self._tracker = FeatureTracker(self.lr0, **halflives, features=self.config.features)
+        # What a resume state must have been saved by: the content, not the file's path.
+        self._name = agent_label(self.policy.path) if self.policy.path else "a ControllerPolicy"
+        self._content_sha256 = self.policy.content_sha256
         self._rule = lr_rule.LRState.from_config(
             c, lr0=self.lr0, total_steps=self.total_steps, group_lr0=self._group_lr0,
             lr_min=self.lr_min, lr_max=self.lr_max)
@@ -266,10 +274,14 @@ class LRController:
         close the interval since the previous one: call them when ``eval_due`` is True
         for decisions identical to the env's (other times work, on shorter intervals).
 
-        Non-finite training losses are skipped (one ``RuntimeWarning`` per controller).
-        If none of the interval's losses is finite, or the validation result is not,
-        the controller holds its LR rule for the next interval instead of deciding on
-        meaningless features.
+        Non-finite training losses are skipped and counted (:attr:`skipped_losses`; one
+        ``RuntimeWarning`` per run): they are no divergence, since a step whose loss
+        overflowed may never have reached the weights (mixed precision skips it). The
+        guard rolls back on a non-finite validation result, a finite training loss above
+        ``10 * L0`` (the env's ``divergence_factor``), or a validation loss above its
+        best right after an LR increase. Without a rollback, an interval with no finite
+        loss or a non-finite validation result holds the LR rule for the next interval
+        instead of deciding on meaningless features.
 
         Args:
             val_loss: Validation loss.
@@ -308,10 +320,15 @@ class LRController:
                 stats["update_ratio"] = self._update_ratio
             losses = np.array([float(x) for x in self._losses], dtype=np.float64)
             finite = np.isfinite(losses)
-            # The env's default rule: a file's own training settings do not apply here.
+            if not finite.all():
+                self._skip_nonfinite(int((~finite).sum()), len(losses))
+            # A non-finite training loss is skipped, not a divergence: here (unlike in the
+            # env) a step may not have reached the weights (mixed precision skips it), so
+            # the validation result judges them. The env's default rule: a file's own
+            # training settings do not apply here.
             limit = EnvConfig.divergence_factor * self._tracker.initial_loss
-            diverged = (not finite.all() or bool((losses[finite] > limit).any())
-                        or not (math.isfinite(val_loss) and math.isfinite(val_metric)))
+            valid = math.isfinite(val_loss) and math.isfinite(val_metric)
+            diverged = bool((losses[finite] > limit).any()) or not valid
             restored = self._guard is not None and self._guard.check(
                 val_loss, diverged=diverged, raised=self._rule.raised, info=(val_loss, val_metric))
             if restored:
@@ -319,10 +336,7 @@ class LRController:
                 self._rule.back_off()
                 val_loss, val_metric = self._guard.best_info
                 finite &= losses <= limit
-            elif not finite.all():
-                self._warn_nonfinite(int((~finite).sum()), len(losses))
-            if not restored and (not finite.any() or not (math.isfinite(val_loss)
-                                                          and math.isfinite(val_metric))):
+            elif not (finite.any() and valid):
                 self._hold()
                 return self._rule.action
             prev_val_loss = self._tracker.prev_val_loss
@@ -345,15 +359,19 @@ class LRController:
                 log(scalars, self._t)
         return self._rule.action
 
-    def _warn_nonfinite(self, bad: int, total: int) -> None:
-        if not self._warned_nonfinite:
-            self._warned_nonfinite = True
+    def _skip_nonfinite(self, bad: int, total: int) -> None:
+        """Counts the interval's non-finite training losses; warns at the run's first."""
+        if not self.skipped_losses:  # a resumed run that skipped some has warned already
             warnings.warn(
                 f"LRController: {bad} of {total} training losses in the interval ending at "
-                f"step {self._t} are not finite; they are skipped (further ones silently), "
-                "and an interval with no finite loss keeps the LR rule unchanged.",
+                f"step {self._t} are not finite; they are skipped (counted in "
+                "skipped_losses, with no further warning). Only a non-finite validation "
+                "result or a training loss above 10x the initial validation loss rolls "
+                "the run back (with the guard); an interval with no finite loss keeps the "
+                "LR rule unchanged.",
                 RuntimeWarning, stacklevel=3,
             )
+        self.skipped_losses += bad
 
     def _hold(self) -> None:
         """Keeps the multiplier and action for the next interval (no decision)."""
@@ -398,14 +416,20 @@ class LRController:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume, as plain Python data (no numpy, no policy).
 
-        Plain data round-trips through JSON and ``torch.load(weights_only=True)``.
+        Plain data round-trips through JSON and ``torch.load(weights_only=True)``. It
+        names the controller that saved it by content (:mod:`agents.controller.state`).
         """
         return _plain({
+            "controller": self._name,
+            "controller_sha256": self._content_sha256,
+            "total_steps": self.total_steps,
+            "steps_per_action": self.steps_per_action,
             "t": self._t,
             **self._rule.state_dict(),
             "started": self._started,
             "interval_start": self._interval_start,
             "losses": [float(x) for x in self._losses],
+            "skipped_losses": self.skipped_losses,
             "grad_norm": self._grad_norm,
             "tracker": self._tracker.state_dict(),
             "lr0": self.lr0,
@@ -418,32 +442,53 @@ class LRController:
             "guard_restores": 0 if self._guard is None else self._guard.restores,
         })
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restores :meth:`state_dict` and sets the optimizer's LR accordingly."""
-        self._t, self._started = int(state["t"]), bool(state["started"])
-        self._rule.load_state_dict(state)
-        self._interval_start = int(state["interval_start"])
-        self._losses = list(state["losses"])
-        self._grad_norm = float(state["grad_norm"])
-        self.lr0, self._group_lr0 = float(state["lr0"]), list(state["group_lr0"])
-        self._tracker = FeatureTracker(self.lr0, features=self.config.features)
-        self._tracker.load_state_dict(state["tracker"])
+    def state_spec(self) -> StateSpec:
+        """What a state loaded into this controller must match (see :func:`check_state`)."""
+        return StateSpec(
+            controller=self._name, sha256=self._content_sha256, total_steps=self.total_steps,
+            steps_per_action=self.steps_per_action, lr0=self.lr0,
+            group_lr0=tuple(self._group_lr0), lr_min=self._bounds[0], lr_max=self._bounds[1],
+            features=self.config.features, short_halflife=self._tracker.short_halflife,
+            long_halflife=self._tracker.long_halflife)
+
+    def load_state_dict(self, state: dict[str, Any], *,
+                        source: str = "LRController.load_state_dict(state)") -> None:
+        """Restores :meth:`state_dict` and sets the optimizer's LR accordingly.
+
+        The state is checked whole first (:func:`~agents.controller.state.check_state`):
+        its types, ranges and sizes, and that this controller saved it (the same
+        controller file content, budget and optimizer LRs). A refusal changes nothing.
+
+        Args:
+            state: What :meth:`state_dict` returned.
+            source: Where it came from, for the error message (the faces name their file).
+
+        Raises:
+            ControllerStateError: The state does not fit; one line with the fix.
+        """
+        s = check_state(state, self.state_spec(), source)
+        self._t, self._started = s["t"], s["started"]
+        self._rule.load_state_dict(s)
+        self._interval_start = s["interval_start"]
+        self._losses = list(s["losses"])
+        self.skipped_losses = s["skipped_losses"]
+        self._grad_norm = s["grad_norm"]
+        self._tracker = FeatureTracker(**{k: s["tracker"][k] for k in TRACKER_CONSTANTS})
+        self._tracker.load_state_dict(s["tracker"])
         self._update_ratio = None
-        obs = state["last_obs"]
+        obs = s["last_obs"]
         self._last_obs = None if obs is None else np.asarray(obs, dtype=np.float32)
-        self.history = [(int(t), float(a), float(lr)) for t, a, lr in state.get("history", [])]
-        self.lr_min = float(state.get("lr_min", self.lr_min))
-        self.lr_max = float(state.get("lr_max", self.lr_max))
-        self._rule.group_lr0, self._rule.lr0 = self._group_lr0, self.lr0
+        self.history = [(t, a, lr) for t, a, lr in s["history"]]
+        self.lr_min, self.lr_max = s["lr_min"], s["lr_max"]
         self._rule.lr_min, self._rule.lr_max = self.lr_min, self.lr_max
-        last_val = state.get("last_val")
-        self._last_val = None if last_val is None else (float(last_val[0]), float(last_val[1]))
+        last_val = s["last_val"]
+        self._last_val = None if last_val is None else (last_val[0], last_val[1])
         if self._guard is not None and self._last_val is not None:
             # The snapshot (model-sized) is not in this state: the guard restarts from the
             # resumed model, taking the last decision's validation result as its best
             # (exact when the checkpoint was saved at a decision).
             self._guard.start(self._last_val[0], info=self._last_val)
-            self._guard.restores = int(state.get("guard_restores", 0))
+            self._guard.restores = s["guard_restores"]
         self._apply_lr()
         self._meter.start(self._interval_len())
         self._meter.before_step(self._t - self._interval_start, self._params())
@@ -464,6 +509,20 @@ def _check_base(base: str, optimizer: torch.optim.Optimizer) -> None:
             "carries over the options Prodigy has and warns naming those it drops, such as "
             "SGD's momentum), or use a controller trained on the task's own optimizer "
             "(\"lr_gym/task-base\").")
+
+
+def _check_prodigy_lr(optimizer: torch.optim.Optimizer) -> None:
+    """Warns when a Prodigy-base controller drives Prodigy at an lr it was not trained at."""
+    from lr_gym.bases import PRODIGY_LR
+
+    lrs = sorted({float(g["initial_lr"]) for g in optimizer.param_groups})
+    if lrs != [PRODIGY_LR]:
+        warnings.warn(
+            f"This controller was trained scaling Prodigy's lr from {PRODIGY_LR:g} "
+            f"(base='prodigy'), but this Prodigy's lr is {', '.join(f'{x:g}' for x in lrs)}: "
+            f"every LR it sets is that much off what it learned. Build the optimizer with "
+            f"LRController.optimizer_for(...), or prodigyopt.Prodigy(params, lr={PRODIGY_LR:g}).",
+            UserWarning, stacklevel=3)
 
 
 def _plain(value: Any) -> Any:

@@ -27,6 +27,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from agents.controller.policy import ControllerPolicy
 from agents.controller.scheduler import LRController
+from agents.controller.state import check_scheduler_state
 
 
 class LRControllerScheduler(LRScheduler):
@@ -79,16 +80,27 @@ class LRControllerScheduler(LRScheduler):
         self._step_count += 1
         self._last_lr = self.controller.get_last_lr()
 
+    def _own_state(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "controller")}
+
     def state_dict(self) -> dict[str, Any]:
         """Torch's scheduler state with the controller's (its policy is not included)."""
-        state = {k: v for k, v in self.__dict__.items()
-                 if k not in ("optimizer", "controller")}
-        state["controller"] = self.controller.state_dict()
-        return state
+        return {**self._own_state(), "controller": self.controller.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restores :meth:`state_dict` and sets the optimizer's LR accordingly."""
-        state = dict(state_dict)
-        self.controller.load_state_dict(state.pop("controller"))
+        """Restores :meth:`state_dict` and sets the optimizer's LR accordingly.
+
+        Checked whole before anything changes: torch's own fields are this scheduler's
+        keys only (never ``__dict__.update`` with anything else), with their types, and
+        the controller's state fits this controller
+        (:func:`~agents.controller.state.check_state`).
+
+        Raises:
+            ControllerStateError: The state does not fit; one line with the fix.
+        """
+        where = "LRControllerScheduler.load_state_dict(state_dict)"
+        state = check_scheduler_state(state_dict, self._own_state(), where)
+        self.controller.load_state_dict(state.pop("controller"),
+                                        source=f"{where}['controller']")
         self.__dict__.update(state)
         self._last_lr = self.controller.get_last_lr()

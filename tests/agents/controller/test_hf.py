@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 
 import pytest
 import torch
@@ -155,3 +157,78 @@ def test_resuming_without_the_controllers_state_is_a_clear_error(tmp_path):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     with pytest.raises(RuntimeError, match="checkpoint-6.*lr_controller.json is missing"):
         cb.on_train_begin(args, state, None, optimizer=opt)
+
+
+def _resume(tmp_path, text: bytes | str):
+    """``on_train_begin`` resuming from a checkpoint whose ``lr_controller.json`` is ``text``."""
+    from types import SimpleNamespace
+
+    from agents.controller import LRControllerCallback
+
+    cb = LRControllerCallback(TASK_BASE, steps_per_action=4, guard=False)
+    ckpt = tmp_path / "checkpoint-6"
+    ckpt.mkdir(exist_ok=True)
+    path = ckpt / LRControllerCallback.STATE_FILE
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    args = SimpleNamespace(output_dir=str(tmp_path), eval_on_start=True)
+    state = SimpleNamespace(global_step=6, max_steps=12)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    cb.on_train_begin(args, state, None, optimizer=opt)
+    return cb
+
+
+def _saved_state(tmp_path):
+    """A real ``lr_controller.json`` of 6 steps (what ``on_save`` writes)."""
+    from agents.controller import LRController
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    ctl = LRController(opt, TASK_BASE, total_steps=12, steps_per_action=4, guard=False)
+    ctl.observe(val_loss=1.0, val_metric=0.5)
+    for i in range(6):
+        ctl.step(1.0 - 0.05 * i, grad_norm=1.0)
+        if ctl.eval_due:
+            ctl.observe(val_loss=0.9, val_metric=0.6)
+    return ctl.state_dict()
+
+
+def test_a_valid_state_file_resumes(tmp_path):
+    saved = _saved_state(tmp_path)
+    cb = _resume(tmp_path, json.dumps(saved))
+    restored = json.dumps(cb.controller.state_dict(), sort_keys=True)
+    assert restored == json.dumps(saved, sort_keys=True)  # as text: NaN equals NaN
+
+
+@pytest.mark.parametrize(("text", "detail"), [
+    (b"", r"not a readable controller state \(JSONDecodeError: Expecting value"),
+    (b'{"t": 6, "multi', r"not a readable controller state \(JSONDecodeError: Unterminated"),
+    (b"\xff\xfe\x00binary", r"not a readable controller state \(UnicodeDecodeError"),
+    (b"[" * 100_000 + b"]" * 100_000, r"not a readable controller state \(RecursionError"),
+])
+def test_a_damaged_state_file_is_one_line_naming_it(tmp_path, text, detail):
+    from agents.controller import ControllerStateError
+
+    with pytest.raises(ControllerStateError) as err:
+        _resume(tmp_path, text)
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 500
+    assert message.startswith(str(tmp_path / "checkpoint-6" / "lr_controller.json") + ": ")
+    assert re.search(detail, message) and "resume from another checkpoint" in message
+
+
+@pytest.mark.parametrize(("edit", "detail"), [
+    (lambda s: None, r"the state must be a dict, got NoneType None"),  # `null`: no fresh start
+    (lambda s: {**s, "lr0": math.nan}, r"lr0 is nan in the state but 0\.1"),
+    (lambda s: {**s, "t": -5}, r"t must be >= 0, got -5"),
+    (lambda s: {**s, "lr_max": 1e9, "multiplier": 1e9}, r"lr_max must be > 0\.001 and <= 10"),
+    (lambda s: {**s, "tracker": {"update": 1}}, r"tracker lacks"),
+    (lambda s: {**s, "losses": [0.5] * 1_000_000}, r"losses has 1,000,000 items"),
+    (lambda s: {**s, "controller_sha256": "0" * 64}, r"the state was saved by controller "
+                                                     r"'lr_gym/task-base' \(content 0{12}\) but"),
+])
+def test_a_hostile_state_file_is_refused_naming_it(tmp_path, edit, detail):
+    from agents.controller import ControllerStateError
+
+    text = json.dumps(edit(_saved_state(tmp_path)))
+    path = tmp_path / "checkpoint-6" / "lr_controller.json"
+    with pytest.raises(ControllerStateError, match=rf"^{re.escape(str(path))}: {detail}"):
+        _resume(tmp_path, text)

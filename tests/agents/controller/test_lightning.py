@@ -153,3 +153,30 @@ def test_missing_initial_validation_and_metrics_are_clear_errors(tmp_path):
                          callbacks=[LRControllerLightning("lr_gym/task-base", val_metric="f1")])
     with pytest.raises(KeyError, match="'f1'"):
         trainer.fit(Tiny(), train, val)
+
+
+def test_a_callback_state_that_is_no_dict_is_refused():
+    from agents.controller import ControllerStateError
+
+    with pytest.raises(ControllerStateError, match=r"^the LRControllerLightning state of this "
+                       r"checkpoint is list, not a dict; load the state"):
+        LRControllerLightning("lr_gym/task-base").load_state_dict([1, 2])
+
+
+@pytest.mark.slow
+def test_a_hostile_checkpoint_is_refused_naming_it(tmp_path):
+    import math
+
+    from agents.controller import ControllerStateError
+
+    _fit(tmp_path, "cut", stop_at=8)
+    (ckpt,) = (tmp_path / "cut" / "ckpt").glob("*step=8.ckpt")
+    saved = torch.load(ckpt, weights_only=False)
+    (key,) = [k for k in saved["callbacks"] if "LRControllerLightning" in k]
+    saved["callbacks"][key]["controller"].update(lr_max=1e9, multiplier=1e9, scale=math.nan)
+    hostile = tmp_path / "hostile.ckpt"
+    torch.save(saved, hostile)
+    with pytest.raises(ControllerStateError, match=(
+            rf"^the LRControllerLightning state of checkpoint {hostile}: lr_max must be > "
+            r"0\.001 and <= 10, finite, got 1000000000\.0; load the state")):
+        _fit(tmp_path, "cut", ckpt_path=hostile)

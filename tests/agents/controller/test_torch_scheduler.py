@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
+import re
 
 import pytest
 import torch
@@ -146,3 +148,58 @@ def test_a_checkpoint_round_trip_resumes_identically(tmp_path):
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
     _run_controller(range(17, T), model, opt, x, y, resumed, rest)
     assert first + rest == whole
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    # An extra key went through __dict__.update and replaced the method (issue 36).
+    (lambda s: s.update(step=1), r"the state_dict has unknown key\(s\) \['step'\]"),
+    (lambda s: s.update(last_epoch="17"), r"last_epoch must be an integer, got '17'"),
+    (lambda s: s.pop("controller"), r"the state_dict lacks \['controller'\]"),
+    (lambda s: s["controller"].update(lr0=math.nan),
+     r"\['controller'\]: lr0 is nan in the state but 0\.1 in this controller"),
+    (lambda s: s["controller"].update(group_lr0=[math.nan]), r"group_lr0 is \[nan\]"),
+    (lambda s: s["controller"].update(scale=math.nan), r"scale must be > 0 and <= 1, finite"),
+    (lambda s: s["controller"].update(lr_max=1e9, multiplier=1e9),
+     r"lr_max must be > 0\.001 and <= 10, finite, got 1000000000\.0"),
+    (lambda s: s["controller"].update(t=-5), r"t must be >= 0, got -5"),
+    (lambda s: s["controller"].update(tracker={"update": 1}), r"tracker lacks"),
+    (lambda s: s["controller"].update(losses=[0.5] * 10_000_000), r"losses has 10,000,000"),
+])
+def test_a_hostile_checkpoint_is_refused_in_one_line_and_changes_nothing(edit, message):
+    from agents.controller import ControllerStateError
+
+    model, opt, x, y, sched = _started()
+    _run_controller(range(7), model, opt, x, y, sched, [])
+    state = copy.deepcopy(sched.state_dict())
+    edit(state)
+    target = LRControllerScheduler(opt, "lr_gym/task-base", total_steps=T, steps_per_action=K,
+                                   model=model)
+    before = json.dumps(target.state_dict())
+    with pytest.raises(ControllerStateError) as err:
+        target.load_state_dict(state)
+    text = str(err.value)
+    assert text.startswith("LRControllerScheduler.load_state_dict(state_dict)")
+    assert "\n" not in text and len(text) < 600 and re.search(message, text), text
+    assert json.dumps(target.state_dict()) == before  # a refusal changes nothing
+    assert callable(target.step)
+
+
+def test_a_checkpoint_of_another_controller_or_budget_is_refused_naming_both():
+    from prodigyopt import Prodigy
+
+    from agents.controller import ControllerStateError
+
+    model, opt, x, y, sched = _started()
+    _run_controller(range(7), model, opt, x, y, sched, [])
+    state = sched.state_dict()
+    prodigy = Prodigy(model.parameters(), lr=1.0)
+    other = LRControllerScheduler(prodigy, "lr_gym/default", total_steps=T, steps_per_action=K,
+                                  model=model)
+    with pytest.raises(ControllerStateError, match=r"saved by controller 'lr_gym/task-base' "
+                       r"\(content [0-9a-f]{12}\) but this is 'lr_gym/default'"):
+        other.load_state_dict(copy.deepcopy(state))
+    longer = LRControllerScheduler(opt, "lr_gym/task-base", total_steps=2 * T,
+                                   steps_per_action=K, model=model)
+    with pytest.raises(ControllerStateError, match=rf"total_steps is {T} in the state but "
+                       rf"{2 * T} in this controller; resume with the total_steps"):
+        longer.load_state_dict(copy.deepcopy(state))

@@ -345,7 +345,8 @@ def _replace(state, path, value):
     return out
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_hostile_value_anywhere_is_refused_in_one_line_or_restores_a_sane_run(
         data, saved, policy):
@@ -370,7 +371,7 @@ def test_any_hostile_value_anywhere_is_refused_in_one_line_or_restores_a_sane_ru
         _drive(ctl, 1, seed=1)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
 @given(st.dictionaries(st.sampled_from([*STATE_KEYS, "step", "update", "__class__"]), _JSON,
                        max_size=len(STATE_KEYS) + 2))
 def test_any_made_up_state_is_refused_in_one_line(saved, made_up):

@@ -13,6 +13,8 @@ import contextlib
 import logging
 import math
 import os
+import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -195,32 +197,81 @@ AUTH_HINT = (
     "RAY_AUTH_TOKEN_PATH (`ray get-auth-token` on the head prints it).")
 
 
-def probe_address(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
-    """Checks that something listens at a ``host:port`` (or ``ray://host:port``) address.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+"""HTTP/2's client preface and an empty SETTINGS frame: what a gRPC client sends first."""
 
-    ``ray.init`` retries an address that does not answer for minutes; this fails in
-    ``timeout_s`` instead. ``"auto"`` is left to Ray.
+_SETTINGS = 0x4
+"""The HTTP/2 frame type a server's preface must start with (RFC 9113, 3.4)."""
+
+
+def _not_grpc(sock: socket.socket, deadline: float) -> str | None:
+    """Why the peer is no gRPC server (Ray's GCS and Ray Client are), or None if it is one.
+
+    A gRPC server answers HTTP/2's preface with a SETTINGS frame at once. An HTTP/1 server
+    answers ``HTTP/1.1 ...``, another service something else, a silent one nothing: each
+    is told apart before ``deadline``, not after Ray's own retries of several minutes.
+    """
+    got = b""
+    try:
+        sock.sendall(_HTTP2_PREFACE)
+        while len(got) < 9:  # one frame header
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            sock.settimeout(left)
+            chunk = sock.recv(9 - len(got))
+            if not chunk:
+                return "it closed the connection " + ("in the middle of an answer" if got
+                                                      else "without an answer")
+            got += chunk
+    except TimeoutError:  # socket.timeout too
+        return "it sent nothing back" if not got else "it stopped in the middle of an answer"
+    except OSError as err:
+        return f"the connection failed ({err})"
+    if got.startswith((b"HTTP/", b"<")):  # a status line, or an HTTP/0.9-style page
+        return f"it answered as an HTTP server ({got.decode('ascii', 'replace')!r}...)"
+    if got[3] != _SETTINGS or int.from_bytes(got[5:9], "big") & 0x7FFFFFFF:
+        return f"it answered {got!r}, which is not gRPC's HTTP/2"
+    return None
+
+
+def probe_address(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Checks that a Ray cluster (a gRPC server) answers at ``host:port`` or ``ray://host:port``.
+
+    ``ray.init`` retries an address for minutes, and hangs on one that accepts connections
+    but is not Ray (a web server, a silent port); this fails in ``timeout_s`` instead: the
+    address must accept a connection and answer HTTP/2's handshake as Ray's GCS and Ray
+    Client (gRPC servers) do. With ``RAY_USE_TLS`` on, the handshake is TLS's and Ray's own,
+    so only the connection is checked. ``"auto"`` is left to Ray.
 
     Raises:
-        RaySetupError: Nothing answers; the message names the address and the fixes.
+        RaySetupError: Nothing answers, or something that is not Ray; the message names
+            the address and the fixes.
     """
-    import socket
-
     if address == "auto":
         return
+    deadline = time.monotonic() + timeout_s
     host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
         number = int(port)
     except ValueError:
         raise RaySetupError(f"--ray-address {address!r} is not HOST:PORT, ray://HOST:PORT or "
                             "auto.") from None
+    where = ("Check the address (`ray status` on the head node shows it; the GCS port is "
+             "6379 by default, Ray Client's 10001, and the dashboard's 8265 is neither).")
     try:
-        socket.create_connection((host or "127.0.0.1", number), timeout=timeout_s).close()
+        sock = socket.create_connection((host or "127.0.0.1", number), timeout=timeout_s)
     except OSError as err:
         raise RaySetupError(
             f"no Ray cluster answers at {address} ({err}; waited up to {timeout_s:g} s). "
-            "Check the address (`ray status` on the head node shows it; the GCS port is "
-            f"6379 by default, Ray Client's 10001). {AUTH_HINT}") from err
+            f"{where} {AUTH_HINT}") from err
+    with sock:
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+            return
+        why = _not_grpc(sock, deadline)
+    if why is not None:
+        raise RaySetupError(f"{address} accepts connections but is not a Ray cluster: {why} "
+                            f"(waited up to {timeout_s:g} s). {where}")
 
 
 def init_ray(ray: ModuleType, address: str | None = None) -> None:

@@ -252,10 +252,25 @@ def load_hyperparams(
         env_id: Key to look up; falls back to ``default`` when absent.
         path: YAML file (default: the packaged ``agents/hyperparams/ppo.yml``).
         **overrides: Values that replace the file's (e.g. ``n_timesteps``).
+
+    Raises:
+        ValueError: The file is not a YAML mapping (malformed, not UTF-8, nested too
+            deeply) or a value is invalid; the message names the file.
+        KeyError: No entry for ``env_id`` and no ``default``.
     """
     path = Path(path) if path else HYPERPARAMS_FILE
-    with open(path) as f:
-        table = yaml.safe_load(f) or {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            table = yaml.safe_load(f) or {}
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
+        detail = ("nested too deeply" if isinstance(err, RecursionError)
+                  else " ".join(str(err).split())[:300])  # YAML's message, on one line
+        raise ValueError(f"{path} is not a hyperparameter YAML file ({detail}); pass a YAML "
+                         "mapping of env ids to hyperparameters (see "
+                         "agents/hyperparams/ppo.yml).") from None
+    if not isinstance(table, dict):
+        raise ValueError(f"{path} holds a YAML {type(table).__name__}, not a mapping of env "
+                         "ids to hyperparameters (see agents/hyperparams/ppo.yml).")
     if env_id in table:
         values = table[env_id]
     elif "default" in table:

@@ -151,21 +151,30 @@ def jsonl_lines(path: str | os.PathLike, repair: bool) -> list[str]:
     a running writer: it is left out, and with ``repair`` (the writer's own load) cut off
     the file, so the next append starts a line of its own. In place: truncating needs no
     free space, never loses the finished lines, and never replaces the file under another
-    process's open handle.
+    process's open handle. A line that is not UTF-8 (a disk error, a stray write) comes
+    back empty, with a warning naming it, so its run is done again and the others are read.
     """
     import warnings
 
     path = Path(path)
     if not path.is_file():
         return []
-    text = path.read_text()
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
         if repair:
-            os.truncate(path, len(text.encode()))
+            os.truncate(path, len(data))
             warnings.warn(f"{path}: dropped an incomplete last line (interrupted write); "
                           "that run is done again.", stacklevel=3)
-    return text.splitlines()
+    lines = []
+    for i, raw in enumerate(data.split(b"\n")[:-1]):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            warnings.warn(f"{path}:{i + 1} is not UTF-8 text; skipped, that run is done "
+                          "again.", stacklevel=3)
+            lines.append("")
+    return lines
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -479,7 +479,8 @@ class _Cache:
             if data.get("version") != CACHE_VERSION or not isinstance(data["entries"], dict):
                 raise ValueError(f"expected version {CACHE_VERSION} with an 'entries' dict")
             return data["entries"]
-        except (ValueError, KeyError, AttributeError, TypeError) as err:
+        except (ValueError, KeyError, AttributeError, TypeError, RecursionError) as err:
+            # RecursionError: a deeply nested file, which json cannot read either.
             aside = self.path.with_name(self.path.name + ".corrupt")
             os.replace(self.path, aside)
             warnings.warn(
@@ -495,7 +496,7 @@ class _Cache:
             return None
         try:
             return TuningResult.from_dict(entry)
-        except (TypeError, KeyError) as err:
+        except (TypeError, KeyError, ValueError, AttributeError, RecursionError) as err:
             warnings.warn(
                 f"Bad tuning-cache entry in {self.path} ({err}); re-tuning.", stacklevel=3
             )

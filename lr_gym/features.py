@@ -10,6 +10,7 @@ order given; a controller file records the subset it was trained on.
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -104,7 +105,13 @@ def check_features(features: Iterable[str]) -> tuple[str, ...]:
     """
     if isinstance(features, str):
         raise ValueError(f"features must be a list of names, got the string {features!r}.")
+    if not isinstance(features, Iterable):
+        raise ValueError(f"features must be a list of names, got {reprlib.repr(features)}.")
     names = tuple(features)
+    odd = [f for f in names if not isinstance(f, str)]
+    if odd:  # a list inside the list (YAML's [[...]]) is no name, nor hashable
+        raise ValueError(f"features must be a list of names, got {reprlib.repr(odd[0])} in "
+                         f"it; choose from {list(ALL_FEATURES)}.")
     unknown = [f for f in names if f not in ALL_FEATURES]
     if not names or unknown or len(set(names)) != len(names):
         why = f"unknown {unknown}" if unknown else ("empty" if not names else "repeated names")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import platform
+import reprlib
 import sys
 import time
 from collections.abc import Sequence
@@ -44,12 +45,17 @@ def _key_value(text: str) -> tuple[str, Any]:
     import yaml
 
     key, sep, raw = text.partition(":")
+    shown = reprlib.repr(text)  # a 10,000-character value is not echoed whole
     if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected key:value, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected key:value, got {shown}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as err:
-        raise argparse.ArgumentTypeError(f"{text!r}: the value is not YAML ({err})") from None
+        detail = " ".join(str(err).split())  # YAML's multi-line message, on one line
+        raise argparse.ArgumentTypeError(f"{shown}: the value is not YAML ({detail})") from None
+    except RecursionError:
+        raise argparse.ArgumentTypeError(f"{shown}: the value is nested too deeply to be "
+                                         "an option; pass a flat value or list") from None
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value)
@@ -236,7 +242,11 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
             vec.resources.check_fits(ray, actors, f"{actors} env actors (--n-envs {hp.n_envs}"
                                      f"{' and one for evaluation' if hp.eval_freq else ''})")
     except (ValueError, TypeError, OSError, yaml.YAMLError, RaySetupError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)  # one line
+        return 2
+    except RecursionError:  # a value nested too deeply for YAML, JSON or a repr
+        print("error: a configuration value is nested too deeply (hundreds of levels); "
+              "pass flat values.", file=sys.stderr)
         return 2
     except KeyError as err:
         print(f"error: {err.args[0]}", file=sys.stderr)

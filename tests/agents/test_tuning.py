@@ -217,12 +217,16 @@ def test_diverged_trials_score_minus_inf():
     assert res.best == 0
 
 
-def test_corrupt_cache_is_rebuilt_with_warning(tmp_path):
+@pytest.mark.parametrize("text", ["{not json", "[" * 100_000 + "]" * 100_000,
+                                  '{"version": 1, "entries": ' + "[" * 100_000 + "]" * 100_000
+                                  + "}", "\udcff"])
+def test_corrupt_cache_is_rebuilt_with_warning(tmp_path, text):
     cache = tmp_path / "tuning.json"
-    cache.write_text("{not json")
+    cache.write_bytes(text.encode("utf-8", "surrogateescape"))
     with pytest.warns(UserWarning, match="unreadable"):
         res = tune_lr(ENV, StaticWithLR, name="static", budget=1, env_kwargs=FAST, cache=cache)
-    assert (tmp_path / "tuning.json.corrupt").read_text() == "{not json"
+    assert (tmp_path / "tuning.json.corrupt").read_bytes() == text.encode("utf-8",
+                                                                          "surrogateescape")
     make = CountingMake()
     assert tune_lr(ENV, make, name="static", budget=1, env_kwargs=FAST, cache=cache) == res
     assert make.lrs == []

@@ -58,3 +58,16 @@ def test_valid_json_that_is_not_a_run_is_skipped_with_a_warning(tmp_path, line):
     with pytest.warns(UserWarning, match="not a run record"):
         store = RunStore(path)
     assert [r["seed"] for r in store.runs] == [0]
+
+
+def test_a_line_that_is_not_utf8_is_redone_and_the_others_are_kept(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    path.write_bytes(json.dumps(_run(0)).encode() + b"\n\xff\xfe{\"seed\": \x80}\n"
+                     + json.dumps(_run(1)).encode() + b"\n")
+    with pytest.warns(UserWarning, match=rf"^{path}:2 is not UTF-8 text; skipped") as record:
+        store = RunStore(path)
+    assert len(record) == 1
+    assert [r["seed"] for r in store.runs] == [0, 1]
+    assert store.add(_run(2))  # the bad line stays; the run it held is done again
+    with pytest.warns(UserWarning, match="is not UTF-8"):
+        assert [r["seed"] for r in RunStore(path).runs] == [0, 1, 2]

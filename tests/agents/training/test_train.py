@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import errno
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -101,6 +102,10 @@ TINY = ["--env", "lr_gym/Digits-MLP-v1", "--n-envs", "1", "--no-progress", "-v",
     (["--env-device", "toaster"], "device='toaster' is not a torch device"),
     (["--device", "toaster"], "device='toaster' is not a torch device"),
     (["--env-kwargs", "steps_per_action:50"], "steps_per_action (50) exceeds total_steps (20)"),
+    # A list inside the feature list was "unhashable type: 'list'" (issue 36).
+    (["--env-kwargs", "features:[[progress]]"],
+     "env_kwargs: features must be a list of names, got ['progress'] in it; choose from"),
+    (["--env-kwargs", "features:3"], "env_kwargs: features must be a list of names, got 3."),
 ])
 def test_bad_flags_exit_2_before_any_run_folder(tmp_path, capsys, args, message):
     assert main([*TINY, "-f", str(tmp_path / "logs"), *args]) == 2
@@ -116,6 +121,39 @@ def test_bad_conf_file_exits_2_before_any_run_folder(tmp_path, capsys):
         conf.write_text(yaml.safe_dump(body))
         assert main(["-conf", str(conf), "-f", str(tmp_path / "logs"), "--no-progress"]) == 2
         assert message in capsys.readouterr().err
+    assert not (tmp_path / "logs").exists()
+
+
+DEEP = "[" * 500 + "]" * 500
+
+
+@pytest.mark.parametrize("flag", ["--env-kwargs", "--hyperparams"])
+def test_a_value_nested_500_deep_is_one_error_line(tmp_path, capsys, flag):
+    # A RecursionError traceback before (issue 36): _key_value caught only YAML errors.
+    with pytest.raises(SystemExit) as exit_:
+        main([*TINY, "-f", str(tmp_path / "logs"), flag, f"features:{DEEP}"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if "error:" in x]
+    assert line.endswith("the value is nested too deeply to be an option; pass a flat value "
+                         "or list") and len(line) < 300
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (f"default: {DEEP}\n".encode(), r"hp\.yml is not a hyperparameter YAML file \(nested too "
+                                    r"deeply\); pass a YAML mapping"),
+    (b"default: {n_steps: [1,\n", r"hp\.yml is not a hyperparameter YAML file \(while parsing"),
+    (b"\xff\xfe\x00\x01", r"hp\.yml is not a hyperparameter YAML file \("),
+    (b"- 1\n- 2\n", r"hp\.yml holds a YAML list, not a mapping of env ids"),
+])
+def test_a_conf_file_that_is_no_yaml_mapping_is_one_error_line(tmp_path, capsys, body, message):
+    conf = tmp_path / "hp.yml"
+    conf.write_bytes(body)
+    assert main(["-conf", str(conf), "-f", str(tmp_path / "logs"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and re.search(r"^error: .*" + message, err), err
     assert not (tmp_path / "logs").exists()
 
 

@@ -33,6 +33,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -174,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="The open-loop controls' cache (as evaluate_agent.py's).")
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/headroom"))
     args = p.parse_args(argv)
-    from agents.controller import ControllerFileError, agent_label, load_controller_file
+    from agents.controller import ControllerFileError, load_controller_file
 
     try:
         policy = load_controller_file(args.agent)
@@ -185,12 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --workers must be at least 1, got {args.workers}.", file=sys.stderr)
         return 2
     import lr_gym  # noqa: F401 - registers the ids
-    from agents.controller import pin_controller
-    from agents.evaluation.controls import controls_for
-    from agents.evaluation.runner import make_pool, run_job, run_jobs
-    from agents.evaluation.store import RunStore
-    from agents.results import meta, write_decisions
-    from agents.runs import write_text_atomic
     from lr_gym.splits import SPLITS, refuse_split
 
     envs = tuple(args.env or SPLITS["dev"].reference_ids)
@@ -199,8 +194,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: --env: {err}", file=sys.stderr)
         return 2
-    t0 = time.perf_counter()
     store_dir = args.store / policy.sha256[:12]
+    from agents.folder_lock import FolderBusyError, hold_folder
+
+    with contextlib.ExitStack() as held:
+        try:  # one writer appends to the stores and rewrites the results
+            for folder in (store_dir, args.results):
+                held.enter_context(hold_folder(folder, "wait for it to finish, or pass "
+                                                       "another --store and --results"))
+        except FolderBusyError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return _run(args, policy, envs, store_dir)
+
+
+def _run(args: argparse.Namespace, policy: Any, envs: tuple[str, ...], store_dir: Path) -> int:
+    """Runs and reports the headroom, holding its store and results folders."""
+    from agents.controller import agent_label, pin_controller
+    from agents.evaluation.controls import controls_for
+    from agents.evaluation.runner import make_pool, run_job, run_jobs
+    from agents.evaluation.store import RunStore
+    from agents.results import meta, write_decisions
+    from agents.runs import write_text_atomic
+
+    t0 = time.perf_counter()
     agent = pin_controller(args.agent, store_dir)
     results: dict[str, Any] = {"conditions": {}}
     every = []

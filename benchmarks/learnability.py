@@ -237,10 +237,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.states < 10 or args.workers < 1:
         print("error: --states must be >= 10 and --workers >= 1.", file=sys.stderr)
         return 2
+    from agents.folder_lock import FolderBusyError, hold_folder
+
+    try:
+        # One writer appends to states.jsonl and rewrites its reports.
+        with hold_folder(args.results, "wait for it to finish, or pass another --results"):
+            return _run(args)
+    except FolderBusyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Runs and reports the benchmark into ``args.results``, which this process holds."""
     from agents.results import load_jsonl, meta
     from agents.runs import write_text_atomic
 
-    args.results.mkdir(parents=True, exist_ok=True)
     store = args.results / "states.jsonl"
     done = load_jsonl(store, "state", repair=True)
     todo = [i for i in range(args.states) if i not in done]

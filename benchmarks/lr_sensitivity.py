@@ -471,14 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "it; rliable's probability of improvement takes seconds per 1,000).")
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/lr_sensitivity"))
     args = p.parse_args(argv)
-    from agents.controller import (
-        ControllerFileError,
-        agent_label,
-        load_controller_file,
-        pin_controller,
-    )
-    from agents.results import load_jsonl, meta, write_decisions
-    from agents.runs import write_text_atomic
+    from agents.controller import ControllerFileError, load_controller_file
 
     policies = {}
     for a in args.agent:
@@ -504,7 +497,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     envs = tuple(args.env) if args.env else SPLITS[args.split].reference_ids
     split = "custom" if args.env else args.split
     out = args.results / split
-    out.mkdir(parents=True, exist_ok=True)
+    from agents.folder_lock import FolderBusyError, hold_folder
+
+    try:
+        # One writer appends to its runs.jsonl and rewrites its reports.
+        with hold_folder(out, "wait for it to finish, or pass another --results"):
+            return _run(args, policies, envs, split, out)
+    except FolderBusyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, policies: dict[str, Any], envs: tuple[str, ...],
+         split: str, out: Path) -> int:
+    """Runs and reports the benchmark into ``out``, which this process holds."""
+    from agents.controller import agent_label, pin_controller
+    from agents.results import load_jsonl, meta, write_decisions
+    from agents.runs import write_text_atomic
+
     store = out / "runs.jsonl"
     runs = load_jsonl(store, "key", repair=True)
     # Runs are keyed by the agent's path: a copy named by content gives a controller

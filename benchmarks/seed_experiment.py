@@ -41,6 +41,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -307,9 +308,17 @@ def check_output(out: Path, plan: Plan) -> None:
 
     marker = out / "invocation.json"
     settings = json.loads(json.dumps(plan.settings))
-    if marker.is_file() and json.loads(marker.read_text()) != settings:
-        raise UsageError(f"{out} holds runs made with other env settings "
-                         f"({marker.read_text().strip()}, now {settings}); pass another -o.")
+    if marker.is_file():
+        try:
+            before = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as err:  # UnicodeDecodeError too
+            raise UsageError(f"{marker} is unreadable ({type(err).__name__}), so the runs in "
+                             f"{out} cannot be matched to these settings; if they are this "
+                             "experiment's, move invocation.json aside and rerun, else pass "
+                             "another -o.") from None
+        if before != settings:
+            raise UsageError(f"{out} holds runs made with other env settings ({before}, now "
+                             f"{settings}); pass another -o.")
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(marker, json.dumps(settings, sort_keys=True))
 
@@ -582,40 +591,46 @@ def write_outputs(plan: Plan, runs: Sequence[Mapping[str, Any]], out: Path) -> l
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    from agents.folder_lock import FolderBusyError, hold_folder
+
     args = build_parser().parse_args(argv)
-    try:
-        import lr_gym  # noqa: F401 - registers the ids
+    with contextlib.ExitStack() as held:
+        try:
+            import lr_gym  # noqa: F401 - registers the ids
 
-        plan = make_plan(args)
-        out = args.output or DEFAULT_OUTPUT / ("custom" if args.env else args.preset)
-        check_output(out, plan)
-        plan = pin_agents(plan, out)
-        if args.control_envs:
-            from lr_gym.splits import refuse_split
+            plan = make_plan(args)
+            out = args.output or DEFAULT_OUTPUT / ("custom" if args.env else args.preset)
+            if not args.report_only:  # which reads beside a running experiment
+                # One writer appends to runs.jsonl and rewrites the reports.
+                held.enter_context(hold_folder(out, "wait for it to finish (--report-only "
+                                                    "reports beside it), or pass another -o"))
+            check_output(out, plan)
+            plan = pin_agents(plan, out)
+            if args.control_envs:
+                from lr_gym.splits import refuse_split
 
-            try:
-                refuse_split(args.control_envs, "test", "fixing the open-loop controls")
-            except ValueError as err:
-                raise UsageError(f"--control-envs: {err}") from err
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.controls and plan.agents:
-        from agents.evaluation.controls import controls_for
-        from agents.evaluation.runner import make_pool
+                try:
+                    refuse_split(args.control_envs, "test", "fixing the open-loop controls")
+                except ValueError as err:
+                    raise UsageError(f"--control-envs: {err}") from err
+        except (UsageError, FolderBusyError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        if args.controls and plan.agents:
+            from agents.evaluation.controls import controls_for
+            from agents.evaluation.runner import make_pool
 
-        # Fixed on dev once (cached): the dev episodes run one thread each, as everywhere.
-        with make_pool(args.workers, []) as pool:
-            plan = replace(plan, controls={a: controls_for(
-                a, args.controls_cache, pool, {"device": "cpu", "torch_threads": 1},
-                envs=args.control_envs, seeds=args.control_seeds).to_dict()
-                for a in plan.agents})
-    runs = run_plan(plan, out, args.workers, run=not args.report_only)
-    written = write_outputs(plan, runs, out)
+            # Fixed on dev once (cached): the dev episodes run one thread each, as everywhere.
+            with make_pool(args.workers, []) as pool:
+                plan = replace(plan, controls={a: controls_for(
+                    a, args.controls_cache, pool, {"device": "cpu", "torch_threads": 1},
+                    envs=args.control_envs, seeds=args.control_seeds).to_dict()
+                    for a in plan.agents})
+        runs = run_plan(plan, out, args.workers, run=not args.report_only)
+        written = write_outputs(plan, runs, out)
     print((out / "report.md").read_text())
     print(f"Wrote {', '.join(written)} to {out}.")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -102,3 +102,23 @@ def reship_controller(path) -> None:  # noqa: ANN001 - a path
     tensors["action.bias"] = tensors["action.bias"] + 0.5
     meta["sha256"] = _digest(meta["config"], tensors)
     save_file(tensors, str(path), metadata=meta)
+
+
+def edit_provenance(src, dst):  # noqa: ANN001, ANN201 - paths
+    """A copy of a controller file with only its ``source`` changed, checksum recomputed."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from agents.controller.file import _digest
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = dict(f.metadata())
+    config = json.loads(meta["config"])
+    config["source"] = {"run": "/somewhere/else", "note": "re-exported"}
+    tensors = load_file(str(src))
+    meta["config"] = json.dumps(config, sort_keys=True)
+    meta["sha256"] = _digest(meta["config"], tensors)
+    save_file(tensors, str(dst), metadata=meta)
+    return dst

@@ -67,3 +67,22 @@ def test_runs_both_conditions_and_commits_decisions(tmp_path, capsys):
 def test_refuses_test_envs(tmp_path, capsys):
     assert main(["--env", "lr_gym/Seq-GRU-v1", "--results", str(tmp_path)]) == 2
     assert "test split" in capsys.readouterr().err
+
+
+def test_a_second_writer_of_the_store_exits_at_once_naming_the_first(tmp_path, capsys):
+    from agents.controller import load_controller_file
+    from tests.agents.test_folder_lock import Holder
+
+    agent = untrained_controller_file(ENV, tmp_path / "controller.safetensors")
+    store = tmp_path / "store" / load_controller_file(agent).sha256[:12]
+    holder = Holder(store)
+    try:
+        assert main(["--agent", str(agent), "--env", ENV, "--seeds", "0", "--workers", "1",
+                     "--store", str(tmp_path / "store"), "--results", str(tmp_path / "r")]) == 2
+    finally:
+        holder.release()
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {store} is being written by another process (PID "
+                          f"{holder.proc.pid}: ") and len(err.splitlines()) == 1
+    assert err.endswith("wait for it to finish, or pass another --store and --results.\n")
+    assert not (tmp_path / "r").exists()

@@ -206,3 +206,19 @@ def test_the_zero_action_runs_the_agents_rule_and_is_compared(tmp_path):
     assert f"| {ZERO} |" in table
     assert json.loads((out / "results.json").read_text())["improvement"].keys() == {
         ZERO, "static"}
+
+
+def test_a_second_writer_of_the_results_exits_at_once_naming_the_first(tmp_path, capsys):
+    from tests.agents.test_folder_lock import Holder
+
+    holder = Holder(tmp_path / "custom")  # another run writing this results folder
+    try:
+        assert main(["--env", ENV, "--methods", "static", "--seeds", "0", "--workers", "1",
+                     "--results", str(tmp_path)]) == 2
+    finally:
+        holder.release()
+    err = capsys.readouterr().err
+    assert err == (f"error: {tmp_path / 'custom'} is being written by another process (PID "
+                   f"{holder.proc.pid}: -c {tmp_path / 'custom'} --a-flag); wait for it to "
+                   "finish, or pass another --results.\n")
+    assert not (tmp_path / "custom" / "runs.jsonl").exists()

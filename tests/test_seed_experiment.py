@@ -182,3 +182,33 @@ def test_the_controls_run_beside_the_controller_and_the_table_rates_them(tmp_pat
     table = (out / "table.md").read_text()
     assert "best open-loop control" in table and "learned > it" in table
     assert len(read_decisions(out / "decisions.jsonl.gz")) == 10
+
+
+def test_a_second_writer_exits_at_once_and_report_only_reads_beside_it(tmp_path, capsys,
+                                                                        controller_file):
+    from tests.agents.test_folder_lock import Holder
+
+    out = tmp_path / "seed"
+    args = ["--env", ENV, "--agent", str(controller_file), "--seeds", "0", "--baselines",
+            "static", "-o", str(out), "--no-controls"]
+    holder = Holder(out)
+    try:
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {out} is being written by another process (PID "
+                              f"{holder.proc.pid}: ") and len(err.splitlines()) == 1
+        assert not (out / "runs.jsonl").exists()
+        assert main([*args, "--report-only"]) == 0  # reads the runs so far: no lock needed
+    finally:
+        holder.release()
+
+
+def test_an_unreadable_settings_file_is_one_error_line(tmp_path, capsys, controller_file):
+    out = tmp_path / "seed"
+    out.mkdir()
+    (out / "invocation.json").write_bytes(b"\xff\xfe{")
+    assert main(["--env", ENV, "--agent", str(controller_file), "--seeds", "0",
+                 "--baselines", "static", "-o", str(out), "--no-controls"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out / 'invocation.json'} is unreadable "
+                          "(UnicodeDecodeError)") and len(err.splitlines()) == 1

@@ -11,6 +11,7 @@ track.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -230,12 +231,15 @@ def _resolve_agents(args: argparse.Namespace) -> list[str]:
     for p in paths:
         try:
             # A bad file is an error line now, not a worker traceback.
-            sha = load_controller_file(p).sha256
+            sha = load_controller_file(p).content_sha256
         except (FileNotFoundError, ControllerFileError) as err:
             raise UsageError(f"{err} Or pass --agent none.") from err
-        if sha in seen:  # e.g. a run folder and its own controller file
-            raise UsageError(f"--agent {seen[sha]} and {p} are the same controller (sha256 "
-                             f"{sha[:12]}...); pass it once, or it would count twice.")
+        # By content, not provenance: a run folder and its own file, or a copy whose
+        # `source` was edited, act identically and would count twice.
+        if sha in seen:
+            raise UsageError(f"--agent {seen[sha]} and {p} are the same controller (weights "
+                             f"and rule, content sha256 {sha[:12]}...); pass it once, or it "
+                             "would count twice.")
         seen[sha] = p
         if isinstance(p, str):  # a pretrained name: its shipped file
             out.append(str(controller_file_for(p)))
@@ -255,13 +259,52 @@ def _split_of(env_ids: list[str]) -> str | None:
     return None
 
 
-def _output_dir(args: argparse.Namespace, invocation: dict[str, Any]) -> Path:
+def _check_envs(env_ids: list[str], env_kwargs: dict[str, Any]) -> None:
+    """Builds each env once here, before any output exists (cheap: data loads at reset).
+
+    A task or option the env refuses (e.g. a ``--gym-packages`` task whose budget is past
+    ``MAX_TOTAL_STEPS``) is then one error line, not a worker's traceback after
+    ``invocation.json`` was written. On CPU: Ray tasks may have GPUs this machine lacks.
+    """
+    import gymnasium as gym
+
+    for eid in env_ids:
+        try:
+            gym.make(eid, **{**env_kwargs, "device": "cpu"}).close()
+        except (ValueError, TypeError, KeyError, gym.error.Error) as err:
+            raise UsageError(f"--env {eid}: {err}") from None
+
+
+def _output_dir(args: argparse.Namespace, invocation: dict[str, Any],
+                held: contextlib.ExitStack) -> Path:
+    """The invocation's output folder, held for this process alone until it exits.
+
+    Raises:
+        FolderBusyError: Another evaluation writes to it (its PID in the message).
+        UsageError: It holds another evaluation, or an unreadable ``invocation.json``.
+    """
+    from agents.folder_lock import hold_folder
+
     digest = hashlib.sha256(json.dumps(invocation, sort_keys=True).encode()).hexdigest()[:8]
     label = invocation["split"] or "custom"
     out = Path(args.output) if args.output else Path(args.log_folder) / "eval" / f"{label}-{digest}"
+    # Before anything is read or written: two evaluations in one folder would mix their
+    # runs in runs.jsonl and overwrite each other's reports.
+    held.enter_context(hold_folder(out, "wait for it to finish (or stop it), or pass another "
+                                        "-o"))
     marker = out / "invocation.json"
     if marker.is_file():
-        before = json.loads(marker.read_text())
+        try:
+            before = json.loads(marker.read_text(encoding="utf-8"))
+            if not isinstance(before, dict):
+                raise ValueError(f"a JSON {type(before).__name__}, not an object")
+        except (OSError, ValueError, RecursionError) as err:  # UnicodeDecodeError too
+            detail = " ".join(str(err).split())[:120]
+            raise UsageError(
+                f"{marker} is unreadable ({type(err).__name__}: {detail}), so {out} cannot "
+                "be matched to this evaluation; if it holds this same evaluation, move "
+                "invocation.json aside and rerun (runs.jsonl is kept and resumed), else pass "
+                "another -o.") from None
         if before != invocation:
             diff = sorted(k for k in set(before) | set(invocation)
                           if before.get(k) != invocation.get(k))
@@ -271,7 +314,6 @@ def _output_dir(args: argparse.Namespace, invocation: dict[str, Any]) -> Path:
     from agents.runs import remove_stale_temporaries, write_text_atomic
 
     remove_stale_temporaries(out)  # what a killed run of this evaluation left half-written
-    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(marker, json.dumps(invocation, indent=1, sort_keys=True))
     return out
 
@@ -280,17 +322,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     from agents.evaluation.ray_backend import TaskLostError
     from agents.evaluation.runner import JobTimeoutError
+    from agents.folder_lock import FolderBusyError
     from agents.ray_cluster import RaySetupError
     from agents.runs import DISK_FULL
 
     args = build_parser().parse_args(argv)
     try:
-        return _main(args)
+        with contextlib.ExitStack() as held:  # the output folder's lock, until we exit
+            return _main(args, held)
     except KeyboardInterrupt:
         print("\ninterrupted: every finished episode is kept in runs.jsonl; rerun the same "
               "command to resume.", file=sys.stderr)
         return 130
-    except (UsageError, RaySetupError) as err:
+    except (UsageError, RaySetupError, FolderBusyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except (JobTimeoutError, TaskLostError) as err:
@@ -308,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _main(args: argparse.Namespace) -> int:
+def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from tqdm import tqdm
 
     from agents.baselines import BASELINES, make_baseline
@@ -357,7 +401,8 @@ def _main(args: argparse.Namespace) -> int:
         "tuning_seed": args.tuning_seed, "env_kwargs": env_kwargs,
         "control_envs": args.control_envs, "control_seeds": args.control_seeds,
     }
-    out = _output_dir(args, invocation)
+    _check_envs(env_ids, env_kwargs)
+    out = _output_dir(args, invocation, held)
     cache = str(Path(args.tuning_cache or Path(args.log_folder) / "tuning_cache.json"))
     if external:  # only tuning writes the cache: a self-track run makes no log folder
         Path(cache).parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import pytest
 
 import lr_gym
 from agents.evaluation.cli import main
-from tests.helpers import blob_task, untrained_controller_file
+from tests.helpers import blob_task, edit_provenance, untrained_controller_file
 
 ENV = "lr_gym/EvalBlobs-v1"
 
@@ -237,3 +237,97 @@ def test_one_agent_given_twice_is_refused_before_anything_runs(tmp_path, capsys,
     assert code == 2
     assert "are the same controller" in capsys.readouterr().err
     assert not (tmp_path / "ev").exists()
+
+
+def test_a_copy_with_only_its_provenance_edited_is_the_same_agent(tmp_path, capsys,
+                                                                   controller_file):
+    from agents.controller import load_controller_file
+
+    copy = edit_provenance(controller_file, tmp_path / "copy.safetensors")
+    assert load_controller_file(copy).sha256 != load_controller_file(controller_file).sha256
+    code = main(["--agent", str(controller_file), str(copy), "--env", ENV, "--track", "self",
+                 "-f", str(tmp_path / "logs"), "-o", str(tmp_path / "ev")])
+    assert code == 2  # pooled twice before (issue 36)
+    assert "are the same controller (weights and rule" in capsys.readouterr().err
+    assert not (tmp_path / "ev").exists()
+
+
+# ------------------------------------------ one writer, damaged folders (issue 36)
+SELF = ["--baselines", "static", "--track", "self", "--seeds", "0", "--target-seeds", "7"]
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_a_second_evaluation_into_a_held_folder_exits_at_once_naming_its_pid(tmp_path,
+                                                                            capsys):
+    from tests.agents.test_folder_lock import Holder
+
+    out = tmp_path / "ev"
+    holder = Holder(out)  # another process writing there
+    try:
+        assert _eval(tmp_path, *SELF, "-o", str(out)) == 2
+        line = _one_error_line(capsys)
+        assert f"{out} is being written by another process (PID {holder.proc.pid}" in line
+        assert "wait for it to finish (or stop it), or pass another -o." in line
+        assert sorted(p.name for p in out.iterdir()) == [".lr_gym.lock"]  # nothing written
+    finally:
+        holder.kill()  # SIGKILL: its lock is stale now
+    assert _eval(tmp_path, *SELF, "-o", str(out)) == 0  # taken over
+    assert (out / "report.md").is_file()
+
+
+@pytest.mark.parametrize(("content", "detail"), [
+    (b"", "JSONDecodeError"), (b'{"envs": ["lr_gym', "JSONDecodeError"),
+    (b"\xff\xd8\xff\xe0 binary", "UnicodeDecodeError"), (b"[1, 2]", "ValueError: a JSON list"),
+    (b"[" * 100_000 + b"]" * 100_000, "RecursionError"),
+])
+def test_an_unreadable_invocation_file_is_one_error_line_and_loses_nothing(tmp_path, capsys,
+                                                                          content, detail):
+    out = tmp_path / "ev"
+    assert _eval(tmp_path, *SELF, "-o", str(out)) == 0
+    runs = (out / "runs.jsonl").read_bytes()
+    (out / "invocation.json").write_bytes(content)
+    capsys.readouterr()
+    assert _eval(tmp_path, *SELF, "-o", str(out)) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"error: {out / 'invocation.json'} is unreadable ({detail}")
+    assert line.endswith("move invocation.json aside and rerun (runs.jsonl is kept and "
+                         "resumed), else pass another -o.")
+    assert (out / "runs.jsonl").read_bytes() == runs
+    assert (out / "invocation.json").read_bytes() == content
+
+
+def test_a_run_store_line_that_is_not_utf8_is_redone(tmp_path, capsys):
+    out = tmp_path / "ev"
+    assert _eval(tmp_path, *SELF, "-o", str(out)) == 0
+    lines = (out / "runs.jsonl").read_bytes().splitlines(keepends=True)
+    (out / "runs.jsonl").write_bytes(lines[0] + b"\xff\xfe\x80 garbage\n" + b"".join(lines[1:]))
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match=r"runs\.jsonl:2 is not UTF-8 text; skipped"):
+        assert _eval(tmp_path, *SELF, "-o", str(out)) == 0  # a traceback before (issue 36)
+    assert f"Resuming: {len(lines)} finished runs" in capsys.readouterr().err
+
+
+def test_a_gym_packages_task_the_env_refuses_is_one_line_and_makes_nothing(
+        tmp_path, capsys, monkeypatch):
+    (tmp_path / "huge_task.py").write_text(
+        "import dataclasses\n"
+        "import lr_gym\n"
+        "from tests.helpers import blob_task\n"
+        "def make():\n"
+        "    return dataclasses.replace(blob_task('HugeBlobs'), total_steps=10**12)\n"
+        "lr_gym.register_task(make, name='HugeBlobs')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = main(["--agent", "none", "--gym-packages", "huge_task", "--env",
+                 "lr_gym/HugeBlobs-v1", *SELF, "--workers", "1", "-f", str(tmp_path / "logs"),
+                 "-o", str(tmp_path / "ev")])
+    assert code == 2
+    line = _one_error_line(capsys)
+    assert line == ("error: --env lr_gym/HugeBlobs-v1: Task 'HugeBlobs': total_steps must be "
+                    "<= 10,000,000, got 1,000,000,000,000.")
+    assert not (tmp_path / "ev").exists()  # invocation.json was left behind before

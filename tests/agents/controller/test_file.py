@@ -182,6 +182,10 @@ def test_the_content_digest_leaves_out_the_provenance_only(parts):
     config, tensors = parts
     digest = content_digest(config, tensors)
     assert len(digest) == 64 and digest == content_digest(copy.deepcopy(config), tensors)
+    # The file's JSON is key-sorted: the digest does not depend on the keys' order.
+    reordered = {k: config[k] for k in reversed(list(config))}
+    reordered["env_config"] = dict(reversed(list(config["env_config"].items())))
+    assert content_digest(reordered, tensors) == digest
     moved = copy.deepcopy(config)
     moved["source"] = {"run": "/elsewhere", "note": "re-exported"}
     assert content_digest(moved, tensors) == digest

@@ -379,3 +379,41 @@ def test_any_made_up_state_is_refused_in_one_line(saved, made_up):
     with pytest.raises(ControllerStateError) as err:
         check_state(made_up, spec, SOURCE)
     assert "\n" not in str(err.value) and len(str(err.value)) < 700
+
+
+def test_refusals_are_whole_sentences_with_their_fix(state, spec):
+    bad = copy.deepcopy(state)
+    bad["t"] = -5
+    assert _refused(bad, spec, "") == f"{SOURCE}: t must be >= 0, got -5; {FIX}."
+    bad = copy.deepcopy(state)
+    bad["scale"] = 2.0
+    assert _refused(bad, spec, "") == (f"{SOURCE}: scale must be > 0 and <= 1, finite, got "
+                                       f"2.0; {FIX}.")
+    bad = copy.deepcopy(state)
+    bad["group_lr0"] = [0.2]
+    assert _refused(bad, spec, "") == (
+        f"{SOURCE}: group_lr0 is [0.2] in the state but [0.1] in this controller; build the "
+        "optimizer with the lr (and param groups) it was saved with, or pass the same lr0=.")
+
+
+def test_a_long_detail_is_cut_to_one_short_line():
+    from agents.controller.state import _MESSAGE_CHARS, _clip
+
+    exact = "x" * _MESSAGE_CHARS
+    assert _clip(exact) == exact
+    assert _clip(exact + "y") == exact + "..."
+    assert _clip("a\nb \t c") == "a b c"
+
+
+def test_the_tracker_constants_are_this_controllers(spec):
+    import dataclasses
+
+    from lr_gym.features import FeatureTracker
+
+    short = dataclasses.replace(spec, features=("progress", "val_metric"), short_halflife=3.0)
+    constants = short.tracker_constants()
+    assert constants["features"] == ("progress", "val_metric")
+    tracker = FeatureTracker(0.1, 3.0, spec.long_halflife, ("progress", "val_metric"))
+    tracker.reset(5.0, 0.5)  # the rates do not depend on the run
+    assert constants["_a_short"] == tracker.state_dict()["_a_short"]
+    assert set(constants) == {*TRACKER_CONSTANTS, "_a_short", "_a_long"}

@@ -34,6 +34,11 @@ REASONS: list[tuple[str, str]] = [
      r"float64\), posinf",
      "equivalent: _finite clips to +-OBS_BOUND right after, and numpy's nan_to_num "
      "default for NaN is 0.0 too"),
+    (r"tracker\.reset\(",
+     "equivalent: a tracker's constants (features, half-lives, EMA rates) do not depend on "
+     "the loss and metric it is reset with"),
+    (r"\(n_features,\), None\)",
+     "equivalent: None is as falsy as False (normalisation statistics may be float64)"),
     (r"simplefilter|RandomState\(None\)|random_state=None|^\+\s*\)$",
      "equivalent: rliable's intervals draw from numpy's global RNG, which _interval seeds; "
      "the arch RandomState and the warning filter do not change the numbers"),

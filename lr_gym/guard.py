@@ -4,8 +4,11 @@ SOLAR's lesson (a rollback on loss spikes) as a rule anyone can run: the guard k
 copy of the model and optimizer at each new best validation loss. After a control
 interval it rolls back when
 
-* the interval diverged (a non-finite or exploding training loss, or a non-finite
-  validation loss), whatever the last decision was, or
+* the interval diverged, whatever the last decision was: in the env a non-finite or
+  exploding training loss, or a non-finite validation loss; in a deployed
+  :class:`~agents.controller.LRController` a finite exploding training loss or a
+  non-finite validation result (a non-finite training loss is skipped there: the step
+  may never have reached the weights, as with mixed precision's skipped steps), or
 * the validation loss rose above ``best * e^tolerance`` right after a decision that
   raised the LR;
 

@@ -161,8 +161,10 @@ class LRControllerLightning(pl.Callback):
         Raises:
             ControllerStateError: Not this callback's state (no dict).
         """
-        if not isinstance(state_dict, dict):
+        if not isinstance(state_dict, dict) or state_dict.get("controller", {}) is None:
+            # {} is a state saved before the controller existed; a null one is no state.
+            what = "null" if isinstance(state_dict, dict) else type(state_dict).__name__
             raise ControllerStateError(
-                f"the LRControllerLightning state of this checkpoint is "
-                f"{type(state_dict).__name__}, not a dict; {FIX}.")
+                f"the LRControllerLightning state of this checkpoint is {what}, not the "
+                f"controller's state; {FIX}.")
         self._saved = state_dict.get("controller")

@@ -271,7 +271,7 @@ def _check_envs(env_ids: list[str], env_kwargs: dict[str, Any]) -> None:
     for eid in env_ids:
         try:
             gym.make(eid, **{**env_kwargs, "device": "cpu"}).close()
-        except (ValueError, TypeError, KeyError, gym.error.Error) as err:
+        except (ValueError, TypeError, KeyError, OSError, gym.error.Error) as err:
             raise UsageError(f"--env {eid}: {err}") from None
 
 

@@ -159,8 +159,13 @@ def test_a_callback_state_that_is_no_dict_is_refused():
     from agents.controller import ControllerStateError
 
     with pytest.raises(ControllerStateError, match=r"^the LRControllerLightning state of this "
-                       r"checkpoint is list, not a dict; load the state"):
+                       r"checkpoint is list, not the controller's state; load the state"):
         LRControllerLightning("lr_gym/task-base").load_state_dict([1, 2])
+    with pytest.raises(ControllerStateError, match=r"state of this checkpoint is null, not"):
+        LRControllerLightning("lr_gym/task-base").load_state_dict({"controller": None})
+    callback = LRControllerLightning("lr_gym/task-base")
+    callback.load_state_dict({})  # saved before the controller existed: a fresh start
+    assert callback._saved is None
 
 
 @pytest.mark.slow

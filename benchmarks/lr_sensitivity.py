@@ -352,7 +352,8 @@ def table(summary: dict[str, Any], split: str, seeds: int) -> str:
 
     ms = summary["methods"]
     order = sorted(ms, key=lambda m: -ms[m]["area"])
-    rows = [[(f"**{m}**" if m.startswith(LEARNED) else m) + (" †" if ms[m]["invariant"] else ""),
+    bold = (LEARNED, LEARNED_GUARD)
+    rows = [[(f"**{m}**" if m in bold else m) + (" †" if ms[m]["invariant"] else ""),
              _ci((ms[m]["area"], ms[m]["low"], ms[m]["high"])),
              *[f"{ms[m]['per_scale'][f'x{s:g}']:.3f}" for s in SCALES], ms[m]["diverged"]]
             for m in order]

@@ -14,6 +14,7 @@ import torch
 from agents.controller.policy import ControllerPolicy
 from agents.controller.resolve import load_controller_file
 from lr_gym import lr_rule
+from lr_gym.bases import step_size_estimate
 from lr_gym.config import MAX_TOTAL_STEPS, EnvConfig, check_int, check_real
 from lr_gym.features import FeatureTracker
 from lr_gym.grad_stats import IntervalMeter
@@ -51,6 +52,8 @@ class LRController:
         model: The model the optimizer trains, for the guard: its rollback then restores
             buffers such as batch-norm statistics too. Without it the guard restores
             the optimizer's parameters and state only, with one warning.
+        chance_loss: Your task's validation loss at chance (``log C`` for C classes),
+            for a controller that observes ``loss_vs_chance``; None: unknown (0).
     """
 
     load = staticmethod(ControllerPolicy.load)
@@ -108,6 +111,7 @@ class LRController:
         lr_max: float | None = None,
         guard: bool = True,
         model: torch.nn.Module | None = None,
+        chance_loss: float | None = None,
     ) -> None:
         check_int("total_steps", total_steps, lo=1, hi=MAX_TOTAL_STEPS)
         check_int("steps_per_action", steps_per_action, lo=1)
@@ -147,7 +151,8 @@ class LRController:
                              f"(lr0={self.lr0:g}).")
         self._warned_nonfinite = False
         halflives = self.policy.config.get("tracker", {})
-        self._tracker = FeatureTracker(self.lr0, **halflives, features=self.config.features)
+        self._tracker = FeatureTracker(self.lr0, **halflives, features=self.config.features,
+                                       chance_loss=chance_loss)
         self._rule = lr_rule.LRState.from_config(
             c, lr0=self.lr0, total_steps=self.total_steps, group_lr0=self._group_lr0,
             lr_min=self.lr_min, lr_max=self.lr_max)
@@ -335,6 +340,8 @@ class LRController:
                 val_metric=val_metric,
                 grad_norm=self._grad_norm,
                 action=self._rule.action,
+                d=step_size_estimate(self.optimizer),
+                remaining=(self.total_steps - self._t) / self.steps_per_action,
                 **stats,
             )
         self._last_val = (val_loss, val_metric)

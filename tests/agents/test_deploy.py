@@ -217,6 +217,49 @@ def test_step_size_features_equal_the_envs_on_the_same_steps(tmp_path, optimizer
     assert np.count_nonzero(np.array(seen)) > len(seen) * 6  # measured, not left at 0
 
 
+def test_v3_features_equal_the_envs_over_prodigy(tmp_path):
+    # The v3 observation adds what tells regimes apart: the start against chance, the
+    # gap's trend, Prodigy's d and its growth, the budget left. Riding along the env's
+    # own Prodigy, the deployed controller must observe exactly what the env does.
+    import math
+
+    from lr_gym.features import V3_FEATURES
+
+    run = make_run(tmp_path, {"mode": "recursive", "base": "prodigy",
+                              "features": list(V3_FEATURES)})
+    ppo = PPOController.load(run, device="cpu")
+    task = dataclasses.replace(blob_task(), total_steps=48, chance_loss=math.log(3))
+    env = LRControlEnv(task, **ppo.env_kwargs())
+    obs, info = env.reset(seed=3)
+    ctl = LRController(env._optimizer, LRController.from_run(exported_run(run)), total_steps=48,
+                       steps_per_action=task.steps_per_action, guard=False,
+                       chance_loss=math.log(3))
+    last_loss = {}
+    real_loss_fn = env.task.loss_fn
+
+    def loss_fn(model, batch):
+        last_loss["v"] = real_loss_fn(model, batch)
+        return last_loss["v"]
+
+    env.task = dataclasses.replace(env.task, loss_fn=loss_fn)
+    env._optimizer.register_step_post_hook(lambda *_: ctl.step(last_loss["v"]))
+    ctl.observe(val_loss=info["val_loss"], val_metric=info["val_metric"])
+    np.testing.assert_array_equal(ctl.last_observation, obs)
+    new = [V3_FEATURES.index(f) for f in ("loss_vs_chance", "gen_gap_trend", "log_d_growth",
+                                          "log_d_since_start", "log_remaining")]
+    done, seen = False, []
+    while not done:
+        obs, _, terminated, truncated, info = env.step(ppo.act(obs, info))
+        done = terminated or truncated
+        ctl.observe(val_loss=info["val_loss"], val_metric=info["val_metric"])
+        np.testing.assert_array_equal(ctl.last_observation, obs)
+        seen.append(obs[new])
+    seen = np.array(seen)
+    assert np.all(np.count_nonzero(seen, axis=0) > 0)  # every new feature is measured
+    assert len(set(seen[:, 0])) == 1  # the start against chance: one value per run
+    assert np.all(np.diff(seen[:, 4]) < 0) and seen[-1, 4] == 0.0  # the budget runs out
+
+
 def test_plain_loop_measures_grad_norm_and_scales_every_group(exported):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))

@@ -46,8 +46,10 @@ def check_deployable(env_config: EnvConfig | Mapping[str, Any]) -> None:
     """The LR rule limits of a controller file, beyond :class:`EnvConfig`'s own checks.
 
     A file may ask for ``1 < max_factor <= 10`` and, when set, finite bounds with
-    ``0 < lr_min < lr_max``. Training checks its ``env_kwargs`` with this too, so no
-    agent is trained that could not be exported.
+    ``0 < lr_min < lr_max``; ``lr_min=0`` only in anchored mode, whose multiplier is
+    re-decided every interval (a recursive one could never leave an LR of 0), so that a
+    residual over a schedule decaying to 0 is that schedule at action 0. Training checks
+    its ``env_kwargs`` with this too, so no agent is trained that could not be exported.
 
     Raises:
         ValueError: A rule is broken; the message names the field and the valid range.
@@ -56,7 +58,8 @@ def check_deployable(env_config: EnvConfig | Mapping[str, Any]) -> None:
     check_real("max_factor", c.get("max_factor", EnvConfig.max_factor), lo=1.0, lo_open=True,
                hi=MAX_FACTOR_LIMIT)
     if c.get("lr_min") is not None:
-        check_real("lr_min", c["lr_min"], lo=0.0, lo_open=True)
+        check_real("lr_min", c["lr_min"], lo=0.0,
+                   lo_open=c.get("mode", EnvConfig.mode) != "anchored")
     if c.get("lr_max") is not None:
         check_real("lr_max", c["lr_max"], lo=0.0, lo_open=True)
     lo, hi = c.get("lr_min"), c.get("lr_max")

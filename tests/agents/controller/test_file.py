@@ -143,6 +143,11 @@ def test_check_deployable_accepts_the_limits_and_config_objects():
     check_deployable({"max_factor": 10.0, "lr_min": 1e-6, "lr_max": 1.0})
     check_deployable({})  # every default is deployable
     check_deployable({"lr_min": 0.1})  # one bound alone
+    # An anchored residual over a decay to 0 reaches 0 at action 0; a recursive one at
+    # 0 could never come back.
+    check_deployable({"mode": "anchored", "lr_min": 0.0})
+    with pytest.raises(ValueError, match="^lr_min must be > 0"):
+        check_deployable({"mode": "recursive", "lr_min": 0.0})
     check_deployable(EnvConfig(max_factor=4.0))
     with pytest.raises(ValueError, match="^max_factor must be"):
         check_deployable(EnvConfig().replace(max_factor=20.0))

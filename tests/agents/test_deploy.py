@@ -191,10 +191,22 @@ def test_step_size_features_equal_the_envs_on_the_same_steps(tmp_path, optimizer
     ppo = PPOController.load(run, device="cpu")
     task = dataclasses.replace(blob_task(), optimizer=optimizer, total_steps=48,
                                lr=0.1 if optimizer is torch.optim.SGD else 0.01)
+    observations = _ride_along(run, task, ppo)
+    seen = [obs[[V2_FEATURES.index(f) for f in STEP_FEATURES]] for obs in observations[1:]]
+    assert np.count_nonzero(np.array(seen)) > len(seen) * 6  # measured, not left at 0
+
+
+def _ride_along(run: Path, task: Task, ppo: PPOController, **controller_kwargs) -> list:
+    """An env episode with a deployed controller riding along the env's own optimizer.
+
+    A hook after each of its steps feeds the controller, so both see the same gradients,
+    weights and losses; every observation must match. Returns the env's observations.
+    """
     env = LRControlEnv(task, **ppo.env_kwargs())
     obs, info = env.reset(seed=3)
-    ctl = LRController(env._optimizer, LRController.from_run(exported_run(run)), total_steps=48,
-                       steps_per_action=task.steps_per_action, guard=False)
+    ctl = LRController(env._optimizer, LRController.from_run(exported_run(run)),
+                       total_steps=task.total_steps, steps_per_action=task.steps_per_action,
+                       guard=False, **controller_kwargs)
     last_loss = {}
     real_loss_fn = env.task.loss_fn
 
@@ -206,15 +218,15 @@ def test_step_size_features_equal_the_envs_on_the_same_steps(tmp_path, optimizer
     env._optimizer.register_step_post_hook(lambda *_: ctl.step(last_loss["v"]))
     ctl.observe(val_loss=info["val_loss"], val_metric=info["val_metric"])
     np.testing.assert_array_equal(ctl.last_observation, obs)
-    done, seen = False, []
+    done, seen = False, [obs]
     while not done:
         obs, _, terminated, truncated, info = env.step(ppo.act(obs, info))
         done = terminated or truncated
         assert ctl.eval_due
         ctl.observe(val_loss=info["val_loss"], val_metric=info["val_metric"])
         np.testing.assert_array_equal(ctl.last_observation, obs)
-        seen.append(obs[[V2_FEATURES.index(f) for f in STEP_FEATURES]])
-    assert np.count_nonzero(np.array(seen)) > len(seen) * 6  # measured, not left at 0
+        seen.append(obs)
+    return seen
 
 
 def test_v3_features_equal_the_envs_over_prodigy(tmp_path):
@@ -229,32 +241,10 @@ def test_v3_features_equal_the_envs_over_prodigy(tmp_path):
                               "features": list(V3_FEATURES)})
     ppo = PPOController.load(run, device="cpu")
     task = dataclasses.replace(blob_task(), total_steps=48, chance_loss=math.log(3))
-    env = LRControlEnv(task, **ppo.env_kwargs())
-    obs, info = env.reset(seed=3)
-    ctl = LRController(env._optimizer, LRController.from_run(exported_run(run)), total_steps=48,
-                       steps_per_action=task.steps_per_action, guard=False,
-                       chance_loss=math.log(3))
-    last_loss = {}
-    real_loss_fn = env.task.loss_fn
-
-    def loss_fn(model, batch):
-        last_loss["v"] = real_loss_fn(model, batch)
-        return last_loss["v"]
-
-    env.task = dataclasses.replace(env.task, loss_fn=loss_fn)
-    env._optimizer.register_step_post_hook(lambda *_: ctl.step(last_loss["v"]))
-    ctl.observe(val_loss=info["val_loss"], val_metric=info["val_metric"])
-    np.testing.assert_array_equal(ctl.last_observation, obs)
     new = [V3_FEATURES.index(f) for f in ("loss_vs_chance", "gen_gap_trend", "log_d_growth",
                                           "log_d_since_start", "log_remaining")]
-    done, seen = False, []
-    while not done:
-        obs, _, terminated, truncated, info = env.step(ppo.act(obs, info))
-        done = terminated or truncated
-        ctl.observe(val_loss=info["val_loss"], val_metric=info["val_metric"])
-        np.testing.assert_array_equal(ctl.last_observation, obs)
-        seen.append(obs[new])
-    seen = np.array(seen)
+    seen = np.array([obs[new] for obs in _ride_along(run, task, ppo,
+                                                     chance_loss=math.log(3))[1:]])
     assert np.all(np.count_nonzero(seen, axis=0) > 0)  # every new feature is measured
     assert len(set(seen[:, 0])) == 1  # the start against chance: one value per run
     assert np.all(np.diff(seen[:, 4]) < 0) and seen[-1, 4] == 0.0  # the budget runs out

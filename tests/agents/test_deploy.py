@@ -670,7 +670,10 @@ def _set(section, key, value):
 
 
 @pytest.mark.parametrize(("edit_config", "edit_tensors", "message"), [
-    (_set("env_config", "lr_min", 0.0), None, "lr_min must be > 0, finite"),
+    # lr_min 0: only an anchored rule (the fixture's) may reach it; a recursive one could
+    # never leave it.
+    (lambda c: c["env_config"].update(mode="recursive", lr_min=0.0), None,
+     "lr_min must be > 0, finite"),
     (_set("env_config", "lr_min", -1.0), None, "lr_min must be >= 0, finite"),
     (lambda c: c["env_config"].update(lr_min=0.5, lr_max=0.1), None, "lr_min .* below lr_max"),
     (_set("env_config", "max_factor", 1e6), None, "max_factor must be .*<= 10"),
@@ -794,7 +797,8 @@ def _check_loads_or_refuses(path: Path) -> ControllerPolicy | None:
     c = policy.env_config
     assert 1 < c.max_factor <= MAX_FACTOR_LIMIT, c.max_factor
     assert set(c.features) <= set(ALL_FEATURES)
-    assert c.lr_min is None or 0 < c.lr_min < (c.lr_max or math.inf)
+    assert c.lr_min is None or (c.lr_min > 0 or (c.lr_min == 0 and c.mode == "anchored"))
+    assert c.lr_min is None or c.lr_min < (c.lr_max or math.inf)
     assert -1 <= policy.config["policy"]["action_low"] < policy.config["policy"]["action_high"] <= 1
     assert math.isfinite(policy.act(np.zeros(len(c.features), np.float32)))  # it runs
     return policy

@@ -125,7 +125,7 @@ def decision_record(run: Mapping[str, Any]) -> dict[str, Any]:
     }
     if {run.get("controller"), run.get("method")} & set(OBSERVING):
         out["features"] = {"names": run.get("features", []),
-                           "values": [[_short(x) for x in o] for o in run["observations"]]}
+                           "values": [[_short(x) for x in o] for o in run.get("observations", [])]}
     return out
 
 

@@ -132,6 +132,115 @@ def run_state(i: int) -> dict[str, Any]:
             "seconds": time.perf_counter() - t0}
 
 
+# ------------------------------------------------------- which fixed schedule fits?
+SCHEDULE_AT = 0.2
+"""``--target schedule``: the share of the budget after which the features are read."""
+
+
+def schedule_feature_sets() -> dict[str, tuple[str, ...]]:
+    """The feature sets compared by ``--target schedule``."""
+    from lr_gym.features import DEFAULT_FEATURES, V2_FEATURES, V3_FEATURES
+
+    return {"v3": V3_FEATURES, "v2": V2_FEATURES, "v1": DEFAULT_FEATURES,
+            "v3 new only": tuple(f for f in V3_FEATURES if f not in V2_FEATURES)}
+
+
+def run_schedule_state(i: int, families: Sequence[str] | None = None) -> dict[str, Any]:
+    """Task ``i`` on Prodigy: how every fixed decay ends, and what the v3 base shows early.
+
+    The observation is the linear decay's (the v3 rule's action 0) after
+    :data:`SCHEDULE_AT` of the budget. Every member runs from seed ``i`` (the same task,
+    initialisation and data order), with no events: the label is the member with the
+    highest final validation metric (a diverged run scores the worst), the question
+    whether what the controller sees early on predicts it.
+    """
+    import torch
+
+    from agents.open_loop import FIXED_DECAYS
+    from lr_gym.config import V3_ENV_KWARGS
+    from lr_gym.envs.sampled import SampledTaskEnv
+    from lr_gym.features import V3_FEATURES
+    from lr_gym.splits import TRAIN
+
+    torch.set_num_threads(1)
+    names = tuple(dict.fromkeys([*V3_FEATURES, *all_features()]))
+    t0 = time.perf_counter()
+    end, obs_at, task = {}, None, None
+    for m, (schedule, final) in FIXED_DECAYS.items():
+        env = SampledTaskEnv(list(families or TRAIN.sampled_families), eval_test=False,
+                             **{**V3_ENV_KWARGS, "reward": "val_loss", "event_prob": 0.0,
+                                "action_cost": 0.0, "features": names, "mode": "anchored",
+                                "schedule": schedule, "final_lr_frac": final})
+        obs, info = env.reset(seed=i)
+        task = info["task"]
+        decisions = env.total_steps // env.steps_per_action
+        read = max(1, round(SCHEDULE_AT * decisions))
+        done, k = False, 0
+        while not done:
+            obs, _, done, _, info = env.step(np.zeros(1, np.float32))
+            k += 1
+            if m == "linear" and k == read:
+                obs_at = [float(x) for x in obs]
+        end[m] = -math.inf if info["diverged"] else float(info["val_metric"])
+        env.close()
+    return {"state": i, "task": task, "family": task.split("/")[0], "obs": obs_at,
+            "features": list(names), "end": end, "seconds": time.perf_counter() - t0}
+
+
+def summarize_schedules(rows: Sequence[dict]) -> dict[str, Any]:
+    """AUC per feature set of the best member, and the headroom of picking it per task."""
+    from agents.open_loop import FIXED_DECAYS
+
+    rows = [r for r in rows if r.get("obs") is not None]
+    members = list(FIXED_DECAYS)
+    names = rows[0]["features"]
+    obs = np.array([r["obs"] for r in rows])
+    ends = np.array([[r["end"][m] for m in members] for r in rows])
+    label = np.argmax(ends, axis=1)  # ties: the earlier member, as the dev rule
+    fit = np.isin(label, [k for k in range(len(members)) if (label == k).sum() >= MIN_CLASS])
+    if len(np.unique(label[fit])) < 2:
+        nan = {"auc": math.nan, "low": math.nan, "high": math.nan, "folds": 0}
+        sets = {name: dict(nan) for name in schedule_feature_sets()}
+    else:
+        sets = {name: auc_of(obs[fit][:, [names.index(f) for f in feats]], label[fit])
+                for name, feats in schedule_feature_sets().items()}
+    finite = np.where(np.isfinite(ends), ends, 0.0)
+    linear = finite[:, members.index("linear")]
+    return {"states": len(rows), "states_in_auc": int(fit.sum()),
+            "labels": {m: int((label == k).sum()) for k, m in enumerate(members)},
+            "families": sorted({r["family"] for r in rows}), "feature_sets": sets,
+            "headroom": {"mean_best_minus_linear": float(np.mean(finite.max(axis=1) - linear)),
+                         "share_linear_best": float(np.mean(label == members.index("linear")))},
+            "rule": AUC_RULE, "passing": [n for n, s in sets.items() if s["auc"] >= AUC_RULE]}
+
+
+def schedule_table(summary: dict[str, Any]) -> str:
+    """The markdown report of ``--target schedule``."""
+    from agents.stats import markdown_table
+
+    sets = summary["feature_sets"]
+    sizes = {n: len(f) for n, f in schedule_feature_sets().items()}
+    rows = [[n, sizes[n], f"{s['auc']:.3f} [{s['low']:.3f}, {s['high']:.3f}]",
+             "yes" if s["auc"] >= AUC_RULE else "no"] for n, s in sets.items()]
+    h = summary["headroom"]
+    labels = ", ".join(f"{m} {n}" for m, n in summary["labels"].items())
+    return "\n".join([
+        f"{summary['states']} tasks of the training families "
+        f"({', '.join(summary['families'])}) on Prodigy: which fixed decay ends best "
+        f"(final validation metric), predicted from the observation after "
+        f"{SCHEDULE_AT:.0%} of the budget under the linear decay. Best member: {labels} "
+        f"({summary['states_in_auc']} tasks in the AUC: classes with at least {MIN_CLASS}).",
+        "",
+        markdown_table(["feature set", "features", "AUC [95% CI]",
+                        f"passes the rule (AUC >= {AUC_RULE})"], rows),
+        "",
+        f"Headroom of picking the best member per task over the linear decay: "
+        f"{h['mean_best_minus_linear']:+.4f} of the validation metric on average; the "
+        f"linear decay is the best member on {h['share_linear_best']:.0%} of the tasks.",
+        "",
+    ])
+
+
 def labels_and_rewards(rows: Sequence[dict]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The best branch per state (0: down, 1: keep, 2: up) and the 3-decision rewards."""
     after = np.array([[r["after"][str(a)] for a in ACTIONS] for r in rows])
@@ -230,7 +339,11 @@ def table(summary: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--states", type=int, default=200, help="Training states to branch.")
+    p.add_argument("--target", choices=("branch", "schedule"), default="branch",
+                   help="'branch': which LR move pays from a state (three branches); "
+                        "'schedule': which fixed decay of the family fits a task, from what "
+                        "the v3 controller sees early on.")
+    p.add_argument("--states", type=int, default=200, help="Training states (tasks).")
     p.add_argument("--workers", type=int, default=2, help="Worker processes.")
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/learnability"))
     args = p.parse_args(argv)
@@ -256,10 +369,11 @@ def _run(args: argparse.Namespace) -> int:
     store = args.results / "states.jsonl"
     done = load_jsonl(store, "state", repair=True)
     todo = [i for i in range(args.states) if i not in done]
+    run = run_schedule_state if args.target == "schedule" else run_state
     if todo:
         print(f"{len(done)} states done, {len(todo)} to run.", file=sys.stderr)
         with ProcessPoolExecutor(args.workers) as pool, store.open("a") as f:
-            futures = {pool.submit(run_state, i): i for i in todo}
+            futures = {pool.submit(run, i): i for i in todo}
             for n, fut in enumerate(as_completed(futures), 1):
                 row = fut.result()
                 done[row["state"]] = row
@@ -268,11 +382,12 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"[{n}/{len(todo)}] state {row['state']} {row['task'][:60]}",
                       file=sys.stderr)
     rows = [done[i] for i in range(args.states)]
-    summary = summarize(rows)
-    summary["meta"] = meta(workers=args.workers)
+    summary = summarize_schedules(rows) if args.target == "schedule" else summarize(rows)
+    summary["meta"] = meta(workers=args.workers, target=args.target)
+    text = schedule_table(summary) if args.target == "schedule" else table(summary)
     write_text_atomic(args.results / "results.json", json.dumps(summary, indent=1))
-    write_text_atomic(args.results / "table.md", table(summary))
-    print(table(summary))
+    write_text_atomic(args.results / "table.md", text)
+    print(text)
     return 0
 
 

@@ -352,7 +352,8 @@ def table(summary: dict[str, Any], split: str, seeds: int) -> str:
 
     ms = summary["methods"]
     order = sorted(ms, key=lambda m: -ms[m]["area"])
-    rows = [[(f"**{m}**" if m.startswith(LEARNED) else m) + (" †" if ms[m]["invariant"] else ""),
+    bold = (LEARNED, LEARNED_GUARD)
+    rows = [[(f"**{m}**" if m in bold else m) + (" †" if ms[m]["invariant"] else ""),
              _ci((ms[m]["area"], ms[m]["low"], ms[m]["high"])),
              *[f"{ms[m]['per_scale'][f'x{s:g}']:.3f}" for s in SCALES], ms[m]["diverged"]]
             for m in order]
@@ -435,6 +436,7 @@ def _run_all(jobs: Sequence[Job], runs: dict[str, dict], store: Path, workers: i
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    from agents.evaluation.controls import add_control_arguments, check_control_envs
     from lr_gym.splits import SPLITS
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -449,15 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--agent-zero", action="store_true",
                    help="Also run the learned controllers' own action 0 (their LR rule without "
                         "the policy: static, or Prodigy at lr 1 for an agent over Prodigy).")
-    p.add_argument("--controls", action=argparse.BooleanOptionalAction, default=True,
-                   help="Run the learned controllers' open-loop controls (replay, "
-                        "learned_schedule, fixed_decay).")
-    p.add_argument("--control-envs", nargs="+", default=None,
-                   help="Envs that fix learned_schedule and fixed_decay (never test ids; "
-                        "default: the dev split's reference envs).")
-    p.add_argument("--control-seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    p.add_argument("--controls-cache", type=Path, default=Path("logs/open_loop"),
-                   help="Where those dev runs are kept (as evaluate_agent.py's).")
+    add_control_arguments(p)
     p.add_argument("--events", action="store_true",
                    help="Also run x1 with an event in every episode (learned vs static, its "
                         "action 0 with --agent-zero, and its open-loop controls).")
@@ -486,14 +480,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (args.agent_guard or args.agent_zero or args.events) and not policies:
         print("error: --agent-guard, --agent-zero and --events need --agent.", file=sys.stderr)
         return 2
-    if args.control_envs:
-        from lr_gym.splits import refuse_split
-
-        try:
-            refuse_split(args.control_envs, "test", "fixing the open-loop controls")
-        except ValueError as err:
-            print(f"error: --control-envs: {err}", file=sys.stderr)
-            return 2
+    try:
+        check_control_envs(args.control_envs)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     envs = tuple(args.env) if args.env else SPLITS[args.split].reference_ids
     split = "custom" if args.env else args.split
     out = args.results / split

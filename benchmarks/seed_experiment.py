@@ -162,6 +162,7 @@ class Plan:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
+    from agents.evaluation.controls import add_control_arguments
     from agents.help_format import DefaultsHelpFormatter
 
     p = argparse.ArgumentParser(prog="seed_experiment.py", description=__doc__.splitlines()[0],
@@ -181,15 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "IMDB and SQuAD v2, 3 on --env ids).")
     p.add_argument("--baselines", nargs="+", default=list(BASELINES),
                    help="Baselines (names of agents.baselines.BASELINES).")
-    p.add_argument("--controls", action=argparse.BooleanOptionalAction, default=True,
-                   help="Run each agent's open-loop controls (replay, learned_schedule, "
-                        "fixed_decay) beside it, on its own LR rule.")
-    p.add_argument("--control-envs", nargs="+", default=None,
-                   help="Envs that fix learned_schedule and fixed_decay (never test ids; "
-                        "default: the dev split's reference envs).")
-    p.add_argument("--control-seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    p.add_argument("--controls-cache", type=Path, default=Path("logs/open_loop"),
-                   help="Where those dev runs are kept (as evaluate_agent.py's).")
+    add_control_arguments(p)
     p.add_argument("--device", default="cpu", help="Device of the primary models.")
     p.add_argument("--data-dir", default=os.environ.get("LR_GYM_DATA_DIR"),
                    help="Local data folder, <dir>/<dataset>/<split>.parquet (default: "
@@ -606,13 +599,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                     "reports beside it), or pass another -o"))
             check_output(out, plan)
             plan = pin_agents(plan, out)
-            if args.control_envs:
-                from lr_gym.splits import refuse_split
+            from agents.evaluation.controls import check_control_envs
 
-                try:
-                    refuse_split(args.control_envs, "test", "fixing the open-loop controls")
-                except ValueError as err:
-                    raise UsageError(f"--control-envs: {err}") from err
+            try:
+                check_control_envs(args.control_envs)
+            except ValueError as err:
+                raise UsageError(str(err)) from err
         except (UsageError, FolderBusyError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -631,6 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print((out / "report.md").read_text())
     print(f"Wrote {', '.join(written)} to {out}.")
     return 0
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

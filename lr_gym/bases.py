@@ -176,6 +176,17 @@ def base_optimizer(base: str, params: Iterable[Any], optimizer: type, *, lr: flo
     return Prodigy(params, lr=PRODIGY_LR, **kwargs)
 
 
+def step_size_estimate(optimizer: torch.optim.Optimizer) -> float:
+    """The optimizer's own step-size estimate ``d`` (Prodigy, D-Adaptation), else NaN.
+
+    Read from the first param group, where both keep it; the ``log_d_*`` features
+    observe it (``inner.optimizer`` is looked through, as accelerate wraps it).
+    """
+    inner = getattr(optimizer, "optimizer", optimizer)
+    d = inner.param_groups[0].get("d") if inner.param_groups else None
+    return float(d) if isinstance(d, (int, float)) else float("nan")
+
+
 def safeguards_warmup(config: EnvConfig) -> bool:
     """Whether Prodigy runs with ``safeguard_warmup=True`` under ``config``'s rule.
 

@@ -8,7 +8,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lr_gym.features import DEFAULT_FEATURES, check_features
+from lr_gym.features import DEFAULT_FEATURES, V3_FEATURES, check_features
 from lr_gym.lr_rule import LR_MAX_FACTOR, LR_MIN_FACTOR
 from lr_gym.reproducibility import DEFAULT_TORCH_THREADS
 from lr_gym.schedules import SCHEDULES
@@ -283,3 +283,18 @@ v1's: of the feature sets checked before any PPO (``benchmarks/learnability.py``
 v1's reached the stated AUC of 0.7 (0.702; :data:`~lr_gym.features.V2_FEATURES` 0.694),
 so the step-size features stay an option by name, not the default."""
 
+
+
+V3_ENV_KWARGS: dict[str, Any] = {
+    "base": "prodigy", "mode": "anchored", "schedule": "linear", "final_lr_frac": 0.0,
+    "warmup_frac": 0.0, "max_factor": 4.0, "lr_min": 0.0, "lr_max_factor": 100.0,
+    "features": V3_FEATURES, "reward": "paired", "reference": "base", "action_cost": 0.01,
+    "event_prob": 0.3,
+}
+"""Controller v3's rule: a bounded residual over the best fixed schedule. Every action 0
+is the fixed decay chosen on dev (``benchmarks/results/headroom``: linear to 0 of
+Prodigy's lr, on ``lr_gym/default``'s base), exactly (``lr_min=0``, as the schedule
+baselines), and an action ``a`` scales it by ``4 ** a`` for its interval (anchored:
+the residual is re-decided every decision, never drifts). The paired reward's reference
+is that schedule (``reference="base"``), so PPO is paid for what the policy adds over
+open-loop control; the observation is :data:`~lr_gym.features.V3_FEATURES`."""

@@ -56,6 +56,14 @@ ALL_FEATURES: dict[str, str] = {
     "update_ratio": "log(||w_t - w_t-1|| / ||w_t-1||) of the interval's last optimizer step",
     **{f"{signal}_{speed}": f"{meaning}; {STEP_FEATURE_SPEEDS[speed]}"
        for signal, meaning in _STEP_MEANINGS.items() for speed in STEP_FEATURE_SPEEDS},
+    "loss_vs_chance": "log(L0 / the task's chance loss), L0 = initial validation loss "
+                      "(< 0: the model starts better than chance, e.g. pretrained; 0 if the "
+                      "task does not know its chance loss)",
+    "gen_gap_trend": "gen_gap minus its value at the previous decision (> 0: the gap grows)",
+    "log_d_growth": "log(d / the previous decision's d), d the base optimizer's own step-size "
+                    "estimate (Prodigy's and D-Adaptation's d; 0 for other optimizers)",
+    "log_d_since_start": "log(d / d after the first interval) (0 for other optimizers)",
+    "log_remaining": "log(1 + decisions left in the budget) / 4",
 }
 """Every feature lr_gym computes, with its meaning."""
 
@@ -83,6 +91,15 @@ V2_FEATURES: tuple[str, ...] = (
 )
 """The v2 observation: v1 without the level features that name a task (the loss, metric
 and gradient-norm levels), plus the step-size features."""
+
+V3_FEATURES: tuple[str, ...] = (
+    *V2_FEATURES, "loss_vs_chance", "gen_gap_trend", "log_d_growth", "log_d_since_start",
+    "log_remaining",
+)
+"""The v3 observation: v2's, plus what tells the regimes apart where the right schedule
+differs (issue 34): the starting loss against chance (fine-tuning or not), the trend of
+the generalization gap (overfitting), the base's own step-size estimate and its growth
+(Prodigy's d overshooting on pretrained weights) and the budget left."""
 
 FEATURE_NAMES = DEFAULT_FEATURES
 """Order of the default observation vector; documented in ``LRControlEnv``'s docstring."""
@@ -151,12 +168,15 @@ class FeatureTracker:
         short_halflife: Half-life, in optimizer steps, of the short loss EMA.
         long_halflife: Half-life, in optimizer steps, of the long loss EMA.
         features: The observed subset, in order (default :data:`DEFAULT_FEATURES`).
+        chance_loss: The task's loss at chance (:attr:`lr_gym.tasks.Task.chance_loss`),
+            or None when unknown.
     """
 
     lr0: float
     short_halflife: float = 10.0
     long_halflife: float = 50.0
     features: tuple[str, ...] = field(default=DEFAULT_FEATURES)
+    chance_loss: float | None = None
 
     def __post_init__(self) -> None:
         self.features = check_features(self.features)
@@ -178,16 +198,24 @@ class FeatureTracker:
         self._prev_mean_loss: float | None = None
         # EMA of each step-size signal at each speed; None until first measured.
         self._step_emas: dict[str, float | None] = dict.fromkeys(STEP_FEATURES)
-        return self._select({"val_metric": initial_metric})
+        self._prev_gap: float | None = None
+        self._d_first: float | None = None
+        self._d_prev: float | None = None
+        chance = self.chance_loss
+        self._vs_chance = (_log_ratio(self.initial_loss, chance)
+                           if chance is not None and chance > 0 else 0.0)
+        return self._select({"val_metric": initial_metric, "loss_vs_chance": self._vs_chance})
 
     def state_dict(self) -> dict:
         """The tracker's running statistics (JSON-friendly), for resuming a run."""
         return dict(vars(self))
 
     def load_state_dict(self, state: dict) -> None:
-        """Restores :meth:`state_dict`; states saved before the step-size features work."""
+        """Restores :meth:`state_dict`; states saved before the newer features work."""
         self._prev_mean_loss = None
         self._step_emas = dict.fromkeys(STEP_FEATURES)
+        self._prev_gap = self._d_first = self._d_prev = None
+        self._vs_chance = 0.0
         vars(self).update(state)
 
     @property
@@ -215,6 +243,8 @@ class FeatureTracker:
         grad_alignment: float = math.nan,
         update_alignment: float = math.nan,
         noise_ratio: float = math.nan,
+        d: float = math.nan,
+        remaining: float = math.nan,
     ) -> np.ndarray:
         """Folds in one control interval and returns the observation after it.
 
@@ -231,6 +261,8 @@ class FeatureTracker:
             grad_alignment: Mean cosine of consecutive minibatch gradients (NaN: unknown).
             update_alignment: Cosine of the negative gradient with the last step's update.
             noise_ratio: Gradient noise scale over the batch size, ``B_noise / B``.
+            d: The base optimizer's own step-size estimate (Prodigy's ``d``; NaN: none).
+            remaining: Decisions left in the budget (NaN: unknown).
         """
         losses = np.asarray(step_losses, dtype=np.float64)
         losses = losses[np.isfinite(losses)]
@@ -263,6 +295,18 @@ class FeatureTracker:
             # 0 for an unknown ratio (NaN); a zero update gives the clipped floor.
             "update_ratio": math.log(max(update_ratio, _EPS)) if update_ratio >= 0 else 0.0,
         }
+        gap = values["gen_gap"]
+        values["gen_gap_trend"] = gap - self._prev_gap if self._prev_gap is not None else 0.0
+        if math.isfinite(val_loss):
+            self._prev_gap = gap
+        values["loss_vs_chance"] = self._vs_chance
+        if d > 0 and math.isfinite(d):
+            self._d_first = self._d_first or d
+            values["log_d_growth"] = _log_ratio(d, self._d_prev) if self._d_prev else 0.0
+            values["log_d_since_start"] = _log_ratio(d, self._d_first)
+            self._d_prev = d
+        values["log_remaining"] = (math.log1p(max(remaining, 0.0)) / 4.0
+                                   if math.isfinite(remaining) else 0.0)
         if math.isfinite(val_loss):
             self._prev_val = val_loss
             self._best_val = min(self._best_val, val_loss)

@@ -122,3 +122,30 @@ def test_step_size_features_are_squashed_emas_and_unknown_until_measured():
     assert g["grad_alignment_slow"] == pytest.approx(math.tanh((0.25 + a_slow * 0.5) / 0.5))
     assert g["log_update_ratio_fast"] == f["log_update_ratio_fast"]  # 0 is unmeasured: kept
     assert g["log_noise_scale_fast"] < -0.99  # a zero noise ratio: the floor, squashed
+
+
+def test_the_v3_features_by_hand():
+    names = ("loss_vs_chance", "gen_gap", "gen_gap_trend", "log_d_growth",
+             "log_d_since_start", "log_remaining")
+    t = FeatureTracker(0.1, short_halflife=1.0, long_halflife=2.0, features=names,
+                       chance_loss=4.0)
+    first = dict(zip(names, t.reset(2.0, 0.1).tolist(), strict=True))
+    assert first["loss_vs_chance"] == pytest.approx(math.log(0.5))  # starts below chance
+    args = dict(progress=0.5, lr=0.2, base_lr=0.2, val_metric=0.6, grad_norm=1.0, action=0.0)
+    a = dict(zip(names, t.update(**args, step_losses=np.array([1.0]), val_loss=1.5, d=0.001,
+                                 remaining=3).tolist(), strict=True))
+    assert a["gen_gap_trend"] == 0.0 and a["log_d_growth"] == 0.0  # nothing before
+    assert a["log_d_since_start"] == 0.0
+    assert a["log_remaining"] == pytest.approx(math.log(4) / 4)
+    assert a["loss_vs_chance"] == first["loss_vs_chance"]  # one value per run
+    b = dict(zip(names, t.update(**args, step_losses=np.array([1.0]), val_loss=3.0, d=0.004,
+                                 remaining=0).tolist(), strict=True))
+    assert b["gen_gap_trend"] == pytest.approx(b["gen_gap"] - a["gen_gap"], abs=1e-6)
+    assert b["gen_gap_trend"] > 0  # the gap grows: validation got worse, training did not
+    assert b["log_d_growth"] == pytest.approx(math.log(4.0))
+    assert b["log_d_since_start"] == pytest.approx(math.log(4.0))
+    assert b["log_remaining"] == 0.0
+    # No d (the task's own optimizer) and no chance loss: the features stay 0.
+    u = FeatureTracker(0.1, features=names)
+    assert u.reset(2.0, 0.1)[0] == 0.0
+    assert u.update(**args, step_losses=np.array([1.0]), val_loss=1.5)[3:5].tolist() == [0, 0]

@@ -58,9 +58,11 @@ def check_deployable(env_config: EnvConfig | Mapping[str, Any]) -> None:
     A file may ask for ``1 < max_factor <= 10``, ``1e-6 <= lr_min_factor <= 1``,
     ``1 <= lr_max_factor <= 1e4`` (:data:`LR_FACTOR_RANGE`) and, when set, finite bounds
     with ``1e-12 <= lr_min < lr_max <= 1e3`` (:data:`LR_RANGE`), so no file sets an LR
-    a thousand times past any here (a re-signed ``lr_max_factor=1e12`` would). Training
-    checks its ``env_kwargs`` with this too, so no agent is trained that could not be
-    exported.
+    a thousand times past any here (a re-signed ``lr_max_factor=1e12`` would);
+    ``lr_min=0`` only in anchored mode, whose multiplier is re-decided every interval (a
+    recursive one could never leave an LR of 0), so that a residual over a schedule
+    decaying to 0 is that schedule at action 0. Training checks its ``env_kwargs`` with
+    this too, so no agent is trained that could not be exported.
 
     Raises:
         ValueError: A rule is broken; the message names the field and the valid range.
@@ -73,7 +75,10 @@ def check_deployable(env_config: EnvConfig | Mapping[str, Any]) -> None:
     check_real("lr_max_factor", c.get("lr_max_factor", EnvConfig.lr_max_factor), lo=1.0,
                hi=high)
     if c.get("lr_min") is not None:
-        check_real("lr_min", c["lr_min"], lo=LR_RANGE[0], hi=LR_RANGE[1])
+        lr_min = c["lr_min"]
+        anchored = c.get("mode", EnvConfig.mode) == "anchored"
+        if not (anchored and lr_min == 0 and not isinstance(lr_min, bool)):
+            check_real("lr_min", lr_min, lo=LR_RANGE[0], hi=LR_RANGE[1])
     if c.get("lr_max") is not None:
         check_real("lr_max", c["lr_max"], lo=LR_RANGE[0], hi=LR_RANGE[1])
     lo, hi = c.get("lr_min"), c.get("lr_max")

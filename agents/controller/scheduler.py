@@ -15,6 +15,7 @@ from agents.controller.policy import ControllerPolicy
 from agents.controller.resolve import agent_label, load_controller_file
 from agents.controller.state import TRACKER_CONSTANTS, StateSpec, check_state
 from lr_gym import lr_rule
+from lr_gym.bases import step_size_estimate
 from lr_gym.config import MAX_TOTAL_STEPS, EnvConfig, check_int, check_real
 from lr_gym.features import FeatureTracker
 from lr_gym.grad_stats import IntervalMeter
@@ -52,6 +53,8 @@ class LRController:
         model: The model the optimizer trains, for the guard: its rollback then restores
             buffers such as batch-norm statistics too. Without it the guard restores
             the optimizer's parameters and state only, with one warning.
+        chance_loss: Your task's validation loss at chance (``log C`` for C classes),
+            for a controller that observes ``loss_vs_chance``; None: unknown (0).
     """
 
     load = staticmethod(ControllerPolicy.load)
@@ -109,6 +112,7 @@ class LRController:
         lr_max: float | None = None,
         guard: bool = True,
         model: torch.nn.Module | None = None,
+        chance_loss: float | None = None,
     ) -> None:
         check_int("total_steps", total_steps, lo=1, hi=MAX_TOTAL_STEPS)
         check_int("steps_per_action", steps_per_action, lo=1)
@@ -152,7 +156,8 @@ class LRController:
         self.skipped_losses = 0
         """Non-finite training losses skipped so far (one warning at the first)."""
         halflives = self.policy.config.get("tracker", {})
-        self._tracker = FeatureTracker(self.lr0, **halflives, features=self.config.features)
+        self._tracker = FeatureTracker(self.lr0, **halflives, features=self.config.features,
+                                       chance_loss=chance_loss)
         # What a resume state must have been saved by: the content, not the file's path.
         self._name = agent_label(self.policy.path) if self.policy.path else "a ControllerPolicy"
         self._content_sha256 = self.policy.content_sha256
@@ -349,6 +354,8 @@ class LRController:
                 val_metric=val_metric,
                 grad_norm=self._grad_norm,
                 action=self._rule.action,
+                d=step_size_estimate(self.optimizer),
+                remaining=(self.total_steps - self._t) / self.steps_per_action,
                 **stats,
             )
         self._last_val = (val_loss, val_metric)
@@ -449,7 +456,7 @@ class LRController:
             steps_per_action=self.steps_per_action, lr0=self.lr0,
             group_lr0=tuple(self._group_lr0), lr_min=self._bounds[0], lr_max=self._bounds[1],
             features=self.config.features, short_halflife=self._tracker.short_halflife,
-            long_halflife=self._tracker.long_halflife)
+            long_halflife=self._tracker.long_halflife, chance_loss=self._tracker.chance_loss)
 
     def load_state_dict(self, state: dict[str, Any], *,
                         source: str = "LRController.load_state_dict(state)") -> None:

@@ -14,8 +14,8 @@ said otherwise):
 * binding: ``controller_sha256`` is the content digest of the controller file that saved
   it (weights and rule, not provenance: :func:`~agents.controller.file.content_digest`),
   ``controller`` its name for messages; ``total_steps``, ``steps_per_action``, ``lr0``,
-  ``group_lr0`` and the tracker's ``lr0``, half-lives and features equal this
-  controller's. A state of another controller is refused, naming both.
+  ``group_lr0`` and the tracker's ``lr0``, half-lives, features and chance loss equal
+  this controller's. A state of another controller is refused, naming both.
 * progress: ``0 <= t <= T`` (0 before the first decision, ``started`` false), and
   ``t - K <= interval_start <= t``.
 * the LR rule: ``multiplier > 0``, ``-1 <= action <= 1``, ``0 < scale <= 1``,
@@ -25,8 +25,9 @@ said otherwise):
 * the interval: at most ``2 K`` ``losses`` (any float: non-finite ones are skipped),
   ``0 <= skipped_losses <= 2 t``, ``grad_norm >= 0`` or NaN (not measured yet).
 * the tracker's running statistics: ``initial_loss > 0``; the loss EMAs, the previous
-  and best validation losses; ``_grad0`` and ``_prev_grad`` > 0 or null;
-  ``_prev_mean_loss`` or null; one EMA or null per step-size feature.
+  and best validation losses, ``_vs_chance``; ``_grad0``, ``_prev_grad``, ``_d_first``
+  and ``_d_prev`` > 0 or null; ``_prev_mean_loss`` and ``_prev_gap`` or null; one EMA or
+  null per step-size feature.
 * the last decision: ``last_obs`` (one value per feature, within the observation bound)
   and ``last_val`` (validation loss and metric), both null before the first decision;
   at most ``t + 1`` ``history`` entries ``[step <= t, action, lr >= 0]``, and
@@ -60,11 +61,12 @@ STATE_KEYS = ("controller", "controller_sha256", "total_steps", "steps_per_actio
               "guard_restores")
 """The keys of a state, exactly (an unknown key is refused: it could shadow anything)."""
 
-TRACKER_CONSTANTS = ("lr0", "short_halflife", "long_halflife", "features")
+TRACKER_CONSTANTS = ("lr0", "short_halflife", "long_halflife", "features", "chance_loss")
 """The tracker keys a state holds before the first decision; they equal this controller's."""
 
 TRACKER_STATS = ("initial_loss", "_short", "_long", "_grad0", "_prev_grad", "_prev_val",
-                 "_best_val", "_a_short", "_a_long", "_prev_mean_loss", "_step_emas")
+                 "_best_val", "_a_short", "_a_long", "_prev_mean_loss", "_step_emas",
+                 "_prev_gap", "_d_first", "_d_prev", "_vs_chance")
 """The tracker keys the first decision adds: its running statistics."""
 
 _MESSAGE_CHARS = 240
@@ -91,6 +93,7 @@ class StateSpec:
         features: Its observed features.
         short_halflife: Its tracker's short half-life.
         long_halflife: Its tracker's long half-life.
+        chance_loss: Its tracker's loss at chance (None: unknown).
     """
 
     controller: str
@@ -104,11 +107,12 @@ class StateSpec:
     features: tuple[str, ...]
     short_halflife: float
     long_halflife: float
+    chance_loss: float | None = None
 
     def tracker_constants(self) -> dict[str, Any]:
         """The tracker's constants as this controller computes them (``_a_*``: its EMA rates)."""
         tracker = FeatureTracker(self.lr0, self.short_halflife, self.long_halflife,
-                                 self.features)
+                                 self.features, self.chance_loss)
         tracker.reset(1.0, 0.0)
         state = tracker.state_dict()
         return {k: state[k] for k in (*TRACKER_CONSTANTS, "_a_short", "_a_long")}
@@ -299,10 +303,13 @@ def _tracker(r: _Reader, value: object, spec: StateSpec, started: bool) -> dict[
         _prev_grad=r.optional("tracker._prev_grad", tracker["_prev_grad"], lo=0.0,
                               lo_open=True),
         _prev_mean_loss=r.optional("tracker._prev_mean_loss", tracker["_prev_mean_loss"]),
+        _prev_gap=r.optional("tracker._prev_gap", tracker["_prev_gap"]),
+        _d_first=r.optional("tracker._d_first", tracker["_d_first"], lo=0.0, lo_open=True),
+        _d_prev=r.optional("tracker._d_prev", tracker["_d_prev"], lo=0.0, lo_open=True),
         _step_emas={name: r.optional(f"tracker._step_emas.{name}", emas[name])
                     for name in STEP_FEATURES},
     )
-    for key in ("_short", "_long", "_prev_val", "_best_val"):
+    for key in ("_short", "_long", "_prev_val", "_best_val", "_vs_chance"):
         out[key] = r.real(f"tracker.{key}", tracker[key])
     return out
 

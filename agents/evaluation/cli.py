@@ -33,6 +33,7 @@ class UsageError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
+    from agents.evaluation.controls import add_control_arguments
     from agents.ray_cluster import add_ray_arguments
     from agents.tuning import DEFAULT_BUDGET, TUNING_SEED
 
@@ -60,11 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", nargs="*", default=None,
                    help="Baselines to compare with (default: all; the open-loop controls "
                         "replay, learned_schedule and fixed_decay need an agent).")
-    p.add_argument("--control-envs", nargs="+", default=None,
-                   help="Envs that fix the open-loop controls learned_schedule and fixed_decay "
-                        "(never test ids; default: the dev split's reference envs).")
-    p.add_argument("--control-seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS),
-                   help="Seeds of those runs.")
+    add_control_arguments(p, toggle=False, cache=False)
     p.add_argument("--track", choices=("self", "external", "both"), default="both",
                    help="AlgoPerf tracks to run.")
     p.add_argument("--tuning-budget", type=int, default=DEFAULT_BUDGET,
@@ -108,6 +105,7 @@ def _check_args(args: argparse.Namespace, env_ids: list[str], names: list[str]) 
 
     import lr_gym
     from agents.baselines import BASELINES
+    from agents.evaluation.controls import check_control_envs
     from lr_gym.config import MAX_TORCH_THREADS
 
     for eid in env_ids:
@@ -118,17 +116,14 @@ def _check_args(args: argparse.Namespace, env_ids: list[str], names: list[str]) 
     unknown = [b for b in names if b not in BASELINES]
     if unknown:
         raise UsageError(f"unknown baseline {unknown[0]!r}; choose from {sorted(BASELINES)}.")
-    if args.control_envs:
-        from lr_gym.splits import refuse_split
-
-        unknown_ids = [e for e in args.control_envs if e not in gym.registry]
-        if unknown_ids:
-            raise UsageError(f"--control-envs: unknown env id {unknown_ids[0]!r}; register it "
-                             "and pass its module with --gym-packages.")
-        try:
-            refuse_split(args.control_envs, "test", "fixing the open-loop controls")
-        except ValueError as err:
-            raise UsageError(f"--control-envs: {err}") from err
+    unknown_ids = [e for e in args.control_envs or () if e not in gym.registry]
+    if unknown_ids:
+        raise UsageError(f"--control-envs: unknown env id {unknown_ids[0]!r}; register it "
+                         "and pass its module with --gym-packages.")
+    try:
+        check_control_envs(args.control_envs)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
     for flag, seeds in (("--seeds", args.seeds), ("--target-seeds", args.target_seeds),
                         ("--control-seeds", args.control_seeds)):
         if any(s < 0 for s in seeds):

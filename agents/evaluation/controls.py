@@ -12,6 +12,7 @@ evaluation's store) and ``controls.json``.
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,45 @@ from typing import Any
 
 DEV_SEEDS = (0, 1, 2, 3, 4)
 """The dev episodes' seeds."""
+
+
+def add_control_arguments(p: argparse.ArgumentParser, *, toggle: bool = True,
+                          cache: bool = True) -> None:
+    """The flags that choose and fix the open-loop controls, the same in every tool.
+
+    Args:
+        p: The parser.
+        toggle: Add ``--controls/--no-controls`` (tools that run them by default).
+        cache: Add ``--controls-cache`` (tools without a log folder of their own).
+    """
+    if toggle:
+        p.add_argument("--controls", action=argparse.BooleanOptionalAction, default=True,
+                       help="Run each learned controller's open-loop controls (replay, "
+                            "learned_schedule, fixed_decay) beside it, on its own LR rule.")
+    p.add_argument("--control-envs", nargs="+", default=None,
+                   help="Envs that fix learned_schedule and fixed_decay (never test ids; "
+                        "default: the dev split's reference envs).")
+    p.add_argument("--control-seeds", nargs="+", type=int, default=list(DEV_SEEDS),
+                   help="Seeds of those runs.")
+    if cache:
+        p.add_argument("--controls-cache", type=Path, default=Path("logs/open_loop"),
+                       help="Where those dev runs are kept (as evaluate_agent.py's).")
+
+
+def check_control_envs(envs: Sequence[str] | None) -> None:
+    """Refuses test envs for fixing the controls (they are fixed on dev, then frozen).
+
+    Raises:
+        ValueError: One line naming the ids and the fix (``--control-envs: ...``).
+    """
+    if not envs:
+        return
+    from lr_gym.splits import refuse_split
+
+    try:
+        refuse_split(envs, "test", "fixing the open-loop controls")
+    except ValueError as err:
+        raise ValueError(f"--control-envs: {err}") from err
 
 
 def score(run: Mapping[str, Any]) -> float:

@@ -13,7 +13,7 @@ import torch
 from gymnasium import spaces
 
 from lr_gym import lr_rule
-from lr_gym.bases import base_task
+from lr_gym.bases import base_task, step_size_estimate
 from lr_gym.config import EnvConfig
 from lr_gym.events import Event, apply_event, draw_event
 from lr_gym.features import OBS_BOUND, FeatureTracker
@@ -109,6 +109,13 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     | log_noise_scale_* | log(B_noise / B), the simple gradient noise scale over the batch |
     | loss_ratio_* | log(mean train loss / the previous interval's) |
     | log_update_ratio_* | log(‖Δw‖ / ‖w‖) of the interval's last step |
+
+    :data:`lr_gym.features.V3_FEATURES` adds to v2's what tells apart regimes whose best
+    schedule differs: ``loss_vs_chance`` (the start against the task's
+    :attr:`~lr_gym.tasks.Task.chance_loss`: fine-tuning starts far below it),
+    ``gen_gap_trend``, ``log_d_growth`` and ``log_d_since_start`` (the base optimizer's
+    own step-size estimate, Prodigy's ``d``, and its growth) and ``log_remaining`` (the
+    decisions left).
 
     :data:`lr_gym.features.V2_FEATURES` is v1's observation without the level features
     that name a task (loss, metric and gradient-norm levels), plus these; the learnability
@@ -412,7 +419,8 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"Task {self.task.name!r}: eval_fn returned loss={val['loss']} for the "
                 "untrained model; the initial validation loss must be finite and > 0."
             )
-        self._tracker = FeatureTracker(self.lr0, features=self.config.features)
+        self._tracker = FeatureTracker(self.lr0, features=self.config.features,
+                                       chance_loss=self.task.chance_loss)
         obs = self._tracker.reset(val["loss"], val[self.task.metric])
         self._val = val
         self._guard = None
@@ -566,6 +574,8 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
             val_metric=val[task.metric],
             grad_norm=float(grad_norm),
             action=a,
+            d=step_size_estimate(opt),
+            remaining=(self.total_steps - self._t) / self.steps_per_action,
             **meter.stats(),
         )
         self._train_loss = self._tracker.train_loss

@@ -168,6 +168,10 @@ class Task:
         family: Task family: the key of the train/dev/test split declared in
             :mod:`lr_gym.splits` (families outside it, e.g. ``"custom"``, are in none).
         description: One line for docs and ``--help``.
+        chance_loss: The validation loss of a model that knows nothing (``log C`` for
+            a C-class cross-entropy, 1 for a standardised regression's MSE), or None if
+            unknown: the ``loss_vs_chance`` feature tells a fine-tuning run (which starts
+            far below it) from one trained from scratch.
     """
 
     name: str
@@ -188,6 +192,7 @@ class Task:
     grad_clip: float | None = None
     family: str = "custom"
     description: str = ""
+    chance_loss: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -197,6 +202,8 @@ class Task:
             for name in ("total_steps", "steps_per_action", "batch_size", "eval_batch_size"):
                 check_int(name, getattr(self, name), lo=1,
                           hi=MAX_TOTAL_STEPS if "steps" in name else None)
+            if self.chance_loss is not None:
+                check_real("chance_loss", self.chance_loss, lo=0.0, lo_open=True)
             if self.grad_clip is not None:
                 check_real("grad_clip", self.grad_clip, lo=0.0, lo_open=True)
         except (TypeError, ValueError) as err:
@@ -241,6 +248,9 @@ def _describe(value: Any) -> Any:
     return repr(value)
 
 
+_LATER_FIELDS = ("chance_loss",)
+
+
 def task_fingerprint(task: Task) -> str:
     """SHA-256 of a task's definition: every field, callables by name and bytecode.
 
@@ -253,5 +263,7 @@ def task_fingerprint(task: Task) -> str:
     import hashlib
     import json
 
-    fields = {f.name: _describe(getattr(task, f.name)) for f in dataclasses.fields(task)}
+    fields = {f.name: _describe(getattr(task, f.name)) for f in dataclasses.fields(task)
+              # Unset fields added later leave the fingerprints of older tasks as they were.
+              if not (f.name in _LATER_FIELDS and getattr(task, f.name) is None)}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()

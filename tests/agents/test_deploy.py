@@ -191,10 +191,22 @@ def test_step_size_features_equal_the_envs_on_the_same_steps(tmp_path, optimizer
     ppo = PPOController.load(run, device="cpu")
     task = dataclasses.replace(blob_task(), optimizer=optimizer, total_steps=48,
                                lr=0.1 if optimizer is torch.optim.SGD else 0.01)
+    observations = _ride_along(run, task, ppo)
+    seen = [obs[[V2_FEATURES.index(f) for f in STEP_FEATURES]] for obs in observations[1:]]
+    assert np.count_nonzero(np.array(seen)) > len(seen) * 6  # measured, not left at 0
+
+
+def _ride_along(run: Path, task: Task, ppo: PPOController, **controller_kwargs) -> list:
+    """An env episode with a deployed controller riding along the env's own optimizer.
+
+    A hook after each of its steps feeds the controller, so both see the same gradients,
+    weights and losses; every observation must match. Returns the env's observations.
+    """
     env = LRControlEnv(task, **ppo.env_kwargs())
     obs, info = env.reset(seed=3)
-    ctl = LRController(env._optimizer, LRController.from_run(exported_run(run)), total_steps=48,
-                       steps_per_action=task.steps_per_action, guard=False)
+    ctl = LRController(env._optimizer, LRController.from_run(exported_run(run)),
+                       total_steps=task.total_steps, steps_per_action=task.steps_per_action,
+                       guard=False, **controller_kwargs)
     last_loss = {}
     real_loss_fn = env.task.loss_fn
 
@@ -206,15 +218,36 @@ def test_step_size_features_equal_the_envs_on_the_same_steps(tmp_path, optimizer
     env._optimizer.register_step_post_hook(lambda *_: ctl.step(last_loss["v"]))
     ctl.observe(val_loss=info["val_loss"], val_metric=info["val_metric"])
     np.testing.assert_array_equal(ctl.last_observation, obs)
-    done, seen = False, []
+    done, seen = False, [obs]
     while not done:
         obs, _, terminated, truncated, info = env.step(ppo.act(obs, info))
         done = terminated or truncated
         assert ctl.eval_due
         ctl.observe(val_loss=info["val_loss"], val_metric=info["val_metric"])
         np.testing.assert_array_equal(ctl.last_observation, obs)
-        seen.append(obs[[V2_FEATURES.index(f) for f in STEP_FEATURES]])
-    assert np.count_nonzero(np.array(seen)) > len(seen) * 6  # measured, not left at 0
+        seen.append(obs)
+    return seen
+
+
+def test_v3_features_equal_the_envs_over_prodigy(tmp_path):
+    # The v3 observation adds what tells regimes apart: the start against chance, the
+    # gap's trend, Prodigy's d and its growth, the budget left. Riding along the env's
+    # own Prodigy, the deployed controller must observe exactly what the env does.
+    import math
+
+    from lr_gym.features import V3_FEATURES
+
+    run = make_run(tmp_path, {"mode": "recursive", "base": "prodigy",
+                              "features": list(V3_FEATURES)})
+    ppo = PPOController.load(run, device="cpu")
+    task = dataclasses.replace(blob_task(), total_steps=48, chance_loss=math.log(3))
+    new = [V3_FEATURES.index(f) for f in ("loss_vs_chance", "gen_gap_trend", "log_d_growth",
+                                          "log_d_since_start", "log_remaining")]
+    seen = np.array([obs[new] for obs in _ride_along(run, task, ppo,
+                                                     chance_loss=math.log(3))[1:]])
+    assert np.all(np.count_nonzero(seen, axis=0) > 0)  # every new feature is measured
+    assert len(set(seen[:, 0])) == 1  # the start against chance: one value per run
+    assert np.all(np.diff(seen[:, 4]) < 0) and seen[-1, 4] == 0.0  # the budget runs out
 
 
 def test_plain_loop_measures_grad_norm_and_scales_every_group(exported):
@@ -637,7 +670,10 @@ def _set(section, key, value):
 
 
 @pytest.mark.parametrize(("edit_config", "edit_tensors", "message"), [
-    (_set("env_config", "lr_min", 0.0), None, "lr_min must be >= 1e-12 and <= 1000, finite"),
+    # lr_min 0: only an anchored rule (the fixture's) may reach it; a recursive one could
+    # never leave it.
+    (lambda c: c["env_config"].update(mode="recursive", lr_min=0.0), None,
+     "lr_min must be >= 1e-12 and <= 1000, finite"),
     # A re-signed file asking for lr_max = lr0 * 1e12 (issue 36).
     (_set("env_config", "lr_max_factor", 1e12), None, "lr_max_factor must be >= 1 and <= 10000"),
     (_set("env_config", "lr_max", 5e10), None, "lr_max must be >= 1e-12 and <= 1000, finite"),
@@ -764,7 +800,8 @@ def _check_loads_or_refuses(path: Path) -> ControllerPolicy | None:
     c = policy.env_config
     assert 1 < c.max_factor <= MAX_FACTOR_LIMIT, c.max_factor
     assert set(c.features) <= set(ALL_FEATURES)
-    assert c.lr_min is None or 0 < c.lr_min < (c.lr_max or math.inf)
+    assert c.lr_min is None or (c.lr_min > 0 or (c.lr_min == 0 and c.mode == "anchored"))
+    assert c.lr_min is None or c.lr_min < (c.lr_max or math.inf)
     assert -1 <= policy.config["policy"]["action_low"] < policy.config["policy"]["action_high"] <= 1
     assert math.isfinite(policy.act(np.zeros(len(c.features), np.float32)))  # it runs
     return policy

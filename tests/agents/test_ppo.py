@@ -224,3 +224,31 @@ def test_a_killed_run_without_its_model_points_at_its_last_checkpoint(tmp_path):
         check_model_zip(tmp_path / "model.zip")
     with pytest.raises(FileNotFoundError, match=r"No model file [^ ]*\.$"):
         check_model_zip(tmp_path / "elsewhere" / "model.zip")
+
+
+def test_an_untrained_v3_policy_is_the_dev_chosen_fixed_decay_exactly(tmp_path):
+    # Controller v3's rule is a residual over the fixed decay dev chose (linear to 0 of
+    # Prodigy's lr): with a zero action head its untrained policy is that schedule, bit
+    # for bit, so PPO starts from the best open-loop control and is paid for departures.
+    from agents.controller import PolicyController
+    from agents.controller.export import export_controller
+    from agents.open_loop import fixed_decay
+    from agents.rollout import run_episode
+    from agents.runs import CONTROLLER
+    from lr_gym.config import V3_ENV_KWARGS
+
+    hp = load_hyperparams("lr_gym/TrainFamilies-v2")
+    assert hp.zero_init_action
+    venv = VecNormalize(make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1",
+                                                      features=V3_ENV_KWARGS["features"]),
+                                     n_envs=1))
+    model = make_ppo(venv, hp, seed=0, device="cpu")
+    ctl = PPOController(model, venv.obs_rms.mean, venv.obs_rms.var, env_kwargs=V3_ENV_KWARGS)
+    learned = PolicyController.load(export_controller(ctl, tmp_path / CONTROLLER))
+    short = {"total_steps": 90}
+    a = run_episode("lr_gym/Waves-Conv1D-v1", learned, 0, env_kwargs=short)
+    b = run_episode("lr_gym/Waves-Conv1D-v1", fixed_decay("linear", learned.env_kwargs()), 0,
+                    env_kwargs=short)
+    assert a.actions == [0.0] * len(a.actions)
+    assert a.lrs == b.lrs and a.val_loss == b.val_loss and a.test == b.test
+    assert a.lrs[1] > a.lrs[-1] > 0  # it decays

@@ -165,6 +165,15 @@ def test_check_deployable_accepts_the_limits_and_config_objects():
     check_deployable({"lr_min_factor": 1.0, "lr_max_factor": 1.0})
     check_deployable({})  # every default is deployable
     check_deployable({"lr_min": 0.1})  # one bound alone
+    # An anchored residual over a decay to 0 reaches 0 at action 0; a recursive one at
+    # 0 could never come back.
+    check_deployable({"mode": "anchored", "lr_min": 0.0})
+    with pytest.raises(ValueError, match="^lr_min must be >= 1e-12 and <= 1000, finite"):
+        check_deployable({"mode": "recursive", "lr_min": 0.0})
+    with pytest.raises(ValueError, match="^lr_min must be >= 1e-12 and <= 1000, finite"):
+        check_deployable({"mode": "anchored", "lr_min": 1e-13})  # 0 exactly, or the range
+    with pytest.raises(TypeError, match="^lr_min must be a number, got False"):
+        check_deployable({"mode": "anchored", "lr_min": False})
     check_deployable(EnvConfig(max_factor=4.0))
     with pytest.raises(ValueError, match="^max_factor must be"):
         check_deployable(EnvConfig().replace(max_factor=20.0))

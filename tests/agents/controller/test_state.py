@@ -225,6 +225,11 @@ def _set(path, value):
     (("tracker", "_grad0"), 0.0, r"tracker\._grad0 must be > 0, finite, got 0\.0"),
     (("tracker", "_prev_grad"), -1.0, r"tracker\._prev_grad must be > 0, finite, got -1\.0"),
     (("tracker", "_prev_mean_loss"), math.nan, r"tracker\._prev_mean_loss must be finite"),
+    (("tracker", "_prev_gap"), math.nan, r"tracker\._prev_gap must be finite, got nan"),
+    (("tracker", "_d_first"), 0.0, r"tracker\._d_first must be > 0, finite, got 0\.0"),
+    (("tracker", "_d_prev"), math.inf, r"tracker\._d_prev must be > 0, finite, got inf"),
+    (("tracker", "_vs_chance"), math.nan, r"tracker\._vs_chance must be finite, got nan"),
+    (("tracker", "chance_loss"), 0.7, r"tracker\.chance_loss is 0\.7 in the state but None"),
     (("tracker", "_step_emas"), {}, r"tracker\._step_emas lacks \["),
     (("tracker", "_step_emas", STEP_FEATURES[0]), math.inf,
      rf"tracker\._step_emas\.{STEP_FEATURES[0]} must be finite, got inf"),
@@ -245,6 +250,9 @@ def test_each_field_is_checked_and_named(state, spec, path, value, message):
     (("last_obs", 0), 10.0), (("last_obs", 0), -10.0), (("history",), []),
     (("history", 0, 2), 0.0), (("guard_restores",), 3), (("tracker", "_grad0"), None),
     (("tracker", "_prev_grad"), None), (("tracker", "_prev_mean_loss"), None),
+    (("tracker", "_prev_gap"), -0.5), (("tracker", "_prev_gap"), None),
+    (("tracker", "_d_first"), 1e-6), (("tracker", "_d_prev"), None),
+    (("tracker", "_vs_chance"), -2.0),
     (("tracker", "_short"), -3.0), (("tracker", "_step_emas", STEP_FEATURES[0]), None),
     (("tracker", "features"), tuple(load_controller_file("lr_gym/task-base")
                                     .env_config.features)),
@@ -417,3 +425,16 @@ def test_the_tracker_constants_are_this_controllers(spec):
     tracker.reset(5.0, 0.5)  # the rates do not depend on the run
     assert constants["_a_short"] == tracker.state_dict()["_a_short"]
     assert set(constants) == {*TRACKER_CONSTANTS, "_a_short", "_a_long"}
+
+
+def test_a_state_binds_the_chance_loss_it_was_saved_with(policy):
+    ctl = _controller(policy, chance_loss=math.log(2))
+    _drive(ctl, 7)
+    state = json.loads(json.dumps(ctl.state_dict()))
+    resumed = _controller(policy, chance_loss=math.log(2))
+    resumed.load_state_dict(state)
+    assert json.dumps(resumed.state_dict(), sort_keys=True) == json.dumps(state, sort_keys=True)
+    other = _controller(policy, chance_loss=math.log(10))
+    with pytest.raises(ControllerStateError, match=r"tracker\.chance_loss is 0\.69\d* in the "
+                       r"state but 2\.30\d* in this controller"):
+        other.load_state_dict(state)

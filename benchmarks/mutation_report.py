@@ -37,6 +37,8 @@ REASONS: list[tuple[str, str]] = [
     (r"tracker\.reset\(",
      "equivalent: a tracker's constants (features, half-lives, EMA rates) do not depend on "
      "the loss and metric it is reset with"),
+    (r'c\.get\("mode", (None|)\)',
+     "equivalent: EnvConfig's default mode is not 'anchored', and neither is None"),
     (r"\(n_features,\), None\)",
      "equivalent: None is as falsy as False (normalisation statistics may be float64)"),
     (r"simplefilter|RandomState\(None\)|random_state=None|^\+\s*\)$",

@@ -280,3 +280,27 @@ def test_check_env_gymnasium_and_sb3_on_the_finetune_ids(env_id):
     gym_check_env(env.unwrapped, skip_render_check=True)
     sb3_check_env(env.unwrapped, warn=True)
     env.close()
+
+
+# A static episode of each fine-tuning id, pretraining included (cold cache in a fresh
+# session folder, or warm: the same bits). Pinned per CPU capability as in
+# tests/test_pinned_episodes.py; recorded on AVX-512 at torch 2.14.1. To pin another
+# machine, add its capability with the digests this test's failure prints.
+FINETUNE_PINS = {
+    "AVX512": {"lr_gym/Digits-CNN-Finetune-v1": "c078d360a6c5e938",
+               "lr_gym/Waves-Conv1D-Finetune-v1": "c8a76eaa963cba48"},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", sorted(FINETUNE_PINS["AVX512"]))
+def test_pinned_finetune_episodes(env_id):
+    from agents.baselines import make_baseline
+    from agents.rollout import run_episode
+    from tests.test_pinned_episodes import CAPABILITY, PINNED_TORCH, digest
+
+    if not torch.__version__.startswith(PINNED_TORCH) or CAPABILITY not in FINETUNE_PINS:
+        pytest.skip(f"pinned on torch {PINNED_TORCH} for {sorted(FINETUNE_PINS)}")
+    res = run_episode(env_id, make_baseline("static"), 0)
+    assert digest(res) == FINETUNE_PINS[CAPABILITY][env_id], (
+        CAPABILITY, digest(res), repr(res.val_loss[-1]))

@@ -102,6 +102,14 @@ def overfits(run: dict, drop: float, late: float) -> dict:
             "loss_rises": bool(loss_up)}
 
 
+def per_run(run: dict, drop: float, late: float) -> dict:
+    """What the results file keeps of a run: its verdicts and last values, not its curves."""
+    return {**{k: run[k] for k in ("task", "variant", "diverged", "seconds")},
+            **overfits(run, drop, late), "decisions": len(run["val_metric"]) - 1,
+            "final_val_metric": run["val_metric"][-1], "best_val_metric": max(run["val_metric"]),
+            "final_val_loss": run["val_loss"][-1], "min_val_loss": min(run["val_loss"])}
+
+
 def summarize(family: str, runs: list[dict], drop: float, late: float) -> list[dict]:
     """One row per data variant (and one for all)."""
     rows = []
@@ -157,8 +165,9 @@ def main(argv: list[str] | None = None) -> None:
 
     rows, runs = [], {}
     for family in args.families:
-        runs[family] = [run_sample(family, s, args.lr_scale) for s in range(args.samples)]
-        rows += summarize(family, runs[family], args.drop, args.late)
+        curves = [run_sample(family, s, args.lr_scale) for s in range(args.samples)]
+        rows += summarize(family, curves, args.drop, args.late)
+        runs[family] = [per_run(r, args.drop, args.late) for r in curves]
         print(table(rows[-3:]).split("\n", 2)[-1], flush=True)
     md = table(rows)
     print("\n" + md)

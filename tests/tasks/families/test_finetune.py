@@ -304,3 +304,25 @@ def test_pinned_finetune_episodes(env_id):
     res = run_episode(env_id, make_baseline("static"), 0)
     assert digest(res) == FINETUNE_PINS[CAPABILITY][env_id], (
         CAPABILITY, digest(res), repr(res.val_loss[-1]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("split", ["train", "dev", "test"])
+def test_a_v3_sampler_with_v2_settings_runs_the_finetune_families(split):
+    """What the integration registers: the v3 families with the paired reward and events."""
+    from lr_gym.config import V2_ENV_KWARGS
+    from lr_gym.envs import SampledTaskEnv
+
+    s = SPLITS[split]
+    env = SampledTaskEnv(s.v3_sampled_families, lr_scale="v2", repeat=2,
+                         **{**V2_ENV_KWARGS, "event_prob": 1.0}, **SHORT)
+    for family in s.v3_families:
+        obs, info = env.reset(seed=1, options={"family": family})
+        assert info["task"].startswith(f"{family}/") and env.observation_space.contains(obs)
+        done = False
+        while not done:
+            obs, r, term, trunc, info = env.step(np.zeros(1, np.float32))
+            done = term or trunc
+            assert np.isfinite(r)
+        assert info["event"] is not None
+    env.close()

@@ -63,6 +63,10 @@ BUILTIN_TASKS: dict[str, str] = {
     # Fine-tune a real pretrained encoder (the `pretrained` extra: lr_gym.tasks.seed.pretrained).
     "IMDB-MiniLM-CPU": "lr_gym.tasks.seed.imdb:imdb_minilm_cpu",
     "SQuADv2-MiniLM-CPU": "lr_gym.tasks.seed.squad:squad_v2_minilm_cpu",
+    # Task distribution v3: fine-tuning from procedurally pretrained weights (dev, test;
+    # lr_gym.splits.FINETUNE_ENV_IDS, outside the splits' evaluation sets).
+    "Digits-CNN-Finetune": "lr_gym.tasks.families.finetune:digits_cnn_finetune",
+    "Waves-Conv1D-Finetune": "lr_gym.tasks.families.finetune:waves_conv1d_finetune",
 }
 BUILTIN_VERSIONS: dict[str, int] = {
     # v2: resized to its measured step cost (batch 16, 80 steps, smaller eval sets).

@@ -146,7 +146,7 @@ def schedule_feature_sets() -> dict[str, tuple[str, ...]]:
 
 
 def run_schedule_state(i: int, families: Sequence[str] | None = None) -> dict[str, Any]:
-    """Task ``i`` of task distribution v3 on Prodigy: how each fixed decay ends, and more.
+    """Task ``i`` of distribution v3 on Prodigy: each fixed decay's end, and the early view.
 
     The observation is the linear decay's (the v3 rule's action 0) after
     :data:`SCHEDULE_AT` of the budget. Every member runs from seed ``i`` (the same task,

@@ -146,7 +146,7 @@ def schedule_feature_sets() -> dict[str, tuple[str, ...]]:
 
 
 def run_schedule_state(i: int, families: Sequence[str] | None = None) -> dict[str, Any]:
-    """Task ``i`` on Prodigy: how every fixed decay ends, and what the v3 base shows early.
+    """Task ``i`` of distribution v3 on Prodigy: each fixed decay's end, and the early view.
 
     The observation is the linear decay's (the v3 rule's action 0) after
     :data:`SCHEDULE_AT` of the budget. Every member runs from seed ``i`` (the same task,
@@ -167,7 +167,7 @@ def run_schedule_state(i: int, families: Sequence[str] | None = None) -> dict[st
     t0 = time.perf_counter()
     end, obs_at, task = {}, None, None
     for m, (schedule, final) in FIXED_DECAYS.items():
-        env = SampledTaskEnv(list(families or TRAIN.sampled_families), eval_test=False,
+        env = SampledTaskEnv(list(families or TRAIN.v3_sampled_families), eval_test=False,
                              **{**V3_ENV_KWARGS, "reward": "val_loss", "event_prob": 0.0,
                                 "action_cost": 0.0, "features": names, "mode": "anchored",
                                 "schedule": schedule, "final_lr_frac": final})

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from lr_gym import splits
-from lr_gym.config import V2_ENV_KWARGS, EnvConfig
+from lr_gym.config import V2_ENV_KWARGS, V3_ENV_KWARGS, EnvConfig
 from lr_gym.registration import (
     ENV_VERSION,
     add_task,
@@ -63,6 +63,10 @@ BUILTIN_TASKS: dict[str, str] = {
     # Fine-tune a real pretrained encoder (the `pretrained` extra: lr_gym.tasks.seed.pretrained).
     "IMDB-MiniLM-CPU": "lr_gym.tasks.seed.imdb:imdb_minilm_cpu",
     "SQuADv2-MiniLM-CPU": "lr_gym.tasks.seed.squad:squad_v2_minilm_cpu",
+    # Task distribution v3: fine-tuning from procedurally pretrained weights (dev, test;
+    # lr_gym.splits.FINETUNE_ENV_IDS, outside the splits' evaluation sets).
+    "Digits-CNN-Finetune": "lr_gym.tasks.families.finetune:digits_cnn_finetune",
+    "Waves-Conv1D-Finetune": "lr_gym.tasks.families.finetune:waves_conv1d_finetune",
 }
 BUILTIN_VERSIONS: dict[str, int] = {
     # v2: resized to its measured step cost (batch 16, 80 steps, smaller eval sets).
@@ -96,6 +100,14 @@ TRAIN_FAMILIES_V2_ID = register_sampler("TrainFamilies", TRAIN.sampled_families,
 """The v2 training distribution (see :data:`lr_gym.config.V2_ENV_KWARGS`)."""
 DEV_FAMILIES_V2_ID = register_sampler("DevFamilies", DEV.sampled_families, version=2, **_V2)
 """The v2 distribution over the dev families (for choices; never for training)."""
+# Task distribution v3 (controller v3): v2's families plus the fine-tuning ones, under
+# the v3 rule (a residual over the dev-chosen fixed decay of Prodigy's lr) and features.
+_V3 = {**V3_ENV_KWARGS, "lr_scale": "v2", "repeat": 4}
+TRAIN_FAMILIES_V3_ID = register_sampler("TrainFamilies", TRAIN.v3_sampled_families, version=3,
+                                        **_V3)
+"""The v3 training distribution (see :data:`lr_gym.config.V3_ENV_KWARGS`)."""
+DEV_FAMILIES_V3_ID = register_sampler("DevFamilies", DEV.v3_sampled_families, version=3, **_V3)
+"""The v3 distribution over the dev families (for choices; never for training)."""
 
 
 def __getattr__(name: str) -> Any:
@@ -111,6 +123,7 @@ __all__ = [
     "DEV",
     "DEV_FAMILIES_ID",
     "DEV_FAMILIES_V2_ID",
+    "DEV_FAMILIES_V3_ID",
     "DEV_MIX_ID",
     "SPLITS",
     "TEST",
@@ -119,6 +132,7 @@ __all__ = [
     "TRAIN",
     "TRAIN_FAMILIES_ID",
     "TRAIN_FAMILIES_V2_ID",
+    "TRAIN_FAMILIES_V3_ID",
     "TRAIN_MIX_ID",
     "EnvConfig",
     "LRControlEnv",

@@ -27,6 +27,19 @@ models never trained on:
   sequences (``seq-gru``): no training family has convolutions over time or
   recurrence, nor these data.
 
+Task distribution v3 adds fine-tuning families (:mod:`lr_gym.tasks.families.finetune`),
+each in one split's :attr:`Split.v3_families`, outside the v1/v2 samplers (whose
+:attr:`Split.sampled_families` stay as they were, so their ids sample what they always
+sampled); :attr:`Split.v3_sampled_families` is what a v3 sampler draws from, and
+:attr:`Split.v3_env_ids` (:data:`FINETUNE_ENV_IDS`) are single-task ids of the dev and
+test fine-tuning families, kept out of :attr:`Split.env_ids` (the evaluation sets):
+
+* train: ``teacher-mlp-finetune``, ``digits-mlp-finetune`` (MLPs) and
+  ``seq-transformer-finetune`` (the transformer encoder);
+* dev: ``digits-cnn-finetune`` (``lr_gym/Digits-CNN-Finetune-v1``);
+* test: ``waves-conv1d-finetune`` (``lr_gym/Waves-Conv1D-Finetune-v1``), on the test
+  split's data and architecture like every test family.
+
 Importing this module builds no model and loads no data; only :func:`split_of_env` on
 an undeclared id resolves that id's task.
 """
@@ -81,6 +94,10 @@ class Split:
         reference_ids: The single-task ids at their reference lr0, without the
             variants that only scale it (``LowLR``, ``HighLR``): what an lr0 sweep or an
             LR-free base needs once each.
+        v3_families: The families of :attr:`families` added by task distribution v3
+            (fine-tuning): in no v1/v2 id (not in :attr:`sampled_families`).
+        v3_env_ids: Single-task ids of the v3 families; not in :attr:`env_ids`, so the
+            split's evaluation set is unchanged.
     """
 
     name: str
@@ -89,10 +106,20 @@ class Split:
     mix_id: str
     sampler_id: str
     reference_ids: tuple[str, ...] = ()
+    v3_families: tuple[str, ...] = ()
+    v3_env_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.reference_ids:  # every single-task id is at its reference lr0
             object.__setattr__(self, "reference_ids", self.env_ids)
+        stray = [f for f in self.v3_families if f not in self.families]
+        if stray:
+            raise ValueError(f"Split {self.name!r}: v3_families {stray} are not in its "
+                             "families; add them to families too.")
+        both = set(self.v3_env_ids) & set(self.env_ids)
+        if both:
+            raise ValueError(f"Split {self.name!r}: {sorted(both)} are in env_ids and "
+                             "v3_env_ids; keep v3 ids out of env_ids (the evaluation set).")
 
     @property
     def grid_families(self) -> tuple[str, ...]:
@@ -101,13 +128,19 @@ class Split:
 
     @property
     def sampled_families(self) -> tuple[str, ...]:
-        """The families that sample tasks (what :attr:`sampler_id` samples from)."""
-        return tuple(f for f in self.families if FAMILIES[f].sampler is not None)
+        """The v1/v2 families that sample tasks (what :attr:`sampler_id` samples from)."""
+        return tuple(f for f in self.families
+                     if FAMILIES[f].sampler is not None and f not in self.v3_families)
+
+    @property
+    def v3_sampled_families(self) -> tuple[str, ...]:
+        """What a v3 sampler draws from: :attr:`sampled_families`, then :attr:`v3_families`."""
+        return (*self.sampled_families, *self.v3_families)
 
     @property
     def ids(self) -> tuple[str, ...]:
         """Every declared id of the split: the mix, the sampler and the single tasks."""
-        return (self.mix_id, self.sampler_id, *self.env_ids)
+        return (self.mix_id, self.sampler_id, *self.env_ids, *self.v3_env_ids)
 
 
 _EMB = "lr_gym.tasks.grids.embedded"
@@ -134,21 +167,34 @@ FAMILIES: dict[str, Family] = {
                sampler=f"{_FAM}.generated:WAVES_CONV1D"),
         Family("seq-gru", "generated-markov-sequences", "gru", _GEN,
                sampler=f"{_FAM}.generated:SEQ_GRU"),
+        # Task distribution v3: fine-tuning from pretrained weights.
+        Family("teacher-mlp-finetune", "generated-teacher-regression", "mlp",
+               sampler=f"{_FAM}.finetune:TEACHER_MLP_FINETUNE"),
+        Family("digits-mlp-finetune", "sklearn-digits", "mlp",
+               sampler=f"{_FAM}.finetune:DIGITS_MLP_FINETUNE"),
+        Family("seq-transformer-finetune", "generated-sequences-majority-minority",
+               "transformer-encoder", sampler=f"{_FAM}.finetune:SEQ_TRANSFORMER_FINETUNE"),
+        Family("digits-cnn-finetune", "sklearn-digits", "cnn2d",
+               sampler=f"{_FAM}.finetune:DIGITS_CNN_FINETUNE"),
+        Family("waves-conv1d-finetune", "generated-waves", "conv1d",
+               sampler=f"{_FAM}.finetune:WAVES_CONV1D_FINETUNE"),
     )
 }
 """Every built-in family with its data source and architecture."""
 
+_TRAIN_V3 = ("teacher-mlp-finetune", "digits-mlp-finetune", "seq-transformer-finetune")
 TRAIN = Split(
     name="train",
     families=("digits-mlp", "wine-mlp", "cancer-mlp", "tabular-mlp", "teacher-mlp",
-              "seq-transformer"),
+              "seq-transformer", *_TRAIN_V3),
     env_ids=("lr_gym/Digits-MLP-v1", "lr_gym/Wine-MLP-v1", "lr_gym/BreastCancer-MLP-v1"),
     mix_id="lr_gym/EmbeddedMix-v1",
     sampler_id="lr_gym/TrainFamilies-v1",
+    v3_families=_TRAIN_V3,
 )
 DEV = Split(
     name="dev",
-    families=("digits-cnn", "spirals-resmlp", "seq-lstm"),
+    families=("digits-cnn", "spirals-resmlp", "seq-lstm", "digits-cnn-finetune"),
     env_ids=(
         "lr_gym/Digits-CNN-v1",
         "lr_gym/Digits-CNN-Adam-v1",
@@ -161,10 +207,12 @@ DEV = Split(
     sampler_id="lr_gym/DevFamilies-v1",
     reference_ids=("lr_gym/Digits-CNN-v1", "lr_gym/Digits-CNN-Adam-v1",
                    "lr_gym/Spirals-ResMLP-v1", "lr_gym/Spirals-ResMLP-Adam-v1"),
+    v3_families=("digits-cnn-finetune",),
+    v3_env_ids=("lr_gym/Digits-CNN-Finetune-v1",),
 )
 TEST = Split(
     name="test",
-    families=("waves-conv1d", "seq-gru"),
+    families=("waves-conv1d", "seq-gru", "waves-conv1d-finetune"),
     env_ids=(
         "lr_gym/Waves-Conv1D-v1",
         "lr_gym/Waves-Conv1D-Adam-v1",
@@ -175,9 +223,18 @@ TEST = Split(
     sampler_id="lr_gym/TestFamilies-v1",
     reference_ids=("lr_gym/Waves-Conv1D-v1", "lr_gym/Waves-Conv1D-Adam-v1",
                    "lr_gym/Seq-GRU-v1"),
+    v3_families=("waves-conv1d-finetune",),
+    v3_env_ids=("lr_gym/Waves-Conv1D-Finetune-v1",),
 )
 SPLITS: dict[str, Split] = {s.name: s for s in (TRAIN, DEV, TEST)}
 """The splits by name."""
+
+V3_FAMILIES: dict[str, tuple[str, ...]] = {s.name: s.v3_families for s in SPLITS.values()}
+"""The fine-tuning families task distribution v3 adds, per split."""
+FINETUNE_ENV_IDS: dict[str, tuple[str, ...]] = {
+    s.name: s.v3_env_ids for s in SPLITS.values() if s.v3_env_ids}
+"""Single-task ids of the fine-tuning families, per split (dev and test): outside every
+split's ``env_ids``, so the evaluation sets do not change."""
 
 _PROTECTION = ("test", "dev", "train")  # a mix spanning splits counts as the most protected
 

@@ -16,6 +16,7 @@ from lr_gym.splits import (
     SPLITS,
     TEST,
     TRAIN,
+    Split,
     refuse_split,
     split_of_env,
     split_of_family,
@@ -64,13 +65,30 @@ def test_declared_ids_are_registered_and_run_their_splits_families():
         mix_families = {t.family for t in lr_gym.tasks_for(s.mix_id)}
         assert mix_families == set(s.grid_families), s.name
         assert gym.spec(s.sampler_id).kwargs["families"] == s.sampled_families
-        # Every family is reachable: through the mix's grid or the sampler (or both).
-        assert set(s.grid_families) | set(s.sampled_families) == set(s.families)
+        # Every family is reachable: through the mix's grid, the sampler or, for task
+        # distribution v3's families, a v3 sampler (which the integration registers).
+        assert set(s.grid_families) | set(s.sampled_families) | set(s.v3_families) == set(
+            s.families)
+        assert not set(s.v3_families) & set(s.sampled_families), s.name
+        assert s.v3_sampled_families == (*s.sampled_families, *s.v3_families)
         assert len(s.sampled_families) >= 2, s.name
+        for eid in s.v3_env_ids:
+            assert eid in gym.registry and eid not in s.env_ids
+            assert lr_gym.task_for(eid).family in s.v3_families, eid
     mix_ids = (lr_gym.TRAIN_MIX_ID, lr_gym.DEV_MIX_ID, lr_gym.TEST_MIX_ID)
     assert mix_ids == tuple(s.mix_id for s in SPLITS.values())
     sampler_ids = (lr_gym.TRAIN_FAMILIES_ID, lr_gym.DEV_FAMILIES_ID, lr_gym.TEST_FAMILIES_ID)
     assert sampler_ids == tuple(s.sampler_id for s in SPLITS.values())
+
+
+def test_v3_declarations_are_checked():
+    with pytest.raises(ValueError, match="not in its families"):
+        Split("x", ("a",), (), "m", "s", v3_families=("b",))
+    with pytest.raises(ValueError, match="keep v3 ids out of env_ids"):
+        Split("x", ("a",), ("lr_gym/A-v1",), "m", "s", v3_env_ids=("lr_gym/A-v1",))
+    declared = {s.name: s.v3_env_ids for s in SPLITS.values() if s.v3_env_ids}
+    assert declared == lr_gym.splits.FINETUNE_ENV_IDS
+    assert {s.name: s.v3_families for s in SPLITS.values()} == lr_gym.splits.V3_FAMILIES
 
 
 def test_grid_only_and_sampled_only_families():

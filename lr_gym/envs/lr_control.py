@@ -22,7 +22,7 @@ from lr_gym.guard import Guard
 from lr_gym.reference import CACHE as REFERENCE_CACHE
 from lr_gym.reference import ReferenceRun, reference_key, run_reference
 from lr_gym.reproducibility import pinned
-from lr_gym.tasks.base import Task, TaskData, iterate_batches, move_to
+from lr_gym.tasks.base import Task, TaskData, data_chance_loss, iterate_batches, move_to
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -420,7 +420,7 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
                 "untrained model; the initial validation loss must be finite and > 0."
             )
         self._tracker = FeatureTracker(self.lr0, features=self.config.features,
-                                       chance_loss=self.task.chance_loss)
+                                       chance_loss=self._chance_loss())
         obs = self._tracker.reset(val["loss"], val[self.task.metric])
         self._val = val
         self._guard = None
@@ -438,6 +438,14 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         self._done = False
         self._info = self._make_info(diverged=False)
         return obs, dict(self._info)
+
+    def _chance_loss(self) -> float | None:
+        """The task's chance loss, or one estimated from its training targets (once)."""
+        if self.task.chance_loss is not None or "loss_vs_chance" not in self.config.features:
+            return self.task.chance_loss
+        if not hasattr(self, "_data_chance"):
+            self._data_chance = data_chance_loss(self.data.train)
+        return self._data_chance
 
     def _reference_run(self) -> ReferenceRun:
         """The reference of this episode's seed (cached: :mod:`lr_gym.reference`)."""

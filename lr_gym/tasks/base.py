@@ -169,9 +169,10 @@ class Task:
             :mod:`lr_gym.splits` (families outside it, e.g. ``"custom"``, are in none).
         description: One line for docs and ``--help``.
         chance_loss: The validation loss of a model that knows nothing (``log C`` for
-            a C-class cross-entropy, 1 for a standardised regression's MSE), or None if
-            unknown: the ``loss_vs_chance`` feature tells a fine-tuning run (which starts
-            far below it) from one trained from scratch.
+            a C-class cross-entropy, 1 for a standardised regression's MSE); None: the
+            env estimates it from the training targets (:func:`data_chance_loss`) where
+            it can. The ``loss_vs_chance`` feature tells a fine-tuning run (which starts
+            far from it) from one trained from scratch.
     """
 
     name: str
@@ -246,6 +247,28 @@ def _describe(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return repr(value)
+
+
+def data_chance_loss(train: Dataset) -> float | None:
+    """The loss of a model that knows only the training targets' distribution.
+
+    For integer class labels (the last tensor of a ``TensorDataset``) the entropy of
+    their frequencies, the cross-entropy of always predicting them; for real-valued
+    targets their variance, the squared error of always predicting their mean. None
+    for anything else (a dataset of dicts, token sequences, ...).
+    """
+    if not isinstance(train, TensorDataset) or len(train.tensors) < 2 or not len(train):
+        return None
+    y = train.tensors[-1]
+    if y.is_floating_point():
+        var = float(y.double().var(unbiased=False)) if y.numel() > 1 else 0.0
+        return var if var > 0 else None
+    if y.dim() != 1 or y.min() < 0:
+        return None
+    p = torch.bincount(y).double() / len(y)
+    p = p[p > 0]
+    entropy = float(-(p * p.log()).sum())
+    return entropy if entropy > 0 else None
 
 
 _LATER_FIELDS = ("chance_loss",)

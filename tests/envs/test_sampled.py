@@ -77,6 +77,31 @@ def test_sampler_ids_are_registered_with_their_splits_families():
     env.close()
 
 
+# What the v1/v2 samplers drew for seeds 0-29 before task distribution v3 was declared
+# (commit 749bd6d): SHA-256 (16 hex digits) of each draw's task name, lr0 and inner seed.
+V1_V2_DRAWS = {
+    "lr_gym/TrainFamilies-v1": "29c68bdd3343e5d2",
+    "lr_gym/TrainFamilies-v2": "e07f91e372cc41dc",
+    "lr_gym/DevFamilies-v1": "0e4733215d0aae68",
+    "lr_gym/DevFamilies-v2": "558f64865cb3ac56",
+    "lr_gym/TestFamilies-v1": "0b82613dda559856",
+}
+
+
+@pytest.mark.parametrize("env_id", sorted(V1_V2_DRAWS))
+def test_v1_v2_samplers_draw_what_they_drew_before_v3(env_id):
+    import hashlib
+
+    env = gym.make(env_id).unwrapped
+    draws = []
+    for seed in range(30):  # reset's draws, without running the episode
+        gym.Env.reset(env, seed=seed)
+        task = env._next_env(None).task
+        draws.append(f"{task.name}|{task.lr!r}|{int(env.np_random.integers(0, 2**31 - 1))}")
+    assert not any("finetune" in d for d in draws)
+    assert hashlib.sha256("\n".join(draws).encode()).hexdigest()[:16] == V1_V2_DRAWS[env_id]
+
+
 def test_test_sampler_is_refused_for_training_and_has_no_task_list():
     with pytest.raises(ValueError, match="test split"):
         refuse_split([lr_gym.TEST_FAMILIES_ID], "test", what="training")

@@ -8,6 +8,10 @@
   train) and an LSTM (``seq-lstm``, dev) on generated algorithmic sequences.
 * :mod:`~lr_gym.tasks.families.generated`: samplers of the generated-data families
   (``spirals-resmlp``, dev; ``waves-conv1d`` and ``seq-gru``, test).
+* :mod:`~lr_gym.tasks.families.finetune`: fine-tuning from procedurally pretrained
+  weights, task distribution v3 (``teacher-mlp-finetune``, ``digits-mlp-finetune``,
+  ``seq-transformer-finetune``, train; ``digits-cnn-finetune``, dev;
+  ``waves-conv1d-finetune``, test).
 
 Which family is in which split is declared in :mod:`lr_gym.splits`; resolve one by
 name with :func:`lr_gym.tasks.families.base.get_family`. Nothing here is imported by

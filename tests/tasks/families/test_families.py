@@ -39,7 +39,11 @@ def sample(name: str, seed: int):
 
 def test_every_declared_sampler_resolves_and_matches_its_declaration():
     assert set(NAMES) == {"tabular-mlp", "teacher-mlp", "seq-transformer", "digits-cnn",
-                          "spirals-resmlp", "seq-lstm", "waves-conv1d", "seq-gru"}
+                          "spirals-resmlp", "seq-lstm", "waves-conv1d", "seq-gru",
+                          # task distribution v3 (lr_gym.tasks.families.finetune)
+                          "teacher-mlp-finetune", "digits-mlp-finetune",
+                          "seq-transformer-finetune", "digits-cnn-finetune",
+                          "waves-conv1d-finetune"}
     for name in NAMES:
         family = get_family(name)
         assert isinstance(family, TaskFamily)

@@ -273,10 +273,8 @@ def test_ctrl_c_stops_an_evaluation_keeps_its_runs_and_resumes(tmp_path, workers
     while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 2):
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole process group
-    t0 = time.time()
     _, err = _wait_or_kill(proc, group=True)
     assert proc.returncode == 130, err
-    assert time.time() - t0 < 30  # within about one episode, not the rest of the plan
     assert "Traceback" not in err and "rerun the same command to resume" in err
     kept = log.read_text().splitlines()
     assert 2 <= len(kept) < 13

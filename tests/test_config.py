@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import gymnasium as gym
 import pytest
@@ -16,10 +15,10 @@ from tests.helpers import blob_task
 
 @pytest.mark.parametrize("field", ["total_steps", "steps_per_action"])
 def test_budgets_beyond_the_bound_are_refused_at_once(field):
-    t0 = time.perf_counter()
+    # Refused by the config, before any schedule is built or data loaded (materialising
+    # 10**12 factors would not return).
     with pytest.raises(ValueError, match=f"{field} must be <= 10,000,000"):
         gym.make("lr_gym/Digits-MLP-v1", **{field: 10**12})
-    assert time.perf_counter() - t0 < 5  # refused, not materialised
     EnvConfig(**{field: MAX_TOTAL_STEPS})  # the bound itself is fine
 
 

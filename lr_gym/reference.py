@@ -21,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -197,15 +196,9 @@ class ReferenceCache:
         folder = self.path
         if folder is None:
             return
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key[:12]}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(asdict(run), f)
-            os.replace(tmp, folder / f"{key}.json")  # whole or not at all
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        from lr_gym.files import write_text_atomic
+
+        write_text_atomic(folder / f"{key}.json", json.dumps(asdict(run)))
 
 
 CACHE = ReferenceCache()

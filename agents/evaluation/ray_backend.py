@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.ray_cluster import CONNECT_TIMEOUT_S, RayResources, ray_session
+from lr_gym.files import atomic_write
 
 MAX_RETRIES = 3
 """Reruns of a task lost to a dead worker or node (Ray's ``max_retries``)."""
@@ -75,13 +75,8 @@ class WorkerSetup:
         root = Path(tempfile.gettempdir()) / "lr_gym_agents"
         for agent, data in self.agent_files:
             path = root / f"{hashlib.sha256(data).hexdigest()}.safetensors"
-            if not path.is_file():
-                root.mkdir(parents=True, exist_ok=True)
-                # Whole or not at all: jobs on one machine may write it at once.
-                fd, tmp = tempfile.mkstemp(dir=root, suffix=".tmp")
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
+            if not path.is_file():  # whole or not at all: jobs on one machine may race
+                atomic_write(path, lambda tmp, data=data: tmp.write_bytes(data))
             AGENT_FILES[agent] = str(path)
 
 

@@ -33,9 +33,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lr_gym.files import atomic_write
 from lr_gym.reproducibility import pinned
 from lr_gym.tasks.base import LossFn, TaskData, _describe, classification_loss, iterate_batches
-from lr_gym.tasks.seed.common import cache_dir, publish
+from lr_gym.tasks.seed.common import cache_dir
 
 PRETRAIN_VERSION = 1
 """Bumped when pretraining's arithmetic changes in a way the recipe's key cannot see."""
@@ -188,7 +189,7 @@ def pretrained_state(spec: Pretraining, root: str | Path | None = None
         state = pretrain(spec)
         blob = {"key": key, "recipe": json.dumps(spec.recipe(), sort_keys=True),
                 "state": state}
-        publish(path, lambda tmp: torch.save(blob, tmp))  # replaces a corrupt file
+        atomic_write(path, lambda tmp: torch.save(blob, tmp))  # replaces a corrupt file
     _MEMO[memo_key] = state
     return state
 

@@ -10,17 +10,15 @@ Every seed-task module (:mod:`~lr_gym.tasks.seed.cifar10`, :mod:`~lr_gym.tasks.s
   so the cache key is the data folder actually read;
 * budgets from :func:`step_budget`, computed without loading anything;
 * trained tokenizers cached on disk under :func:`cache_dir`, keyed by
-  :func:`content_key` and written with :func:`publish`.
+  :func:`content_key` and written with :func:`lr_gym.files.atomic_write`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import math
 import os
-import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,28 +224,3 @@ def content_key(texts: Iterable[str], *params: object) -> str:
     return digest.hexdigest()[:16]
 
 
-def publish(path: Path, write: Callable[[Path], None]) -> Path:
-    """Writes a file or folder through a temporary name, then renames it to ``path``.
-
-    Parallel env processes never read a half-written tokenizer: ``write(tmp)`` fills a
-    process-private name, and the rename is atomic. If another process published
-    ``path`` first, its (identical) copy is kept.
-
-    Args:
-        path: The final file or folder.
-        write: Writes the file or folder at the path it is given.
-
-    Returns:
-        ``path``.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    try:
-        os.replace(tmp, path)  # a folder cannot replace a non-empty one: the winner stays
-    except OSError:
-        if not path.exists():
-            raise
-        with contextlib.suppress(OSError):
-            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-    return path

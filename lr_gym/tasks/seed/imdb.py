@@ -69,6 +69,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from lr_gym.files import atomic_write
 from lr_gym.tasks.base import Batch, Task, TaskData, iterate_batches, move_to
 from lr_gym.tasks.seed.common import (
     Preset,
@@ -77,7 +78,6 @@ from lr_gym.tasks.seed.common import (
     fixed_subset,
     holdout_indices,
     load_with_data_dir,
-    publish,
     seed_task,
 )
 from lr_gym.tasks.seed.data import load_split
@@ -126,7 +126,7 @@ def train_wordpiece(texts: Sequence[str], vocab_size: int, cache: Path):  # noqa
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
     )
-    publish(path, lambda tmp: tok.save(str(tmp)))
+    atomic_write(path, lambda tmp: tok.save(str(tmp)))
     return tok
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lr_gym.files import atomic_write
 from lr_gym.tasks.base import Task, TaskData, iterate_batches, move_to
 from lr_gym.tasks.seed.batching import dict_collate
 from lr_gym.tasks.seed.common import (
@@ -21,7 +22,6 @@ from lr_gym.tasks.seed.common import (
     content_key,
     fixed_subset,
     load_with_data_dir,
-    publish,
     seed_task,
 )
 from lr_gym.tasks.seed.data import load_split
@@ -156,7 +156,7 @@ def train_bpe_tokenizer(
             tmp.mkdir(parents=True, exist_ok=True)
             bpe.save_model(str(tmp))
 
-        publish(folder, write)
+        atomic_write(folder, write)
     return RobertaTokenizerFast(vocab=str(vocab), merges=str(merges))
 
 

@@ -55,18 +55,18 @@ class AgentFileError(ValueError):
 def _as_number(name: str, value: Any, kind: type) -> Any:
     """``value`` as ``kind``; YAML strings such as ``3e-4`` or ``1e5`` are parsed."""
     if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}.")
+        raise TypeError(f"{name} must be a number, got {value!r}.")
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            raise ValueError(f"{name} must be a number, got {value!r}.") from None
+            raise TypeError(f"{name} must be a number, got {value!r}.") from None
     if kind is int and isinstance(value, float) and value.is_integer():
         value = int(value)
     ok = isinstance(value, int) if kind is int else isinstance(value, (int, float))
     if not ok:
         what = "an integer" if kind is int else "a number"
-        raise ValueError(f"{name} must be {what}, got {value!r}.")
+        raise TypeError(f"{name} must be {what}, got {value!r}.")
     return kind(value)
 
 
@@ -141,14 +141,11 @@ class PPOHyperparams:
         from agents.controller.file import check_deployable
         from lr_gym.config import EnvConfig, check_int, check_real
 
-        try:
-            for name, lo in _INTS.items():
-                check_int(name, getattr(self, name), lo=lo)
-            for name, (lo, hi, lo_open) in _FLOATS.items():
-                check_real(name, getattr(self, name), lo=lo, hi=None if math.isinf(hi) else hi,
-                           lo_open=lo_open)
-        except TypeError as err:
-            raise ValueError(str(err)) from None
+        for name, lo in _INTS.items():
+            check_int(name, getattr(self, name), lo=lo)
+        for name, (lo, hi, lo_open) in _FLOATS.items():
+            check_real(name, getattr(self, name), lo=lo, hi=None if math.isinf(hi) else hi,
+                       lo_open=lo_open)
         if self.n_steps * self.n_envs < 2:
             raise ValueError(f"n_steps * n_envs must be >= 2 (PPO's advantage normalisation), "
                              f"got {self.n_steps} * {self.n_envs}.")
@@ -157,26 +154,25 @@ class PPOHyperparams:
                              f"{self.policy!r}.")
         arch = self.net_arch
         if not isinstance(arch, tuple) or any(
-                isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in arch):
+                isinstance(n, bool) or not isinstance(n, int) for n in arch):
+            raise TypeError(f"net_arch must be a list of positive integers, got {arch!r}.")
+        if any(n < 1 for n in arch):
             raise ValueError(f"net_arch must be a list of positive integers, got {arch!r}.")
         if self.activation_fn not in ACTIVATIONS:
             raise ValueError(f"activation_fn must be one of {sorted(ACTIVATIONS)}, got "
                              f"{self.activation_fn!r}.")
         if self.target_kl is not None:
-            try:
-                check_real("target_kl", self.target_kl, lo=0.0, lo_open=True)
-            except TypeError as err:
-                raise ValueError(str(err)) from None
+            check_real("target_kl", self.target_kl, lo=0.0, lo_open=True)
         for name in ("normalize_obs", "normalize_reward", "zero_init_action"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}.")
+                raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}.")
         if not isinstance(self.env_kwargs, Mapping):
-            raise ValueError(f"env_kwargs must be a mapping of EnvConfig options, got "
-                             f"{self.env_kwargs!r}.")
+            raise TypeError(f"env_kwargs must be a mapping of EnvConfig options, got "
+                            f"{self.env_kwargs!r}.")
         try:
             check_deployable(EnvConfig().replace(**self.env_kwargs))
         except (TypeError, ValueError) as err:
-            raise ValueError(f"env_kwargs: {err}") from None
+            raise type(err)(f"env_kwargs: {err}") from None
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> PPOHyperparams:
@@ -185,13 +181,14 @@ class PPOHyperparams:
         Numbers may be YAML strings such as ``3e-4`` (YAML 1.1 reads those as text).
 
         Raises:
-            ValueError: Unknown keys, or a value of the wrong type or out of range; the
-                message names the key and the valid range.
+            TypeError: Unknown keys (as an unknown keyword would be), or a value of the
+                wrong type; the message names the key.
+            ValueError: A value out of range; the message names the key and the range.
         """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"Unknown PPO hyperparameter(s) {unknown}; valid: {sorted(known)}.")
+            raise TypeError(f"Unknown PPO hyperparameter(s) {unknown}; valid: {sorted(known)}.")
         values = dict(values)
         for name in _INTS:
             if name in values:
@@ -204,7 +201,7 @@ class PPOHyperparams:
         if "net_arch" in values:
             arch = values["net_arch"]
             if not isinstance(arch, (list, tuple)):
-                raise ValueError(f"net_arch must be a list of positive integers, got {arch!r}.")
+                raise TypeError(f"net_arch must be a list of positive integers, got {arch!r}.")
             values["net_arch"] = tuple(_as_number("net_arch", x, int) for x in arch)
         if values.get("env_kwargs") is None:
             values["env_kwargs"] = {}

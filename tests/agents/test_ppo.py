@@ -31,7 +31,7 @@ def test_hyperparams_from_yaml_and_fallback(tmp_path):
     assert other.n_timesteps == 7
     f = tmp_path / "hp.yml"
     f.write_text(yaml.safe_dump({"lr_gym/X-v1": {"learning_rte": 1.0}}))
-    with pytest.raises(ValueError, match="Unknown PPO hyperparameter.*learning_rte"):
+    with pytest.raises(TypeError, match="Unknown PPO hyperparameter.*learning_rte"):
         load_hyperparams("lr_gym/X-v1", f)
     with pytest.raises(KeyError, match="no 'default'"):
         load_hyperparams("lr_gym/Y-v1", f)
@@ -80,26 +80,30 @@ def test_latest_run_missing_is_a_clear_error(tmp_path):
 
 
 # ------------------------------------------------------------------ issue #8
-@pytest.mark.parametrize(("values", "message"), [
-    ({"n_steps": "abc"}, "n_steps must be a number, got 'abc'"),
-    ({"batch_size": 0}, "batch_size must be >= 2"),
-    ({"n_envs": 0}, "n_envs must be >= 1"),
-    ({"n_timesteps": 0}, "n_timesteps must be >= 1"),
-    ({"n_timesteps": -5}, "n_timesteps must be >= 1"),
-    ({"n_epochs": 2.5}, "n_epochs must be an integer"),
-    ({"learning_rate": "nan"}, "learning_rate must be > 0, finite"),
-    ({"gamma": 1.5}, "gamma must be >= 0 and <= 1, finite"),
-    ({"normalize_obs": "yes"}, "normalize_obs must be true or false"),
-    ({"net_arch": [64, 0]}, "net_arch must be a list of positive integers"),
-    ({"activation_fn": "gelu"}, "activation_fn must be one of"),
-    ({"policy": "CnnPolicy"}, "policy must be 'MlpPolicy'"),
-    ({"n_steps": 1, "n_envs": 1}, "n_steps \\* n_envs must be >= 2"),
-    ({"env_kwargs": {"total_steps": 0}}, "env_kwargs: total_steps must be >= 1"),
-    ({"env_kwargs": {"max_factor": 20.0}}, "env_kwargs: max_factor must be .*<= 10"),
-    ({"env_kwargs": {"learning_rte": 1}}, "env_kwargs: Unknown EnvConfig option"),
+@pytest.mark.parametrize(("values", "error", "message"), [
+    ({"n_steps": "abc"}, TypeError, "n_steps must be a number, got 'abc'"),
+    ({"batch_size": 0}, ValueError, "batch_size must be >= 2"),
+    ({"n_envs": 0}, ValueError, "n_envs must be >= 1"),
+    ({"n_timesteps": 0}, ValueError, "n_timesteps must be >= 1"),
+    ({"n_timesteps": -5}, ValueError, "n_timesteps must be >= 1"),
+    ({"n_epochs": 2.5}, TypeError, "n_epochs must be an integer"),
+    ({"learning_rate": "nan"}, ValueError, "learning_rate must be > 0, finite"),
+    ({"gamma": 1.5}, ValueError, "gamma must be >= 0 and <= 1, finite"),
+    ({"normalize_obs": "yes"}, TypeError, "normalize_obs must be true or false"),
+    ({"net_arch": [64, 0]}, ValueError, "net_arch must be a list of positive integers"),
+    ({"net_arch": "64"}, TypeError, "net_arch must be a list of positive integers"),
+    ({"activation_fn": "gelu"}, ValueError, "activation_fn must be one of"),
+    ({"policy": "CnnPolicy"}, ValueError, "policy must be 'MlpPolicy'"),
+    ({"n_steps": 1, "n_envs": 1}, ValueError, "n_steps \\* n_envs must be >= 2"),
+    ({"env_kwargs": {"total_steps": 0}}, ValueError, "env_kwargs: total_steps must be >= 1"),
+    ({"env_kwargs": {"max_factor": 20.0}}, ValueError, "env_kwargs: max_factor must be .*<= 10"),
+    ({"env_kwargs": {"learning_rte": 1}}, TypeError, "env_kwargs: Unknown EnvConfig option"),
+    ({"env_kwargs": [1]}, TypeError, "env_kwargs must be a mapping"),
 ])
-def test_bad_hyperparams_are_refused_with_the_key_and_range(values, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_hyperparams_are_refused_with_the_key_and_range(values, error, message):
+    # One error type per kind of mistake: TypeError for a wrong type, ValueError for a
+    # wrong value (as EnvConfig and the resume-state checks).
+    with pytest.raises(error, match=message):
         PPOHyperparams.from_dict(values)
 
 

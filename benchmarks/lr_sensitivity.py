@@ -415,13 +415,18 @@ def plot(summary: dict[str, Any], path: Path, split: str) -> None:
     plt.close(fig)
 
 
-def _run_all(jobs: Sequence[Job], runs: dict[str, dict], store: Path, workers: int) -> None:
+def _run_all(jobs: Sequence[Job], runs: dict[str, dict], store: Path, workers: int,
+             packages: Sequence[str] = ()) -> None:
     todo = [j for j in jobs if j.key() not in runs]
     if not todo:
         return
     print(f"{len(todo)} episodes to run ({len(runs)} done).", file=sys.stderr)
     # One worker runs in this process: no pool to start, and tasks registered here count.
-    with (ProcessPoolExecutor(workers) if workers > 1 else nullcontext()) as pool, \
+    from agents.packages import import_gym_packages
+
+    pools = ProcessPoolExecutor(workers, initializer=import_gym_packages,
+                                initargs=(list(packages),)) if workers > 1 else nullcontext()
+    with pools as pool, \
             store.open("a") as f:
         rows = (as_completed([pool.submit(run_job, j) for j in todo]) if pool
                 else map(run_job, todo))
@@ -443,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--split", choices=("dev", "test"), default="dev")
     p.add_argument("--env", nargs="+", default=None,
                    help="Env ids instead of the split's (results under <results>/custom).")
+    p.add_argument("--gym-packages", nargs="*", default=[],
+                   help="Modules to import first, here and in every worker (they register "
+                        "your own tasks), as in the CLIs.")
     p.add_argument("--agent", nargs="*", default=[],
                    help="Learned controllers (controller files, run folders, 'pretrained'); "
                         "pooled into one 'learned' method.")
@@ -466,6 +474,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/lr_sensitivity"))
     args = p.parse_args(argv)
     from agents.controller import ControllerFileError, load_controller_file
+    from agents.packages import GymPackageError, import_gym_packages
+
+    try:
+        import_gym_packages(args.gym_packages)
+    except GymPackageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
     policies = {}
     for a in args.agent:
@@ -520,17 +535,17 @@ def _run(args: argparse.Namespace, policies: dict[str, Any], envs: tuple[str, ..
         from agents.evaluation.controls import controls_for
         from agents.evaluation.runner import make_pool
 
-        with make_pool(args.workers, []) as pool:
+        with make_pool(args.workers, args.gym_packages) as pool:
             controls = {a: controls_for(a, args.controls_cache, pool,
                                         {"device": "cpu", "torch_threads": 1},
                                         envs=args.control_envs,
                                         seeds=args.control_seeds).to_dict() for a in agents}
     jobs = plan(envs, args.seeds, agents, args.agent_guard, args.events, args.methods,
                 args.agent_zero, controls, bases)
-    _run_all(jobs, runs, store, args.workers)
+    _run_all(jobs, runs, store, args.workers, args.gym_packages)
     if controls:  # the replays follow the learned runs
         jobs += replay_jobs(runs, envs, args.seeds, agents, bases, args.events)
-        _run_all(jobs, runs, store, args.workers)
+        _run_all(jobs, runs, store, args.workers, args.gym_packages)
     wanted = {j.key() for j in jobs}
     mine = [r for r in runs.values() if r["key"] in wanted]
     summary = summarize(mine, envs, args.n_boot)

@@ -222,3 +222,43 @@ def test_a_second_writer_of_the_results_exits_at_once_naming_the_first(tmp_path,
                    f"{holder.proc.pid}: -c {tmp_path / 'custom'} --a-flag); wait for it to "
                    "finish, or pass another --results.\n")
     assert not (tmp_path / "custom" / "runs.jsonl").exists()
+
+
+def test_your_own_tasks_run_in_the_worker_processes(tmp_path):
+    # As a user runs it: a module of theirs registers the task, named by --gym-packages,
+    # and the sweep's worker processes import it too.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "my_sens_tasks.py").write_text(
+        "import torch\n"
+        "from torch.utils.data import TensorDataset\n"
+        "from lr_gym import Task, TaskData, register_task\n\n"
+        "def data():\n"
+        "    g = torch.Generator().manual_seed(0)\n"
+        "    x = torch.randn(120, 4, generator=g)\n"
+        "    y = (x[:, 0] > 0).long()\n"
+        "    return TaskData(TensorDataset(x[:80], y[:80]), TensorDataset(x[80:100], y[80:100]),\n"
+        "                    TensorDataset(x[100:], y[100:]))\n\n"
+        "def model():\n"
+        "    return torch.nn.Linear(4, 2)\n\n"
+        "register_task(Task('MySensTask', model, data, lr=0.1, total_steps=8,\n"
+        "                   steps_per_action=4, batch_size=16))\n")
+    out = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "lr_sensitivity.py"), "--env",
+         "lr_gym/MySensTask-v1", "--gym-packages", "my_sens_tasks", "--methods", "static",
+         "--seeds", "0", "--workers", "2", "--n-boot", "20", "--results", str(tmp_path / "r")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={"PYTHONPATH": f"{tmp_path}:{root}", "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    runs = (tmp_path / "r" / "custom" / "runs.jsonl").read_text().splitlines()
+    assert len(runs) == 5  # static at five lr0 scales
+    bad = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "lr_sensitivity.py"), "--env",
+         "lr_gym/MySensTask-v1", "--gym-packages", "no_such_module", "--results",
+         str(tmp_path / "r2")], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={"PYTHONPATH": str(root)})
+    assert bad.returncode == 2 and "no_such_module" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -382,6 +382,33 @@ def table(summary: dict[str, Any], split: str, seeds: int) -> str:
     return "\n".join(lines)
 
 
+def controls_table(summary: dict[str, Any], split: str, seeds: int) -> str:
+    """What the policy adds, in short: the learned controller against its controls.
+
+    Its action 0 and its open-loop controls (and static): each one's area beside its own,
+    and P(learned > it) at x1 and with events.
+    """
+    from agents.stats import markdown_table
+
+    ms, imp, ev = summary["methods"], summary.get("improvement", {}), summary.get("events", {})
+    names = [m for m in (ZERO, "fixed_decay", "learned_schedule", REPLAY, "static") if m in imp]
+    if LEARNED not in ms or not names:
+        return ""
+    rows = [[f"**{LEARNED}**", _ci((ms[LEARNED]["area"], ms[LEARNED]["low"],
+                                    ms[LEARNED]["high"])), "—", "—"]]
+    for m in names:
+        at1 = imp[m]["x1"]
+        rows.append([m, _ci((ms[m]["area"], ms[m]["low"], ms[m]["high"])), _ci(at1, 2),
+                     _ci(ev["p"][m], 2) if m in ev.get("p", {}) else "—"])
+    return "\n".join([
+        f"What the learned controller adds on the {split} envs, {seeds} paired seeds: its "
+        "area beside its action 0's and its open-loop controls' (each on its own LR rule), "
+        "and P(learned > it) [95% CI] at the task's lr0 (x1) and with an event in every "
+        "episode. The whole table: `table.md` beside this file.", "",
+        markdown_table(["method", "area [95% CI]", "P(learned > it), x1",
+                        "P(learned > it), events"], rows), ""])
+
+
 def plot(summary: dict[str, Any], path: Path, split: str) -> None:
     """Mean test metric against the lr0 scale, one panel per env, with 95% CI bands."""
     import matplotlib
@@ -560,6 +587,8 @@ def _run(args: argparse.Namespace, policies: dict[str, Any], envs: tuple[str, ..
     write_text_atomic(out / "results.json", json.dumps(summary, indent=1, default=float))
     text = table(summary, split, len(args.seeds))
     write_text_atomic(out / "table.md", text)
+    if short := controls_table(summary, split, len(args.seeds)):
+        write_text_atomic(out / "controls.md", short)
     write_decisions(out, [{**r, "agent": labels.get(r["agent"], r["agent"])} for r in mine])
     plot(summary, out / "sensitivity.png", split)
     print(text)

@@ -64,7 +64,7 @@ def test_readme_results_come_from_committed_files():
     text = (ROOT / "README.md").read_text()
     # The first results a reader meets: what the controller adds, at any lr0; the rest
     # (the headline's two tracks first) one link away.
-    assert sources(text)[0] == "benchmarks/results/lr_sensitivity/test/table.md"
+    assert sources(text)[0] == "benchmarks/results/lr_sensitivity/test/controls.md"
     rest = (ROOT / "docs" / "results.md").read_text()
     assert sources(rest)[0] == "benchmarks/results/headline/table.md"
     for doc in documents(ROOT):
@@ -88,7 +88,7 @@ def test_a_quoted_folder_without_decisions_is_named(tmp_path):
 
 def test_readme_is_a_front_door_with_every_moved_section_one_link_away():
     text = (ROOT / "README.md").read_text()
-    assert len(text.splitlines()) <= 300
+    assert len(text.splitlines()) <= 200  # a front door; the rest is one link away
     for doc in ("docs/protocol.md", "docs/deploy.md", "docs/tasks.md", "docs/experiments.md",
                 "docs/results.md", "docs/ray.md", "benchmarks/README.md"):
         assert f"]({doc})" in text, doc

@@ -152,6 +152,8 @@ def test_runs_reports_plots_and_resumes(tmp_path, capsys):
     assert "| **learned** |" in table and "P(learned > method)" in table
     assert "| prodigy † |" in table and "Open-loop controls" in table
     assert "With an event in every episode (x1)" in table
+    short = (out / "controls.md").read_text()  # what README quotes: the controls in short
+    assert "| **learned** |" in short and "| fixed_decay |" in short and "| static |" in short
     results = json.loads((out / "results.json").read_text())
     assert results["meta"]["episodes"] == 31
     assert set(results["events"]["p"]) == {"static", REPLAY, *FROZEN}

@@ -138,8 +138,8 @@ class PPOHyperparams:
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from agents.controller.file import check_deployable
         from lr_gym.config import EnvConfig, check_int, check_real
+        from lr_gym.control.file import check_deployable
 
         for name, lo in _INTS.items():
             check_int(name, getattr(self, name), lo=lo)

@@ -1,6 +1,6 @@
 """The files of a training run folder, how they are written, and when a run is complete.
 
-A run folder ``logs/ppo/<Env>_<N>/`` holds::
+The layout (:mod:`lr_gym.run_layout`): a run folder ``logs/ppo/<Env>_<N>/`` holds::
 
     config.yml                  the exact hyperparameters, env options and versions
     model.zip                   SB3 model (pickled data: only for resuming your own runs)
@@ -21,70 +21,28 @@ import errno
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lr_gym.files import atomic_write, write_text_atomic  # noqa: F401 - re-exported
-
-MODEL = "model.zip"
-VECNORMALIZE = "vecnormalize.pkl"
-CONTROLLER = "controller.safetensors"
-CONFIG = "config.yml"
-COMPLETE = "complete.json"
-BEST_MODEL = "best_model.zip"
+from lr_gym.files import (  # noqa: F401 - re-exported
+    atomic_write,
+    portable_path,
+    write_text_atomic,
+)
+from lr_gym.run_layout import (  # noqa: F401 - re-exported
+    BEST_MODEL,
+    COMPLETE,
+    CONFIG,
+    CONTROLLER,
+    MODEL,
+    VECNORMALIZE,
+    RunFiles,
+    checkpoint_names,
+    run_files,
+)
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 """``OSError.errno`` values of a full disk or an exhausted quota."""
-
-_CHECKPOINT = re.compile(r"(?P<prefix>.*?)_(?P<steps>\d+)_steps")
-
-
-def checkpoint_names(steps: int) -> tuple[str, str, str]:
-    """``(model, vecnormalize, controller)`` file names of the checkpoint at ``steps``."""
-    return (f"model_{steps}_steps.zip", f"vecnormalize_{steps}_steps.pkl",
-            f"controller_{steps}_steps.safetensors")
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    """Where the pieces of one saved agent are (they need not exist).
-
-    Attributes:
-        model: The SB3 ``.zip``.
-        vecnormalize: Its observation normalisation.
-        controller: Its pickle-free controller file.
-        config: The ``config.yml`` of the run it belongs to.
-    """
-
-    model: Path
-    vecnormalize: Path
-    controller: Path
-    config: Path
-
-
-def run_files(path: str | os.PathLike) -> RunFiles:
-    """The files of a run folder, a checkpoint ``.zip`` or a ``best_model.zip``.
-
-    A checkpoint ``checkpoints/model_N_steps.zip`` pairs with ``vecnormalize_N_steps.pkl``
-    (or SB3's ``model_vecnormalize_N_steps.pkl``) and ``controller_N_steps.safetensors``
-    beside it; any other ``.zip`` with ``vecnormalize.pkl`` and ``controller.safetensors``
-    beside it. ``config.yml`` is looked up beside the zip, then one folder up.
-    """
-    path = Path(path)
-    if path.suffix != ".zip":
-        return RunFiles(path / MODEL, path / VECNORMALIZE, path / CONTROLLER, path / CONFIG)
-    folder = path.parent
-    config = folder / CONFIG if (folder / CONFIG).is_file() else folder.parent / CONFIG
-    m = _CHECKPOINT.fullmatch(path.stem)
-    if m is None:
-        return RunFiles(path, folder / VECNORMALIZE, folder / CONTROLLER, config)
-    _, norm, ctl = checkpoint_names(int(m["steps"]))
-    sb3_norm = folder / f"{m['prefix']}_vecnormalize_{m['steps']}_steps.pkl"
-    norm_path = folder / norm
-    if not norm_path.is_file() and sb3_norm.is_file():
-        norm_path = sb3_norm
-    return RunFiles(path, norm_path, folder / ctl, config)
 
 
 _TEMPORARY = re.compile(r"^\..+\.tmp(\d+)$")
@@ -162,12 +120,3 @@ def completion(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None
-
-
-def portable_path(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
-    """``path`` relative to ``root`` (default: the working directory) when inside it.
-
-    For result files that are committed: they should hold no machine's absolute paths.
-    """
-    p, base = Path(path).resolve(), Path(root or Path.cwd()).resolve()
-    return str(p.relative_to(base)) if p.is_relative_to(base) else str(path)

@@ -13,7 +13,7 @@
    a copy, so that its weights stay fixed) is evaluated beside them: a new candidate
    replaces it only with a strictly higher dev IQM.
 3. With ``--export``, writes the selected controller to
-   ``agents/pretrained/default.safetensors`` (the shipped ``"lr_gym/default"``).
+   ``lr_gym/pretrained/default.safetensors`` (the shipped ``"lr_gym/default"``).
 
 Writes ``<results>/training.md|json`` (per seed: env steps, wall seconds summed over
 resumed pieces, env steps/s) and ``<results>/selection.md|json`` (dev IQM and profile

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from _digits import LR0, K, T, data, mlp, parse_args, report
 from transformers import Trainer, TrainingArguments
 
-from agents.controller import LRController, LRControllerCallback
+from lr_gym.control import LRController, LRControllerCallback
 
 
 class Digits(torch.utils.data.Dataset):

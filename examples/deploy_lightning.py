@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from _digits import LR0, K, T, data, mlp, parse_args, report
 
-from agents.controller import ControllerPolicy, LRController
-from agents.controller.lightning import LRControllerLightning
+from lr_gym.control import ControllerPolicy, LRController
+from lr_gym.control.lightning import LRControllerLightning
 
 
 class DigitsMLP(pl.LightningModule):

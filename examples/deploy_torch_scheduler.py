@@ -16,7 +16,7 @@ from _digits import LR0, K, T, data, evaluate, mlp, parse_args, report
 from torch.optim.lr_scheduler import LinearLR, SequentialLR
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.controller import LRController, LRControllerScheduler, tensorboard_logger
+from lr_gym.control import LRController, LRControllerScheduler, tensorboard_logger
 
 WARMUP = 30
 

@@ -60,3 +60,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """:func:`atomic_write` of a text file."""
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def portable_path(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
+    """``path`` relative to ``root`` (default: the working directory) when inside it.
+
+    For result files that are committed: they should hold no machine's absolute paths.
+    """
+    p, base = Path(path).resolve(), Path(root or Path.cwd()).resolve()
+    return str(p.relative_to(base)) if p.is_relative_to(base) else str(path)

@@ -14,7 +14,7 @@ LHOPT, McCandlish et al. 2018):
 They cost a few passes over the gradients, so only the last :data:`PROBES` optimizer
 steps of an interval are probed (seven consecutive pairs): the env-overhead benchmark
 measures what remains. :class:`GradientProbe` is used by
-:class:`~lr_gym.envs.LRControlEnv` and :class:`agents.controller.LRController` alike,
+:class:`~lr_gym.envs.LRControlEnv` and :class:`lr_gym.control.LRController` alike,
 which is why both compute the same features.
 """
 
@@ -139,7 +139,7 @@ class IntervalMeter:
     """The per-step measurements one interval's features need, and nothing more.
 
     The env calls :meth:`after_backward`, :meth:`before_step` and :meth:`after_step`
-    around each optimizer step; :class:`agents.controller.LRController`, which only sees
+    around each optimizer step; :class:`lr_gym.control.LRController`, which only sees
     steps after they happen, calls :meth:`after_backward` then :meth:`after_step` after
     each and :meth:`before_step` ahead of the interval's last. :meth:`stats` gives the
     keyword arguments of :meth:`lr_gym.features.FeatureTracker.update`.

@@ -6,7 +6,7 @@ interval it rolls back when
 
 * the interval diverged, whatever the last decision was: in the env a non-finite or
   exploding training loss, or a non-finite validation loss; in a deployed
-  :class:`~agents.controller.LRController` a finite exploding training loss or a
+  :class:`~lr_gym.control.LRController` a finite exploding training loss or a
   non-finite validation result (a non-finite training loss is skipped there: the step
   may never have reached the weights, as with mixed precision's skipped steps), or
 * the validation loss rose above ``best * e^tolerance`` right after a decision that
@@ -14,7 +14,7 @@ interval it rolls back when
 
 and the LR rule then backs off (:meth:`lr_gym.lr_rule.LRState.back_off`: the LR halves
 for good and the next two decisions cannot raise it). One implementation serves the
-env (``EnvConfig.guard``) and :class:`agents.controller.LRController`.
+env (``EnvConfig.guard``) and :class:`lr_gym.control.LRController`.
 """
 
 from __future__ import annotations

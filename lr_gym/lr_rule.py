@@ -8,7 +8,7 @@ multiplier ``M`` follows it (:func:`next_multiplier`: ``"anchored"`` replaces it
 :func:`lr_bounds`). :func:`set_lr` scales every param group from its initial LR by the
 same factor, and :func:`grad_norm` is the gradient norm the features see.
 
-:class:`~lr_gym.envs.LRControlEnv` and :class:`agents.controller.LRController` both use
+:class:`~lr_gym.envs.LRControlEnv` and :class:`lr_gym.control.LRController` both use
 these functions through one :class:`LRState`, which is why a deployed controller
 reproduces the env's LRs exactly.
 """

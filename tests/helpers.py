@@ -94,7 +94,7 @@ def reship_controller(path) -> None:  # noqa: ANN001 - a path
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    from agents.controller.file import _digest
+    from lr_gym.control.file import _digest
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
@@ -111,7 +111,7 @@ def edit_provenance(src, dst):  # noqa: ANN001, ANN201 - paths
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    from agents.controller.file import _digest
+    from lr_gym.control.file import _digest
 
     with safe_open(str(src), framework="pt") as f:
         meta = dict(f.metadata())

@@ -30,7 +30,7 @@ def test_the_pattern_finds_absolute_paths_only():
                 "data_dir: '/tmp/data'", "C:\\Users\\me\\run", "see ~/runs/x"):
         assert ABSOLUTE.search(bad), bad
     for good in ("0/5 seeds", "log(loss / L0)", "logs/eval/test-1", "x0.1/x10",
-                 "agents/pretrained/default.safetensors", "1/3 of T", "../shared/data"):
+                 "lr_gym/pretrained/default.safetensors", "1/3 of T", "../shared/data"):
         assert not ABSOLUTE.search(good), good
 
 

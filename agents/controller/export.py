@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.controller.file import FORMAT, FORMAT_VERSION, _digest, validate_controller
-from agents.controller.policy import ControllerPolicy
 from agents.controller.resolve import controller_file_for
 from agents.help_format import DefaultsHelpFormatter
 from agents.runs import atomic_write, run_files
 from lr_gym.config import EnvConfig
+from lr_gym.control.file import FORMAT, FORMAT_VERSION, _digest, validate_controller
+from lr_gym.control.policy import ControllerPolicy
 from lr_gym.features import OBS_BOUND, FeatureTracker
 
 _ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh"}

@@ -653,7 +653,7 @@ def test_policy_controller_acts_exactly_like_ppo_controller(run_dir, exported):
 
 def _forge(src: Path, dst: Path, edit_config=None, edit_tensors=None) -> Path:
     """A file whose checksum matches its (edited) content: what a malicious author writes."""
-    from agents.controller.file import _digest
+    from lr_gym.control.file import _digest
 
     meta = load_meta(src)
     config = json.loads(meta["config"])

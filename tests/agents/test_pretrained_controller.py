@@ -41,7 +41,7 @@ def test_each_shipped_file_loads_and_has_a_model_card(name, stem, base):
         assert section in card, section
     assert pretrained_file("pretrained") == pretrained_file("lr_gym/default")
     globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "package-data"]["agents"]
+        "package-data"]["lr_gym"]
     assert "pretrained/*.safetensors" in globs and "pretrained/*.md" in globs
 
 

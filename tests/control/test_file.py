@@ -12,13 +12,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from agents.controller import pretrained_file
-from agents.controller.file import (
+from lr_gym.config import EnvConfig
+from lr_gym.control.file import (
     check_deployable,
     content_digest,
     file_env_config,
     validate_controller,
 )
-from lr_gym.config import EnvConfig
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agents.controller.file import (
+from lr_gym.config import EnvConfig
+from lr_gym.control.file import (
     _ACT_FNS,
     FORMAT,
     FORMAT_VERSION,
@@ -21,7 +22,6 @@ from agents.controller.file import (
     file_env_config,
     validate_controller,
 )
-from lr_gym.config import EnvConfig
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class ControllerPolicy:
         sha256: The content digest stored at export (and verified on load): it names
             the agent's weights and config, wherever the file lies.
         content_sha256: The digest of its weights and rule without its provenance
-            (:func:`~agents.controller.file.content_digest`): two files that act alike
+            (:func:`~lr_gym.control.file.content_digest`): two files that act alike
             have the same one.
     """
 

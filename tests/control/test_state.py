@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.controller import LRController, load_controller_file
-from agents.controller.state import (
+from lr_gym.control.state import (
     FIX,
     STATE_KEYS,
     TRACKER_CONSTANTS,
@@ -405,7 +405,7 @@ def test_refusals_are_whole_sentences_with_their_fix(state, spec):
 
 
 def test_a_long_detail_is_cut_to_one_short_line():
-    from agents.controller.state import _MESSAGE_CHARS, _clip
+    from lr_gym.control.state import _MESSAGE_CHARS, _clip
 
     exact = "x" * _MESSAGE_CHARS
     assert _clip(exact) == exact

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.controller.policy import ControllerPolicy
-from agents.controller.resolve import agent_label, load_controller_file
-from agents.controller.state import TRACKER_CONSTANTS, StateSpec, check_state
 from lr_gym import lr_rule
 from lr_gym.bases import step_size_estimate
 from lr_gym.config import MAX_TOTAL_STEPS, EnvConfig, check_int, check_real
+from lr_gym.control.policy import ControllerPolicy
+from lr_gym.control.resolve import agent_label, load_controller_file
+from lr_gym.control.state import TRACKER_CONSTANTS, StateSpec, check_state
 from lr_gym.features import FeatureTracker
 from lr_gym.grad_stats import IntervalMeter
 from lr_gym.guard import Guard
@@ -39,7 +39,7 @@ class LRController:
             ``prodigyopt.Prodigy`` for one of ``base="prodigy"`` (``"lr_gym/default"``);
             :meth:`optimizer_for` builds the right one.
         policy: A controller file, run folder or checkpoint, a pretrained name
-            (:data:`~agents.controller.PRETRAINED`), or a :class:`ControllerPolicy`.
+            (:data:`~lr_gym.control.PRETRAINED`), or a :class:`ControllerPolicy`.
         total_steps: The optimizer-step budget ``T`` (progress is ``step / T``).
         steps_per_action: Optimizer steps per decision ``K``.
         lr0: Reference LR of the features; default: the first group's initial LR.
@@ -424,7 +424,7 @@ class LRController:
         """Everything needed to resume, as plain Python data (no numpy, no policy).
 
         Plain data round-trips through JSON and ``torch.load(weights_only=True)``. It
-        names the controller that saved it by content (:mod:`agents.controller.state`).
+        names the controller that saved it by content (:mod:`lr_gym.control.state`).
         """
         return _plain({
             "controller": self._name,
@@ -462,7 +462,7 @@ class LRController:
                         source: str = "LRController.load_state_dict(state)") -> None:
         """Restores :meth:`state_dict` and sets the optimizer's LR accordingly.
 
-        The state is checked whole first (:func:`~agents.controller.state.check_state`):
+        The state is checked whole first (:func:`~lr_gym.control.state.check_state`):
         its types, ranges and sizes, and that this controller saved it (the same
         controller file content, budget and optimizer LRs). A refusal changes nothing.
 

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from agents.controller.policy import ControllerPolicy
-from agents.controller.scheduler import LRController
-from agents.controller.state import check_scheduler_state
+from lr_gym.control.policy import ControllerPolicy
+from lr_gym.control.scheduler import LRController
+from lr_gym.control.state import check_scheduler_state
 
 
 class LRControllerScheduler(LRScheduler):
@@ -93,7 +93,7 @@ class LRControllerScheduler(LRScheduler):
         Checked whole before anything changes: torch's own fields are this scheduler's
         keys only (never ``__dict__.update`` with anything else), with their types, and
         the controller's state fits this controller
-        (:func:`~agents.controller.state.check_state`).
+        (:func:`~lr_gym.control.state.check_state`).
 
         Raises:
             ControllerStateError: The state does not fit; one line with the fix.

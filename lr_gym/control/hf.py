@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agents.controller.policy import ControllerPolicy
-from agents.controller.resolve import load_controller_file
-from agents.controller.scheduler import LRController
-from agents.controller.state import ControllerStateError
+from lr_gym.control.policy import ControllerPolicy
+from lr_gym.control.resolve import load_controller_file
+from lr_gym.control.scheduler import LRController
+from lr_gym.control.state import ControllerStateError
 
 
 def _trainer_callback_base() -> type:
@@ -105,7 +105,7 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
         if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            from agents.controller.scheduler import tensorboard_logger
+            from lr_gym.control.scheduler import tensorboard_logger
 
             folder = (self.tensorboard if isinstance(self.tensorboard, str)
                       else os.getenv("TENSORBOARD_LOGGING_DIR")
@@ -152,7 +152,7 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
         """Writes the controller's state into the checkpoint just saved."""
         if self.controller is None:
             return
-        from agents.runs import write_text_atomic
+        from lr_gym.files import write_text_atomic
 
         folder = _checkpoint(args, state)
         if folder.is_dir():

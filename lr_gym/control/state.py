@@ -1,6 +1,6 @@
 """The resume state of a deployed controller: one schema, checked before anything is restored.
 
-:meth:`LRController.state_dict <agents.controller.LRController.state_dict>` is plain data
+:meth:`LRController.state_dict <lr_gym.control.LRController.state_dict>` is plain data
 that a training checkpoint carries (a torch checkpoint, the Hugging Face Trainer's
 ``lr_controller.json``, a Lightning checkpoint). Loaded back, it is input like a
 controller file: truncated, edited, or saved by another controller. :func:`check_state`
@@ -12,7 +12,7 @@ The schema (``T``: the budget, ``K``: steps per decision; every number finite un
 said otherwise):
 
 * binding: ``controller_sha256`` is the content digest of the controller file that saved
-  it (weights and rule, not provenance: :func:`~agents.controller.file.content_digest`),
+  it (weights and rule, not provenance: :func:`~lr_gym.control.file.content_digest`),
   ``controller`` its name for messages; ``total_steps``, ``steps_per_action``, ``lr0``,
   ``group_lr0`` and the tracker's ``lr0``, half-lives, features and chance loss equal
   this controller's. A state of another controller is refused, naming both.

@@ -12,7 +12,7 @@ pl = pytest.importorskip(
     "lightning.pytorch",
     reason='the [lightning] extra is not installed: pip install -e ".[lightning]"')
 
-from agents.controller.lightning import LRControllerLightning  # noqa: E402
+from lr_gym.control.lightning import LRControllerLightning  # noqa: E402
 
 T, K = 24, 4
 

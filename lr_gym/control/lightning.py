@@ -1,7 +1,7 @@
 """``LRControllerLightning``: a trained controller as a PyTorch Lightning callback.
 
 Needs the ``[lightning]`` extra (``pip install -e ".[lightning]"``). The callback drives
-the first optimizer's LR with one :class:`~agents.controller.scheduler.LRController`;
+the first optimizer's LR with one :class:`~lr_gym.control.scheduler.LRController`;
 Lightning supplies each step's loss and the validation results::
 
     cb = LRControllerLightning("lr_gym/default", val_metric="val_acc")
@@ -30,13 +30,13 @@ try:
     import lightning.pytorch as pl
 except ImportError as err:  # pragma: no cover - the message is the point
     raise ImportError(
-        "agents.controller.lightning needs PyTorch Lightning: pip install -e \".[lightning]\" "
+        "lr_gym.control.lightning needs PyTorch Lightning: pip install -e \".[lightning]\" "
         "(or pip install 'lightning>=2.2')") from err
 
-from agents.controller.policy import ControllerPolicy
-from agents.controller.resolve import load_controller_file
-from agents.controller.scheduler import LRController
-from agents.controller.state import FIX, ControllerStateError
+from lr_gym.control.policy import ControllerPolicy
+from lr_gym.control.resolve import load_controller_file
+from lr_gym.control.scheduler import LRController
+from lr_gym.control.state import FIX, ControllerStateError
 
 
 class LRControllerLightning(pl.Callback):
@@ -156,7 +156,7 @@ class LRControllerLightning(pl.Callback):
         """Keeps the saved state until the optimizer exists (:meth:`on_train_start`).
 
         It is checked there, against the controller it is loaded into
-        (:func:`~agents.controller.state.check_state`).
+        (:func:`~lr_gym.control.state.check_state`).
 
         Raises:
             ControllerStateError: Not this callback's state (no dict).

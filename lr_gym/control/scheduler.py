@@ -20,6 +20,7 @@ from lr_gym.control.state import TRACKER_CONSTANTS, StateSpec, check_state
 from lr_gym.features import FeatureTracker
 from lr_gym.grad_stats import IntervalMeter
 from lr_gym.guard import Guard
+from lr_gym.kernel import DecisionKernel, Validation
 
 
 class LRController:
@@ -156,22 +157,27 @@ class LRController:
         self.skipped_losses = 0
         """Non-finite training losses skipped so far (one warning at the first)."""
         halflives = self.policy.config.get("tracker", {})
-        self._tracker = FeatureTracker(self.lr0, **halflives, features=self.config.features,
-                                       chance_loss=chance_loss)
+        tracker = FeatureTracker(self.lr0, **halflives, features=self.config.features,
+                                 chance_loss=chance_loss)
         # What a resume state must have been saved by: the content, not the file's path.
         self._name = agent_label(self.policy.path) if self.policy.path else "a ControllerPolicy"
         self._content_sha256 = self.policy.content_sha256
-        self._rule = lr_rule.LRState.from_config(
+        rule = lr_rule.LRState.from_config(
             c, lr0=self.lr0, total_steps=self.total_steps, group_lr0=self._group_lr0,
             lr_min=self.lr_min, lr_max=self.lr_max)
-        self._meter = IntervalMeter(self.config.features)
         if guard and model is None:
             warnings.warn(
                 "LRController's guard (on by default) got no model=, so a rollback restores "
                 "the optimizer's parameters but not buffers such as batch-norm statistics; "
                 "pass model=model, or guard=False to turn the guard off.",
                 UserWarning, stacklevel=2)
-        self._guard = Guard(optimizer, model) if guard else None
+        # The env's protocol and divergence rule (a file's own training settings do not
+        # apply here), but a non-finite training loss is skipped: a step whose loss
+        # overflowed may never have reached the weights (mixed precision skips it).
+        self._kernel = DecisionKernel(
+            tracker, rule, IntervalMeter(self.config.features),
+            Guard(optimizer, model) if guard else None,
+            divergence_factor=EnvConfig.divergence_factor, skip_nonfinite=True)
         self._last_val: tuple[float, float] | None = None
         self._loggers: list[Callable[[dict[str, float], int], None]] = []
         self._update_ratio: float | None = None  # given by the caller, else measured
@@ -184,6 +190,23 @@ class LRController:
         self.history: list[tuple[int, float, float]] = []
         """``(step, action, lr)`` of every decision, for logging."""
         self._apply_lr()
+
+    # The run's parts, owned by its decision kernel.
+    @property
+    def _tracker(self) -> FeatureTracker:
+        return self._kernel.tracker
+
+    @property
+    def _rule(self) -> lr_rule.LRState:
+        return self._kernel.rule
+
+    @property
+    def _meter(self) -> IntervalMeter:
+        return self._kernel.meter
+
+    @property
+    def _guard(self) -> Guard | None:
+        return self._kernel.guard
 
     # ---------------------------------------------------------------- LR rule
     def base_lr(self, step: int) -> float:
@@ -305,11 +328,9 @@ class LRController:
                     f"metric (every feature is relative to them), got val_loss={val_loss}, "
                     f"val_metric={val_metric}."
                 )
-            self._last_obs = self._tracker.reset(val_loss, val_metric)
+            self._last_obs = self._kernel.start(Validation(val_loss, val_metric))
             self._started = True
             prev_val_loss = None
-            if self._guard is not None:
-                self._guard.start(val_loss, info=(val_loss, val_metric))
         else:
             if self._t == self._interval_start:
                 raise RuntimeError(
@@ -324,36 +345,20 @@ class LRController:
             if self._update_ratio is not None:
                 stats["update_ratio"] = self._update_ratio
             losses = np.array([float(x) for x in self._losses], dtype=np.float64)
-            finite = np.isfinite(losses)
-            if not finite.all():
-                self._skip_nonfinite(int((~finite).sum()), len(losses))
-            # A non-finite training loss is skipped, not a divergence: here (unlike in the
-            # env) a step may not have reached the weights (mixed precision skips it), so
-            # the validation result judges them. The env's default rule: a file's own
-            # training settings do not apply here.
-            limit = EnvConfig.divergence_factor * self._tracker.initial_loss
-            valid = math.isfinite(val_loss) and math.isfinite(val_metric)
-            diverged = bool((losses[finite] > limit).any()) or not valid
-            restored = self._guard is not None and self._guard.check(
-                val_loss, diverged=diverged, raised=self._rule.raised, info=(val_loss, val_metric))
-            if restored:
-                # Rolled back to the best state, as the env does: decide from there.
-                self._rule.back_off()
-                val_loss, val_metric = self._guard.best_info
-                finite &= losses <= limit
-            elif not (finite.any() and valid):
+            interval = self._kernel.close(losses, lambda: Validation(val_loss, val_metric))
+            if interval.skipped:
+                self._skip_nonfinite(interval.skipped, len(losses))
+            if not (interval.restored or interval.observable):
                 self._hold()
                 return self._rule.action
+            val_loss, val_metric = interval.val.loss, interval.val.metric
             prev_val_loss = self._tracker.prev_val_loss
-            self._last_obs = self._tracker.update(
+            self._last_obs = self._kernel.observe(
+                interval,
                 progress=self._t / self.total_steps,
                 lr=self._prev_lr,
                 base_lr=self.base_lr(self._t - 1),
-                step_losses=losses[finite],
-                val_loss=val_loss,
-                val_metric=val_metric,
                 grad_norm=self._grad_norm,
-                action=self._rule.action,
                 d=step_size_estimate(self.optimizer),
                 remaining=(self.total_steps - self._t) / self.steps_per_action,
                 **stats,
@@ -390,7 +395,7 @@ class LRController:
         return self._rule.lr_at(self._t - 1)
 
     def _decide(self, obs: np.ndarray) -> None:
-        self._rule.decide(self.policy.act(obs), self._t)
+        self._kernel.decide(self.policy.act(obs), self._t)
         self._start_interval()
 
     def add_logger(self, log: Callable[[dict[str, float], int], None]) -> None:
@@ -480,7 +485,8 @@ class LRController:
         self._losses = list(s["losses"])
         self.skipped_losses = s["skipped_losses"]
         self._grad_norm = s["grad_norm"]
-        self._tracker = FeatureTracker(**{k: s["tracker"][k] for k in TRACKER_CONSTANTS})
+        self._kernel.tracker = FeatureTracker(
+            **{k: s["tracker"][k] for k in TRACKER_CONSTANTS})
         self._tracker.load_state_dict(s["tracker"])
         self._update_ratio = None
         obs = s["last_obs"]
@@ -494,7 +500,7 @@ class LRController:
             # The snapshot (model-sized) is not in this state: the guard restarts from the
             # resumed model, taking the last decision's validation result as its best
             # (exact when the checkpoint was saved at a decision).
-            self._guard.start(self._last_val[0], info=self._last_val)
+            self._guard.start(self._last_val[0], info=Validation(*self._last_val))
             self._guard.restores = s["guard_restores"]
         self._apply_lr()
         self._meter.start(self._interval_len())

@@ -19,6 +19,7 @@ from lr_gym.events import Event, apply_event, draw_event
 from lr_gym.features import OBS_BOUND, FeatureTracker
 from lr_gym.grad_stats import IntervalMeter
 from lr_gym.guard import Guard
+from lr_gym.kernel import DecisionKernel, Validation
 from lr_gym.reference import CACHE as REFERENCE_CACHE
 from lr_gym.reference import ReferenceRun, reference_key, run_reference
 from lr_gym.reproducibility import pinned
@@ -324,6 +325,11 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         if applied:
             self._batches = self._epoch_iter()
 
+    def _validation(self, split: str) -> Validation:
+        """:meth:`_evaluate` as the decision kernel reads it (the metrics dict its info)."""
+        val = self._evaluate(split)
+        return Validation(val["loss"], val[self.task.metric], val)
+
     def _evaluate(self, split: str) -> dict[str, float]:
         dataset = self.data.val if split == "val" else self.data.test
         model = self.model
@@ -421,12 +427,12 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
             )
         self._tracker = FeatureTracker(self.lr0, features=self.config.features,
                                        chance_loss=self._chance_loss())
-        obs = self._tracker.reset(val["loss"], val[self.task.metric])
         self._val = val
-        self._guard = None
-        if self.config.guard:
-            self._guard = Guard(self._optimizer, self._model)
-            self._guard.start(val["loss"], info=val)
+        self._guard = Guard(self._optimizer, self._model) if self.config.guard else None
+        self._kernel = DecisionKernel(self._tracker, self._lr_state, self._meter, self._guard,
+                                      divergence_factor=self.config.divergence_factor,
+                                      skip_nonfinite=False)
+        obs = self._kernel.start(Validation(val["loss"], val[self.task.metric], val))
         self._reference = self._paired_return = None
         if self.config.reward == "paired":
             self._reference = self._reference_run()
@@ -494,7 +500,7 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
             )
         c = self.config
         rule = self._lr_state
-        a = rule.decide(action, self._t)
+        a = self._kernel.decide(action, self._t)
 
         n = min(self.steps_per_action, self.total_steps - self._t)
         model, opt, task = self.model, self._optimizer, self.task
@@ -503,8 +509,6 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         grad_norm = torch.zeros(())
         meter, params = self._meter, self._params
         meter.start(n)
-        diverged = False
-        limit = c.divergence_factor * self._tracker.initial_loss
         set_lr = not c.optimizer_sets_lr
         self._swap_rng()
         try:
@@ -538,50 +542,26 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         self._lr = lr
         # One host sync per interval (not per step) keeps GPU steps asynchronous.
         step_losses = torch.stack(losses).float().cpu().numpy()
-        bad = ~np.isfinite(step_losses) | (step_losses > limit)
-        if bad.any():
-            step_losses = step_losses[: int(np.argmax(bad)) + 1]
-            diverged = True
-
         prev_val, prev_train = self._val, self._tracker.train_loss
         self._decisions += 1
-        val = None
-        if not diverged:
-            val = self._evaluate("val")
-            diverged = not math.isfinite(val["loss"])
-        if self._guard is not None and self._guard.check(
-                math.nan if val is None else val["loss"], diverged=diverged,
-                raised=rule.raised, info=val):
-            # Rolled back to the best state: the run goes on from there, more carefully.
-            rule.back_off()
-            val, diverged = self._guard.best_info, False
-            step_losses = step_losses[np.isfinite(step_losses) & (step_losses <= limit)]
-        if diverged:
+        interval = self._kernel.close(step_losses, lambda: self._validation("val"))
+        if interval.diverged:
             self._done = True
-            self._train_loss = float(step_losses[-1])
+            self._train_loss = float(interval.losses[-1])
             self._info = self._make_info(diverged=True)
-            obs = self._tracker.update(
-                progress=self._t / self.total_steps,
-                lr=lr,
-                base_lr=self.base_lr(self._t),
-                step_losses=step_losses,
-                val_loss=self._val["loss"],
-                val_metric=self._val[self.task.metric],
-                grad_norm=float("nan"),
-                action=a,
-            )
+            obs = self._kernel.observe(
+                interval, last=Validation(self._val["loss"], self._val[task.metric]),
+                progress=self._t / self.total_steps, lr=lr, base_lr=self.base_lr(self._t),
+                grad_norm=float("nan"))
             return obs, self._divergence_reward(a), True, False, dict(self._info)
 
-        self._val = val
-        obs = self._tracker.update(
+        self._val = interval.val.info
+        obs = self._kernel.observe(
+            interval,
             progress=self._t / self.total_steps,
             lr=lr,
             base_lr=self.base_lr(self._t - 1),
-            step_losses=step_losses,
-            val_loss=val["loss"],
-            val_metric=val[task.metric],
             grad_norm=float(grad_norm),
-            action=a,
             d=step_size_estimate(opt),
             remaining=(self.total_steps - self._t) / self.steps_per_action,
             **meter.stats(),

@@ -21,6 +21,8 @@ STEP_FEATURE_SPEEDS = {"fast": "EMA over decisions, half-life 1",
                        "slow": "EMA over decisions, half-life 4"}
 """The two timescales of every step-size feature."""
 STEP_FEATURE_HALFLIVES = {"fast": 1.0, "slow": 4.0}
+_sum = np.add.reduce
+_STEP_ALPHAS = {speed: 1.0 - 0.5 ** (1.0 / h) for speed, h in STEP_FEATURE_HALFLIVES.items()}
 STEP_SIGNALS: dict[str, tuple[float, float]] = {
     "grad_alignment": (0.0, 0.5), "update_alignment": (0.0, 0.5),
     "log_noise_scale": (0.0, 3.0), "loss_ratio": (0.0, 0.1), "log_update_ratio": (-6.0, 3.0),
@@ -181,6 +183,11 @@ class FeatureTracker:
     def __post_init__(self) -> None:
         self.features = check_features(self.features)
 
+    @property
+    def _step_features(self) -> bool:
+        """Whether any step-size feature is observed (else their EMAs are not kept)."""
+        return not set(self.features).isdisjoint(STEP_FEATURES)
+
     def reset(self, initial_loss: float, initial_metric: float) -> np.ndarray:
         """Starts a run; returns the first observation.
 
@@ -265,12 +272,23 @@ class FeatureTracker:
             remaining: Decisions left in the budget (NaN: unknown).
         """
         losses = np.asarray(step_losses, dtype=np.float64)
-        losses = losses[np.isfinite(losses)]
-        for x in losses:
-            self._short += self._a_short * (x - self._short)
-            self._long += self._a_long * (x - self._long)
-        mean = float(losses.mean()) if losses.size else self._short
-        cv = float(losses.std() / max(abs(mean), _EPS)) if losses.size > 1 else 0.0
+        if not np.isfinite(losses).all():
+            losses = losses[np.isfinite(losses)]
+        # Python floats: the same IEEE doubles as numpy's scalars, at a fraction of the cost.
+        short, long_, a_short, a_long = self._short, self._long, self._a_short, self._a_long
+        for x in losses.tolist():
+            short += a_short * (x - short)
+            long_ += a_long * (x - long_)
+        self._short, self._long = float(short), float(long_)
+        n = losses.size
+        # numpy's mean and std, computed as numpy computes them (the same pairwise sums,
+        # so the same bits) without their wrappers' overhead.
+        mean = float(_sum(losses) / n) if n else self._short
+        if n > 1:
+            dev = losses - mean
+            cv = math.sqrt(float(_sum(dev * dev) / n)) / max(abs(mean), _EPS)
+        else:
+            cv = 0.0
         if self._grad0 is None and grad_norm > 0 and math.isfinite(grad_norm):
             self._grad0 = grad_norm
         g_rel = _log_ratio(grad_norm, self._grad0) if self._grad0 else 0.0
@@ -316,10 +334,11 @@ class FeatureTracker:
             self._prev_mean_loss = mean
         noise = (math.log(max(noise_ratio, _EPS)) if noise_ratio >= 0 else math.nan)
         update = math.log(update_ratio) if update_ratio > 0 else math.nan
-        values.update(self._fold_step_signals({
-            "grad_alignment": grad_alignment, "update_alignment": update_alignment,
-            "log_noise_scale": min(noise, 30.0), "loss_ratio": loss_ratio,
-            "log_update_ratio": update}))
+        if self._step_features:
+            values.update(self._fold_step_signals({
+                "grad_alignment": grad_alignment, "update_alignment": update_alignment,
+                "log_noise_scale": min(noise, 30.0), "loss_ratio": loss_ratio,
+                "log_update_ratio": update}))
         return self._select(values)
 
     def _fold_step_signals(self, raw: dict[str, float]) -> dict[str, float]:
@@ -327,18 +346,24 @@ class FeatureTracker:
         out = {}
         for signal, (centre, scale) in STEP_SIGNALS.items():
             x = raw[signal]
-            for speed, halflife in STEP_FEATURE_HALFLIVES.items():
+            for speed, alpha in _STEP_ALPHAS.items():
                 name = f"{signal}_{speed}"
                 ema = self._step_emas[name]
                 if math.isfinite(x):
-                    alpha = 1.0 - 0.5 ** (1.0 / halflife)
                     ema = x if ema is None else ema + alpha * (x - ema)
                     self._step_emas[name] = ema
                 out[name] = 0.0 if ema is None else math.tanh((ema - centre) / scale)
         return out
 
     def _select(self, values: dict[str, float]) -> np.ndarray:
-        return _finite(np.array([values.get(f, 0.0) for f in self.features], dtype=np.float64))
+        # _finite's rule on Python floats (no numpy call per value): NaN -> 0, then clipped
+        # to the bounds (inf included), rounded to float32 once, as _finite does.
+        out = []
+        for f in self.features:
+            x = values.get(f, 0.0)
+            out.append(0.0 if x != x else -OBS_BOUND if x < -OBS_BOUND
+                       else OBS_BOUND if x > OBS_BOUND else x)
+        return np.array(out, dtype=np.float32)
 
 
 def _finite(x):  # noqa: ANN001, ANN202 - scalar or array

@@ -134,7 +134,8 @@ class DecisionKernel:
             if skipped:
                 losses = losses[finite]
             val: Validation | None = evaluate()
-            diverged = (bool((losses > limit).any())
+            # ufunc.reduce: a decision is on the deployed training's critical path.
+            diverged = ((losses.size > 0 and bool(np.maximum.reduce(losses) > limit))
                         or not (math.isfinite(val.loss) and math.isfinite(val.metric)))
         else:
             bad = ~np.isfinite(losses) | (losses > limit)

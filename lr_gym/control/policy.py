@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -149,21 +150,37 @@ class ControllerPolicy:
             content_sha256=content_digest(config, tensors),
         )
 
+    @cached_property
+    def _runtime(self) -> tuple[Any, np.ndarray | None, float, float, float]:
+        """What every decision reads, computed once.
+
+        ``(activation, sqrt(var + eps), clip_obs, action_low, action_high)``, the action
+        bounds as float32 rounds them.
+        """
+        p, norm = self.config["policy"], self.config["normalization"]
+        scale = (None if self.obs_var is None
+                 else np.sqrt(self.obs_var + norm["epsilon"]))
+        return (_ACT_FNS[p["activation"]], scale, float(norm["clip_obs"]),
+                float(np.float32(p["action_low"])), float(np.float32(p["action_high"])))
+
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         """The saved running normalisation, computed exactly as VecNormalize does."""
         if self.obs_mean is None:
             return np.asarray(obs, dtype=np.float32)
-        norm = self.config["normalization"]
-        out = (obs - self.obs_mean) / np.sqrt(self.obs_var + norm["epsilon"])
-        return np.clip(out, -norm["clip_obs"], norm["clip_obs"]).astype(np.float32)
+        _, scale, clip, _, _ = self._runtime
+        out = np.subtract(obs, self.obs_mean)
+        np.divide(out, scale, out=out)
+        # np.clip's result without its wrapper's cost (NaN passes through both ways).
+        np.minimum(np.maximum(out, -clip, out=out), clip, out=out)
+        return out.astype(np.float32)
 
     def act(self, obs: np.ndarray) -> float:
         """The deterministic action in [-1, 1] for one observation."""
-        act_fn = _ACT_FNS[self.config["policy"]["activation"]]
+        act_fn, _, _, low, high = self._runtime
         with torch.no_grad():
             x = torch.from_numpy(self.normalize(obs)).unsqueeze(0)
             for w, b in self.layers:
                 x = act_fn(F.linear(x, w, b))
-            a = F.linear(x, *self.action)
-        p = self.config["policy"]
-        return float(np.clip(a.numpy().reshape(-1)[0], p["action_low"], p["action_high"]))
+            a = F.linear(x, *self.action).item()
+        # Python's min/max clip as np.clip did on the float32 action (NaN passes through).
+        return min(max(a, low), high)

@@ -156,9 +156,13 @@ def update_ratio(before: Sequence[torch.Tensor], params: Iterable[torch.Tensor])
     if not before or len(before) != len(after):
         return math.nan
     norms = torch.linalg.vector_norm
-    delta = norms(torch.stack([norms((a - b).float()) for a, b in zip(after, before, strict=True)]))
-    norm = norms(torch.stack([norms(b.float()) for b in before]))
-    return float(delta / norm) if float(norm) > 0 else math.nan
+    # foreach ops: one call per list, the same per-tensor norms as a loop of vector_norm.
+    floats = [b.float() for b in before]
+    delta = norms(torch.stack(torch._foreach_norm(
+        [d.float() for d in torch._foreach_sub(after, list(before))])))
+    norm = norms(torch.stack(torch._foreach_norm(floats)))
+    ratio, norm = torch.stack((delta / norm, norm)).tolist()  # one host sync
+    return ratio if norm > 0 else math.nan
 
 
 @dataclass

@@ -67,15 +67,19 @@ class GradientProbe:
         if not grads:
             return
         # One flat copy: a handful of ops per probe, whatever the number of tensors.
-        g = torch.cat([x.detach().reshape(-1).float() for x in grads])
-        sq = float(torch.dot(g, g))
+        g = torch.cat(flat(grads))
+        if self._prev is not None and self._prev.numel() == g.numel():
+            # Both dot products in one host sync.
+            sq, dot = torch.stack((torch.dot(g, g), torch.dot(g, self._prev))).tolist()
+        else:
+            sq, dot = float(torch.dot(g, g)), math.nan
         if not math.isfinite(sq) or (self._sum is not None and self._sum.numel() != g.numel()):
             self._prev = None  # a non-finite gradient breaks the chain of pairs
             return
         if self._prev is not None:
             denom = math.sqrt(sq * self._prev_sq)
             if denom > 0:
-                self._cosines.append(float(torch.dot(g, self._prev)) / denom)
+                self._cosines.append(dot / denom)
         self._sq_norms.append(sq)
         if self._sum is None:
             self._sum = g.clone()
@@ -118,9 +122,8 @@ def update_alignment(grads: Sequence[torch.Tensor], before: Sequence[torch.Tenso
 
     if not grads or len(grads) != len(before):
         return math.nan
-    g = torch.cat([x.detach().reshape(-1).float() for x in grads])
-    delta = torch.cat([(a.detach() - b).reshape(-1).float() for a, b in
-                       zip(after, before, strict=True)])
+    g = torch.cat(flat(grads))
+    delta = torch.cat(flat(torch._foreach_sub([a.detach() for a in after], list(before))))
     g_sq, d_sq = float(g.dot(g)), float(delta.dot(delta))
     if not (g_sq > 0 and d_sq > 0 and math.isfinite(g_sq * d_sq)):
         return math.nan
@@ -195,6 +198,14 @@ class IntervalMeter:
         cos, noise = self.probe.interval_stats() if self.probe else (math.nan, math.nan)
         return {"update_ratio": self._ratio, "update_alignment": self._alignment,
                 "grad_alignment": cos, "noise_ratio": noise}
+
+
+def flat(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Each tensor as a flat float32 view where it is one already, else a float32 copy."""
+    import torch
+
+    return [x.detach().reshape(-1) if x.dtype == torch.float32
+            else x.detach().reshape(-1).float() for x in tensors]
 
 
 def grads_of(params: Sequence[torch.Tensor]) -> list[torch.Tensor]:

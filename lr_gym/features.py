@@ -278,27 +278,8 @@ class FeatureTracker:
         losses = np.asarray(step_losses, dtype=np.float64)
         if not np.isfinite(losses).all():
             losses = losses[np.isfinite(losses)]
-        # Python floats: the same IEEE doubles as numpy's scalars, at a fraction of the cost.
-        short, long_, a_short, a_long = self._short, self._long, self._a_short, self._a_long
-        for x in losses.tolist():
-            short += a_short * (x - short)
-            long_ += a_long * (x - long_)
-        self._short, self._long = float(short), float(long_)
-        n = losses.size
-        # numpy's mean and std, computed as numpy computes them (the same pairwise sums,
-        # so the same bits) without their wrappers' overhead.
-        mean = float(_sum(losses) / n) if n else self._short
-        if n > 1:
-            dev = losses - mean
-            cv = math.sqrt(float(_sum(dev * dev) / n)) / max(abs(mean), _EPS)
-        else:
-            cv = 0.0
-        if self._grad0 is None and grad_norm > 0 and math.isfinite(grad_norm):
-            self._grad0 = grad_norm
-        g_rel = _log_ratio(grad_norm, self._grad0) if self._grad0 else 0.0
-        g_chg = _log_ratio(grad_norm, self._prev_grad) if self._prev_grad else 0.0
-        if grad_norm > 0 and math.isfinite(grad_norm):
-            self._prev_grad = grad_norm
+        mean, cv = self._fold_losses(losses)
+        g_rel, g_chg = self._fold_grad_norm(grad_norm)
         values = {
             "progress": progress,
             "log_lr_ratio": _log_ratio(lr, self.lr0),
@@ -322,11 +303,7 @@ class FeatureTracker:
         if math.isfinite(val_loss):
             self._prev_gap = gap
         values["loss_vs_chance"] = self._vs_chance
-        if d > 0 and math.isfinite(d):
-            self._d_first = self._d_first or d
-            values["log_d_growth"] = _log_ratio(d, self._d_prev) if self._d_prev else 0.0
-            values["log_d_since_start"] = _log_ratio(d, self._d_first)
-            self._d_prev = d
+        values.update(self._fold_d(d))
         values["log_remaining"] = (math.log1p(max(remaining, 0.0)) / 4.0
                                    if math.isfinite(remaining) else 0.0)
         if math.isfinite(val_loss):
@@ -344,6 +321,43 @@ class FeatureTracker:
                 "log_noise_scale": min(noise, 30.0), "loss_ratio": loss_ratio,
                 "log_update_ratio": update}))
         return self._select(values)
+
+    def _fold_losses(self, losses: np.ndarray) -> tuple[float, float]:
+        """Folds the interval's finite training losses into the EMAs; ``(mean, cv)``."""
+        # Python floats: the same IEEE doubles as numpy's scalars, at a fraction of the cost.
+        short, long_, a_short, a_long = self._short, self._long, self._a_short, self._a_long
+        for x in losses.tolist():
+            short += a_short * (x - short)
+            long_ += a_long * (x - long_)
+        self._short, self._long = float(short), float(long_)
+        n = losses.size
+        # numpy's mean and std, computed as numpy computes them (the same pairwise sums,
+        # so the same bits) without their wrappers' overhead.
+        mean = float(_sum(losses) / n) if n else self._short
+        if n < 2:
+            return mean, 0.0
+        dev = losses - mean
+        return mean, math.sqrt(float(_sum(dev * dev) / n)) / max(abs(mean), _EPS)
+
+    def _fold_grad_norm(self, grad_norm: float) -> tuple[float, float]:
+        """``(log of the norm over the first, log change since the last)``; 0 if unknown."""
+        if self._grad0 is None and grad_norm > 0 and math.isfinite(grad_norm):
+            self._grad0 = grad_norm
+        g_rel = _log_ratio(grad_norm, self._grad0) if self._grad0 else 0.0
+        g_chg = _log_ratio(grad_norm, self._prev_grad) if self._prev_grad else 0.0
+        if grad_norm > 0 and math.isfinite(grad_norm):
+            self._prev_grad = grad_norm
+        return g_rel, g_chg
+
+    def _fold_d(self, d: float) -> dict[str, float]:
+        """The base optimizer's step-size features (none while ``d`` is unknown)."""
+        if not (d > 0 and math.isfinite(d)):
+            return {}
+        self._d_first = self._d_first or d
+        out = {"log_d_growth": _log_ratio(d, self._d_prev) if self._d_prev else 0.0,
+               "log_d_since_start": _log_ratio(d, self._d_first)}
+        self._d_prev = d
+        return out
 
     def _fold_step_signals(self, raw: dict[str, float]) -> dict[str, float]:
         """Updates each signal's EMAs (an unmeasured NaN leaves them) and squashes them."""

@@ -44,6 +44,24 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+def _check_action(action: Any) -> None:
+    """Refuses an action that is not one number, naming what it got."""
+    if np.asarray(action, dtype=object).size != 1:
+        raise ValueError(
+            f"action must hold exactly one number (action space Box(-1, 1, (1,))), got "
+            f"shape {np.shape(action)}."
+        )
+    try:
+        numeric = np.asarray(action).dtype.kind in "fiu"
+    except (TypeError, ValueError):
+        numeric = False
+    if not numeric:
+        raise ValueError(
+            f"action must be a number (action space Box(-1, 1, (1,))), got {action!r} "
+            f"of type {type(action).__name__}; pass e.g. np.array([0.5], np.float32)."
+        )
+
+
 class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     """Learning-rate control of one training run of a primary model.
 
@@ -484,64 +502,12 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
     ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._done:
             raise RuntimeError("The episode has ended (or never started): call reset() first.")
-        if np.asarray(action, dtype=object).size != 1:
-            raise ValueError(
-                f"action must hold exactly one number (action space Box(-1, 1, (1,))), got "
-                f"shape {np.shape(action)}."
-            )
-        try:
-            numeric = np.asarray(action).dtype.kind in "fiu"
-        except (TypeError, ValueError):
-            numeric = False
-        if not numeric:
-            raise ValueError(
-                f"action must be a number (action space Box(-1, 1, (1,))), got {action!r} "
-                f"of type {type(action).__name__}; pass e.g. np.array([0.5], np.float32)."
-            )
-        c = self.config
-        rule = self._lr_state
+        _check_action(action)
+        c, task = self.config, self.task
         a = self._kernel.decide(action, self._t)
-
         n = min(self.steps_per_action, self.total_steps - self._t)
-        model, opt, task = self.model, self._optimizer, self.task
-        losses: list[torch.Tensor] = []
-        on_cpu = self.device.type == "cpu"  # CPU data needs no copy
-        grad_norm = torch.zeros(())
-        meter, params = self._meter, self._params
-        meter.start(n)
-        set_lr = not c.optimizer_sets_lr
-        self._swap_rng()
-        try:
-            for i in range(n):
-                if self._event is not None and self._t == self._event.step:
-                    self._apply_event()
-                if set_lr:
-                    lr = rule.apply(opt, self._t)
-                batch = self._next_batch()
-                if not on_cpu:
-                    batch = move_to(batch, self.device)
-                opt.zero_grad(set_to_none=True)
-                loss = task.loss_fn(model, batch)
-                loss.backward()
-                meter.after_backward(i, params)
-                if task.grad_clip is not None:
-                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), task.grad_clip)
-                elif i == n - 1:
-                    norm = lr_rule.grad_norm(model.parameters())
-                    if norm is not None:
-                        grad_norm = norm
-                meter.before_step(i, params)
-                opt.step()
-                meter.after_step(params)
-                self._t += 1
-                losses.append(loss.detach())
-        finally:
-            self._swap_rng()
-        if not set_lr:  # the LR the optimizer used in its last step
-            lr = float(opt.param_groups[0]["lr"])
-        self._lr = lr
-        # One host sync per interval (not per step) keeps GPU steps asynchronous.
-        step_losses = torch.stack(losses).float().cpu().numpy()
+        step_losses, grad_norm = self._train(n)
+        lr, opt, meter = self._lr, self._optimizer, self._meter
         prev_val, prev_train = self._val, self._tracker.train_loss
         self._decisions += 1
         interval = self._kernel.close(step_losses, lambda: self._validation("val"))
@@ -576,6 +542,53 @@ class LRControlEnv(gym.Env[np.ndarray, np.ndarray]):
         if end and c.eval_test and self.data.test is not None:
             self._info["test"] = self._evaluate("test")
         return obs, reward, end, False, dict(self._info)
+
+    def _train(self, n: int) -> tuple[np.ndarray, torch.Tensor]:
+        """Trains ``n`` optimizer steps at the LR rule's LRs (the event, if due, applied).
+
+        Returns:
+            The steps' training losses, and the gradient norm of the last step (or of
+            each clipped step).
+        """
+        model, opt, task = self.model, self._optimizer, self.task
+        losses: list[torch.Tensor] = []
+        on_cpu = self.device.type == "cpu"  # CPU data needs no copy
+        grad_norm = torch.zeros(())
+        meter, params = self._meter, self._params
+        meter.start(n)
+        set_lr, rule = not self.config.optimizer_sets_lr, self._lr_state
+        self._swap_rng()
+        try:
+            for i in range(n):
+                if self._event is not None and self._t == self._event.step:
+                    self._apply_event()
+                if set_lr:
+                    lr = rule.apply(opt, self._t)
+                batch = self._next_batch()
+                if not on_cpu:
+                    batch = move_to(batch, self.device)
+                opt.zero_grad(set_to_none=True)
+                loss = task.loss_fn(model, batch)
+                loss.backward()
+                meter.after_backward(i, params)
+                if task.grad_clip is not None:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), task.grad_clip)
+                elif i == n - 1:
+                    norm = lr_rule.grad_norm(model.parameters())
+                    if norm is not None:
+                        grad_norm = norm
+                meter.before_step(i, params)
+                opt.step()
+                meter.after_step(params)
+                self._t += 1
+                losses.append(loss.detach())
+        finally:
+            self._swap_rng()
+        if not set_lr:  # the LR the optimizer used in its last step
+            lr = float(opt.param_groups[0]["lr"])
+        self._lr = lr
+        # One host sync per interval (not per step) keeps GPU steps asynchronous.
+        return torch.stack(losses).float().cpu().numpy(), grad_norm
 
     def _divergence_reward(self, a: float) -> float:
         """The reward of a step whose run diverged (the episode ends)."""

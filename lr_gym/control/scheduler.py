@@ -33,7 +33,9 @@ class LRController:
     ``steps_per_action`` steps). Every param group's LR is scaled from its initial LR
     by the same factor, as in the env. Called this way, the features, actions and LRs
     equal those of :class:`~lr_gym.envs.LRControlEnv` on the same statistics and with
-    the same ``guard`` (on here by default, off in the env).
+    the same ``guard`` (on here by default, off in the env). Under ``torch.distributed``
+    (more than one rank) every rank makes the same decision from inputs averaged over the
+    ranks (:mod:`lr_gym.control.distributed`).
 
     Args:
         optimizer: The optimizer to drive: any ``torch.optim.Optimizer`` for a

@@ -41,10 +41,26 @@ def _write(out: Path, rank: int, result: dict) -> None:
     (out / f"rank{rank}.json").write_text(json.dumps(result))
 
 
-def plain(out: Path, nan_val_at: int | None = None) -> None:
+class _Skewed:
+    """A policy whose actions are 0.1 above the wrapped one's."""
+
+    def __init__(self, policy: object) -> None:
+        self._policy = policy
+
+    def act(self, obs: object) -> float:
+        return self._policy.act(obs) + 0.1
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._policy, name)
+
+
+def plain(out: Path, nan_val_at: int | None = None, skew: bool = False) -> None:
     """DDP in a plain loop, each rank validating its own shard, 3x apart in loss.
 
     With ``nan_val_at``, rank 1 alone reports a NaN validation loss at that decision.
+    With ``skew``, rank 1's policy and guard disagree with rank 0's on the same inputs
+    (as float nondeterminism could make them): its actions are 0.1 higher and its guard
+    rolls back after any LR increase.
     """
     import torch.distributed as dist
     from prodigyopt import Prodigy
@@ -58,6 +74,9 @@ def plain(out: Path, nan_val_at: int | None = None) -> None:
     opt = Prodigy(model.parameters(), lr=1.0)
     sched = LRControllerScheduler(opt, "lr_gym/default", total_steps=T, steps_per_action=K,
                                   model=net)
+    if skew and rank == 1:
+        sched.controller.policy = _Skewed(sched.controller.policy)
+        sched.controller._guard.tolerance = -math.inf
     x, y = _data(64 * T, seed=1 + rank)  # each rank's own training shard
     vx, vy = _data(64, seed=100 + rank)  # and validation shard
 
@@ -216,5 +235,7 @@ if __name__ == "__main__":
         plain(folder)
     elif scenario == "rollback":
         plain(folder, nan_val_at=2)
+    elif scenario == "skew":
+        plain(folder, skew=True)
     else:
         {"hf": hf, "lightning": lightning}[scenario](folder)

@@ -113,6 +113,15 @@ def test_a_nan_validation_loss_on_one_rank_rolls_back_every_rank(tmp_path):
 
 
 @pytest.mark.slow
+def test_rank_0_decides_when_a_rank_would_judge_otherwise(tmp_path):
+    a, b = _run("skew", tmp_path)  # rank 1's policy and guard disagree on equal inputs
+    assert a["restores"] == b["restores"] == 0  # rank 0's guard never rolls back here
+    assert len(set(a["lrs"])) == 4 and a["lrs"] == b["lrs"]  # rank 0's actions
+    assert a["weights_after"] == b["weights_after"]
+    assert a["state"] == b["state"]
+
+
+@pytest.mark.slow
 def test_the_hf_trainer_under_torchrun_decides_once_for_both_ranks(tmp_path):
     pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate")
     a, b = _run("hf", tmp_path)

@@ -11,6 +11,8 @@ gymnasium or unpickles anything. One idea per module:
   (:func:`load_controller_file`);
 * :mod:`~lr_gym.control.scheduler`: :class:`LRController`, a file driving any torch
   optimizer (decisions equal the env's on the same statistics);
+* :mod:`~lr_gym.control.distributed`: one decision per interval on every rank under
+  ``torch.distributed`` (inputs averaged, rank 0's guard verdict and action broadcast);
 * :mod:`~lr_gym.control.state`: the schema of its resume state, checked before a
   resume (:func:`check_state`, :class:`ControllerStateError`);
 * :mod:`~lr_gym.control.torch_scheduler`: :class:`LRControllerScheduler`, the same

@@ -102,7 +102,7 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
             steps_per_action=self.steps_per_action,
             **{"model": kwargs.get("model"), **self.controller_kwargs},
         )
-        if self.tensorboard:
+        if self.tensorboard and getattr(state, "is_world_process_zero", True):  # not per rank
             from torch.utils.tensorboard import SummaryWriter
 
             from lr_gym.control.scheduler import tensorboard_logger
@@ -155,7 +155,9 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
         from lr_gym.files import write_text_atomic
 
         folder = _checkpoint(args, state)
-        if folder.is_dir():
+        # Where the Trainer writes its own state (rank 0; each node's with save_on_each_node):
+        # the controller's state is the same on every rank.
+        if getattr(args, "should_save", True) and folder.is_dir():
             write_text_atomic(folder / self.STATE_FILE,
                               json.dumps(self.controller.state_dict()))
 

@@ -14,6 +14,7 @@ import torch
 from lr_gym import lr_rule
 from lr_gym.bases import step_size_estimate
 from lr_gym.config import MAX_TOTAL_STEPS, EnvConfig, check_int, check_real
+from lr_gym.control import distributed
 from lr_gym.control.policy import ControllerPolicy
 from lr_gym.control.resolve import agent_label, load_controller_file
 from lr_gym.control.state import TRACKER_CONSTANTS, StateSpec, check_state
@@ -32,7 +33,9 @@ class LRController:
     ``steps_per_action`` steps). Every param group's LR is scaled from its initial LR
     by the same factor, as in the env. Called this way, the features, actions and LRs
     equal those of :class:`~lr_gym.envs.LRControlEnv` on the same statistics and with
-    the same ``guard`` (on here by default, off in the env).
+    the same ``guard`` (on here by default, off in the env). Under ``torch.distributed``
+    (more than one rank) every rank makes the same decision from inputs averaged over the
+    ranks (:mod:`lr_gym.control.distributed`).
 
     Args:
         optimizer: The optimizer to drive: any ``torch.optim.Optimizer`` for a
@@ -176,7 +179,7 @@ class LRController:
         # overflowed may never have reached the weights (mixed precision skips it).
         self._kernel = DecisionKernel(
             tracker, rule, IntervalMeter(self.config.features),
-            Guard(optimizer, model) if guard else None,
+            distributed.AgreedGuard(optimizer, model) if guard else None,
             divergence_factor=EnvConfig.divergence_factor, skip_nonfinite=True)
         self._last_val: tuple[float, float] | None = None
         self._loggers: list[Callable[[dict[str, float], int], None]] = []
@@ -322,6 +325,7 @@ class LRController:
         """
         val_loss, val_metric = float(val_loss), float(val_metric)
         if not self._started:
+            val_loss, val_metric = distributed.mean_validation(val_loss, val_metric)
             if not (math.isfinite(val_loss) and val_loss > 0 and math.isfinite(val_metric)):
                 raise ValueError(
                     f"The first observe() needs a finite validation loss > 0 and a finite "
@@ -344,7 +348,11 @@ class LRController:
             stats = self._meter.stats()
             if self._update_ratio is not None:
                 stats["update_ratio"] = self._update_ratio
-            losses = np.array([float(x) for x in self._losses], dtype=np.float64)
+            # Under torch.distributed: the means over ranks, identical on every rank.
+            val_loss, val_metric, grad_norm, stats, losses = distributed.mean_interval(
+                val_loss, val_metric, self._grad_norm, stats, self._losses,
+                self._t - self._interval_start)
+            losses = np.array(losses, dtype=np.float64)
             interval = self._kernel.close(losses, lambda: Validation(val_loss, val_metric))
             if interval.skipped:
                 self._skip_nonfinite(interval.skipped, len(losses))
@@ -358,14 +366,14 @@ class LRController:
                 progress=self._t / self.total_steps,
                 lr=self._prev_lr,
                 base_lr=self.base_lr(self._t - 1),
-                grad_norm=self._grad_norm,
+                grad_norm=grad_norm,
                 d=step_size_estimate(self.optimizer),
                 remaining=(self.total_steps - self._t) / self.steps_per_action,
                 **stats,
             )
         self._last_val = (val_loss, val_metric)
         self._decide(self._last_obs)
-        if self._loggers:
+        if self._loggers and distributed.is_main():
             scalars = self.decision_scalars(val_loss, val_metric, prev_val_loss)
             for log in self._loggers:
                 log(scalars, self._t)
@@ -395,11 +403,13 @@ class LRController:
         return self._rule.lr_at(self._t - 1)
 
     def _decide(self, obs: np.ndarray) -> None:
-        self._kernel.decide(self.policy.act(obs), self._t)
+        self._kernel.decide(distributed.rank0_action(self.policy.act(obs)), self._t)
         self._start_interval()
 
     def add_logger(self, log: Callable[[dict[str, float], int], None]) -> None:
         """Calls ``log(scalars, step)`` at every decision (see :meth:`decision_scalars`).
+
+        Under ``torch.distributed``, on rank 0 only (the decisions are the same on all).
 
         E.g. ``ctl.add_logger(tensorboard_logger(SummaryWriter(...)))``; the Trainer and
         Lightning faces wire their own loggers.

@@ -48,9 +48,9 @@ DEFAULT_MEMORY = 8 * 2**30
 
 A fixed size, so that a safety net never takes a machine's memory by surprise: the copy
 is page-locked beside a CUDA model (the OS cannot swap it out), and a deployed model may
-be far larger than the ones a controller was trained on. 8 GiB holds a model of about
-700M float32 parameters with Adam's or Prodigy's state (12 and 20 bytes per parameter
-with the weights) and is small beside the host memory of a machine that trains one;
+be far larger than the ones a controller was trained on. 8 GiB holds a float32 model of
+about 700M parameters with Adam (12 bytes per parameter with the weights) or 430M with
+Prodigy (20 bytes), and is small beside the host memory of a machine that trains one;
 larger runs choose: a bigger budget, a ``directory`` on disk, or no guard.
 """
 

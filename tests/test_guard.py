@@ -154,7 +154,7 @@ def test_lr_controller_guard_restores_and_blocks(tmp_path):
         _regression_step(model, opt, x, y, ctl)
         if ctl.eval_due:
             before = ctl._guard.restores
-            weights_best = [t.clone() for t in ctl._guard._snapshot[0].values()]
+            weights_best = [t.clone() for t in ctl._guard.saved_weights().values()]
             ctl.observe(val_loss=val(), val_metric=0.0)
             if ctl._guard.restores > before and restored_at is None:
                 restored_at, best = len(ctl.history), weights_best
@@ -225,3 +225,214 @@ def test_a_resumed_lr_controller_guards_from_the_resumed_state():
     assert resumed._guard.restores == 4
     for name, v in model.state_dict().items():
         assert torch.equal(v, at_checkpoint[name])  # back at the resumed model
+
+
+# --------------------------------------------------------------- where the copy lives
+def _train_step(model, opt, seed=1):
+    torch.manual_seed(seed)
+    opt.zero_grad()
+    model(torch.randn(8, 3)).pow(2).sum().backward()
+    opt.step()
+
+
+def _everything(model, opt):
+    """Every number a restore must bring back, cloned: weights, buffers, optimizer state."""
+    state = {(i, k): v.clone() if isinstance(v, torch.Tensor) else v
+             for i, p in enumerate(opt.param_groups[0]["params"])
+             for k, v in opt.state[p].items()}
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+    return {k: v.clone() for k, v in model.state_dict().items()}, state, groups
+
+
+def _assert_same(a, b):
+    for x, y in zip(a[:2], b[:2], strict=True):
+        assert x.keys() == y.keys()
+        for k in x:
+            if isinstance(x[k], torch.Tensor):
+                assert x[k].dtype == y[k].dtype and x[k].device == y[k].device, k
+                assert torch.equal(x[k], y[k]), k  # bit for bit (no NaNs here)
+            else:
+                assert x[k] == y[k], k
+    assert a[2] == b[2]
+
+
+def test_the_snapshot_lives_on_the_cpu_in_its_own_buffers(monkeypatch):
+    from lr_gym import guard as guard_mod
+
+    model, opt = _model_and_opt()
+    guard = Guard(opt, model)
+    guard.start(2.0)
+    live = {**model.state_dict(), **{f"{i}.{k}": v for i, st in enumerate(opt.state.values())
+                                     for k, v in st.items()}}
+    buffers = list(guard._buffers)
+    assert buffers and all(b.device.type == "cpu" and not b.is_pinned() for b in buffers)
+    ptrs = {t.untyped_storage().data_ptr() for t in live.values()}
+    assert not ptrs & {b.untyped_storage().data_ptr() for b in buffers}  # distinct storage
+    # Weights, batch-norm buffers and Adam's moments and steps, tied or not: all counted.
+    assert guard.nbytes == sum(t.numel() * t.element_size() for t in live.values())
+    # The next snapshot refills the same buffers (the shapes did not change).
+    _train_step(model, opt)
+    assert not guard.check(1.0, diverged=False, raised=False)
+    assert [b.data_ptr() for b in guard._buffers] == [b.data_ptr() for b in buffers]
+    assert torch.equal(guard.saved_weights()["0.weight"], model.state_dict()["0.weight"])
+    # Page-locked memory is asked for only for a CUDA tensor, with CUDA there.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert not guard_mod.wants_pinned(torch.zeros(2))
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda ps: torch.optim.Adam(ps, lr=0.1),
+    lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9),
+    pytest.param(lambda ps: __import__("prodigyopt").Prodigy(ps, lr=1.0), id="prodigy"),
+])
+def test_a_restore_is_exact_and_in_place(make_opt):
+    model, _ = _model_and_opt()
+    opt = make_opt(model.parameters())
+    _train_step(model, opt, 0)
+    guard = Guard(opt, model)
+    guard.start(2.0)
+    best = _everything(model, opt)
+    moments = {id(t) for st in opt.state.values() for t in st.values()
+               if isinstance(t, torch.Tensor)}
+    for seed in (2, 3):  # weights, statistics, moments, steps and d all move
+        _train_step(model, opt, seed)
+    opt.param_groups[0]["lr"] = 123.0
+    assert guard.check(math.nan, diverged=True, raised=False)
+    _assert_same(_everything(model, opt), best)
+    # The optimizer keeps its own tensors (nothing new on the device) ...
+    assert {id(t) for st in opt.state.values() for t in st.values()
+            if isinstance(t, torch.Tensor)} == moments
+    # ... and training on from them leaves the snapshot as it was.
+    _train_step(model, opt, 4)
+    assert guard.check(math.nan, diverged=True, raised=False)
+    _assert_same(_everything(model, opt), best)
+
+
+def test_a_restore_without_a_model_brings_the_parameters_back():
+    model, opt = _model_and_opt()
+    guard = Guard(opt)
+    guard.start(2.0)
+    params = [p.detach().clone() for p in model.parameters()]
+    _train_step(model, opt)
+    assert guard.check(math.inf, diverged=False, raised=False)
+    for p, q in zip(model.parameters(), params, strict=True):
+        assert torch.equal(p, q)
+
+
+def test_the_budget_turns_the_guard_off_once_before_copying(monkeypatch):
+    import warnings
+
+    from lr_gym import guard as guard_mod
+
+    def no_allocation(*args, **kwargs):
+        raise AssertionError("the guard allocated a buffer over its budget")
+
+    monkeypatch.setattr(guard_mod, "_empty", no_allocation)
+    model, opt = _model_and_opt()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        guard = Guard(opt, model, memory=100)
+        guard.start(2.0)
+        _train_step(model, opt)
+        assert not guard.check(1.0, diverged=False, raised=False)  # a new best: no copy
+        assert not guard.check(math.nan, diverged=True, raised=False)  # nothing to restore
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    msg = str(caught[0].message)
+    assert "\n" not in msg and "guard_memory=100" in msg and "guard=False" in msg
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    params = sum(p.numel() * 4 for p in model.parameters())
+    assert f"{weights + 2 * params + 4 * 4} bytes" in msg  # + Adam's moments and steps
+    assert guard.off and guard._snapshot is None and guard._buffers == []
+
+
+def test_a_budget_just_large_enough_keeps_the_guard_on():
+    model, opt = _model_and_opt()
+    size = Guard(opt, model, memory=None)
+    size.start(2.0)
+    guard = Guard(opt, model, memory=size.nbytes)
+    guard.start(2.0)
+    assert guard.off is None and guard.saved_weights() is not None
+
+
+def test_the_snapshot_round_trips_through_a_folder(tmp_path):
+    from lr_gym.guard import SNAPSHOT_FILE
+
+    model, opt = _model_and_opt()
+    guard = Guard(opt, model, memory=0, directory=tmp_path / "g")  # no budget on disk
+    guard.start(2.0)
+    best = _everything(model, opt)
+    assert (tmp_path / "g" / SNAPSHOT_FILE).is_file() and guard._buffers == []
+    assert [p.name for p in (tmp_path / "g").iterdir()] == [SNAPSHOT_FILE]  # no temporary
+    _train_step(model, opt)
+    assert guard.check(math.nan, diverged=True, raised=False)
+    _assert_same(_everything(model, opt), best)
+
+
+@pytest.mark.parametrize(("value", "error"), [
+    ("8GB", TypeError), (1.5, TypeError), (True, TypeError), (-1, ValueError)])
+def test_a_bad_budget_is_one_clear_line(value, error):
+    model, opt = _model_and_opt()
+    with pytest.raises(error, match="guard_memory") as err:
+        Guard(opt, model, memory=value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_folder_that_is_a_file_is_refused(tmp_path):
+    model, opt = _model_and_opt()
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ValueError, match="guard_dir"):
+        Guard(opt, model, directory=tmp_path / "f")
+
+
+def test_lr_controller_passes_the_budget_and_folder_to_its_guard(tmp_path):
+    from lr_gym.control import LRController, LRControllerScheduler
+    from lr_gym.guard import DEFAULT_MEMORY
+
+    model, opt = _model_and_opt()
+    kw = {"total_steps": 8, "steps_per_action": 4, "model": model}
+    assert LRController(opt, "lr_gym/task-base", **kw)._guard.memory == DEFAULT_MEMORY
+    ctl = LRController(opt, "lr_gym/task-base", guard_memory=1234, guard_dir=tmp_path, **kw)
+    assert ctl._guard.memory == 1234 and ctl._guard.directory == tmp_path
+    sched = LRControllerScheduler(opt, "lr_gym/task-base", guard_memory=None, **kw)
+    assert sched.controller._guard.memory is None
+    with pytest.raises(TypeError, match="guard_memory"):
+        LRController(opt, "lr_gym/task-base", guard_memory="1G", **kw)
+    with pytest.warns(UserWarning, match="guard_memory=10"):
+        LRController(opt, "lr_gym/task-base", guard_memory=10, **kw).observe(2.0, 0.0)
+
+
+class _DeepcopyGuard(Guard):
+    """The guard as it was: deep copies on the tensors' own device."""
+
+    def _take(self):
+        import copy
+
+        self._snapshot = (copy.deepcopy(self.model.state_dict()),
+                          copy.deepcopy(self.optimizer.state_dict()))
+
+    def _restore(self):
+        import copy
+
+        weights, opt_state = self._snapshot
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(copy.deepcopy(opt_state))
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def test_env_episodes_with_restores_match_the_deepcopy_guard(monkeypatch):
+    import lr_gym.envs.lr_control as env_mod
+
+    def episode():
+        env = LRControlEnv(digits_task(0.05, optimizer=torch.optim.Adam), eval_test=False,
+                           guard=True, mode="recursive", max_factor=4.0, lr_max=1e6)
+        infos, actions = _run(env, lambda i: 1.0)  # always up: it blows up, rolls back
+        return [(i["val_loss"], i["lr"], i["guard_restores"]) for i in infos], actions, {
+            k: v.clone() for k, v in env._model.state_dict().items()}
+
+    new = episode()
+    monkeypatch.setattr(env_mod, "Guard", _DeepcopyGuard)
+    old = episode()
+    assert new[0][-1][2] >= 1, "no restore: the comparison would prove nothing"
+    assert repr(new[:2]) == repr(old[:2])  # bit for bit
+    for k in new[2]:
+        assert torch.equal(new[2][k], old[2][k])

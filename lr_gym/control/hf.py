@@ -53,7 +53,8 @@ class LRControllerCallback(_trainer_callback_base()):  # type: ignore[misc]
         tensorboard: Log every decision to TensorBoard: True (beside the Trainer's own
             logs) or a folder.
         **controller_kwargs: Other :class:`LRController` arguments (``lr_min``,
-            ``guard=False``...); the guard gets the Trainer's model.
+            ``guard=False``, ``guard_memory=``, ``guard_dir=``...); the guard gets the
+            Trainer's model.
     """
 
     STATE_FILE = "lr_controller.json"

@@ -54,7 +54,8 @@ class LRControllerLightning(pl.Callback):
             ``estimated_stepping_batches``).
         log: Send every decision's scalars to the trainer's loggers.
         **controller_kwargs: Other :class:`LRController` arguments (``lr_min``,
-            ``guard=False``...); the guard gets the LightningModule.
+            ``guard=False``, ``guard_memory=``, ``guard_dir=``...); the guard gets the
+            LightningModule.
     """
 
     def __init__(self, policy: str | Path | ControllerPolicy, *, val_loss: str = "val_loss",

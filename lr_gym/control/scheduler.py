@@ -20,7 +20,7 @@ from lr_gym.control.resolve import agent_label, load_controller_file
 from lr_gym.control.state import TRACKER_CONSTANTS, StateSpec, check_state
 from lr_gym.features import FeatureTracker
 from lr_gym.grad_stats import IntervalMeter
-from lr_gym.guard import Guard
+from lr_gym.guard import DEFAULT_MEMORY, Guard
 from lr_gym.kernel import DecisionKernel, Validation
 
 
@@ -52,8 +52,14 @@ class LRController:
         guard: Roll the run back to its best validation loss when it blows up and back
             the LR off (:mod:`lr_gym.guard`, the env's ``guard=True``). On by default:
             it won on the dev families (docs/experiments.md). It keeps a copy of the
-            model and optimizer state at each new best validation loss, on their device;
-            pass False to save that memory (e.g. sharded models).
+            model and optimizer state at each new best validation loss in CPU memory
+            (never on the accelerator); pass False to save that memory and time (e.g.
+            sharded models).
+        guard_memory: The guard's budget, in bytes of CPU memory (default
+            :data:`lr_gym.guard.DEFAULT_MEMORY`, 8 GiB; None: no limit). A copy larger
+            than this turns the guard off, with one warning, before anything is copied.
+        guard_dir: A folder to keep the guard's copy in, on disk, instead of memory (then
+            ``guard_memory`` does not apply); None: in memory.
         model: The model the optimizer trains, for the guard: its rollback then restores
             buffers such as batch-norm statistics too. Without it the guard restores
             the optimizer's parameters and state only, with one warning.
@@ -115,6 +121,8 @@ class LRController:
         lr_min: float | None = None,
         lr_max: float | None = None,
         guard: bool = True,
+        guard_memory: int | None = DEFAULT_MEMORY,
+        guard_dir: str | Path | None = None,
         model: torch.nn.Module | None = None,
         chance_loss: float | None = None,
     ) -> None:
@@ -179,7 +187,8 @@ class LRController:
         # overflowed may never have reached the weights (mixed precision skips it).
         self._kernel = DecisionKernel(
             tracker, rule, IntervalMeter(self.config.features),
-            distributed.AgreedGuard(optimizer, model) if guard else None,
+            distributed.AgreedGuard(optimizer, model, memory=guard_memory, directory=guard_dir)
+            if guard else None,
             divergence_factor=EnvConfig.divergence_factor, skip_nonfinite=True)
         self._last_val: tuple[float, float] | None = None
         self._loggers: list[Callable[[dict[str, float], int], None]] = []

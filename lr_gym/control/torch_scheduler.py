@@ -41,7 +41,8 @@ class LRControllerScheduler(LRScheduler):
         steps_per_action: Optimizer steps per decision.
         last_epoch: torch's resume argument (restore with :meth:`load_state_dict`).
         **controller_kwargs: Other :class:`LRController` arguments: ``model=`` for the
-            guard (on by default), ``lr_min``...
+            guard (on by default), its ``guard_memory=`` budget or ``guard_dir=``,
+            ``lr_min``...
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, policy: str | Path | ControllerPolicy,

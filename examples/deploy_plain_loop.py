@@ -65,7 +65,7 @@ def main() -> int:
 
     data = batches()
     # --- begin example ---
-    from agents.deploy import LRController
+    from lr_gym.control import LRController
     optimizer = LRController.optimizer_for(path, model.parameters(), torch.optim.SGD, lr=0.05,
                                            momentum=0.9)  # Prodigy for the default
     controller = LRController(optimizer, path, total_steps=T, steps_per_action=K, model=model)

@@ -187,6 +187,23 @@ def step_size_estimate(optimizer: torch.optim.Optimizer) -> float:
     return float(d) if isinstance(d, (int, float)) else float("nan")
 
 
+def effective_lrs(optimizer: torch.optim.Optimizer) -> list[float]:
+    """The step size of each param group: ``d * lr`` under Prodigy or D-Adaptation, else ``lr``.
+
+    It is what the next ``optimizer.step()`` applies (both estimate ``d`` in a step and
+    keep it in every group for the next). Under a Prodigy base the controller scales
+    ``lr`` (1.0 times its multiplier), so the LR alone hides the step; ``d * lr`` is
+    Prodigy's and D-Adaptation's ``dlr`` without their optional bias correction.
+    ``inner.optimizer`` is looked through, as in :func:`step_size_estimate`.
+    """
+    inner = getattr(optimizer, "optimizer", optimizer)
+    out = []
+    for group in inner.param_groups:
+        d = group.get("d")
+        out.append(float(group["lr"]) * (float(d) if isinstance(d, (int, float)) else 1.0))
+    return out
+
+
 def safeguards_warmup(config: EnvConfig) -> bool:
     """Whether Prodigy runs with ``safeguard_warmup=True`` under ``config``'s rule.
 

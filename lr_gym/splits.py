@@ -51,8 +51,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import gymnasium as gym
-
 if TYPE_CHECKING:
     from lr_gym.tasks.base import Task
 
@@ -258,6 +256,8 @@ def split_of_env(env_id: str) -> str | None:
     for s in SPLITS.values():
         if env_id in s.ids:
             return s.name
+    import gymnasium as gym  # here: the core install (no gymnasium) imports this module
+
     from lr_gym.registration import NAMESPACE, tasks_for
 
     spec = gym.spec(env_id)  # unknown ids raise gymnasium's clear error

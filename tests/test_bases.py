@@ -15,6 +15,7 @@ from lr_gym.bases import (
     base_optimizer,
     base_task,
     dropped_options,
+    effective_lrs,
     optimizer_family,
     prodigy_task,
 )
@@ -154,3 +155,31 @@ def test_prodigy_in_place_of_sgd_names_every_option_it_drops():
         base_optimizer("prodigy", params, torch.optim.SGD, lr=0.1, weight_decay=1e-4)
         base_optimizer("prodigy", params, torch.optim.AdamW, lr=0.1, betas=(0.8, 0.9))
         base_optimizer("task", params, torch.optim.SGD, lr=0.1, momentum=0.9)
+
+
+def _stepped(opt, params, steps=20):
+    for _ in range(steps):
+        opt.zero_grad()
+        (params[0] ** 2).sum().backward()
+        opt.step()
+    return opt
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: Prodigy(ps, lr=0.5),
+    lambda ps: __import__("dadaptation").DAdaptAdam(ps, lr=0.5),
+])
+def test_the_effective_lr_of_an_lr_free_optimizer_is_d_times_lr(make):
+    params = [torch.nn.Parameter(torch.ones(4))]
+    opt = _stepped(make(params), params)
+    d = opt.param_groups[0]["d"]
+    assert d > 1e-5  # grown from its d0 (1e-6): the lr alone is not the step
+    assert effective_lrs(opt) == [d * 0.5]
+
+
+def test_the_effective_lr_of_another_optimizer_is_its_lr_per_group():
+    a, b = torch.nn.Parameter(torch.ones(4)), torch.nn.Parameter(torch.ones(2))
+    opt = torch.optim.SGD([{"params": [a]}, {"params": [b], "lr": torch.tensor(0.25)}], lr=0.1)
+    assert effective_lrs(opt) == [0.1, 0.25]
+    wrapped = type("Accelerated", (), {"optimizer": opt})()  # accelerate's wrapper
+    assert effective_lrs(wrapped) == [0.1, 0.25]

@@ -45,6 +45,8 @@ Usage in a plain loop::
             ctl.observe(**evaluate(model))  # val_loss=..., val_metric=...
 """
 
+from typing import Any
+
 from lr_gym.control.file import (
     FORMAT,
     FORMAT_VERSION,
@@ -58,7 +60,6 @@ from lr_gym.control.file import (
     file_env_config,
     validate_controller,
 )
-from lr_gym.control.hf import LRControllerCallback
 from lr_gym.control.policy import ControllerPolicy
 from lr_gym.control.resolve import (
     PRETRAINED,
@@ -72,6 +73,17 @@ from lr_gym.control.resolve import (
 from lr_gym.control.scheduler import LRController, tensorboard_logger
 from lr_gym.control.state import ControllerStateError, StateSpec, check_state
 from lr_gym.control.torch_scheduler import LRControllerScheduler
+
+
+def __getattr__(name: str) -> Any:
+    # The Trainer face subclasses transformers' TrainerCallback: imported on first use, so
+    # importing the runtime never imports transformers (tests/control/test_light_install.py).
+    if name == "LRControllerCallback":
+        from lr_gym.control.hf import LRControllerCallback
+
+        return LRControllerCallback
+    raise AttributeError(f"module 'lr_gym.control' has no attribute {name!r}")
+
 
 __all__ = [
     "FORMAT",

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from lr_gym import lr_rule
-from lr_gym.bases import step_size_estimate
+from lr_gym.bases import effective_lrs, step_size_estimate
 from lr_gym.config import MAX_TOTAL_STEPS, EnvConfig, check_int, check_real
 from lr_gym.control import distributed
 from lr_gym.control.policy import ControllerPolicy
@@ -431,13 +431,21 @@ class LRController:
 
         The reward proxy is the env's default reward for the interval just closed,
         ``log(prev_val_loss / val_loss)`` (0 at the first decision: ``None``).
+        ``lr_controller/effective_lr`` is the step size the next optimizer step applies
+        (:func:`~lr_gym.bases.effective_lrs`: ``d * lr`` under Prodigy or D-Adaptation,
+        else the LR) of the first param group, as ``lr_controller/lr`` is; with several
+        groups, ``lr_controller/effective_lr/<i>`` adds every group's (0 included).
         """
         prev = prev_val_loss
         proxy = (math.log(prev / val_loss) if prev is not None and prev > 0 and val_loss > 0
                  else 0.0)
         obs = self._last_obs if self._last_obs is not None else []
+        eff = effective_lrs(self.optimizer)
+        per_group = ({f"lr_controller/effective_lr/{i}": x for i, x in enumerate(eff)}
+                     if len(eff) > 1 else {})
         return {"lr_controller/lr": self._lr, "lr_controller/action": self._rule.action,
                 "lr_controller/multiplier": self._rule.multiplier * self._rule.scale,
+                "lr_controller/effective_lr": eff[0], **per_group,
                 "lr_controller/val_loss": val_loss, "lr_controller/val_metric": val_metric,
                 "lr_controller/reward_proxy": proxy,
                 **{f"lr_controller/features/{name}": float(x)

@@ -81,6 +81,9 @@ def test_the_trainer_logs_the_lr_actually_applied(tmp_path):
     tags = events.Tags()["scalars"]
     assert "lr_controller/lr" in tags and "lr_controller/features/log_val_loss" in tags
     assert len(events.Scalars("lr_controller/action")) == 4  # the first and one per interval
+    # AdamW, the task's own optimizer: the step size applied is the LR.
+    assert ([e.value for e in events.Scalars("lr_controller/effective_lr")]
+            == [e.value for e in events.Scalars("lr_controller/lr")])
 
 
 @pytest.mark.slow
@@ -89,13 +92,23 @@ def test_the_default_controller_scales_prodigys_lr_in_the_trainer(tmp_path):
 
     from agents.controller import LRControllerCallback
 
-    spy, cb = _spy(), LRControllerCallback("pretrained", steps_per_action=4)
+    spy = _spy()
+    cb = LRControllerCallback("pretrained", steps_per_action=4, tensorboard=str(tmp_path / "tb"))
     trainer = _trainer(tmp_path, "prodigy", [cb, spy],
                        optimizer=lambda model: Prodigy(model.parameters(), lr=1.0))
     trainer.train()
     assert cb.controller.lr0 == 1.0 and len(cb.controller.history) == 4
     assert spy.logged == spy.applied  # the LR each step ran with: 1.0 times the rule's factor
     assert all(0.01 <= lr <= 100 for lr in spy.applied.values())
+    # The step size Prodigy applies, d * lr, is logged beside the LR.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    group = trainer.optimizer.param_groups[0]
+    (last_lr, last) = (events.Scalars(f"lr_controller/{k}")[-1].value
+                       for k in ("lr", "effective_lr"))
+    assert last == pytest.approx(group["d"] * group["lr"], rel=1e-6)  # TensorBoard: float32
+    assert last_lr == pytest.approx(group["lr"], rel=1e-6) and last != pytest.approx(last_lr)
 
 
 def test_the_default_controller_refuses_another_optimizer_with_the_fix(tmp_path):

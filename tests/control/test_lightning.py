@@ -103,6 +103,9 @@ def test_the_controller_sets_the_lr_and_lightning_logs_the_real_one(tmp_path):
     # Every decision's scalars go to the trainer's loggers.
     actions = _logged(trainer, "lr_controller/action")
     assert len(actions) == len(ctl.history)
+    # SGD, the task's own optimizer: the step size applied is the LR.
+    effective = _logged(trainer, "lr_controller/effective_lr")
+    assert len(effective) == len(actions) and effective == _logged(trainer, "lr_controller/lr")
     with open(trainer.logger.experiment.metrics_file_path) as f:
         assert "lr_controller/features/log_val_loss" in f.readline()
 

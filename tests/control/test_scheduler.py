@@ -137,3 +137,52 @@ def test_prodigy_at_another_lr_than_it_was_trained_at_warns_once():
                      steps_per_action=5, guard=False)
         built = LRController.optimizer_for("lr_gym/default", params, torch.optim.Adam, lr=0.05)
         LRController(built, "lr_gym/default", total_steps=20, steps_per_action=5, guard=False)
+
+
+def _logged_run(opt, model, x, y, name, steps=3 * K):
+    """``steps`` steps under controller ``name``; every decision's logged scalars."""
+    ctl = LRController(opt, name, total_steps=T, steps_per_action=K, model=model)
+    logged = []
+    ctl.add_logger(lambda scalars, step: logged.append(scalars))
+    ctl.observe(**_evaluate(model, x, y))
+    for t in range(steps):
+        idx = torch.arange(t * 32, t * 32 + 32) % 384
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ctl.step(loss)
+        if ctl.eval_due:
+            ctl.observe(**_evaluate(model, x, y))
+    return logged
+
+
+def test_the_effective_lr_under_prodigy_is_d_times_lr():
+    from prodigyopt import Prodigy
+
+    model, x, y = _problem()
+    opt = Prodigy(model.parameters(), lr=1.0)
+    d0 = opt.param_groups[0]["d"]
+    logged = _logged_run(opt, model, x, y, "lr_gym/default")
+    last, group = logged[-1], opt.param_groups[0]
+    assert group["d"] > 10 * d0  # Prodigy's estimate has grown: the LR alone hides the step
+    assert last["lr_controller/effective_lr"] == pytest.approx(group["d"] * group["lr"])
+    assert last["lr_controller/effective_lr"] < 0.1 * last["lr_controller/lr"]  # not the lr
+    assert not [k for k in last if k.startswith("lr_controller/effective_lr/")]  # one group
+
+
+def test_the_effective_lr_of_the_tasks_optimizer_is_its_lr_per_group():
+    model, x, y = _problem()
+    first, second = model[0], model[2]
+    opt = torch.optim.SGD([{"params": first.parameters()},
+                           {"params": second.parameters(), "lr": 0.01}], lr=0.05)
+    logged = _logged_run(opt, model, x, y, "lr_gym/task-base")
+    assert len(logged) == 4  # the first decision and one per interval
+    for scalars in logged:
+        assert scalars["lr_controller/effective_lr"] == scalars["lr_controller/lr"]
+    last = logged[-1]
+    assert last["lr_controller/effective_lr/0"] == opt.param_groups[0]["lr"]
+    assert last["lr_controller/effective_lr/1"] == opt.param_groups[1]["lr"]
+    assert last["lr_controller/effective_lr/1"] == pytest.approx(
+        last["lr_controller/lr"] * 0.01 / 0.05)  # the controller scales every group alike
+    assert last["lr_controller/lr"] != 0.05  # decisions moved it

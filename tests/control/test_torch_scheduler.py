@@ -118,6 +118,7 @@ def test_each_decision_is_logged_with_its_reward_proxy():
     assert b["lr_controller/reward_proxy"] == pytest.approx(
         math.log(first["val_loss"] / b["lr_controller/val_loss"]))
     assert b["lr_controller/lr"] == opt.param_groups[0]["lr"]
+    assert b["lr_controller/effective_lr"] == b["lr_controller/lr"]  # SGD: the LR is the step
     assert len([k for k in b if k.startswith("lr_controller/features/")]) == len(
         sched.controller.config.features)
 

@@ -1,18 +1,9 @@
 """The files of a training run folder, how they are written, and when a run is complete.
 
-The layout (:mod:`lr_gym.run_layout`): a run folder ``logs/ppo/<Env>_<N>/`` holds::
-
-    config.yml                  the exact hyperparameters, env options and versions
-    model.zip                   SB3 model (pickled data: only for resuming your own runs)
-    vecnormalize.pkl            observation normalisation (pickle: the same)
-    controller.safetensors      the pickle-free controller evaluation and deployment load
-    complete.json               written last: the run finished (or was stopped by Ctrl-C)
-    checkpoints/model_<N>_steps.zip, vecnormalize_<N>_steps.pkl,
-                controller_<N>_steps.safetensors
-    best/best_model.zip, vecnormalize.pkl, controller.safetensors
-
-Every file is written to a temporary name and renamed into place (:func:`atomic_write`),
-so a full disk or a kill never leaves a truncated file under a real name.
+Which file holds what is :mod:`lr_gym.run_layout` (re-exported here). Every file is
+written to a temporary name and renamed into place (:func:`atomic_write`), so a full disk
+or a kill never leaves a truncated file under a real name; ``complete.json`` is written
+last (:func:`mark_complete`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,10 @@ of a restore (median over ``--snapshot-repeats``) and the bytes held, for the gu
 was (``copy.deepcopy`` of the state dicts, on the tensors' device) and as it is (CPU
 buffers refilled in place; the first snapshot allocates them).
 
-Usage: python benchmarks/controller_overhead.py [RUN_DIR_OR_FILE] [--repeats N]
+The controller is the shipped ``lr_gym/default`` (its features, on Prodigy) unless another
+is given; ``policy_act`` and ``feature_update`` time a decision's two biggest parts alone.
+
+Usage: python benchmarks/controller_overhead.py [AGENT] [--repeats N]
 Writes benchmarks/results/controller_overhead.json and .md.
 """
 
@@ -24,42 +27,61 @@ import argparse
 import copy
 import math
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-from agents.deploy import ControllerPolicy, LRController, load_controller_file
 from agents.results import add_output, meta, write_results
+from lr_gym.control import ControllerPolicy, LRController, load_controller_file
 
 K = 15  # steps per decision, as in the embedded tasks
 
 
-def _policy(arg: str | None) -> ControllerPolicy:
-    if arg:
-        return load_controller_file(arg)
-    # No agent given: an untrained policy of the design's shape (same cost).
-    import gymnasium as gym
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize
+def _policy(arg: str) -> ControllerPolicy:
+    return load_controller_file(arg)
 
-    import lr_gym  # noqa: F401
-    from agents.deploy import export_controller
-    from agents.ppo import PPOController, PPOHyperparams, make_ppo
 
-    venv = VecNormalize(make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1"), n_envs=1))
-    model = make_ppo(venv, PPOHyperparams(n_steps=32), seed=0, device="cpu")
-    ctl = PPOController(model, venv.obs_rms.mean, venv.obs_rms.var + 1.0)
-    tmp = Path(tempfile.mkdtemp()) / "c.safetensors"
-    return ControllerPolicy.load(export_controller(ctl, tmp))
+def _optimizer(policy: ControllerPolicy, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer the controller drives: Prodigy for an LR-free base, else SGD."""
+    if policy.env_config.base == "prodigy":
+        from prodigyopt import Prodigy
+
+        return Prodigy(model.parameters(), lr=1.0)
+    return torch.optim.SGD(model.parameters(), lr=0.05)
+
+
+def decision_parts(policy: ControllerPolicy, repeats: int) -> dict[str, dict[str, float]]:
+    """The two biggest parts of a decision on their own: the policy MLP and the features.
+
+    ``policy_act`` is the normalisation and the MLP forward in torch (a handful of torch
+    ops of a few microseconds each, whatever the network's size); ``feature_update`` is
+    :meth:`~lr_gym.features.FeatureTracker.update` over one interval's K losses.
+    """
+    from lr_gym.features import FeatureTracker
+
+    features = policy.env_config.features
+    obs = torch.linspace(-1, 1, len(features)).numpy()
+    tracker = FeatureTracker(0.1, features=features, chance_loss=2.3)
+    tracker.reset(2.3, 0.1)
+    losses = torch.linspace(1.0, 0.5, K, dtype=torch.float64).numpy()
+    act, update = [], []
+    for i in range(repeats):
+        t0 = time.perf_counter_ns()
+        policy.act(obs)
+        act.append(time.perf_counter_ns() - t0)
+        t0 = time.perf_counter_ns()
+        tracker.update(progress=i / repeats, lr=0.1, base_lr=0.1, step_losses=losses,
+                       val_loss=1.0 / (i + 2), val_metric=0.5, grad_norm=1.0, action=0.1,
+                       d=1e-3, remaining=10.0, update_ratio=1e-3)
+        update.append(time.perf_counter_ns() - t0)
+    return {"policy_act": _stats(act), "feature_update": _stats(update)}
 
 
 def measure(policy: ControllerPolicy, repeats: int, guard: bool = True
             ) -> dict[str, dict[str, float]]:
     """Median/mean microseconds per decision and per step (several timed rounds)."""
     model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    opt = _optimizer(policy, model)
     for p in model.parameters():
         p.grad = torch.randn_like(p)
     total = repeats * K + 1
@@ -214,7 +236,8 @@ def _snapshot_table(res: dict[str, dict[str, float]]) -> list[str]:
 def main() -> int:
     """Runs the benchmark, prints a table and writes the JSON."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("agent", nargs="?", default=None, help="Run folder or controller file.")
+    p.add_argument("agent", nargs="?", default="lr_gym/default",
+                   help="Controller: a pretrained name, run folder or controller file.")
     p.add_argument("--repeats", type=int, default=2000, help="Decisions timed.")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads.")
     p.add_argument("--snapshot-repeats", type=int, default=7,
@@ -228,6 +251,7 @@ def main() -> int:
     measure(policy, 50)  # warm-up
     res = measure(policy, args.repeats)
     res["decision_no_guard"] = measure(policy, args.repeats, guard=False)["decision"]
+    res.update(decision_parts(policy, args.repeats))
     res["digits_cnn_step"] = _stats(_cnn_steps(args.repeats))
     print(f"LRController overhead on CPU ({args.threads} thread(s), K={K}, "
           f"{args.repeats} decisions; note: the machine may be loaded)")

@@ -67,6 +67,24 @@ def _from_rank0(values: Sequence[float]) -> list[float]:
     return packed.tolist()
 
 
+def floats(values: Sequence[Any]) -> list[float]:
+    """Floats and 0-d tensors as floats, accelerator tensors in one host sync (not one each).
+
+    The same numbers as ``float(x)`` for each (a stack only widens, which is exact).
+    """
+    out = list(values)
+    # On the CPU a float() is cheaper than a stack; on an accelerator each is a sync.
+    idx = [i for i, x in enumerate(out) if isinstance(x, torch.Tensor) and x.device.type != "cpu"]
+    if len(idx) > 1:
+        try:
+            got = torch.stack([out[i].detach().reshape(()) for i in idx]).tolist()
+        except (RuntimeError, ValueError):  # tensors on several devices: one at a time
+            got = [float(out[i]) for i in idx]
+        for i, v in zip(idx, got, strict=True):
+            out[i] = v
+    return [float(x) for x in out]
+
+
 def mean_validation(val_loss: float, val_metric: float) -> tuple[float, float]:
     """The validation loss and metric averaged over ranks (the first decision's inputs)."""
     if not active():
@@ -99,7 +117,7 @@ def mean_interval(val_loss: float, val_metric: float, grad_norm: float,
         ``(val_loss, val_metric, grad_norm, stats, losses)``: the means, identical on
         every rank; single-process, the inputs with ``losses`` as floats.
     """
-    values = [float(x) for x in losses]
+    values = floats(losses)
     if not active():
         return val_loss, val_metric, grad_norm, stats, values
     values = values[-steps:] if steps > 0 else []

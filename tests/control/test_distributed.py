@@ -144,3 +144,13 @@ def test_lightning_ddp_on_two_cpu_devices_decides_once_for_both_ranks(tmp_path):
     a, b = _run("lightning", tmp_path, torchrun=False)
     assert len(a["lrs"]) == 16 and len(set(a["lrs"])) >= 3
     assert a["lrs"] == b["lrs"] and a["state"] == b["state"] and a["weights"] == b["weights"]
+
+
+def test_floats_syncs_tensors_once_and_gives_the_same_numbers():
+    from lr_gym.control.distributed import floats
+
+    values = [0.5, torch.tensor(1.1), torch.tensor([2.2]), torch.tensor(3.3, dtype=torch.bfloat16),
+              torch.tensor(float("nan")), 7, torch.tensor(4.4, dtype=torch.float64)]
+    got, want = floats(values), [float(x) for x in values]
+    assert [repr(x) for x in got] == [repr(x) for x in want]
+    assert all(type(x) is float for x in got)

@@ -298,17 +298,11 @@ class FeatureTracker:
             # 0 for an unknown ratio (NaN); a zero update gives the clipped floor.
             "update_ratio": math.log(max(update_ratio, _EPS)) if update_ratio >= 0 else 0.0,
         }
-        gap = values["gen_gap"]
-        values["gen_gap_trend"] = gap - self._prev_gap if self._prev_gap is not None else 0.0
-        if math.isfinite(val_loss):
-            self._prev_gap = gap
+        values["gen_gap_trend"] = self._fold_val(val_loss, values["gen_gap"])
         values["loss_vs_chance"] = self._vs_chance
         values.update(self._fold_d(d))
         values["log_remaining"] = (math.log1p(max(remaining, 0.0)) / 4.0
                                    if math.isfinite(remaining) else 0.0)
-        if math.isfinite(val_loss):
-            self._prev_val = val_loss
-            self._best_val = min(self._best_val, val_loss)
         loss_ratio = (_log_ratio(mean, self._prev_mean_loss)
                       if losses.size and self._prev_mean_loss is not None else math.nan)
         if losses.size:
@@ -348,6 +342,15 @@ class FeatureTracker:
         if grad_norm > 0 and math.isfinite(grad_norm):
             self._prev_grad = grad_norm
         return g_rel, g_chg
+
+    def _fold_val(self, val_loss: float, gap: float) -> float:
+        """Records a finite validation loss and its generalisation gap; the gap's change."""
+        trend = gap - self._prev_gap if self._prev_gap is not None else 0.0
+        if math.isfinite(val_loss):
+            self._prev_gap = gap
+            self._prev_val = val_loss
+            self._best_val = min(self._best_val, val_loss)
+        return trend
 
     def _fold_d(self, d: float) -> dict[str, float]:
         """The base optimizer's step-size features (none while ``d`` is unknown)."""

@@ -104,6 +104,9 @@ def plain(out: Path, nan_val_at: int | None = None, skew: bool = False) -> None:
     ctl = sched.controller
     _write(out, rank, {"lrs": lrs, "state": ctl.state_dict(), "restores": ctl._guard.restores,
                        "weights_after": weights_after, "weights": _weights(net)})
+    # Both ranks done before either tears gloo down: a rank that exits while the other
+    # still tears down aborts it ("terminate called without an active exception").
+    dist.barrier()
     dist.destroy_process_group()
 
 

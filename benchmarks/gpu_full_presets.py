@@ -61,6 +61,55 @@ def offline_roberta(workdir: Path, texts: list[str]) -> str:
     return str(path)
 
 
+def _run_preset(env_id: str, task_kwargs: dict, device: str, k: int) -> dict:
+    """One constant-LR episode of a preset, timed; a failure is reported in the row.
+
+    Args:
+        env_id: The env to make.
+        task_kwargs: Its task's keywords.
+        device: Torch device of the run.
+        k: Optimizer steps per env step.
+
+    Returns:
+        The row: the task's settings, timings, peak memory, final metrics (or the error).
+    """
+    row: dict = {"env_id": env_id}
+    try:
+        env = gym.make(env_id, device=device, task_kwargs=task_kwargs,
+                       schedule="constant", disable_env_checker=True)
+        task = env.unwrapped.task
+        row.update(lr0=task.lr, batch_size=task.batch_size, description=task.description)
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        _, info = env.reset(seed=0)
+        row["reset_s"] = time.perf_counter() - t0
+        times, done = [], False
+        while not done:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            _, _, term, trunc, info = env.step(np.zeros(1, np.float32))
+            times.append(time.perf_counter() - t0)
+            done = term or trunc
+        n_params = sum(p.numel() for p in env.unwrapped.model.parameters())
+        row.update(
+            ok=not info["diverged"], params_m=n_params / 1e6,
+            # The first interval includes warm-up (cuDNN autotune, allocator).
+            s_per_step=(np.mean(times[1:]) if len(times) > 1 else times[0]) / k,
+            env_step_s=times,
+            peak_mem_gb=(torch.cuda.max_memory_allocated() / 2**30
+                         if torch.cuda.is_available() else None),
+            val={k2[4:]: v for k2, v in info.items() if k2.startswith("val_") and
+                 isinstance(v, float) and k2 != "val_metric"},
+            test=info.get("test", {}),
+        )
+        env.close()
+    except Exception as err:  # report and go on to the next preset
+        row.update(ok=False, error=f"{type(err).__name__}: {err}")
+    return row
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", required=True)
@@ -101,40 +150,7 @@ def main() -> None:
     for env_id, task_kwargs in presets.items():
         if args.only and env_id not in args.only:
             continue
-        row: dict = {"env_id": env_id}
-        try:
-            env = gym.make(env_id, device=args.device, task_kwargs=task_kwargs,
-                           schedule="constant", disable_env_checker=True)
-            task = env.unwrapped.task
-            row.update(lr0=task.lr, batch_size=task.batch_size, description=task.description)
-            if torch.cuda.is_available():
-                torch.cuda.reset_peak_memory_stats()
-            t0 = time.perf_counter()
-            _, info = env.reset(seed=0)
-            row["reset_s"] = time.perf_counter() - t0
-            times, done = [], False
-            while not done:
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                _, _, term, trunc, info = env.step(np.zeros(1, np.float32))
-                times.append(time.perf_counter() - t0)
-                done = term or trunc
-            n_params = sum(p.numel() for p in env.unwrapped.model.parameters())
-            row.update(
-                ok=not info["diverged"], params_m=n_params / 1e6,
-                # The first interval includes warm-up (cuDNN autotune, allocator).
-                s_per_step=(np.mean(times[1:]) if len(times) > 1 else times[0]) / k,
-                env_step_s=times,
-                peak_mem_gb=(torch.cuda.max_memory_allocated() / 2**30
-                             if torch.cuda.is_available() else None),
-                val={k2[4:]: v for k2, v in info.items() if k2.startswith("val_") and
-                     isinstance(v, float) and k2 != "val_metric"},
-                test=info.get("test", {}),
-            )
-            env.close()
-        except Exception as err:  # report and go on to the next preset
-            row.update(ok=False, error=f"{type(err).__name__}: {err}")
+        row = _run_preset(env_id, task_kwargs, args.device, k)
         rows.append(row)
         print(json.dumps(row, default=float), flush=True)
 

@@ -36,7 +36,9 @@ import itertools
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -123,6 +125,67 @@ def summarize(folder: Path) -> str:
     return text
 
 
+def _load_task(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """Builds the preset's task and loads its data; returns ``(task, train, val)``.
+
+    Sets the thread count and fills in ``args.null_window_keep`` (the preset's by default)
+    first; ``train`` is the training features ``--train-windows`` selects.
+    """
+    import lr_gym
+    from lr_gym.tasks.seed.squad import squad_v2_minilm_cpu
+
+    torch.set_num_threads(args.threads)
+    if args.null_window_keep is None:  # the preset's, recorded with the rows
+        args.null_window_keep = squad_v2_minilm_cpu.defaults.get("null_window_keep", 1.0)
+    task = lr_gym.get_task("SQuADv2-MiniLM-CPU", data_dir=args.data_dir,
+                           max_length=args.max_length, doc_stride=args.doc_stride,
+                           batch_size=args.batch_size, null_window_keep=args.null_window_keep)
+    data = task.data_fn()
+    train, val = select_windows(data.train, args.train_windows), data.val
+    print(f"{len(train)} of {len(data.train)} training features ({args.train_windows}).")
+    return task, train, val
+
+
+def _lr_schedule(args: argparse.Namespace) -> Callable[[int], float]:
+    """The LR of each step: linear warmup, then constant or linear decay to 0."""
+    warmup = max(1, round(args.warmup_frac * args.steps))
+
+    def lr_at(step: int) -> float:
+        if step <= warmup:
+            return args.lr * step / warmup
+        if args.schedule == "constant":
+            return args.lr
+        return args.lr * (args.steps - step) / max(1, args.steps - warmup)
+
+    return lr_at
+
+
+def _train(args: argparse.Namespace, task: Any, model: torch.nn.Module,
+           opt: torch.optim.Optimizer, train: Any, lr_at: Callable[[int], float],
+           evaluate: Callable[[int, float], None]) -> None:
+    """Trains ``args.steps`` steps, calling ``evaluate(step, mean train loss)`` on schedule."""
+    from lr_gym.tasks.base import iterate_batches
+
+    gen = torch.Generator().manual_seed(args.seed)
+    # Epoch after epoch, as the env does: a thinned training set runs out within the budget.
+    batches = itertools.chain.from_iterable(
+        iterate_batches(train, args.batch_size, generator=gen, drop_last=True,
+                        collate_fn=task.collate_fn) for _ in itertools.count())
+    recent: list[float] = []
+    for step in range(1, args.steps + 1):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        loss = task.loss_fn(model, next(batches))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        recent.append(loss.item())
+        if step % args.eval_every == 0 or step == args.steps:
+            evaluate(step, float(np.mean(recent)))
+            recent = []
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -154,39 +217,20 @@ def main(argv: list[str] | None = None) -> int:
         print(summarize(args.summarize), end="")
         return 0
 
-    import lr_gym
-    from lr_gym.tasks.base import iterate_batches
     from lr_gym.tasks.seed.squad import (
         apply_null_threshold,
         best_null_threshold,
         qa_logits,
         span_candidates,
-        squad_v2_minilm_cpu,
         squad_v2_scores,
     )
 
-    torch.set_num_threads(args.threads)
-    if args.null_window_keep is None:  # the preset's, recorded with the rows
-        args.null_window_keep = squad_v2_minilm_cpu.defaults.get("null_window_keep", 1.0)
-    task = lr_gym.get_task("SQuADv2-MiniLM-CPU", data_dir=args.data_dir,
-                           max_length=args.max_length, doc_stride=args.doc_stride,
-                           batch_size=args.batch_size, null_window_keep=args.null_window_keep)
-    data = task.data_fn()
-    train, val = select_windows(data.train, args.train_windows), data.val
-    print(f"{len(train)} of {len(data.train)} training features ({args.train_windows}).")
+    task, train, val = _load_task(args)
     golds = val.examples.answer_texts
     torch.manual_seed(args.seed)
     model, cpu = task.model_fn(), torch.device("cpu")
     opt = task.build_optimizer(model)
-    warmup = max(1, round(args.warmup_frac * args.steps))
-
-    def lr_at(step: int) -> float:
-        if step <= warmup:
-            return args.lr * step / warmup
-        if args.schedule == "constant":
-            return args.lr
-        return args.lr * (args.steps - step) / max(1, args.steps - warmup)
-
+    lr_at = _lr_schedule(args)
     rows, t0, c0 = [], time.perf_counter(), time.process_time()
 
     def evaluate(step: int, train_loss: float) -> None:
@@ -208,24 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         write(args, rows, len(train))  # after every eval: a stopped probe keeps its rows
 
     evaluate(0, float("nan"))
-    gen = torch.Generator().manual_seed(args.seed)
-    # Epoch after epoch, as the env does: a thinned training set runs out within the budget.
-    batches = itertools.chain.from_iterable(
-        iterate_batches(train, args.batch_size, generator=gen, drop_last=True,
-                        collate_fn=task.collate_fn) for _ in itertools.count())
-    recent: list[float] = []
-    for step in range(1, args.steps + 1):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        loss = task.loss_fn(model, next(batches))
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        recent.append(loss.item())
-        if step % args.eval_every == 0 or step == args.steps:
-            evaluate(step, float(np.mean(recent)))
-            recent = []
+    _train(args, task, model, opt, train, lr_at, evaluate)
 
     print(f"Wrote {Path(args.output)} and {Path(args.output).with_suffix('.md')}.")
     return 0

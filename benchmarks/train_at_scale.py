@@ -170,6 +170,81 @@ def select(table: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return best
 
 
+def _training_rows(runs: Sequence[Path], stats: list[dict[str, Any]],
+                   every: int) -> list[str]:
+    """Markdown of the training runs and their reward curves.
+
+    Adds each run's ``reward_curve`` to its entry of ``stats``.
+
+    Args:
+        runs: The seeds' run folders.
+        stats: Their :func:`training_stats`, in the same order.
+        every: Env steps per reward-curve window.
+
+    Returns:
+        The lines of a throughput table and a reward-per-window table.
+    """
+    rows = ["| PPO seed | env steps | resumed pieces | timed env steps | wall s | env steps/s |",
+            "|---|---|---|---|---|---|"]
+    rows += [f"| {s['seed']} | {s['num_timesteps']} | {s['pieces']} | {s['timed_steps']} | "
+             f"{s['seconds']} | {s['steps_per_s']} |" for s in stats]
+    curves = {s["seed"]: reward_curve(r, every) for r, s in zip(runs, stats, strict=True)}
+    for s in stats:
+        s["reward_curve"] = curves[s["seed"]]
+    buckets = sorted({c["steps"] for cs in curves.values() for c in cs})
+    by_seed = {seed: {c["steps"]: f"{c['mean_reward']} ({c['episodes']})" for c in cs}
+               for seed, cs in curves.items()}
+    rows += ["", f"Mean training episode reward (episodes) per {every} env steps "
+             "(the row's step count ends the window):",
+             "", "| env steps | " + " | ".join(f"seed {k}" for k in by_seed) + " |",
+             "|---|" + "---|" * len(by_seed)]
+    rows += [f"| {b} | " + " | ".join(str(by_seed[k].get(b, "—")) for k in by_seed) + " |"
+             for b in buckets]
+    return rows
+
+
+def _candidate_agents(folder: Path, runs: Sequence[Path], stats: list[dict[str, Any]],
+                      every: int) -> dict[str, tuple[int | None, int | None]]:
+    """Every candidate checkpoint, and the shipped controller as the incumbent.
+
+    Copies the shipped controller into ``folder`` once, so that later exports do not
+    change what it is compared with.
+
+    Args:
+        folder: The runs' log folder.
+        runs: The seeds' run folders.
+        stats: Their :func:`training_stats`, in the same order.
+        every: Env steps between candidates.
+
+    Returns:
+        Resolved agent path -> ``(seed, env steps)``; ``(None, None)`` for the incumbent.
+    """
+    # Candidate -> (seed, env steps); the evaluation names agents by resolved path.
+    cands: dict[str, tuple[int | None, int | None]] = {}
+    for run, st in zip(runs, stats, strict=True):
+        for c in candidates(run, every):
+            cands[str(c.resolve())] = (st["seed"], steps_of(str(c)) or st["num_timesteps"])
+    incumbent = folder / "incumbent.safetensors"
+    if PRETRAINED.is_file() and not incumbent.is_file():
+        shutil.copy(PRETRAINED, incumbent)
+    if incumbent.is_file():
+        cands[str(incumbent.resolve())] = (None, None)
+    return cands
+
+
+def _selection_rows(table: Sequence[dict[str, Any]], best: dict[str, Any]) -> list[str]:
+    """Markdown table of the candidates' dev scores, the selected one marked."""
+    lines = ["| PPO seed | env steps | dev IQM [95% CI] | dev profile score |",
+             "|---|---|---|---|"]
+    for r in sorted(table, key=lambda r: (r["seed"] is None, r["seed"] or 0, r["steps"] or 0)):
+        mark = " **selected**" if r is best else ""
+        score = "—" if r["profile_score"] is None else f"{r['profile_score']:.3f}"
+        seed = "shipped before" if r["seed"] is None else r["seed"]
+        lines.append(f"| {seed}{mark} | {r['steps'] or '—'} | {r['iqm_test']:.4f} "
+                     f"[{r['iqm_low']:.4f}, {r['iqm_high']:.4f}] | {score} |")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     import lr_gym
@@ -183,23 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     results.mkdir(parents=True, exist_ok=True)
     stats = [training_stats(r) for r in runs]
-    rows = ["| PPO seed | env steps | resumed pieces | timed env steps | wall s | env steps/s |",
-            "|---|---|---|---|---|---|"]
-    rows += [f"| {s['seed']} | {s['num_timesteps']} | {s['pieces']} | {s['timed_steps']} | "
-             f"{s['seconds']} | {s['steps_per_s']} |" for s in stats]
-    curves = {s["seed"]: reward_curve(r, args.select_every) for r, s in zip(runs, stats,
-                                                                                strict=True)}
-    for s in stats:
-        s["reward_curve"] = curves[s["seed"]]
-    buckets = sorted({c["steps"] for cs in curves.values() for c in cs})
-    by_seed = {seed: {c["steps"]: f"{c['mean_reward']} ({c['episodes']})" for c in cs}
-               for seed, cs in curves.items()}
-    rows += ["", f"Mean training episode reward (episodes) per {args.select_every} env steps "
-             "(the row's step count ends the window):",
-             "", "| env steps | " + " | ".join(f"seed {k}" for k in by_seed) + " |",
-             "|---|" + "---|" * len(by_seed)]
-    rows += [f"| {b} | " + " | ".join(str(by_seed[k].get(b, "—")) for k in by_seed) + " |"
-             for b in buckets]
+    rows = _training_rows(runs, stats, args.select_every)
     (results / "training.md").write_text(
         f"PPO on {TRAIN_ENV} (packaged hyperparameters), {args.n_timesteps} env steps per "
         f"seed; wall time summed over the resumed pieces that finished (a piece stopped by "
@@ -210,16 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.train_only:
         return 0
 
-    # Candidate -> (seed, env steps); the evaluation names agents by resolved path.
-    cands: dict[str, tuple[int | None, int | None]] = {}
-    for run, st in zip(runs, stats, strict=True):
-        for c in candidates(run, args.select_every):
-            cands[str(c.resolve())] = (st["seed"], steps_of(str(c)) or st["num_timesteps"])
-    incumbent = folder / "incumbent.safetensors"
-    if PRETRAINED.is_file() and not incumbent.is_file():
-        shutil.copy(PRETRAINED, incumbent)
-    if incumbent.is_file():
-        cands[str(incumbent.resolve())] = (None, None)
+    cands = _candidate_agents(folder, runs, stats, args.select_every)
     # One folder per seed set: a selection over more seeds is another evaluation.
     out = folder / f"eval_dev_seeds{'-'.join(map(str, args.seeds))}"
     cmd = [sys.executable, str(ROOT / "evaluate_agent.py"), "--agent", *cands,
@@ -231,14 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = [{**a, "seed": cands[a["agent"]][0], "steps": cands[a["agent"]][1]}
              for a in summary["agents"] if a["agent"] in cands]
     best = select(table)
-    lines = ["| PPO seed | env steps | dev IQM [95% CI] | dev profile score |",
-             "|---|---|---|---|"]
-    for r in sorted(table, key=lambda r: (r["seed"] is None, r["seed"] or 0, r["steps"] or 0)):
-        mark = " **selected**" if r is best else ""
-        score = "—" if r["profile_score"] is None else f"{r['profile_score']:.3f}"
-        seed = "shipped before" if r["seed"] is None else r["seed"]
-        lines.append(f"| {seed}{mark} | {r['steps'] or '—'} | {r['iqm_test']:.4f} "
-                     f"[{r['iqm_low']:.4f}, {r['iqm_high']:.4f}] | {score} |")
+    lines = _selection_rows(table, best)
     agg = {a["controller"]: a for a in summary["aggregate"]}
     base = ", ".join(f"{c} {agg[c]['iqm_test']:.4f}" for c in ("static", "cosine") if c in agg)
     (results / "selection.md").write_text(

@@ -145,26 +145,7 @@ class LRController:
             g.setdefault("initial_lr", g["lr"])
         if self.config.base == "prodigy":
             _check_prodigy_lr(optimizer)
-        self._group_lr0 = [float(g["initial_lr"]) for g in optimizer.param_groups]
-        self.lr0 = float(lr0) if lr0 is not None else self._group_lr0[0]
-        if not (self.lr0 > 0 and math.isfinite(self.lr0)):
-            raise ValueError(f"lr0 must be > 0, finite, got {self.lr0}; give the optimizer "
-                             "an lr.")
-        c = self.config
-        if lr_min is not None:
-            check_real("lr_min", lr_min, lo=0.0)
-        if lr_max is not None:
-            check_real("lr_max", lr_max, lo=0.0, lo_open=True, allow_inf=True)
-        self.lr_min, self.lr_max = lr_rule.lr_bounds(
-            self.lr0,
-            lr_min if lr_min is not None else c.lr_min,
-            lr_max if lr_max is not None else c.lr_max,
-            c.lr_min_factor, c.lr_max_factor,
-        )
-        if not self.lr_min < self.lr_max:
-            raise ValueError(f"lr_min ({self.lr_min:g}) must be below lr_max ({self.lr_max:g}) "
-                             f"(lr0={self.lr0:g}).")
-        self._bounds = (self.lr_min, self.lr_max)  # a resumed state's lie inside them
+        self._init_lr_range(optimizer, lr0, lr_min, lr_max)
         self.skipped_losses = 0
         """Non-finite training losses skipped so far (one warning at the first)."""
         halflives = self.policy.config.get("tracker", {})
@@ -174,7 +155,7 @@ class LRController:
         self._name = agent_label(self.policy.path) if self.policy.path else "a ControllerPolicy"
         self._content_sha256 = self.policy.content_sha256
         rule = lr_rule.LRState.from_config(
-            c, lr0=self.lr0, total_steps=self.total_steps, group_lr0=self._group_lr0,
+            self.config, lr0=self.lr0, total_steps=self.total_steps, group_lr0=self._group_lr0,
             lr_min=self.lr_min, lr_max=self.lr_max)
         if guard and model is None:
             warnings.warn(
@@ -202,6 +183,40 @@ class LRController:
         self.history: list[tuple[int, float, float]] = []
         """``(step, action, lr)`` of every decision, for logging."""
         self._apply_lr()
+
+    def _init_lr_range(self, optimizer: torch.optim.Optimizer, lr0: float | None,
+                       lr_min: float | None, lr_max: float | None) -> None:
+        """Sets ``lr0``, the groups' starting LRs and the ``[lr_min, lr_max]`` bounds.
+
+        Args:
+            optimizer: The optimizer driven (its groups' ``initial_lr`` already set).
+            lr0: The reference LR (default: the first group's starting LR).
+            lr_min: Absolute lower LR bound (default: from the trained config).
+            lr_max: Absolute upper LR bound (default: from the trained config).
+
+        Raises:
+            ValueError: A non-positive or non-finite ``lr0``, or bounds not ordered.
+        """
+        self._group_lr0 = [float(g["initial_lr"]) for g in optimizer.param_groups]
+        self.lr0 = float(lr0) if lr0 is not None else self._group_lr0[0]
+        if not (self.lr0 > 0 and math.isfinite(self.lr0)):
+            raise ValueError(f"lr0 must be > 0, finite, got {self.lr0}; give the optimizer "
+                             "an lr.")
+        c = self.config
+        if lr_min is not None:
+            check_real("lr_min", lr_min, lo=0.0)
+        if lr_max is not None:
+            check_real("lr_max", lr_max, lo=0.0, lo_open=True, allow_inf=True)
+        self.lr_min, self.lr_max = lr_rule.lr_bounds(
+            self.lr0,
+            lr_min if lr_min is not None else c.lr_min,
+            lr_max if lr_max is not None else c.lr_max,
+            c.lr_min_factor, c.lr_max_factor,
+        )
+        if not self.lr_min < self.lr_max:
+            raise ValueError(f"lr_min ({self.lr_min:g}) must be below lr_max ({self.lr_max:g}) "
+                             f"(lr0={self.lr0:g}).")
+        self._bounds = (self.lr_min, self.lr_max)  # a resumed state's lie inside them
 
     # The run's parts, owned by its decision kernel.
     @property
@@ -334,34 +349,11 @@ class LRController:
         """
         val_loss, val_metric = float(val_loss), float(val_metric)
         if not self._started:
-            val_loss, val_metric = distributed.mean_validation(val_loss, val_metric)
-            if not (math.isfinite(val_loss) and val_loss > 0 and math.isfinite(val_metric)):
-                raise ValueError(
-                    f"The first observe() needs a finite validation loss > 0 and a finite "
-                    f"metric (every feature is relative to them), got val_loss={val_loss}, "
-                    f"val_metric={val_metric}."
-                )
-            self._last_obs = self._kernel.start(Validation(val_loss, val_metric))
-            self._started = True
+            val_loss, val_metric = self._observe_first(val_loss, val_metric)
             prev_val_loss = None
         else:
-            if self._t == self._interval_start:
-                raise RuntimeError(
-                    "observe() again without a training step in between; call step(loss) "
-                    "after every optimizer step and observe() when eval_due is True."
-                )
-            if grad_norm is not None:
-                self._grad_norm = float(grad_norm)
-            if update_ratio is not None:
-                self._update_ratio = float(update_ratio)
-            stats = self._meter.stats()
-            if self._update_ratio is not None:
-                stats["update_ratio"] = self._update_ratio
-            # Under torch.distributed: the means over ranks, identical on every rank.
-            val_loss, val_metric, grad_norm, stats, losses = distributed.mean_interval(
-                val_loss, val_metric, self._grad_norm, stats, self._losses,
-                self._t - self._interval_start)
-            losses = np.array(losses, dtype=np.float64)
+            val_loss, val_metric, grad_norm, stats, losses = self._interval_means(
+                val_loss, val_metric, grad_norm, update_ratio)
             interval = self._kernel.close(losses, lambda: Validation(val_loss, val_metric))
             if interval.skipped:
                 self._skip_nonfinite(interval.skipped, len(losses))
@@ -387,6 +379,67 @@ class LRController:
             for log in self._loggers:
                 log(scalars, self._t)
         return self._rule.action
+
+    def _observe_first(self, val_loss: float, val_metric: float) -> tuple[float, float]:
+        """Starts the run on the untrained model's validation result.
+
+        Args:
+            val_loss: This rank's validation loss.
+            val_metric: This rank's validation metric.
+
+        Returns:
+            ``(val_loss, val_metric)``, the means over ranks under torch.distributed.
+
+        Raises:
+            ValueError: A non-finite or non-positive loss, or a non-finite metric.
+        """
+        val_loss, val_metric = distributed.mean_validation(val_loss, val_metric)
+        if not (math.isfinite(val_loss) and val_loss > 0 and math.isfinite(val_metric)):
+            raise ValueError(
+                f"The first observe() needs a finite validation loss > 0 and a finite "
+                f"metric (every feature is relative to them), got val_loss={val_loss}, "
+                f"val_metric={val_metric}."
+            )
+        self._last_obs = self._kernel.start(Validation(val_loss, val_metric))
+        self._started = True
+        return val_loss, val_metric
+
+    def _interval_means(
+        self, val_loss: float, val_metric: float, grad_norm: float | None,
+        update_ratio: float | None,
+    ) -> tuple[float, float, float, dict[str, float], np.ndarray]:
+        """Gathers the closing interval's inputs, averaged over ranks.
+
+        Args:
+            val_loss: This rank's validation loss.
+            val_metric: This rank's validation metric.
+            grad_norm: The gradient norm given to ``observe``, if any.
+            update_ratio: The update ratio given to ``observe``, if any.
+
+        Returns:
+            ``(val_loss, val_metric, grad_norm, stats, losses)``, the means over ranks
+            under torch.distributed (identical on every rank), losses as float64.
+
+        Raises:
+            RuntimeError: No training step since the previous ``observe``.
+        """
+        if self._t == self._interval_start:
+            raise RuntimeError(
+                "observe() again without a training step in between; call step(loss) "
+                "after every optimizer step and observe() when eval_due is True."
+            )
+        if grad_norm is not None:
+            self._grad_norm = float(grad_norm)
+        if update_ratio is not None:
+            self._update_ratio = float(update_ratio)
+        stats = self._meter.stats()
+        if self._update_ratio is not None:
+            stats["update_ratio"] = self._update_ratio
+        # Under torch.distributed: the means over ranks, identical on every rank.
+        val_loss, val_metric, grad_norm, stats, losses = distributed.mean_interval(
+            val_loss, val_metric, self._grad_norm, stats, self._losses,
+            self._t - self._interval_start)
+        return val_loss, val_metric, grad_norm, stats, np.array(losses, dtype=np.float64)
 
     def _skip_nonfinite(self, bad: int, total: int) -> None:
         """Counts the interval's non-finite training losses; warns at the run's first."""

@@ -202,25 +202,7 @@ def check_state(state: object, spec: StateSpec, source: str) -> dict[str, Any]:
     """
     r = _Reader(source)
     s = r.mapping("the state", state, STATE_KEYS)
-    if not isinstance(s["controller"], str):
-        raise r.refuse(f"controller must be a name, got {s['controller']!r}")
-    if s["controller_sha256"] != spec.sha256:
-        raise r.refuse(
-            f"the state was saved by controller {s['controller']!r} (content "
-            f"{str(s['controller_sha256'])[:12]}) but this is {spec.controller!r} (content "
-            f"{spec.sha256[:12]})",
-            f"resume with the controller file that saved it, or start {spec.controller!r} "
-            "afresh without this state")
-    budget = "resume with the total_steps and steps_per_action it was saved with"
-    r.same("total_steps", s["total_steps"], spec.total_steps, budget)
-    r.same("steps_per_action", s["steps_per_action"], spec.steps_per_action, budget)
-    lr_fix = ("build the optimizer with the lr (and param groups) it was saved with, or "
-              "pass the same lr0=")
-    r.same("lr0", s["lr0"], spec.lr0, lr_fix)
-    groups = len(spec.group_lr0)
-    r.same("group_lr0", list(r.items("group_lr0", s["group_lr0"], groups, groups)),
-           list(spec.group_lr0), lr_fix)
-
+    _check_binding(r, s, spec)
     total, k = spec.total_steps, spec.steps_per_action
     started = r.flag("started", s["started"])
     t = r.integer("t", s["t"], 0, total if started else 0)
@@ -270,6 +252,37 @@ def check_state(state: object, spec: StateSpec, source: str) -> dict[str, Any]:
         "history": history,
         "guard_restores": r.integer("guard_restores", s["guard_restores"], 0, len(history)),
     }
+
+
+def _check_binding(r: _Reader, s: Mapping[str, Any], spec: StateSpec) -> None:
+    """Checks the state was saved by this controller, with its budget and LRs.
+
+    Args:
+        r: The reader (for messages).
+        s: The state's top-level mapping.
+        spec: The controller it is loaded into.
+
+    Raises:
+        ControllerStateError: Another controller's state, or another budget or lr0.
+    """
+    if not isinstance(s["controller"], str):
+        raise r.refuse(f"controller must be a name, got {s['controller']!r}")
+    if s["controller_sha256"] != spec.sha256:
+        raise r.refuse(
+            f"the state was saved by controller {s['controller']!r} (content "
+            f"{str(s['controller_sha256'])[:12]}) but this is {spec.controller!r} (content "
+            f"{spec.sha256[:12]})",
+            f"resume with the controller file that saved it, or start {spec.controller!r} "
+            "afresh without this state")
+    budget = "resume with the total_steps and steps_per_action it was saved with"
+    r.same("total_steps", s["total_steps"], spec.total_steps, budget)
+    r.same("steps_per_action", s["steps_per_action"], spec.steps_per_action, budget)
+    lr_fix = ("build the optimizer with the lr (and param groups) it was saved with, or "
+              "pass the same lr0=")
+    r.same("lr0", s["lr0"], spec.lr0, lr_fix)
+    groups = len(spec.group_lr0)
+    r.same("group_lr0", list(r.items("group_lr0", s["group_lr0"], groups, groups)),
+           list(spec.group_lr0), lr_fix)
 
 
 def _entry(r: _Reader, i: int, entry: object, t: int) -> list[Any]:

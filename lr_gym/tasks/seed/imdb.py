@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -363,34 +363,48 @@ def imdb_task(
         grad_clip: Max gradient norm (BERT fine-tuning clips at 1.0).
         description: One-line description.
     """
-    if model_name_or_path is None:
-        model_fn = functools.partial(
-            tiny_bert, vocab_size, max_length, hidden_size, num_layers, num_heads
-        )
-    else:
-        model_fn = functools.partial(pretrained_classifier, str(model_name_or_path))
     return seed_task(
         name, description,
         dict(n_train_source=n_train_source, val_size=val_size, batch_size=batch_size,
              epochs=epochs, total_steps=total_steps, steps_per_action=steps_per_action,
              max_train_examples=max_train_examples, actions_per_epoch=10),
-        model_fn=model_fn,
+        model_fn=_imdb_model_fn(model_name_or_path, vocab_size, max_length, hidden_size,
+                                num_layers, num_heads),
         data_fn=functools.partial(
             load_with_data_dir, load_imdb, data_dir, hub_name=hub_name,
             model_name_or_path=model_name_or_path, max_length=max_length,
             vocab_size=vocab_size, val_size=val_size, max_train_examples=max_train_examples,
             max_test_examples=max_test_examples, tokenizer_cache=tokenizer_cache,
         ),
-        lr=lr,
-        optimizer=torch.optim.AdamW,
-        optimizer_kwargs={"weight_decay": weight_decay},
-        batch_size=batch_size,
-        eval_batch_size=eval_batch_size,
+        lr=lr, optimizer=torch.optim.AdamW, optimizer_kwargs={"weight_decay": weight_decay},
+        batch_size=batch_size, eval_batch_size=eval_batch_size,
         loss_fn=sequence_classification_loss,
         eval_fn=sequence_classification_eval,
         metric="accuracy",
         grad_clip=grad_clip,
     )
+
+
+def _imdb_model_fn(model_name_or_path: str | None, vocab_size: int, max_length: int,
+                   hidden_size: int, num_layers: int, num_heads: int) -> Callable[[], nn.Module]:
+    """The task's model constructor: a pretrained classifier, or the tiny BERT.
+
+    Args:
+        model_name_or_path: Pretrained checkpoint, or None for the tiny BERT.
+        vocab_size: Local WordPiece vocabulary size (tiny BERT only).
+        max_length: Tokens per review.
+        hidden_size: Tiny BERT width.
+        num_layers: Tiny BERT layers.
+        num_heads: Tiny BERT attention heads.
+
+    Returns:
+        A function building a fresh model.
+    """
+    if model_name_or_path is None:
+        return functools.partial(
+            tiny_bert, vocab_size, max_length, hidden_size, num_layers, num_heads
+        )
+    return functools.partial(pretrained_classifier, str(model_name_or_path))
 
 
 imdb_bert_full = Preset(

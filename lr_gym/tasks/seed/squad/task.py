@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -298,31 +298,17 @@ def _no_decay_groups(weight_decay: float, model: nn.Module) -> list[dict[str, An
 # ----------------------------------------------------------------------- builder
 def squad_task(
     *,
-    name: str,
-    n_train_source: int,
-    data_dir: str | os.PathLike | None = None,
-    split_scheme: SplitScheme = "train-validation",
+    name: str, n_train_source: int,
+    data_dir: str | os.PathLike | None = None, split_scheme: SplitScheme = "train-validation",
     model_name_or_path: str | None = None,
-    lr: float = 1e-5,
-    weight_decay: float = 0.01,
-    batch_size: int = 16,
-    eval_batch_size: int = 64,
-    epochs: float = 2.0,
-    total_steps: int | None = None,
-    steps_per_action: int | None = None,
-    max_length: int = 384,
-    doc_stride: int = 128,
-    val_size: int = 2000,
-    vocab_size: int = 8000,
-    layers: int = 2,
-    hidden: int = 128,
-    max_train_examples: int | None = None,
-    max_eval_examples: int | None = None,
+    lr: float = 1e-5, weight_decay: float = 0.01, batch_size: int = 16, eval_batch_size: int = 64,
+    epochs: float = 2.0, total_steps: int | None = None, steps_per_action: int | None = None,
+    max_length: int = 384, doc_stride: int = 128, val_size: int = 2000,
+    vocab_size: int = 8000, layers: int = 2, hidden: int = 128,
+    max_train_examples: int | None = None, max_eval_examples: int | None = None,
     tokenizer_cache: str | os.PathLike | None = None,
-    n_best: int = 20,
-    max_answer_length: int = 30,
-    null_score_diff_threshold: float | Literal["tuned"] = 0.0,
-    null_window_keep: float = 1.0,
+    n_best: int = 20, max_answer_length: int = 30,
+    null_score_diff_threshold: float | Literal["tuned"] = 0.0, null_window_keep: float = 1.0,
     grad_clip: float | None = 1.0,
     description: str = "",
 ) -> Task:
@@ -370,17 +356,70 @@ def squad_task(
         description: One-line description.
     """
     _checked_threshold(null_score_diff_threshold)
+    data = _squad_loader(
+        data_dir, split_scheme, null_window_keep, model_name_or_path=model_name_or_path,
+        max_length=max_length, doc_stride=doc_stride, val_size=val_size, vocab_size=vocab_size,
+        max_train_examples=max_train_examples, max_eval_examples=max_eval_examples,
+        tokenizer_cache=tokenizer_cache)
+    return seed_task(
+        name, description,
+        dict(n_train_source=n_train_source, val_size=val_size, batch_size=batch_size,
+             epochs=epochs, total_steps=total_steps, steps_per_action=steps_per_action,
+             max_train_examples=max_train_examples, rows_per_example=FEATURES_PER_QUESTION),
+        model_fn=_squad_model_fn(data, model_name_or_path, max_length, layers, hidden),
+        data_fn=lambda: data().data,
+        lr=lr, optimizer=torch.optim.AdamW,
+        param_groups_fn=functools.partial(_no_decay_groups, weight_decay),
+        batch_size=batch_size, eval_batch_size=eval_batch_size, loss_fn=qa_loss,
+        eval_fn=functools.partial(qa_eval, n_best=n_best, max_answer_length=max_answer_length,
+                                  null_score_diff_threshold=null_score_diff_threshold),
+        metric="f1", collate_fn=dict_collate, grad_clip=grad_clip,
+    )
+
+
+def _squad_loader(
+    data_dir: str | os.PathLike | None, split_scheme: SplitScheme, null_window_keep: float,
+    **kwargs: Any,
+) -> functools.partial[SquadData]:
+    """Checks the split and null-window arguments; returns the (cached) data loader.
+
+    Args:
+        data_dir: Local data folder, or None (see :func:`squad_task`).
+        split_scheme: One of :data:`SPLIT_SCHEMES`.
+        null_window_keep: Fraction of answer-less training windows kept.
+        **kwargs: The rest of :func:`load_squad`'s keywords, in its order.
+
+    Returns:
+        ``loader()``: the :class:`SquadData`, loaded at the first call.
+
+    Raises:
+        ValueError: An unknown ``split_scheme`` or a ``null_window_keep`` out of range.
+    """
     null_window_keep = _checked_keep(null_window_keep)
     if split_scheme not in SPLIT_SCHEMES:
         raise ValueError(f"split_scheme must be one of {list(SPLIT_SCHEMES)}, got "
                          f"{split_scheme!r}.")
-    data = functools.partial(
-        load_with_data_dir, load_squad, data_dir, split_scheme=split_scheme,
-        model_name_or_path=model_name_or_path, max_length=max_length, doc_stride=doc_stride,
-        val_size=val_size, vocab_size=vocab_size, max_train_examples=max_train_examples,
-        max_eval_examples=max_eval_examples, tokenizer_cache=tokenizer_cache,
+    # The keywords in load_squad's order: they are its cache key.
+    return functools.partial(
+        load_with_data_dir, load_squad, data_dir, split_scheme=split_scheme, **kwargs,
         null_window_keep=null_window_keep,
     )
+
+
+def _squad_model_fn(data: Callable[[], SquadData], model_name_or_path: str | None,
+                    max_length: int, layers: int, hidden: int) -> Callable[[], nn.Module]:
+    """The task's model constructor: pretrained, or a small RoBERTa sized to the vocabulary.
+
+    Args:
+        data: The data loader (a from-scratch model needs its trained tokenizer).
+        model_name_or_path: Pretrained model, or None for a small RoBERTa.
+        max_length: Tokens per window.
+        layers: Transformer layers (from scratch only).
+        hidden: Hidden size (from scratch only).
+
+    Returns:
+        A function building a fresh model.
+    """
     if model_name_or_path is None:
         def model_fn() -> nn.Module:
             # The vocabulary is trained on the data, so the model needs it first.
@@ -388,27 +427,7 @@ def squad_task(
                                     hidden=hidden, heads=max(hidden // 64, 1), ffn=4 * hidden)
     else:
         model_fn = functools.partial(pretrained_qa, str(model_name_or_path))
-    return seed_task(
-        name, description,
-        dict(n_train_source=n_train_source, val_size=val_size, batch_size=batch_size,
-             epochs=epochs, total_steps=total_steps, steps_per_action=steps_per_action,
-             max_train_examples=max_train_examples, rows_per_example=FEATURES_PER_QUESTION),
-        model_fn=model_fn,
-        data_fn=lambda: data().data,
-        lr=lr,
-        optimizer=torch.optim.AdamW,
-        param_groups_fn=functools.partial(_no_decay_groups, weight_decay),
-        batch_size=batch_size,
-        eval_batch_size=eval_batch_size,
-        loss_fn=qa_loss,
-        eval_fn=functools.partial(
-            qa_eval, n_best=n_best, max_answer_length=max_answer_length,
-            null_score_diff_threshold=null_score_diff_threshold,
-        ),
-        metric="f1",
-        collate_fn=dict_collate,
-        grad_clip=grad_clip,
-    )
+    return model_fn
 
 
 # ----------------------------------------------------------------------- presets

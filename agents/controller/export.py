@@ -57,21 +57,56 @@ def export_controller(agent: Any, path: str | Path,
         ValueError: The agent breaks a rule of :func:`validate_controller` (nothing is
             written).
     """
-    from safetensors.torch import save_file
-
     from agents.ppo import PPOController
 
     source = dict(source or {})
     if not isinstance(agent, PPOController):
-        run = Path(agent)
-        source["run"] = str(run)
-        agent = PPOController.load(run, device="cpu")  # our own run: unpickling is fine here
-        cfg = run_files(run).config
-        if cfg.is_file():
-            import yaml
+        agent = _load_run(Path(agent), source)
+    tensors, policy_config = _policy_tensors(agent)
+    config = _controller_config(agent, policy_config, source)
+    try:
+        validate_controller(config, tensors)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"cannot export this agent: {e}.") from e
+    return _write_controller(path, config, tensors)
 
-            meta = yaml.safe_load(cfg.read_text()) or {}
-            source.update(env=meta.get("env"), versions=meta.get("versions"))
+
+def _load_run(run: Path, source: dict[str, Any]) -> Any:
+    """Loads a run folder or checkpoint; records its provenance in ``source``.
+
+    Args:
+        run: A run folder or checkpoint ``.zip`` of our own (unpickling is fine here).
+        source: Provenance, updated in place with the run and its env ids and versions.
+
+    Returns:
+        The loaded :class:`~agents.ppo.PPOController`, on the CPU.
+    """
+    from agents.ppo import PPOController
+
+    source["run"] = str(run)
+    agent = PPOController.load(run, device="cpu")
+    cfg = run_files(run).config
+    if cfg.is_file():
+        import yaml
+
+        meta = yaml.safe_load(cfg.read_text()) or {}
+        source.update(env=meta.get("env"), versions=meta.get("versions"))
+    return agent
+
+
+def _policy_tensors(agent: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The actor's weights (float32) and normalisation statistics (float64), on the CPU.
+
+    Args:
+        agent: A loaded :class:`~agents.ppo.PPOController`.
+
+    Returns:
+        The tensors to write, and the ``policy`` section of the file's config.
+
+    Raises:
+        ValueError: The actor uses an activation the controller file cannot hold, or
+            more than one.
+    """
     policy = agent.model.policy
     tensors: dict[str, torch.Tensor] = {}
     arch, activation = [], None
@@ -89,33 +124,60 @@ def export_controller(agent: Any, path: str | Path,
         arch.append(lin.out_features)
     tensors["action.weight"] = policy.action_net.weight.detach().cpu().float().clone()
     tensors["action.bias"] = policy.action_net.bias.detach().cpu().float().clone()
-    normalize = agent.obs_mean is not None
-    if normalize:
+    if agent.obs_mean is not None:
         tensors["obs_mean"] = torch.from_numpy(np.asarray(agent.obs_mean, dtype=np.float64))
         tensors["obs_var"] = torch.from_numpy(np.asarray(agent.obs_var, dtype=np.float64))
+    policy_config = {"net_arch": arch, "activation": activation or "relu",
+                     "obs_dim": linears[0].in_features if linears else
+                     policy.action_net.in_features, "action_low": -1.0, "action_high": 1.0}
+    return tensors, policy_config
 
+
+def _controller_config(agent: Any, policy_config: dict[str, Any],
+                       source: dict[str, Any]) -> dict[str, Any]:
+    """The file's config: features, tracker, LR rule, policy shape, normalisation, source.
+
+    Args:
+        agent: A loaded :class:`~agents.ppo.PPOController`.
+        policy_config: The ``policy`` section, from :func:`_policy_tensors`.
+        source: Provenance recorded in the file.
+
+    Returns:
+        The config that :func:`validate_controller` checks and the file's metadata holds.
+    """
     fields = {f.name for f in dataclasses.fields(EnvConfig)}
     env_config = EnvConfig().replace(
         **{k: v for k, v in agent.env_kwargs().items() if k in fields}
     ).to_dict()
     tracker = FeatureTracker(1.0)
-    config = {
+    return {
         "feature_names": list(env_config["features"]),
         "obs_bound": OBS_BOUND,
         "tracker": {"short_halflife": tracker.short_halflife,
                     "long_halflife": tracker.long_halflife},
         "env_config": env_config,
-        "policy": {"net_arch": arch, "activation": activation or "relu",
-                   "obs_dim": linears[0].in_features if linears else
-                   policy.action_net.in_features, "action_low": -1.0, "action_high": 1.0},
-        "normalization": {"enabled": normalize, "clip_obs": float(agent.clip_obs),
+        "policy": policy_config,
+        "normalization": {"enabled": agent.obs_mean is not None,
+                          "clip_obs": float(agent.clip_obs),
                           "epsilon": float(agent.epsilon)},
         "source": source,
     }
-    try:
-        validate_controller(config, tensors)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"cannot export this agent: {e}.") from e
+
+
+def _write_controller(path: str | Path, config: dict[str, Any],
+                      tensors: dict[str, torch.Tensor]) -> Path:
+    """Writes the checked config and tensors to ``path`` atomically, readable by all.
+
+    Args:
+        path: Output file.
+        config: The validated config.
+        tensors: The validated tensors.
+
+    Returns:
+        The path written.
+    """
+    from safetensors.torch import save_file
+
     config_json = json.dumps(config, sort_keys=True)
     metadata = {
         "format": FORMAT,

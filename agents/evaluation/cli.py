@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -347,21 +348,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
-    from tqdm import tqdm
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """An evaluation's checked plan: what runs, known before any output exists.
 
+    Attributes:
+        env_ids: The env ids evaluated.
+        names: The baselines evaluated (those needing an agent dropped without one).
+        agents: The agents' controller files or run folders, resolved.
+        tracks: ``["self"]``, ``["external"]`` or both.
+        tunable: The baselines the external track tunes.
+        external: Whether external tuning runs (the track asked for, a baseline to tune).
+        env_kwargs: The envs' device and threads.
+        invocation: What names the output folder and must match a resumed one.
+    """
+
+    env_ids: list[str]
+    names: list[str]
+    agents: list[str]
+    tracks: list[str]
+    tunable: list[str]
+    external: bool
+    env_kwargs: dict[str, Any]
+    invocation: dict[str, Any]
+
+
+def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
+    """Evaluates: plan and check, hold the output folder, run the episodes, report.
+
+    Args:
+        args: The parsed flags.
+        held: Holds the output folder's lock until the process exits.
+
+    Returns:
+        The exit code (0; errors raise for :func:`main` to report).
+    """
+    from agents.evaluation.store import RunStore
+
+    plan = _plan(args)
+    out = _output_dir(args, plan.invocation, held)
+    cache = str(Path(args.tuning_cache or Path(args.log_folder) / "tuning_cache.json"))
+    if plan.external:  # only tuning writes the cache: a self-track run makes no log folder
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+    store = RunStore(out / "runs.jsonl")
+    if len(store):
+        print(f"Resuming: {len(store)} finished runs found in {store.path}.", file=sys.stderr)
+    t0 = time.perf_counter()
+    tuned, controls = _run_episodes(args, plan, store, cache)
+    # 4. Scores, report, plots: only this invocation's runs.
+    _write_outputs(args, plan, store.runs, out, tuned, controls, t0)
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
+    """Imports ``--gym-packages``, checks every flag, agent and env, and plans the runs.
+
+    Raises:
+        UsageError: A bad flag, agent or env, or nothing to evaluate.
+    """
     from agents.baselines import BASELINES, make_baseline
-    from agents.controller import agent_labels, load_controller_file
-    from agents.evaluation import plots, scoring
-    from agents.evaluation.controls import controls_for
-    from agents.evaluation.report import report_markdown, tables_markdown
-    from agents.evaluation.runner import EpisodeJob, run_job, run_jobs, tune_all
-    from agents.evaluation.store import RunStore, run_key
+    from agents.controller import load_controller_file
     from agents.open_loop import CONTROLS
     from agents.packages import GymPackageError, import_gym_packages
-    from agents.results import DECISIONS, write_decisions
-    from agents.runs import write_text_atomic
-    from lr_gym.reproducibility import DEFAULT_TORCH_THREADS, settings
+    from lr_gym.reproducibility import DEFAULT_TORCH_THREADS
     from lr_gym.splits import SPLITS
 
     try:
@@ -397,99 +446,191 @@ def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         "control_envs": args.control_envs, "control_seeds": args.control_seeds,
     }
     _check_envs(env_ids, env_kwargs)
-    out = _output_dir(args, invocation, held)
-    cache = str(Path(args.tuning_cache or Path(args.log_folder) / "tuning_cache.json"))
-    if external:  # only tuning writes the cache: a self-track run makes no log folder
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-    store = RunStore(out / "runs.jsonl")
-    if len(store):
-        print(f"Resuming: {len(store)} finished runs found in {store.path}.", file=sys.stderr)
-    t0 = time.perf_counter()
-    bars = not args.progress
+    return _Plan(env_ids, names, agents, tracks, tunable, external, env_kwargs, invocation)
 
+
+def _run_episodes(args: argparse.Namespace, plan: _Plan, store: Any,
+                  cache: str) -> tuple[dict[tuple[str, str], float], dict[str, Any]]:
+    """Runs what ``store`` lacks: tuning, open-loop controls, episodes, then replays.
+
+    Args:
+        args: The parsed flags.
+        plan: The checked plan.
+        store: The invocation's :class:`~agents.evaluation.store.RunStore`.
+        cache: The tuning cache file.
+
+    Returns:
+        The tuned initial LRs by ``(env id, baseline)``, and each agent's open-loop
+        controls.
+    """
+    from tqdm import tqdm
+
+    from agents.evaluation.controls import controls_for
+    from agents.evaluation.runner import tune_all
+
+    bars = not args.progress
     tuned: dict[tuple[str, str], float] = {}
-    pool, timeout = _make_pool(args, agents)
+    pool, timeout = _make_pool(args, plan.agents)
     with pool:
         # 1. External tuning (cached), one job per trial.
-        if external:
+        if plan.external:
             tuned = tune_all(
-                pool, [(e, b) for e in env_ids for b in tunable], args.tuning_budget,
-                [*args.seeds, *args.target_seeds], env_kwargs, cache, timeout,
+                pool, [(e, b) for e in plan.env_ids for b in plan.tunable], args.tuning_budget,
+                [*args.seeds, *args.target_seeds], plan.env_kwargs, cache, timeout,
                 progress=lambda done, n: tqdm(done, total=n, desc="tuning",
                                               disable=bars or not n, file=sys.stderr))
 
-        def run_all(specs: list[EpisodeJob], desc: str) -> None:
-            # One job per key: a baseline whose best trial was its default lr0 runs once
-            # for both tracks. Each run is stored the moment it comes back.
-            todo = list({_key(j): j for j in specs if _key(j) not in store}.values())
-            for _, run in tqdm(run_jobs(pool, run_job, todo, timeout), total=len(todo),
-                               desc=desc, disable=bars or not todo, file=sys.stderr):
-                store.add(run)
-
-        def _key(j: EpisodeJob) -> tuple:
-            return run_key({"env_id": j.env_id, "controller": j.controller, "agent": j.agent,
-                            "seed": j.seed, "lr0": j.lr, "role": j.role})
-
         # 2. The open-loop controls' schedules, fixed on the dev families (cached).
         controls = {}
-        if {"learned_schedule", "fixed_decay"} & set(names):
+        if {"learned_schedule", "fixed_decay"} & set(plan.names):
             folder = Path(args.log_folder) / "open_loop"
-            for a in agents:
+            for a in plan.agents:
                 controls[a] = controls_for(
-                    a, folder, pool, env_kwargs, envs=args.control_envs,
+                    a, folder, pool, plan.env_kwargs, envs=args.control_envs,
                     seeds=args.control_seeds, timeout_s=timeout,
                     progress=lambda done, n: tqdm(done, total=n, desc="dev controls",
                                                   disable=bars or not n, file=sys.stderr))
 
         # 3. Target-setting runs of the reference, then every scored episode. The
         # replay control follows the learned agents' LRs, so it runs last.
-        ref = scoring.REFERENCE
-        specs = [EpisodeJob(e, ref, s, "target", tuned.get((e, ref)), env_kwargs=env_kwargs)
-                 for e in env_ids for s in args.target_seeds]
-        for e in env_ids:
-            for s in args.seeds:
-                specs += [EpisodeJob(e, "ppo", s, agent=a, env_kwargs=env_kwargs)
-                          for a in agents]
-                for b in names:
-                    if b == "replay":
-                        continue
-                    if b in CONTROLS:  # untuned: one run serves both tracks
-                        specs += [EpisodeJob(e, b, s, agent=a, env_kwargs=env_kwargs,
-                                             control=controls[a].to_dict()) for a in agents]
-                        continue
-                    if "self" in tracks:
-                        specs.append(EpisodeJob(e, b, s, env_kwargs=env_kwargs))
-                    if "external" in tracks:
-                        specs.append(EpisodeJob(e, b, s, lr=tuned.get((e, b)),
-                                                env_kwargs=env_kwargs))
-        run_all(specs, "episodes")
-        if "replay" in names:
-            replays = []
-            for a in agents:
-                for e in env_ids:
-                    own = tuple(r for r in store.runs if r["controller"] == "ppo"
-                                and r["agent"] == a and r["env_id"] == e
-                                and r["seed"] in args.seeds and r.get("role") == "eval")
-                    replays += [EpisodeJob(e, "replay", s, agent=a, replay=own,
-                                           env_kwargs=env_kwargs) for s in args.seeds]
-            run_all(replays, "replays")
+        _run_all(pool, store, _episode_jobs(args, plan, tuned, controls), "episodes",
+                 timeout, bars)
+        if "replay" in plan.names:
+            _run_all(pool, store, _replay_jobs(args, plan, store.runs), "replays", timeout,
+                     bars)
     if getattr(pool, "nodes", None):
         print(f"Ray: this invocation's jobs ran on {len(pool.nodes)} node(s).", file=sys.stderr)
+    return tuned, controls
 
-    # 4. Scores, report, plots: only this invocation's runs.
-    wanted = set(env_ids), set(args.seeds) | set(args.target_seeds)
+
+def _run_all(pool: Any, store: Any, specs: list[Any], desc: str, timeout: float | None,
+             bars: bool) -> None:
+    """Runs the jobs of ``specs`` that ``store`` lacks, storing each as it comes back.
+
+    One job per key: a baseline whose best trial was its default lr0 runs once for
+    both tracks.
+
+    Args:
+        pool: The pool the jobs run in.
+        store: The invocation's :class:`~agents.evaluation.store.RunStore`.
+        specs: The :class:`~agents.evaluation.runner.EpisodeJob` s wanted.
+        desc: The progress bar's label.
+        timeout: The longest wait for the next job to finish (``None``: no limit).
+        bars: Whether progress bars are off (``--no-progress``).
+    """
+    from tqdm import tqdm
+
+    from agents.evaluation.runner import run_job, run_jobs
+
+    todo = list({_job_key(j): j for j in specs if _job_key(j) not in store}.values())
+    for _, run in tqdm(run_jobs(pool, run_job, todo, timeout), total=len(todo),
+                       desc=desc, disable=bars or not todo, file=sys.stderr):
+        store.add(run)
+
+
+def _job_key(j: Any) -> tuple:
+    """The store's key of an :class:`~agents.evaluation.runner.EpisodeJob`."""
+    from agents.evaluation.store import run_key
+
+    return run_key({"env_id": j.env_id, "controller": j.controller, "agent": j.agent,
+                    "seed": j.seed, "lr0": j.lr, "role": j.role})
+
+
+def _episode_jobs(args: argparse.Namespace, plan: _Plan, tuned: dict[tuple[str, str], float],
+                  controls: dict[str, Any]) -> list[Any]:
+    """The target-setting runs of the reference, then every scored episode but replays.
+
+    Returns:
+        The :class:`~agents.evaluation.runner.EpisodeJob` s, in that order.
+    """
+    from agents.evaluation import scoring
+    from agents.evaluation.runner import EpisodeJob
+    from agents.open_loop import CONTROLS
+
+    env_kwargs, agents = plan.env_kwargs, plan.agents
+    ref = scoring.REFERENCE
+    specs = [EpisodeJob(e, ref, s, "target", tuned.get((e, ref)), env_kwargs=env_kwargs)
+             for e in plan.env_ids for s in args.target_seeds]
+    for e in plan.env_ids:
+        for s in args.seeds:
+            specs += [EpisodeJob(e, "ppo", s, agent=a, env_kwargs=env_kwargs)
+                      for a in agents]
+            for b in plan.names:
+                if b == "replay":
+                    continue
+                if b in CONTROLS:  # untuned: one run serves both tracks
+                    specs += [EpisodeJob(e, b, s, agent=a, env_kwargs=env_kwargs,
+                                         control=controls[a].to_dict()) for a in agents]
+                    continue
+                if "self" in plan.tracks:
+                    specs.append(EpisodeJob(e, b, s, env_kwargs=env_kwargs))
+                if "external" in plan.tracks:
+                    specs.append(EpisodeJob(e, b, s, lr=tuned.get((e, b)),
+                                            env_kwargs=env_kwargs))
+    return specs
+
+
+def _replay_jobs(args: argparse.Namespace, plan: _Plan, runs: Any) -> list[Any]:
+    """The replay control's jobs: each agent's stored evaluation LRs, replayed open-loop.
+
+    Args:
+        args: The parsed flags.
+        plan: The checked plan.
+        runs: The stored runs (the agents' episodes among them).
+
+    Returns:
+        The :class:`~agents.evaluation.runner.EpisodeJob` s.
+    """
+    from agents.evaluation.runner import EpisodeJob
+
+    replays = []
+    for a in plan.agents:
+        for e in plan.env_ids:
+            own = tuple(r for r in runs if r["controller"] == "ppo"
+                        and r["agent"] == a and r["env_id"] == e
+                        and r["seed"] in args.seeds and r.get("role") == "eval")
+            replays += [EpisodeJob(e, "replay", s, agent=a, replay=own,
+                                   env_kwargs=plan.env_kwargs) for s in args.seeds]
+    return replays
+
+
+def _write_outputs(args: argparse.Namespace, plan: _Plan, stored: Any, out: Path,
+                   tuned: dict[tuple[str, str], float], controls: dict[str, Any],
+                   t0: float) -> None:
+    """Scores this invocation's runs; writes and prints the report, tables and plots.
+
+    Args:
+        args: The parsed flags.
+        plan: The checked plan.
+        stored: Every run in the store (other invocations' too).
+        out: The output folder.
+        tuned: The tuned initial LRs by ``(env id, baseline)``.
+        controls: Each agent's open-loop controls.
+        t0: When the runs started (``time.perf_counter``).
+    """
+    from agents.controller import agent_labels
+    from agents.evaluation import scoring
+    from agents.evaluation.report import report_markdown, tables_markdown
+    from agents.open_loop import CONTROLS
+    from agents.results import DECISIONS, write_decisions
+    from agents.runs import write_text_atomic
+    from lr_gym.reproducibility import settings
+
+    agents, env_kwargs, invocation = plan.agents, plan.env_kwargs, plan.invocation
+    ref = scoring.REFERENCE
+    wanted = set(plan.env_ids), set(args.seeds) | set(args.target_seeds)
     labels = agent_labels(agents, invocation["agent_sha256"])  # no machine paths in reports
-    runs = [{**r, "agent": labels.get(r["agent"], r["agent"])} for r in store.runs
+    runs = [{**r, "agent": labels.get(r["agent"], r["agent"])} for r in stored
             if r["env_id"] in wanted[0] and r["seed"] in wanted[1]
             and (r["controller"] not in ("ppo", *CONTROLS) or r["agent"] in agents)]
     targets = scoring.targets_from(runs)
-    order = (["ppo"] if agents else []) + names
+    order = (["ppo"] if agents else []) + plan.names
     summaries = {t: scoring.summarize_track(scoring.track_runs(runs, t, tuned), order, targets,
-                                            n_boot=args.n_boot) for t in tracks}
+                                            n_boot=args.n_boot) for t in plan.tracks}
     meta = {**invocation, "agents": list(labels.values()),
             "reproducibility": settings(env_kwargs["torch_threads"],
                                         deterministic=env_kwargs["device"] == "cpu"),
-            "targets": targets, "reference_tuned": external and ref in tunable,
+            "targets": targets, "reference_tuned": plan.external and ref in plan.tunable,
             "tuned_lr0": {f"{e}|{b}": v for (e, b), v in tuned.items()},
             "open_loop": {labels[a]: c.to_dict() for a, c in controls.items()},
             "seconds": time.perf_counter() - t0}
@@ -502,19 +643,32 @@ def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     write_decisions(out, runs)
     written = ["report.md", "table.md", "results.json", "runs.jsonl", DECISIONS]
     if args.plot:
-        for t, summary in summaries.items():
-            title = scoring.TRACKS[t].split(":")[0]
-            plots.plot_curves(scoring.track_runs(runs, t, tuned), out / f"curves_{t}.png", title)
-            written.append(f"curves_{t}.png")
-            if summary["ratios"]:
-                plots.plot_profiles(summary["ratios"],
-                                    {a["controller"]: a["profile_score"]
-                                     for a in summary["aggregate"]},
-                                    out / f"profiles_{t}.png", f"{title}: performance profiles")
-                written.append(f"profiles_{t}.png")
+        written += _write_plots(runs, summaries, tuned, out)
     print(report)
     print(f"Wrote {', '.join(written)} to {out} in {meta['seconds']:.0f} s.")
-    return 0
+
+
+def _write_plots(runs: list[dict[str, Any]], summaries: dict[str, Any],
+                 tuned: dict[tuple[str, str], float], out: Path) -> list[str]:
+    """Writes each track's curves and, where it has ratios, its performance profiles.
+
+    Returns:
+        The names of the files written.
+    """
+    from agents.evaluation import plots, scoring
+
+    written = []
+    for t, summary in summaries.items():
+        title = scoring.TRACKS[t].split(":")[0]
+        plots.plot_curves(scoring.track_runs(runs, t, tuned), out / f"curves_{t}.png", title)
+        written.append(f"curves_{t}.png")
+        if summary["ratios"]:
+            plots.plot_profiles(summary["ratios"],
+                                {a["controller"]: a["profile_score"]
+                                 for a in summary["aggregate"]},
+                                out / f"profiles_{t}.png", f"{title}: performance profiles")
+            written.append(f"profiles_{t}.png")
+    return written
 
 
 if __name__ == "__main__":

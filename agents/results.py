@@ -62,7 +62,7 @@ def write_results(json_path: str | os.PathLike, data: Mapping[str, Any] | Sequen
     Args:
         json_path: The results JSON.
         data: Its content: ``{"meta": meta(...), ...}`` (a few older files are lists).
-        table: The markdown table; None writes none.
+        table: The markdown table; None writes none. Each text file ends in one newline.
         table_path: Where the table goes (default: ``json_path`` with ``.md``).
         also: Other texts to write beside ``json_path``, by file name (e.g. a summary).
 
@@ -80,7 +80,7 @@ def write_results(json_path: str | os.PathLike, data: Mapping[str, Any] | Sequen
         md = Path(table_path) if table_path is not None else path.with_suffix(".md")
         write_text_atomic(md, table.rstrip("\n") + "\n")
     for name, text in (also or {}).items():
-        write_text_atomic(path.parent / name, text)
+        write_text_atomic(path.parent / name, text.rstrip("\n") + "\n")
     return path, md
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -176,7 +175,7 @@ def select(table: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     import lr_gym
-    from agents.results import parse_benchmark_args, write_results
+    from agents.results import copy_result, parse_benchmark_args, write_results
 
     args = parse_benchmark_args(build_parser(), argv)
     folder, results = Path(args.log_folder), args.output
@@ -220,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cands[str(c.resolve())] = (st["seed"], steps_of(str(c)) or st["num_timesteps"])
     incumbent = folder / "incumbent.safetensors"
     if PRETRAINED.is_file() and not incumbent.is_file():
-        shutil.copy(PRETRAINED, incumbent)
+        copy_result(PRETRAINED, incumbent)
     if incumbent.is_file():
         cands[str(incumbent.resolve())] = (None, None)
     # One folder per seed set: a selection over more seeds is another evaluation.
@@ -263,7 +262,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"No candidate beats the shipped controller on dev: {PRETRAINED} is unchanged.")
     elif args.export:
         from agents.controller import controller_file_for
-        from agents.results import copy_result
 
         # Atomically: a kill mid-copy must not leave a truncated shipped controller.
         copy_result(controller_file_for(best["agent"]), PRETRAINED)

@@ -250,7 +250,7 @@ def write_sensitivity_summary(names: Sequence[str], results: Path, study: Study,
     One row per variant (and the shipped controller): its dev area and P(learned >
     static) per scale.
     """
-    from agents.results import write_results
+    from agents.results import meta, write_results
     from agents.stats import markdown_table
 
     rows, data_of = [], {}
@@ -278,8 +278,8 @@ def write_sensitivity_summary(names: Sequence[str], results: Path, study: Study,
                 f"wins{among}; it {'replaces' if d.ship else 'does not replace'} lr_gym/default: "
                 + "; ".join(d.reasons) + ".")
     write_results(results / "summary.json",
-                  {"arms": arms, "not_run": missing, "winner": d.winner, "ship": d.ship,
-                   "reasons": list(d.reasons)},
+                  {"meta": meta(), "arms": arms, "not_run": missing, "winner": d.winner,
+                   "ship": d.ship, "reasons": list(d.reasons)},
                   f"Trained on {study.train_env}, PPO seeds {list(seeds)}, {n} env steps each; "
                   f"evaluated pooled on the dev LR-sensitivity benchmark "
                   f"(benchmarks/lr_sensitivity.py --split dev).\n\n{table}\n\n{decision}\n")

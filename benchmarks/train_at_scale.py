@@ -175,7 +175,7 @@ def select(table: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     import lr_gym
-    from agents.results import copy_result, parse_benchmark_args, write_results
+    from agents.results import copy_result, meta, parse_benchmark_args, write_results
 
     args = parse_benchmark_args(build_parser(), argv)
     folder, results = Path(args.log_folder), args.output
@@ -255,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {**row, "agent": portable_path(row["agent"], ROOT)}
 
     write_results(results / "selection.json",
-                  {"candidates": [portable(r) for r in table], "selected": portable(best)},
+                  {"meta": meta(), "candidates": [portable(r) for r in table],
+                   "selected": portable(best)},
                   selection)
     print("\n".join(lines))
     if args.export and best["seed"] is None:

@@ -1,11 +1,14 @@
-"""What every benchmark's results file shares: its run's facts, one way to write, one flag.
+"""What every benchmark's results file shares: its run's facts, one way to write, one idiom.
 
 Each measurement script under ``benchmarks/`` prints a table and writes ``<name>.json``
 (``{"meta", ...}``) and ``<name>.md`` (the table) through :func:`write_results`, with
 :func:`meta` recording where and how it ran (a ratio means little without the load
-beside it), and takes its output path by :func:`add_output` (``-o``). It lives in the
-package, not beside the scripts, so that a script run as ``python benchmarks/X.py``
-and a test that imports it find the same module.
+beside it). Its command line takes the same two flags through
+:func:`add_benchmark_arguments` and :func:`parse_benchmark_args`: ``-o/--output`` (where
+the results go) and ``--gym-packages`` (the user's modules that register their own
+tasks, imported before any env is made, and by every worker the script starts). It
+lives in the package, not beside the scripts, so that a script run as
+``python benchmarks/X.py`` and a test that imports it find the same module.
 """
 
 from __future__ import annotations
@@ -49,27 +52,93 @@ def meta(**extra: Any) -> dict[str, Any]:
             "reproducibility": settings(torch.get_num_threads()), **extra}
 
 
-def write_results(json_path: str | os.PathLike, data: Mapping[str, Any],
-                  table: str) -> tuple[Path, Path]:
-    """Writes ``json_path`` and its ``.md`` table beside it, each atomically.
+def write_results(json_path: str | os.PathLike, data: Mapping[str, Any] | Sequence[Any],
+                  table: str | None, *, table_path: str | os.PathLike | None = None,
+                  also: Mapping[str, str] | None = None) -> tuple[Path, Path | None]:
+    """Writes ``json_path``, its markdown table and any other texts beside it, each atomically.
+
+    Every write is :func:`lr_gym.files.atomic_write`'s: a kill never leaves half a file.
+
+    Args:
+        json_path: The results JSON.
+        data: Its content: ``{"meta": meta(...), ...}`` (a few older files are lists).
+        table: The markdown table; None writes none. Each text file ends in one newline.
+        table_path: Where the table goes (default: ``json_path`` with ``.md``).
+        also: Other texts to write beside ``json_path``, by file name (e.g. a summary).
 
     Returns:
-        The two paths.
+        The JSON's and the table's paths (None without a table).
     """
-    from agents.runs import write_text_atomic
+    from lr_gym.files import write_text_atomic
 
     path = Path(json_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(dict(data), indent=1, default=float))
-    md = path.with_suffix(".md")
-    write_text_atomic(md, table.rstrip("\n") + "\n")
+    content = dict(data) if isinstance(data, Mapping) else list(data)
+    write_text_atomic(path, json.dumps(content, indent=1, default=float))
+    md = None
+    if table is not None:
+        md = Path(table_path) if table_path is not None else path.with_suffix(".md")
+        write_text_atomic(md, table.rstrip("\n") + "\n")
+    for name, text in (also or {}).items():
+        write_text_atomic(path.parent / name, text.rstrip("\n") + "\n")
     return path, md
 
 
-def add_output(parser: argparse.ArgumentParser, default: str) -> None:
-    """The ``-o/--output`` flag: the results JSON (its table goes beside it as ``.md``)."""
-    parser.add_argument("-o", "--output", default=default,
-                        help="Results JSON; the table goes beside it as .md.")
+def copy_result(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copies a file another tool wrote (e.g. an evaluation's report) to ``dst``, atomically.
+
+    Returns:
+        ``dst``.
+    """
+    import shutil
+
+    from lr_gym.files import atomic_write
+
+    return atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+
+
+GYM_PACKAGES_HELP = ("Modules to import first, here and in every worker process (they "
+                     "register your own tasks with lr_gym.register_task), as in the CLIs.")
+
+
+def add_benchmark_arguments(parser: argparse.ArgumentParser,
+                            default_output: str | os.PathLike | None, *,
+                            aliases: Sequence[str] = (), output_help: str | None = None) -> None:
+    """The one argument idiom of a measuring script: ``-o/--output`` and ``--gym-packages``.
+
+    Parse with :func:`parse_benchmark_args`, which imports the packages. ``args.output``
+    is a :class:`~pathlib.Path` (or None where ``default_output`` is None and none is
+    given); ``args.gym_packages`` is the list of module names, which the script hands to
+    every worker process or subprocess it starts.
+
+    Args:
+        parser: The script's parser.
+        default_output: The results JSON, or the results folder of a script that writes
+            several files.
+        aliases: Older spellings of ``--output`` still accepted (e.g. ``--results``).
+        output_help: The help text of ``--output`` (default: a results JSON's).
+    """
+    parser.add_argument("-o", "--output", *aliases, dest="output", type=Path,
+                        default=None if default_output is None else Path(default_output),
+                        help=output_help or "Results JSON; the table goes beside it as .md.")
+    parser.add_argument("--gym-packages", nargs="*", default=[], metavar="MODULE",
+                        help=GYM_PACKAGES_HELP)
+
+
+def parse_benchmark_args(parser: argparse.ArgumentParser,
+                         argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, then imports ``--gym-packages`` in this process.
+
+    A module that cannot be imported is a usage error (exit 2, one line naming it).
+    """
+    from agents.packages import GymPackageError, import_gym_packages
+
+    args = parser.parse_args(argv)
+    try:
+        import_gym_packages(args.gym_packages)
+    except GymPackageError as err:
+        parser.error(str(err))
+    return args
 
 
 def load_jsonl(path: str | os.PathLike, key: str,

@@ -47,21 +47,20 @@ P(learned > static) at x1 on dev is at least 0.45 (not clearly worse where lr0 i
 The script applies the rule (:func:`v2_decision`) to the arms it evaluated, beside the
 shipped controller's row (``shipped``), and writes the decision under the summary.
 
-Writes ``<results>/report_<variant>.md`` and ``results_<variant>.json`` (the evaluation
+Writes ``<output>/report_<variant>.md`` and ``results_<variant>.json`` (the evaluation
 reports) and ``summary.md`` / ``summary.json`` (one row per variant); training runs and
 episode logs stay under ``-f``.
 
 Usage:
     python benchmarks/ablation.py --study v1 [-n 8192] [--seeds 0 1]
         [--variants default area-reward] [-f logs/ablation_v1]
-        [--results benchmarks/results/ablation_v1] [--env ID ...]
+        [-o benchmarks/results/ablation_v1] [--env ID ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -125,6 +124,7 @@ STUDIES = {
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     import lr_gym
+    from agents.results import add_benchmark_arguments
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--study", choices=sorted(STUDIES), default="mode")
@@ -138,9 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--log-folder", default=None,
                    help="Training runs and evaluation logs (default: logs/ablation_<study>; "
                         "logs/mode_ablation for the mode study).")
-    p.add_argument("--results", default=None,
-                   help="Where the reports and the summary are written (default: "
-                        "benchmarks/results/ablation_<study>; .../mode_ablation for mode).")
+    add_benchmark_arguments(
+        p, None, aliases=("--results",),
+        output_help="Where the reports and the summary are written (default: "
+                    "benchmarks/results/ablation_<study>; .../mode_ablation for mode).")
     p.add_argument("--train-only", action="store_true",
                    help="Train the variants' runs and stop (evaluate later).")
     p.add_argument("--n-boot", type=int, default=None,
@@ -168,29 +169,37 @@ def check_envs(env_ids: Sequence[str]) -> str | None:
 
 
 def evaluate_command(runs: Path | Sequence[Path], env_ids: Sequence[str],
-                     out: str | Path) -> list[str]:
-    """The ``evaluate_agent.py`` command line that evaluates ``runs`` on ``env_ids``."""
+                     out: str | Path, packages: Sequence[str] = ()) -> list[str]:
+    """The ``evaluate_agent.py`` command line that evaluates ``runs`` on ``env_ids``.
+
+    ``packages`` (``--gym-packages``) are passed on: the evaluation's workers import them.
+    """
     runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
     return [sys.executable, str(ROOT / "evaluate_agent.py"), "--agent", *map(str, runs),
             "--env", *env_ids, "--baselines", "static", "cosine", "--track", "self",
-            "-o", str(out), "--no-progress", "--no-plot"]
+            "-o", str(out), "--no-progress", "--no-plot",
+            *(["--gym-packages", *packages] if packages else [])]
 
 
 def sensitivity(runs: Sequence[Path | str], variant: str, root: Path, results: Path,
-                seeds: Sequence[int], n_boot: int | None = None) -> int:
+                seeds: Sequence[int], n_boot: int | None = None,
+                packages: Sequence[str] = ()) -> int:
     """The dev LR-sensitivity benchmark of one variant's pooled runs.
 
     The baselines' episodes are shared by every variant (one ``runs.jsonl`` under
     ``root``); each variant's table and results are copied to ``results``.
     """
+    from agents.results import copy_result
+
     sens = root / "sensitivity"
     code = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "lr_sensitivity.py"),
-                           "--split", "dev", "--agent", *map(str, runs), "--results", str(sens),
-                           *(["--n-boot", str(n_boot)] if n_boot else [])],
+                           "--split", "dev", "--agent", *map(str, runs), "-o", str(sens),
+                           *(["--n-boot", str(n_boot)] if n_boot else []),
+                           *(["--gym-packages", *packages] if packages else [])],
                           cwd=ROOT).returncode
     if code == 0:
-        shutil.copy(sens / "dev" / "table.md", results / f"sensitivity_{variant}.md")
-        shutil.copy(sens / "dev" / "results.json", results / f"sensitivity_{variant}.json")
+        copy_result(sens / "dev" / "table.md", results / f"sensitivity_{variant}.md")
+        copy_result(sens / "dev" / "results.json", results / f"sensitivity_{variant}.json")
     return code
 
 
@@ -241,6 +250,7 @@ def write_sensitivity_summary(names: Sequence[str], results: Path, study: Study,
     One row per variant (and the shipped controller): its dev area and P(learned >
     static) per scale.
     """
+    from agents.results import meta, write_results
     from agents.stats import markdown_table
 
     rows, data_of = [], {}
@@ -267,19 +277,20 @@ def write_sensitivity_summary(names: Sequence[str], results: Path, study: Study,
     decision = (f"Decision (the rule in benchmarks/ablation.py, applied by it): **{d.winner}** "
                 f"wins{among}; it {'replaces' if d.ship else 'does not replace'} lr_gym/default: "
                 + "; ".join(d.reasons) + ".")
-    (results / "summary.md").write_text(
-        f"Trained on {study.train_env}, PPO seeds {list(seeds)}, {n} env steps each; "
-        f"evaluated pooled on the dev LR-sensitivity benchmark "
-        f"(benchmarks/lr_sensitivity.py --split dev).\n\n{table}\n\n{decision}\n")
-    (results / "summary.json").write_text(json.dumps(
-        {"arms": arms, "not_run": missing, "winner": d.winner, "ship": d.ship,
-         "reasons": list(d.reasons)}, indent=1))
+    write_results(results / "summary.json",
+                  {"meta": meta(), "arms": arms, "not_run": missing, "winner": d.winner,
+                   "ship": d.ship, "reasons": list(d.reasons)},
+                  f"Trained on {study.train_env}, PPO seeds {list(seeds)}, {n} env steps each; "
+                  f"evaluated pooled on the dev LR-sensitivity benchmark "
+                  f"(benchmarks/lr_sensitivity.py --split dev).\n\n{table}\n\n{decision}\n")
     print(f"{table}\n\n{decision}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    from agents.results import copy_result, parse_benchmark_args, write_results
+
+    args = parse_benchmark_args(build_parser(), argv)
     if (error := check_envs(args.env)) is not None:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -294,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = args.seeds or list(study.seeds)
     name = "mode_ablation" if args.study == "mode" else f"ablation_{args.study}"
     root = Path(args.log_folder or f"logs/{name}")
-    results = Path(args.results or f"benchmarks/results/{name}")
+    results = Path(args.output or f"benchmarks/results/{name}")
     root.mkdir(parents=True, exist_ok=True)
     results.mkdir(parents=True, exist_ok=True)
     summary = {}
@@ -309,17 +320,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.train_only:
             continue
         if study.sensitivity:
-            code = sensitivity(runs, variant, root, results, seeds, args.n_boot)
+            code = sensitivity(runs, variant, root, results, seeds, args.n_boot,
+                               args.gym_packages)
             if code != 0:
                 return code
             continue
         # One evaluation folder per agent set: adding a seed is a new evaluation.
         out = root / f"eval_{variant}_seeds{'-'.join(map(str, seeds))}"
-        done = subprocess.run(evaluate_command(runs, args.env, out), cwd=ROOT)
+        done = subprocess.run(evaluate_command(runs, args.env, out, args.gym_packages),
+                              cwd=ROOT)
         if done.returncode != 0:
             return done.returncode
-        shutil.copy(out / "report.md", results / f"report_{variant}.md")
-        shutil.copy(out / "results.json", results / f"results_{variant}.json")
+        copy_result(out / "report.md", results / f"report_{variant}.md")
+        copy_result(out / "results.json", results / f"results_{variant}.json")
         agg = {a["controller"]: a for a in
                json.loads((out / "results.json").read_text())["tracks"]["self"]["aggregate"]}
         summary[variant] = {"env_kwargs": env_kwargs, "agents": len(runs), **{
@@ -329,7 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.train_only or study.sensitivity:
         if study.sensitivity and not args.train_only:
             # The rule compares the winner with the controller shipped now.
-            code = sensitivity(["pretrained"], SHIPPED, root, results, seeds, args.n_boot)
+            code = sensitivity(["pretrained"], SHIPPED, root, results, seeds, args.n_boot,
+                               args.gym_packages)
             if code != 0:
                 return code
             write_sensitivity_summary(names, results, study, seeds, n)
@@ -349,11 +363,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             + " | ".join("—" if p is None else f"{p[0]:.2f} [{p[1]:.2f}, {p[2]:.2f}]"
                          for p in pois) + " |")
     table = "\n".join(lines)
-    (results / "summary.md").write_text(
-        f"{args.study} ablation: trained on {study.train_env}, evaluated on the dev envs "
-        f"{', '.join(args.env)}; PPO seeds {seeds}, {n} env steps each; self-tuning "
-        f"track.\n\n{table}\n")
-    (results / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_results(results / "summary.json", summary,
+                  f"{args.study} ablation: trained on {study.train_env}, evaluated on the dev "
+                  f"envs {', '.join(args.env)}; PPO seeds {seeds}, {n} env steps each; "
+                  f"self-tuning track.\n\n{table}\n")
     print(table)
     return 0
 

@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from agents.results import add_output, meta, write_results
+from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
 from lr_gym.control import ControllerPolicy, LRController, load_controller_file
 
 K = 15  # steps per decision, as in the embedded tasks
@@ -244,8 +244,8 @@ def main() -> int:
                    help="Snapshots and restores timed per model size.")
     p.add_argument("--snapshot-sizes", nargs="*", default=list(SNAPSHOT_SIZES),
                    choices=list(SNAPSHOT_SIZES), help="Model sizes of the snapshot section.")
-    add_output(p, "benchmarks/results/controller_overhead.json")
-    args = p.parse_args()
+    add_benchmark_arguments(p, "benchmarks/results/controller_overhead.json")
+    args = parse_benchmark_args(p)
     torch.set_num_threads(args.threads)
     policy = _policy(args.agent)
     measure(policy, 50)  # warm-up

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 import lr_gym
-from agents.results import add_output, meta, write_results
+from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
 from lr_gym.features import V2_FEATURES
 from lr_gym.reproducibility import pinned
 from lr_gym.schedules import schedule_factor
@@ -97,8 +97,8 @@ def main() -> None:
                                                  "lr_gym/Waves-Conv1D-v1", "lr_gym/Seq-GRU-v1"])
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: least noise)")
-    add_output(p, "benchmarks/results/env_overhead.json")
-    args = p.parse_args()
+    add_benchmark_arguments(p, "benchmarks/results/env_overhead.json")
+    args = parse_benchmark_args(p)
     torch.set_num_threads(args.threads)
 
     rows = []

@@ -26,7 +26,7 @@ import time
 import numpy as np
 import torch
 
-from agents.results import add_output, meta, write_results
+from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
 from lr_gym.envs.lr_control import LRControlEnv
 from lr_gym.splits import split_of_family
 from lr_gym.tasks.families.base import get_family, sampled_family_names
@@ -104,8 +104,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=30, help="tasks per family (seeds 0..n-1)")
     p.add_argument("--families", nargs="+", default=sampled_family_names())
-    add_output(p, "benchmarks/results/family_costs.json")
-    args = p.parse_args()
+    add_benchmark_arguments(p, "benchmarks/results/family_costs.json")
+    args = parse_benchmark_args(p)
     torch.set_num_threads(1)
 
     rows, runs = [], {}

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 import lr_gym
-from agents.results import add_output, meta, write_results
+from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
 from lr_gym.bases import prodigy_task
 from lr_gym.envs.lr_control import LRControlEnv
 from lr_gym.splits import FINETUNE_ENV_IDS, SPLITS, split_of_family
@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--id-seeds", type=int, default=5, help="episode seeds per id")
     p.add_argument("--margin", type=float, default=0.02,
                    help="Prodigy counts as worse below the best static LR by more than this")
-    add_output(p, "benchmarks/results/finetune_prodigy.json")
-    args = p.parse_args(argv)
+    add_benchmark_arguments(p, "benchmarks/results/finetune_prodigy.json")
+    args = parse_benchmark_args(p, argv)
     scales = tuple(args.scales)
     if 1.0 not in scales:
         p.error("--scales must include 1 (the reference LR)")

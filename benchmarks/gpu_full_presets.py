@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 import lr_gym  # noqa: F401 - registers the ids
-from agents.results import add_output, meta, write_results
+from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
 
 
 def offline_bert(workdir: Path, texts: list[str]) -> str:
@@ -118,8 +118,8 @@ def main() -> None:
     p.add_argument("--offline-models", action="store_true")
     p.add_argument("--workdir", default="/tmp/lr_gym_gpu")
     p.add_argument("--only", nargs="*", default=None, help="Subset of env ids.")
-    add_output(p, "benchmarks/results/gpu_full_presets.json")
-    args = p.parse_args()
+    add_benchmark_arguments(p, "benchmarks/results/gpu_full_presets.json")
+    args = parse_benchmark_args(p)
     workdir = Path(args.workdir)
     import pandas as pd
 

@@ -7,7 +7,7 @@ off; a finished run of the same seed and budget is reused). Then runs the defaul
 evaluation protocol (``evaluate_agent.py``: the test families, both tracks, every
 baseline) with the agents pooled, and copies
 ``report.md``, ``table.md``, ``results.json``, ``decisions.jsonl.gz`` and the figures
-to ``--results``.
+to ``-o/--output``.
 
 ``--check`` runs README's first command as written (``evaluate_agent.py --agent
 pretrained``; a finished run of it resumes with nothing to do) and compares its
@@ -19,7 +19,7 @@ controller's word against a baseline (beats, ties, loses) flips.
 
 Usage:
     python benchmarks/headline.py [--agent pretrained | --seeds 0 1 2 -n 20000]
-        [-f logs/headline] [--results benchmarks/results/headline]
+        [-f logs/headline] [-o benchmarks/results/headline]
     python benchmarks/headline.py --check
 """
 
@@ -29,7 +29,6 @@ import argparse
 import difflib
 import hashlib
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -134,32 +133,36 @@ def check(results: Path) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    from agents.results import add_benchmark_arguments, parse_benchmark_args
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--agent", nargs="+", default=None,
                    help="Agents to evaluate instead of training (e.g. 'pretrained').")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="PPO seeds.")
     p.add_argument("-n", "--n-timesteps", type=int, default=20000)
     p.add_argument("-f", "--log-folder", default="logs/headline")
-    p.add_argument("--results", default="benchmarks/results/headline")
+    add_benchmark_arguments(p, "benchmarks/results/headline", aliases=("--results",),
+                            output_help="Where the report, results and figures are copied.")
     p.add_argument("--check", action="store_true",
-                   help="Run README's first command and compare its table with --results.")
-    args = p.parse_args(argv)
+                   help="Run README's first command and compare its table with --output.")
+    args = parse_benchmark_args(p, argv)
     if args.check:
-        return check(ROOT / args.results)
-    from agents.results import DECISIONS
+        return check(ROOT / args.output)
+    from agents.results import DECISIONS, copy_result
 
-    folder, results = Path(args.log_folder), Path(args.results)
+    folder, results = Path(args.log_folder), args.output
     runs = args.agent or train_seeds(folder, args.seeds, args.n_timesteps)
     out = folder / "eval" / agents_digest(runs)
     cmd = [sys.executable, str(ROOT / "evaluate_agent.py"), "--agent", *map(str, runs),
-           "-f", str(folder), "-o", str(out), "--no-progress"]
+           "-f", str(folder), "-o", str(out), "--no-progress",
+           *(["--gym-packages", *args.gym_packages] if args.gym_packages else [])]
     done = subprocess.run(cmd, cwd=ROOT)
     if done.returncode != 0:
         return done.returncode
-    results.mkdir(parents=True, exist_ok=True)
+    # evaluate_agent.py wrote these (meta included); copied whole or not at all.
     for f in ("report.md", "table.md", "results.json", DECISIONS,
               *(p.name for p in out.glob("*.png"))):
-        shutil.copy(out / f, results / f)
+        copy_result(out / f, results / f)
     print(f"Copied the report, results and figures to {results}.")
     return 0
 

@@ -22,7 +22,7 @@ seeds, with a stratified-bootstrap 95% CI in which envs holding the same runs co
 once (over Prodigy an env and its Adam variant are one task). Dev only: it makes no
 claim about test.
 
-Writes ``<results>/``: ``table.md``, ``results.json``, ``decisions.jsonl.gz`` (every
+Writes ``<output>/`` (``-o``): ``table.md``, ``results.json``, ``decisions.jsonl.gz`` (every
 episode's decisions) and ``controls.json`` (what dev fixed for the controller). Episodes
 are stored in ``--store`` (resumable, not committed).
 
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -161,6 +160,8 @@ def table(results: Mapping[str, Any], seeds: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    from agents.results import add_benchmark_arguments, parse_benchmark_args
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--agent", default="pretrained",
                    help="The learned controller (controller file, run folder, 'pretrained').")
@@ -173,8 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="Where the episodes are kept (resumable; not committed).")
     p.add_argument("--controls-cache", type=Path, default=Path("logs/open_loop"),
                    help="The open-loop controls' cache (as evaluate_agent.py's).")
-    p.add_argument("--results", type=Path, default=Path("benchmarks/results/headroom"))
-    args = p.parse_args(argv)
+    add_benchmark_arguments(p, "benchmarks/results/headroom", aliases=("--results",),
+                            output_help="Results folder (table.md, results.json, ...).")
+    args = parse_benchmark_args(p, argv)
     from agents.controller import ControllerFileError, load_controller_file
 
     try:
@@ -199,9 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with contextlib.ExitStack() as held:
         try:  # one writer appends to the stores and rewrites the results
-            for folder in (store_dir, args.results):
+            for folder in (store_dir, args.output):
                 held.enter_context(hold_folder(folder, "wait for it to finish, or pass "
-                                                       "another --store and --results"))
+                                                       "another --store and --output"))
         except FolderBusyError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -214,14 +216,13 @@ def _run(args: argparse.Namespace, policy: Any, envs: tuple[str, ...], store_dir
     from agents.evaluation.controls import controls_for
     from agents.evaluation.runner import make_pool, run_job, run_jobs
     from agents.evaluation.store import RunStore
-    from agents.results import meta, write_decisions
-    from agents.runs import write_text_atomic
+    from agents.results import meta, write_decisions, write_results
 
     t0 = time.perf_counter()
     agent = pin_controller(args.agent, store_dir)
     results: dict[str, Any] = {"conditions": {}}
     every = []
-    with make_pool(args.workers, []) as pool:
+    with make_pool(args.workers, args.gym_packages) as pool:
         controls = controls_for(agent, args.controls_cache, pool,
                                 {"device": "cpu", "torch_threads": 1}, envs=envs)
         for cond in CONDITIONS:
@@ -247,10 +248,10 @@ def _run(args: argparse.Namespace, policy: Any, envs: tuple[str, ...], store_dir
                            fixed_decay=controls.fixed_decay, episodes=len(every),
                            seconds=time.perf_counter() - t0)
     text = table(results, len(args.seeds))
-    write_text_atomic(args.results / "results.json", json.dumps(results, indent=1, default=float))
-    write_text_atomic(args.results / "table.md", text + "\n")
-    controls.save(args.results / "controls.json")
-    write_decisions(args.results, every)
+    write_results(args.output / "results.json", results, text,
+                  table_path=args.output / "table.md")
+    controls.save(args.output / "controls.json")
+    write_decisions(args.output, every)
     print(text)
     return 0
 

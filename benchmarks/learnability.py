@@ -12,7 +12,7 @@ feature of both sets. Branches: from the same seed and prefix (episodes are
 bit-reproducible), ``a`` in {-1, 0, +1} for 3 decisions; the label is the branch with the
 lowest validation loss after them (a diverged branch counts as ``divergence_factor * L0``).
 
-Reported (written to ``--results``):
+Reported (written to ``-o/--output``):
 
 * **AUC per feature set** (v1: :data:`~lr_gym.features.DEFAULT_FEATURES`; v2:
   :data:`~lr_gym.features.V2_FEATURES`; the step-size features alone; v1 plus them): a
@@ -29,11 +29,11 @@ The rule, stated before the first run: **PPO trains only on a feature set whose 
 least 0.7** (:data:`AUC_RULE`); otherwise the features are fixed first.
 
 Each state is one job (in ``--workers`` processes); finished states are kept in
-``<results>/states.jsonl``, so a stopped run resumes.
+``<output>/states.jsonl``, so a stopped run resumes.
 
 Usage:
     python benchmarks/learnability.py [--states 200] [--workers 2]
-        [--results benchmarks/results/learnability]
+        [-o benchmarks/results/learnability]
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -338,6 +337,8 @@ def table(summary: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    from agents.results import add_benchmark_arguments, parse_benchmark_args
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--target", choices=("branch", "schedule"), default="branch",
                    help="'branch': which LR move pays from a state (three branches); "
@@ -345,8 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "the v3 controller sees early on.")
     p.add_argument("--states", type=int, default=200, help="Training states (tasks).")
     p.add_argument("--workers", type=int, default=2, help="Worker processes.")
-    p.add_argument("--results", type=Path, default=Path("benchmarks/results/learnability"))
-    args = p.parse_args(argv)
+    add_benchmark_arguments(p, "benchmarks/results/learnability", aliases=("--results",),
+                            output_help="Results folder (states.jsonl, results.json, table.md).")
+    args = parse_benchmark_args(p, argv)
     if args.states < 10 or args.workers < 1:
         print("error: --states must be >= 10 and --workers >= 1.", file=sys.stderr)
         return 2
@@ -354,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         # One writer appends to states.jsonl and rewrites its reports.
-        with hold_folder(args.results, "wait for it to finish, or pass another --results"):
+        with hold_folder(args.output, "wait for it to finish, or pass another --output"):
             return _run(args)
     except FolderBusyError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -362,17 +364,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    """Runs and reports the benchmark into ``args.results``, which this process holds."""
-    from agents.results import load_jsonl, meta
-    from agents.runs import write_text_atomic
+    """Runs and reports the benchmark into ``args.output``, which this process holds."""
+    from agents.packages import import_gym_packages
+    from agents.results import load_jsonl, meta, write_results
 
-    store = args.results / "states.jsonl"
+    store = args.output / "states.jsonl"
     done = load_jsonl(store, "state", repair=True)
     todo = [i for i in range(args.states) if i not in done]
     run = run_schedule_state if args.target == "schedule" else run_state
     if todo:
         print(f"{len(done)} states done, {len(todo)} to run.", file=sys.stderr)
-        with ProcessPoolExecutor(args.workers) as pool, store.open("a") as f:
+        with ProcessPoolExecutor(args.workers, initializer=import_gym_packages,
+                                 initargs=(list(args.gym_packages),)) as pool, \
+                store.open("a") as f:
             futures = {pool.submit(run, i): i for i in todo}
             for n, fut in enumerate(as_completed(futures), 1):
                 row = fut.result()
@@ -385,8 +389,8 @@ def _run(args: argparse.Namespace) -> int:
     summary = summarize_schedules(rows) if args.target == "schedule" else summarize(rows)
     summary["meta"] = meta(workers=args.workers, target=args.target)
     text = schedule_table(summary) if args.target == "schedule" else table(summary)
-    write_text_atomic(args.results / "results.json", json.dumps(summary, indent=1))
-    write_text_atomic(args.results / "table.md", text)
+    write_results(args.output / "results.json", summary, text,
+                  table_path=args.output / "table.md")
     print(text)
     return 0
 

@@ -35,7 +35,7 @@ method): rliable's probability of improvement, the chance that a learned run sco
 above a run of the method over all pairs of runs on an env, averaged over envs, with
 its CI.
 
-Writes ``<results>/<split>/``: ``table.md`` (the summary README quotes),
+Writes ``<output>/<split>/``: ``table.md`` (the summary README quotes),
 ``results.json``, ``sensitivity.png`` (test metric against the scale, a panel per env),
 ``decisions.jsonl.gz`` (every episode's decisions: committed), ``runs.jsonl`` (every
 episode; a rerun resumes from it, not committed) and ``controllers/`` (each agent's
@@ -46,7 +46,7 @@ Usage:
     python benchmarks/lr_sensitivity.py --split dev --agent RUN [RUN ...] [--seeds 0 1 2 3 4]
     python benchmarks/lr_sensitivity.py --split test --agent pretrained --events
     python benchmarks/lr_sensitivity.py --split dev --agent pretrained --agent-zero \
-        --methods static prodigy --results benchmarks/results/zero_action
+        --methods static prodigy -o benchmarks/results/zero_action
 """
 
 from __future__ import annotations
@@ -469,15 +469,13 @@ def _run_all(jobs: Sequence[Job], runs: dict[str, dict], store: Path, workers: i
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     from agents.evaluation.controls import add_control_arguments, check_control_envs
+    from agents.results import add_benchmark_arguments, parse_benchmark_args
     from lr_gym.splits import SPLITS
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--split", choices=("dev", "test"), default="dev")
     p.add_argument("--env", nargs="+", default=None,
-                   help="Env ids instead of the split's (results under <results>/custom).")
-    p.add_argument("--gym-packages", nargs="*", default=[],
-                   help="Modules to import first, here and in every worker (they register "
-                        "your own tasks), as in the CLIs.")
+                   help="Env ids instead of the split's (results under <output>/custom).")
     p.add_argument("--agent", nargs="*", default=[],
                    help="Learned controllers (controller files, run folders, 'pretrained'); "
                         "pooled into one 'learned' method.")
@@ -498,16 +496,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n-boot", type=int, default=2000,
                    help="Bootstrap samples of the CIs (the point estimates do not depend on "
                         "it; rliable's probability of improvement takes seconds per 1,000).")
-    p.add_argument("--results", type=Path, default=Path("benchmarks/results/lr_sensitivity"))
-    args = p.parse_args(argv)
+    add_benchmark_arguments(p, "benchmarks/results/lr_sensitivity", aliases=("--results",),
+                            output_help="Results folder (<output>/<split>/: runs.jsonl, "
+                                        "results.json, table.md, ...).")
+    args = parse_benchmark_args(p, argv)
     from agents.controller import ControllerFileError, load_controller_file
-    from agents.packages import GymPackageError, import_gym_packages
-
-    try:
-        import_gym_packages(args.gym_packages)
-    except GymPackageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
 
     policies = {}
     for a in args.agent:
@@ -529,12 +522,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     envs = tuple(args.env) if args.env else SPLITS[args.split].reference_ids
     split = "custom" if args.env else args.split
-    out = args.results / split
+    out = args.output / split
     from agents.folder_lock import FolderBusyError, hold_folder
 
     try:
         # One writer appends to its runs.jsonl and rewrites its reports.
-        with hold_folder(out, "wait for it to finish, or pass another --results"):
+        with hold_folder(out, "wait for it to finish, or pass another --output"):
             return _run(args, policies, envs, split, out)
     except FolderBusyError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -545,8 +538,7 @@ def _run(args: argparse.Namespace, policies: dict[str, Any], envs: tuple[str, ..
          split: str, out: Path) -> int:
     """Runs and reports the benchmark into ``out``, which this process holds."""
     from agents.controller import agent_label, pin_controller
-    from agents.results import load_jsonl, meta, write_decisions
-    from agents.runs import write_text_atomic
+    from agents.results import load_jsonl, meta, write_decisions, write_results
 
     store = out / "runs.jsonl"
     runs = load_jsonl(store, "key", repair=True)
@@ -584,11 +576,10 @@ def _run(args: argparse.Namespace, policies: dict[str, Any], envs: tuple[str, ..
                        "open_loop": {labels[a]: c for a, c in controls.items()},
                        "episodes": len(mine), "seconds_this_invocation":
                            time.perf_counter() - t0, **meta(), "reproducibility": settings(1)}
-    write_text_atomic(out / "results.json", json.dumps(summary, indent=1, default=float))
     text = table(summary, split, len(args.seeds))
-    write_text_atomic(out / "table.md", text)
-    if short := controls_table(summary, split, len(args.seeds)):
-        write_text_atomic(out / "controls.md", short)
+    short = controls_table(summary, split, len(args.seeds))
+    write_results(out / "results.json", summary, text, table_path=out / "table.md",
+                  also={"controls.md": short} if short else None)
     write_decisions(out, [{**r, "agent": labels.get(r["agent"], r["agent"])} for r in mine])
     plot(summary, out / "sensitivity.png", split)
     print(text)

@@ -26,7 +26,7 @@ import torch
 
 import lr_gym  # noqa: F401 - registers the ids
 from agents.baselines import make_baseline
-from agents.results import add_output, meta, write_results
+from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
 from agents.rollout import run_episode
 
 ENVS = ("lr_gym/IMDB-MiniLM-CPU-v2", "lr_gym/SQuADv2-MiniLM-CPU-v4")
@@ -69,8 +69,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=os.environ.get("LR_GYM_DATA_DIR", str(DEFAULT_DATA)))
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    add_output(p, "benchmarks/results/minilm_presets.json")
-    args = p.parse_args()
+    add_benchmark_arguments(p, "benchmarks/results/minilm_presets.json")
+    args = parse_benchmark_args(p)
     torch.set_num_threads(args.threads)
     out = Path(args.output)
     done = json.loads(out.read_text())["rows"] if out.is_file() else []

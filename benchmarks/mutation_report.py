@@ -111,12 +111,11 @@ def main(argv: list[str] | None = None) -> int:
                                                     why.most_common()], ""]
     for name, diff in found:
         lines += [f"## {name}", "", f"Reason: {reason(diff)}", "", "```diff", diff, "```", ""]
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "survivors.md").write_text("\n".join(lines))
     table = "\n".join(lines[2:5 + len(per_module)])
     write_results(args.output / "results.json", {"meta": meta(), "mutants": n, "survived": s,
                                 "score": round((n - s) / n, 4), "modules": per_module,
-                                "reasons": dict(why)}, table)
+                                "reasons": dict(why)}, table,
+                  also={"survivors.md": "\n".join(lines)})
     print(f"{n - s} of {n} mutants killed ({(n - s) / n:.1%}); {s} survivors in "
           f"{args.output / 'survivors.md'}")
     for r, c in why.most_common():

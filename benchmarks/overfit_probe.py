@@ -28,7 +28,7 @@ import time
 import numpy as np
 import torch
 
-from agents.results import add_output, meta, write_results
+from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
 from lr_gym.envs.lr_control import LRControlEnv
 from lr_gym.splits import split_of_family
 from lr_gym.tasks.families.base import (
@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="a fall of the metric from its peak to the end that counts")
     p.add_argument("--late", type=float, default=0.8,
                    help="the peak must come at or before this fraction of the run")
-    add_output(p, "benchmarks/results/overfit_probe.json")
-    args = p.parse_args(argv)
+    add_benchmark_arguments(p, "benchmarks/results/overfit_probe.json")
+    args = parse_benchmark_args(p, argv)
     torch.set_num_threads(1)
 
     rows, runs = [], {}

@@ -69,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="Report stale blocks, change nothing.")
     args = p.parse_args(argv)
+    from lr_gym.files import write_text_atomic
+
     missing = missing_decisions((ROOT / "README.md").read_text())
     if missing:
         print(f"README quotes {', '.join(missing)}, which lack(s) decisions.jsonl.gz; rerun "
@@ -82,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if new != text:
             stale.append(path)
             if not args.check:
-                path.write_text(new)
+                write_text_atomic(path, new)
     if args.check and stale:
         print(f"{', '.join(str(p.relative_to(ROOT)) for p in stale)} quote results that "
               "differ from their files; run `python benchmarks/readme_results.py`.",

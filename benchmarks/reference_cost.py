@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.results import add_output, meta, write_results
+from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
 
 ENV = "lr_gym/TrainFamilies-v2"
 
@@ -68,8 +68,8 @@ def main() -> int:
                    help="Episodes per loop (a multiple of the env's repeat, 4).")
     p.add_argument("--repeats", type=int, default=2,
                    help="Timed rounds (the median cost is reported).")
-    add_output(p, "benchmarks/results/reference_cost.json")
-    args = p.parse_args()
+    add_benchmark_arguments(p, "benchmarks/results/reference_cost.json")
+    args = parse_benchmark_args(p)
     rounds = []
     for _ in range(args.repeats):
         r = cpu_seconds("paired", args.episodes)

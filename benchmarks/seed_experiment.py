@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     from agents.evaluation.controls import add_control_arguments
     from agents.help_format import DefaultsHelpFormatter
+    from agents.results import add_benchmark_arguments
 
     p = argparse.ArgumentParser(prog="seed_experiment.py", description=__doc__.splitlines()[0],
                                 formatter_class=DefaultsHelpFormatter)
@@ -200,9 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "count makes the episodes bit-reproducible on CPU.")
     p.add_argument("--report-only", action="store_true",
                    help="Run nothing: rebuild the reports from the episodes finished so far.")
-    p.add_argument("-o", "--output", type=Path, default=None,
-                   help=f"Output folder (runs.jsonl, report.md, results.json, PNGs); default "
-                        f"{DEFAULT_OUTPUT}/<preset>, or .../custom with --env.")
+    add_benchmark_arguments(p, None, output_help=(
+        f"Output folder (runs.jsonl, report.md, results.json, PNGs); default "
+        f"{DEFAULT_OUTPUT}/<preset>, or .../custom with --env."))
     return p
 
 
@@ -361,9 +362,11 @@ def replay_jobs(plan: Plan, runs: Sequence[Mapping[str, Any]]) -> list[Any]:
     return jobs
 
 
-def run_plan(plan: Plan, out: Path, workers: int = 1,
-             run: bool = True) -> list[dict[str, Any]]:
+def run_plan(plan: Plan, out: Path, workers: int = 1, run: bool = True,
+             packages: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Runs every missing episode of the plan (none if not ``run``).
+
+    ``packages`` (``--gym-packages``) are imported by every worker process.
 
     Returns:
         The plan's runs in the store.
@@ -394,7 +397,7 @@ def run_plan(plan: Plan, out: Path, workers: int = 1,
               file=sys.stderr, flush=True)
 
     def run_all(jobs: list[EpisodeJob]) -> None:
-        with make_pool(workers, []) as pool:
+        with make_pool(workers, packages) as pool:
             pending = []
             for j in [j for j in jobs if key(j) not in store] if run else []:
                 fut = pool.submit(run_job, j)
@@ -556,21 +559,22 @@ def write_outputs(plan: Plan, runs: Sequence[Mapping[str, Any]], out: Path) -> l
         The names of the files written.
     """
     from agents.evaluation.plots import plot_curves
-    from agents.results import DECISIONS, write_decisions
-    from agents.runs import portable_path, write_text_atomic
+    from agents.results import DECISIONS, meta, write_decisions, write_results
+    from agents.runs import portable_path
 
     summary = summarize(plan, runs)
     total = len(plan_jobs(plan)) + sum(len(e.seeds) for e in plan.envs) * len(
         [a for a in plan.agents if a in plan.controls])  # and the replays
     partial = (f"**Partial: {len(runs)} of {total} episodes done**; rerun the command to "
                "finish." if len(runs) < total else "")
-    write_text_atomic(out / "report.md", report_markdown(plan, summary, partial))
-    write_text_atomic(out / "results.json", json.dumps(
-        {"settings": plan.published_settings, "agents": [portable_path(a) for a in plan.agents],
-         "open_loop": {portable_path(a): c for a, c in plan.controls.items()},
-         "episodes": len(runs),
-         "episodes_planned": total, "tasks": summary}, indent=1, default=float))
-    write_text_atomic(out / "table.md", (partial and partial + "\n\n") + answer_table(plan, runs))
+    write_results(out / "results.json",
+                  {"meta": meta(), "settings": plan.published_settings,
+                   "agents": [portable_path(a) for a in plan.agents],
+                   "open_loop": {portable_path(a): c for a, c in plan.controls.items()},
+                   "episodes": len(runs), "episodes_planned": total, "tasks": summary},
+                  (partial and partial + "\n\n") + answer_table(plan, runs),
+                  table_path=out / "table.md",
+                  also={"report.md": report_markdown(plan, summary, partial)})
     write_decisions(out, [{**r, "agent": portable_path(r["agent"]) if r.get("agent") else None}
                           for r in runs])
     written = ["report.md", "table.md", "results.json", "runs.jsonl", DECISIONS]
@@ -585,8 +589,9 @@ def write_outputs(plan: Plan, runs: Sequence[Mapping[str, Any]], out: Path) -> l
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     from agents.folder_lock import FolderBusyError, hold_folder
+    from agents.results import parse_benchmark_args
 
-    args = build_parser().parse_args(argv)
+    args = parse_benchmark_args(build_parser(), argv)
     with contextlib.ExitStack() as held:
         try:
             import lr_gym  # noqa: F401 - registers the ids
@@ -613,12 +618,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from agents.evaluation.runner import make_pool
 
             # Fixed on dev once (cached): the dev episodes run one thread each, as everywhere.
-            with make_pool(args.workers, []) as pool:
+            with make_pool(args.workers, args.gym_packages) as pool:
                 plan = replace(plan, controls={a: controls_for(
                     a, args.controls_cache, pool, {"device": "cpu", "torch_threads": 1},
                     envs=args.control_envs, seeds=args.control_seeds).to_dict()
                     for a in plan.agents})
-        runs = run_plan(plan, out, args.workers, run=not args.report_only)
+        runs = run_plan(plan, out, args.workers, run=not args.report_only,
+                        packages=args.gym_packages)
         written = write_outputs(plan, runs, out)
     print((out / "report.md").read_text())
     print(f"Wrote {', '.join(written)} to {out}.")

@@ -20,7 +20,7 @@ import torch
 
 import lr_gym
 from agents.baselines import make_baseline
-from agents.results import add_output, meta, write_results
+from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
 from agents.rollout import run_episode
 
 CPU_IDS = [e for e in lr_gym.lr_gym_env_ids() if "-CPU-v" in e]
@@ -35,8 +35,8 @@ def main() -> None:
         "LR_GYM_DATA_DIR", str(Path(__file__).resolve().parents[1].parent / "shared" / "data")))
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    add_output(p, "benchmarks/results/seed_tasks.json")
-    args = p.parse_args()
+    add_benchmark_arguments(p, "benchmarks/results/seed_tasks.json")
+    args = parse_benchmark_args(p)
     torch.set_num_threads(args.threads)
 
     rows = []

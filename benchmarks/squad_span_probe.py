@@ -31,7 +31,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
 import json
 import os
@@ -63,15 +62,14 @@ def select_windows(train, which: str):
 
 def write(args: argparse.Namespace, rows: list[dict[str, float]], train_features: int) -> None:
     """``--output`` (JSON) and the markdown table beside it, for the rows so far."""
-    meta = {k: v for k, v in vars(args).items() if k not in ("data_dir", "output")}
-    meta.update(date=datetime.date.today().isoformat(), cpus=os.cpu_count(),
-                load_avg_end=os.getloadavg()[0], train_features=train_features,
-                last_step=rows[-1]["step"])
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from agents.results import meta as run_meta
+    from agents.results import write_results
+
+    recipe_args = {k: v for k, v in vars(args).items() if k not in ("data_dir", "output")}
+    meta = run_meta(**recipe_args, load_avg_end=os.getloadavg()[0],
+                    train_features=train_features, last_step=rows[-1]["step"])
     # -inf (answer nothing) is not JSON: null.
     clean = [{k: (v if np.isfinite(v) else None) for k, v in r.items()} for r in rows]
-    out.write_text(json.dumps({"meta": meta, "rows": clean}, indent=1))
     head = ("| step | lr | train loss | val loss | forced-span HasAns F1 | F1 (threshold 0) "
             "| HasAns F1 (0) | best F1 | best threshold | HasAns F1 (best) | wall s |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -86,9 +84,9 @@ def write(args: argparse.Namespace, rows: list[dict[str, float]], train_features
               f"batch {args.batch_size}, {args.max_length}/{args.doc_stride} window, warmup "
               f"{args.warmup_frac:g} then {args.schedule}; {args.threads} threads; load "
               f"average {meta['load_avg_end']:.1f} on {meta['cpus']} CPUs at the last row.")
-    out.with_suffix(".md").write_text(
-        f"Made by `python benchmarks/squad_span_probe.py` on {meta['date']}: {recipe}\n\n"
-        + head + body)
+    write_results(args.output, {"meta": meta, "rows": clean},
+                  f"Made by `python benchmarks/squad_span_probe.py` on {meta['date']}: "
+                  f"{recipe}\n\n" + head + body)
 
 
 SUMMARY_COLUMNS = {"val_loss": "val loss", "forced_span_hasans_f1": "forced-span HasAns F1",
@@ -121,7 +119,9 @@ def summarize(folder: Path) -> str:
             "row of each probe (recipes in the files beside this one).\n\n"
             + markdown_table(["lr", "seed", "step", *cols], per_probe, ".3f") + "\n\n"
             + markdown_table(["lr", "seeds", *cols], per_lr, ".3f") + "\n")
-    (folder / "summary.md").write_text(text)
+    from lr_gym.files import write_text_atomic
+
+    write_text_atomic(folder / "summary.md", text)  # no JSON: the probes' are beside it
     return text
 
 
@@ -188,6 +188,8 @@ def _train(args: argparse.Namespace, task: Any, model: torch.nn.Module,
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    from agents.results import add_benchmark_arguments, parse_benchmark_args
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--summarize", metavar="DIR", type=Path, default=None,
                    help="Write DIR/summary.md from the probe JSONs in DIR and exit.")
@@ -211,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=os.environ.get("LR_GYM_DATA_DIR", str(DEFAULT_DATA)))
-    p.add_argument("-o", "--output", default="benchmarks/results/squad_span_probe.json")
-    args = p.parse_args(argv)
+    add_benchmark_arguments(p, "benchmarks/results/squad_span_probe.json")
+    args = parse_benchmark_args(p, argv)
     if args.summarize is not None:
         print(summarize(args.summarize), end="")
         return 0

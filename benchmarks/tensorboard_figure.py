@@ -15,7 +15,6 @@ browser). Writes the PNG and a JSON of the scalars' tags and lengths beside it.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
@@ -74,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     fig.tight_layout()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.output, dpi=90)
-    summary = {tag: len(v) for tag, v in data.items()}
-    args.output.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
+    from agents.results import write_results
+
+    write_results(args.output.with_suffix(".json"), {tag: len(v) for tag, v in data.items()},
+                  None)
     print(f"wrote {args.output} ({len(data)} scalar tags)")
     return 0
 

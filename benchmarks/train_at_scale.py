@@ -15,13 +15,13 @@
 3. With ``--export``, writes the selected controller to
    ``lr_gym/pretrained/default.safetensors`` (the shipped ``"lr_gym/default"``).
 
-Writes ``<results>/training.md|json`` (per seed: env steps, wall seconds summed over
-resumed pieces, env steps/s) and ``<results>/selection.md|json`` (dev IQM and profile
+Writes ``<output>/training.md|json`` (per seed: env steps, wall seconds summed over
+resumed pieces, env steps/s) and ``<output>/selection.md|json`` (dev IQM and profile
 score of every candidate, the learning curve on dev).
 
 Usage:
     python benchmarks/train_at_scale.py [--seeds 0 1 2] [-n 100000]
-        [--select-every 25000] [-f logs/at_scale] [--results benchmarks/results/at_scale]
+        [--select-every 25000] [-f logs/at_scale] [-o benchmarks/results/at_scale]
         [--export]
 """
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -49,6 +48,8 @@ PRETRAINED = ROOT / "agents" / "pretrained" / "default.safetensors"
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
+    from agents.results import add_benchmark_arguments
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="PPO seeds.")
     p.add_argument("-n", "--n-timesteps", type=int, default=100000,
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select-every", type=int, default=25000,
                    help="Evaluate the checkpoint nearest every this many env steps on dev.")
     p.add_argument("-f", "--log-folder", default="logs/at_scale")
-    p.add_argument("--results", default="benchmarks/results/at_scale")
+    add_benchmark_arguments(p, "benchmarks/results/at_scale", aliases=("--results",),
+                            output_help="Results folder (training.md|json, selection.md|json).")
     p.add_argument("--train-only", action="store_true", help="Stop after training.")
     p.add_argument("--export", action="store_true",
                    help=f"Copy the dev-selected controller to {PRETRAINED.relative_to(ROOT)}.")
@@ -219,6 +221,8 @@ def _candidate_agents(folder: Path, runs: Sequence[Path], stats: list[dict[str, 
     Returns:
         Resolved agent path -> ``(seed, env steps)``; ``(None, None)`` for the incumbent.
     """
+    from agents.results import copy_result
+
     # Candidate -> (seed, env steps); the evaluation names agents by resolved path.
     cands: dict[str, tuple[int | None, int | None]] = {}
     for run, st in zip(runs, stats, strict=True):
@@ -226,7 +230,7 @@ def _candidate_agents(folder: Path, runs: Sequence[Path], stats: list[dict[str, 
             cands[str(c.resolve())] = (st["seed"], steps_of(str(c)) or st["num_timesteps"])
     incumbent = folder / "incumbent.safetensors"
     if PRETRAINED.is_file() and not incumbent.is_file():
-        shutil.copy(PRETRAINED, incumbent)
+        copy_result(PRETRAINED, incumbent)
     if incumbent.is_file():
         cands[str(incumbent.resolve())] = (None, None)
     return cands
@@ -248,23 +252,23 @@ def _selection_rows(table: Sequence[dict[str, Any]], best: dict[str, Any]) -> li
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     import lr_gym
+    from agents.results import copy_result, meta, parse_benchmark_args, write_results
 
-    args = build_parser().parse_args(argv)
-    folder, results = Path(args.log_folder), Path(args.results)
+    args = parse_benchmark_args(build_parser(), argv)
+    folder, results = Path(args.log_folder), args.output
     try:
         runs = train_seeds(folder, args.seeds, args.n_timesteps, env_id=TRAIN_ENV)
     except RuntimeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    results.mkdir(parents=True, exist_ok=True)
     stats = [training_stats(r) for r in runs]
     rows = _training_rows(runs, stats, args.select_every)
-    (results / "training.md").write_text(
-        f"PPO on {TRAIN_ENV} (packaged hyperparameters), {args.n_timesteps} env steps per "
-        f"seed; wall time summed over the resumed pieces that finished (a piece stopped by "
-        f"a kill records no time, so its env steps are not timed), on the 2-core machine "
-        f"(shared with other jobs: a lower bound on throughput).\n\n" + "\n".join(rows) + "\n")
-    (results / "training.json").write_text(json.dumps(stats, indent=1))
+    write_results(results / "training.json", stats,
+                  f"PPO on {TRAIN_ENV} (packaged hyperparameters), {args.n_timesteps} env steps "
+                  f"per seed; wall time summed over the resumed pieces that finished (a piece "
+                  f"stopped by a kill records no time, so its env steps are not timed), on the "
+                  f"2-core machine (shared with other jobs: a lower bound on throughput).\n\n"
+                  + "\n".join(rows) + "\n")
     print("\n".join(rows))
     if args.train_only:
         return 0
@@ -274,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = folder / f"eval_dev_seeds{'-'.join(map(str, args.seeds))}"
     cmd = [sys.executable, str(ROOT / "evaluate_agent.py"), "--agent", *cands,
            "--env", *lr_gym.DEV.env_ids, "--baselines", "static", "cosine", "--track", "self",
-           "-o", str(out), "--no-progress", "--no-plot"]
+           "-o", str(out), "--no-progress", "--no-plot",
+           *(["--gym-packages", *args.gym_packages] if args.gym_packages else [])]
     if (code := subprocess.run(cmd, cwd=ROOT).returncode) != 0:
         return code
     summary = json.loads((out / "results.json").read_text())["tracks"]["self"]
@@ -284,25 +289,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = _selection_rows(table, best)
     agg = {a["controller"]: a for a in summary["aggregate"]}
     base = ", ".join(f"{c} {agg[c]['iqm_test']:.4f}" for c in ("static", "cosine") if c in agg)
-    (results / "selection.md").write_text(
+    selection = (
         f"Checkpoint selection over PPO seeds {', '.join(map(str, args.seeds))} on the dev "
         f"envs {', '.join(lr_gym.DEV.env_ids)} (self-tuning "
         f"track, 5 paired seeds; baselines at lr0: {base}). Selected: the best dev IQM "
         f"(the controller shipped before stays unless a candidate is strictly better).\n\n"
         + "\n".join(lines) + "\n")
+
     def portable(row: dict[str, Any]) -> dict[str, Any]:
         return {**row, "agent": portable_path(row["agent"], ROOT)}
 
-    (results / "selection.json").write_text(json.dumps(
-        {"candidates": [portable(r) for r in table], "selected": portable(best)}, indent=1))
+    write_results(results / "selection.json",
+                  {"meta": meta(), "candidates": [portable(r) for r in table],
+                   "selected": portable(best)},
+                  selection)
     print("\n".join(lines))
     if args.export and best["seed"] is None:
         print(f"No candidate beats the shipped controller on dev: {PRETRAINED} is unchanged.")
     elif args.export:
         from agents.controller import controller_file_for
 
-        PRETRAINED.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(controller_file_for(best["agent"]), PRETRAINED)
+        # Atomically: a kill mid-copy must not leave a truncated shipped controller.
+        copy_result(controller_file_for(best["agent"]), PRETRAINED)
         print(f"Exported {best['agent']} to {PRETRAINED}.")
     return 0
 

@@ -18,7 +18,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -112,8 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--method", nargs="+", default=["ppo", "learned"],
                    help="The learned controller's name(s) in the file.")
     args = p.parse_args(argv)
-    from agents.results import DECISIONS, read_decisions
-    from agents.runs import write_text_atomic
+    from agents.results import DECISIONS, read_decisions, write_results
 
     path = args.folder / DECISIONS
     if not path.is_file():
@@ -138,8 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = {c or "all": summarize([e for e in episodes if e.get("condition") == c], plain)
                for c in sorted({e.get("condition") for e in episodes}, key=str)}
     text = "\n".join(table(s, f"`{'/'.join(args.method)}` ({c})") for c, s in summary.items())
-    write_text_atomic(args.folder / "trajectories.json", json.dumps(summary, indent=1))
-    write_text_atomic(args.folder / "trajectories.md", text + "\n")
+    write_results(args.folder / "trajectories.json", summary, text)
     print(text)
     return 0
 

@@ -20,16 +20,18 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
-from agents.results import add_output, meta, write_results
+from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
 
 
 class Stepper:
     """One vectorized env kept open, warmed up, and timed in windows of whole episodes."""
 
-    def __init__(self, kind: str, env_id: str, env_kwargs: dict, n_envs: int) -> None:
+    def __init__(self, kind: str, env_id: str, env_kwargs: dict, n_envs: int,
+                 packages: Sequence[str] = ()) -> None:
         from stable_baselines3.common.env_util import make_vec_env
         from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
@@ -38,7 +40,8 @@ class Stepper:
 
         cls = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv, "ray": RayVecEnv}[kind]
         self.n_envs = n_envs
-        self.venv = make_vec_env(env_factory([env_id], env_kwargs, worker=kind != "dummy"),
+        self.venv = make_vec_env(env_factory([env_id], env_kwargs, packages,
+                                             worker=kind != "dummy"),
                                  n_envs=n_envs, seed=0, vec_env_cls=cls)
         self.decisions = -(-env_kwargs["total_steps"] // env_kwargs["steps_per_action"])
         self.rng = np.random.default_rng(0)
@@ -77,8 +80,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3,
                    help="Timed windows per kind, interleaved across kinds; the median counts.")
     p.add_argument("--note", default="", help="A line about the machine, kept with the table.")
-    add_output(p, "benchmarks/results/vec_env_scaling.json")
-    args = p.parse_args()
+    add_benchmark_arguments(p, "benchmarks/results/vec_env_scaling.json")
+    args = parse_benchmark_args(p)
 
     import ray
     import torch
@@ -96,7 +99,8 @@ def main() -> None:
     rows = []
     try:
         for n in args.n_envs:
-            steppers = {k: Stepper(k, args.env, env_kwargs, n) for k in kinds}
+            steppers = {k: Stepper(k, args.env, env_kwargs, n, args.gym_packages)
+                        for k in kinds}
             times: dict[str, list[float]] = {k: [] for k in kinds}
             try:
                 for r in range(args.repeats):

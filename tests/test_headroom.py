@@ -84,5 +84,5 @@ def test_a_second_writer_of_the_store_exits_at_once_naming_the_first(tmp_path, c
     err = capsys.readouterr().err
     assert err.startswith(f"error: {store} is being written by another process (PID "
                           f"{holder.proc.pid}: ") and len(err.splitlines()) == 1
-    assert err.endswith("wait for it to finish, or pass another --store and --results.\n")
+    assert err.endswith("wait for it to finish, or pass another --store and --output.\n")
     assert not (tmp_path / "r").exists()

@@ -58,7 +58,7 @@ def test_a_second_writer_of_the_results_exits_at_once_naming_the_first(tmp_path,
         holder.release()
     assert capsys.readouterr().err == (
         f"error: {tmp_path} is being written by another process (PID {holder.proc.pid}: -c "
-        f"{tmp_path} --a-flag); wait for it to finish, or pass another --results.\n")
+        f"{tmp_path} --a-flag); wait for it to finish, or pass another --output.\n")
     assert not (tmp_path / "states.jsonl").exists()
 
 

@@ -222,7 +222,7 @@ def test_a_second_writer_of_the_results_exits_at_once_naming_the_first(tmp_path,
     err = capsys.readouterr().err
     assert err == (f"error: {tmp_path / 'custom'} is being written by another process (PID "
                    f"{holder.proc.pid}: -c {tmp_path / 'custom'} --a-flag); wait for it to "
-                   "finish, or pass another --results.\n")
+                   "finish, or pass another --output.\n")
     assert not (tmp_path / "custom" / "runs.jsonl").exists()
 
 

@@ -286,6 +286,25 @@ def write_sensitivity_summary(names: Sequence[str], results: Path, study: Study,
     print(f"{table}\n\n{decision}")
 
 
+def summary_table(summary: dict[str, dict]) -> str:
+    """The markdown table of an evaluated study: one row per variant."""
+    lines = ["| variant | EnvConfig overrides | agents | IQM dev test metric [95% CI] | "
+             "profile score | P(PPO > static) [95% CI] | P(PPO > cosine) [95% CI] |",
+             "|---|---|---|---|---|---|---|"]
+    for variant, s in summary.items():
+        pois = [s.get(f"{b}_p_improvement") for b in ("static", "cosine")]
+        kw = ", ".join(f"{k}={v}" for k, v in s["env_kwargs"].items() if k != "features")
+        if "features" in s["env_kwargs"]:
+            kw += f", {len(s['env_kwargs']['features'])} features"
+        lines.append(
+            f"| {variant} | {kw} | {s['agents']} | "
+            f"{s['ppo_iqm_test']:.4f} [{s['ppo_iqm_low']:.4f}, {s['ppo_iqm_high']:.4f}] | "
+            f"{s['ppo_profile_score']:.3f} | "
+            + " | ".join("—" if p is None else f"{p[0]:.2f} [{p[1]:.2f}, {p[2]:.2f}]"
+                         for p in pois) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     from agents.results import copy_result, parse_benchmark_args, write_results
@@ -348,21 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return code
             write_sensitivity_summary(names, results, study, seeds, n)
         return 0
-    lines = ["| variant | EnvConfig overrides | agents | IQM dev test metric [95% CI] | "
-             "profile score | P(PPO > static) [95% CI] | P(PPO > cosine) [95% CI] |",
-             "|---|---|---|---|---|---|---|"]
-    for variant, s in summary.items():
-        pois = [s.get(f"{b}_p_improvement") for b in ("static", "cosine")]
-        kw = ", ".join(f"{k}={v}" for k, v in s["env_kwargs"].items() if k != "features")
-        if "features" in s["env_kwargs"]:
-            kw += f", {len(s['env_kwargs']['features'])} features"
-        lines.append(
-            f"| {variant} | {kw} | {s['agents']} | "
-            f"{s['ppo_iqm_test']:.4f} [{s['ppo_iqm_low']:.4f}, {s['ppo_iqm_high']:.4f}] | "
-            f"{s['ppo_profile_score']:.3f} | "
-            + " | ".join("—" if p is None else f"{p[0]:.2f} [{p[1]:.2f}, {p[2]:.2f}]"
-                         for p in pois) + " |")
-    table = "\n".join(lines)
+    table = summary_table(summary)
     write_results(results / "summary.json", summary,
                   f"{args.study} ablation: trained on {study.train_env}, evaluated on the dev "
                   f"envs {', '.join(args.env)}; PPO seeds {seeds}, {n} env steps each; "

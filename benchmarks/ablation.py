@@ -241,7 +241,7 @@ def write_sensitivity_summary(names: Sequence[str], results: Path, study: Study,
     One row per variant (and the shipped controller): its dev area and P(learned >
     static) per scale.
     """
-    from agents.stats import markdown_table
+    from agents.evaluation.stats import markdown_table
 
     rows, data_of = [], {}
     for variant in [*names, SHIPPED]:

@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from agents.results import add_output, meta, write_results
+from agents.evaluation.results import add_output, meta, write_results
 from lr_gym.control import ControllerPolicy, LRController, load_controller_file
 
 K = 15  # steps per decision, as in the embedded tasks

@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.check:
         return check(ROOT / args.results)
-    from agents.results import DECISIONS
+    from agents.evaluation.results import DECISIONS
 
     folder, results = Path(args.log_folder), Path(args.results)
     runs = args.agent or train_seeds(folder, args.seeds, args.n_timesteps)

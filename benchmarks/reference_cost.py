@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.results import add_output, meta, write_results
+from agents.evaluation.results import add_output, meta, write_results
 
 ENV = "lr_gym/TrainFamilies-v2"
 

@@ -102,7 +102,7 @@ def summarize(folder: Path) -> str:
     probes = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
     if not probes:
         raise SystemExit(f"No probe JSON in {folder}; run probes with -o {folder}/<name>.json.")
-    from agents.stats import markdown_table
+    from agents.evaluation.stats import markdown_table
 
     probes.sort(key=lambda d: (d["meta"]["lr"], d["meta"]["seed"]))
     cols = list(SUMMARY_COLUMNS.values())

@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from agents.runs import completion, portable_path
+from agents.common.runs import completion, portable_path
 from agents.training.seeds import train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.common.help_format import DefaultsHelpFormatter
+from agents.common.runs import atomic_write, run_files
 from agents.controller.resolve import controller_file_for
-from agents.help_format import DefaultsHelpFormatter
-from agents.runs import atomic_write, run_files
 from lr_gym.config import EnvConfig
 from lr_gym.control.file import FORMAT, FORMAT_VERSION, _digest, validate_controller
 from lr_gym.control.policy import ControllerPolicy
@@ -45,7 +45,7 @@ def export_controller(agent: Any, path: str | Path,
 
     Args:
         agent: A run folder (``model.zip`` + ``vecnormalize.pkl`` + ``config.yml``), a
-            checkpoint ``.zip``, or a loaded :class:`~agents.ppo.PPOController`.
+            checkpoint ``.zip``, or a loaded :class:`~agents.training.ppo.PPOController`.
         path: Output file.
         source: Provenance recorded in the file (default: the run folder's env ids
             and versions).
@@ -59,7 +59,7 @@ def export_controller(agent: Any, path: str | Path,
     """
     from safetensors.torch import save_file
 
-    from agents.ppo import PPOController
+    from agents.training.ppo import PPOController
 
     source = dict(source or {})
     if not isinstance(agent, PPOController):
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
-    from agents.ppo import latest_run
+    from agents.common.runs import latest_run
 
     print("note: export unpickles model.zip and vecnormalize.pkl, which can run code: only "
           "export runs you trained yourself.", file=sys.stderr)

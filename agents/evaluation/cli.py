@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.help_format import DefaultsHelpFormatter
+from agents.common.help_format import DefaultsHelpFormatter
 
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 DEFAULT_TARGET_SEEDS = (100, 101, 102)
@@ -33,9 +33,9 @@ class UsageError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
+    from agents.common.ray_cluster import add_ray_arguments
     from agents.evaluation.controls import add_control_arguments
-    from agents.ray_cluster import add_ray_arguments
-    from agents.tuning import DEFAULT_BUDGET, TUNING_SEED
+    from agents.evaluation.tuning import DEFAULT_BUDGET, TUNING_SEED
 
     p = argparse.ArgumentParser(
         prog="evaluate_agent.py",
@@ -156,7 +156,7 @@ def _check_args(args: argparse.Namespace, env_ids: list[str], names: list[str]) 
     ray = _ray_resources(args)
     address = args.ray_address or os.environ.get("RAY_ADDRESS")
     if ray is not None and address:  # before any output exists: a wrong address makes none
-        from agents.ray_cluster import CONNECT_TIMEOUT_S, RaySetupError, probe_address
+        from agents.common.ray_cluster import CONNECT_TIMEOUT_S, RaySetupError, probe_address
 
         try:
             probe_address(address, min(ray[1], CONNECT_TIMEOUT_S))
@@ -173,7 +173,7 @@ def _ray_resources(args: argparse.Namespace) -> Any:
     Raises:
         UsageError: A Ray flag without ``--backend ray``, a bad value, or Ray missing.
     """
-    from agents.ray_cluster import RaySetupError, ray_settings, require_ray
+    from agents.common.ray_cluster import RaySetupError, ray_settings, require_ray
 
     try:
         ray = ray_settings(args, "--backend ray", args.backend == "ray", args.device,
@@ -192,8 +192,8 @@ def _make_pool(args: argparse.Namespace, agents: list[str]) -> tuple[Any, float 
     ray = _ray_resources(args)
     if ray is None:
         return make_pool(args.workers, args.gym_packages), None
+    from agents.common.ray_cluster import CONNECT_TIMEOUT_S
     from agents.evaluation.ray_backend import RayPool
-    from agents.ray_cluster import CONNECT_TIMEOUT_S
 
     resources, timeout = ray
     return RayPool(args.ray_address, resources, args.gym_packages, agents,
@@ -206,14 +206,13 @@ def _resolve_agents(args: argparse.Namespace) -> list[str]:
     A run folder (or its ``model.zip``) stays the agent's name; a checkpoint is named
     by its controller file. Only ``.safetensors`` files are read: never a pickle.
     """
+    from agents.common.runs import MODEL, latest_run
     from agents.controller import (
         ControllerFileError,
         controller_file_for,
         is_pretrained_name,
         load_controller_file,
     )
-    from agents.ppo import latest_run
-    from agents.runs import MODEL
 
     if args.agent and [a.lower() for a in args.agent] == ["none"]:
         return []
@@ -278,7 +277,7 @@ def _output_dir(args: argparse.Namespace, invocation: dict[str, Any],
         FolderBusyError: Another evaluation writes to it (its PID in the message).
         UsageError: It holds another evaluation, or an unreadable ``invocation.json``.
     """
-    from agents.folder_lock import hold_folder
+    from agents.common.folder_lock import hold_folder
 
     digest = hashlib.sha256(json.dumps(invocation, sort_keys=True).encode()).hexdigest()[:8]
     label = invocation["split"] or "custom"
@@ -306,7 +305,7 @@ def _output_dir(args: argparse.Namespace, invocation: dict[str, Any],
             raise UsageError(f"{out} holds the results of another evaluation (it differs in: "
                              f"{', '.join(diff)}); pass another -o, or drop -o to get a "
                              "folder of its own.")
-    from agents.runs import remove_stale_temporaries, write_text_atomic
+    from agents.common.runs import remove_stale_temporaries, write_text_atomic
 
     remove_stale_temporaries(out)  # what a killed run of this evaluation left half-written
     write_text_atomic(marker, json.dumps(invocation, indent=1, sort_keys=True))
@@ -315,11 +314,11 @@ def _output_dir(args: argparse.Namespace, invocation: dict[str, Any],
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    from agents.common.folder_lock import FolderBusyError
+    from agents.common.ray_cluster import RaySetupError
+    from agents.common.runs import DISK_FULL
     from agents.evaluation.ray_backend import TaskLostError
     from agents.evaluation.runner import JobTimeoutError
-    from agents.folder_lock import FolderBusyError
-    from agents.ray_cluster import RaySetupError
-    from agents.runs import DISK_FULL
 
     args = build_parser().parse_args(argv)
     try:
@@ -351,16 +350,16 @@ def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from tqdm import tqdm
 
     from agents.baselines import BASELINES, make_baseline
+    from agents.baselines.open_loop import CONTROLS
+    from agents.common.packages import GymPackageError, import_gym_packages
+    from agents.common.runs import write_text_atomic
     from agents.controller import agent_labels, load_controller_file
     from agents.evaluation import plots, scoring
     from agents.evaluation.controls import controls_for
     from agents.evaluation.report import report_markdown, tables_markdown
+    from agents.evaluation.results import DECISIONS, write_decisions
     from agents.evaluation.runner import EpisodeJob, run_job, run_jobs, tune_all
     from agents.evaluation.store import RunStore, run_key
-    from agents.open_loop import CONTROLS
-    from agents.packages import GymPackageError, import_gym_packages
-    from agents.results import DECISIONS, write_decisions
-    from agents.runs import write_text_atomic
     from lr_gym.reproducibility import DEFAULT_TORCH_THREADS, settings
     from lr_gym.splits import SPLITS
 

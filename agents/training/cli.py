@@ -2,7 +2,7 @@
 
 Flags follow RL Zoo's spelling. With no flags it trains on the default task mix
 (``lr_gym/EmbeddedMix-v1``) and writes a run folder ``logs/ppo/<Env>_<N>/`` (layout:
-:mod:`agents.runs`) with ``model.zip``, ``vecnormalize.pkl``, ``config.yml``, the
+:mod:`agents.common.runs`) with ``model.zip``, ``vecnormalize.pkl``, ``config.yml``, the
 pickle-free ``controller.safetensors`` that evaluation and deployment load,
 ``checkpoints/`` (each with its own normalisation and controller file),
 ``evaluations.npz`` and ``best/``, and last ``complete.json``. Every file is written
@@ -24,10 +24,11 @@ from typing import Any
 
 import gymnasium as gym
 
-from agents.help_format import DefaultsHelpFormatter
-from agents.ray_cluster import (
+from agents.common.help_format import DefaultsHelpFormatter
+from agents.common.ray_cluster import (
     add_ray_arguments,
 )
+from agents.common.runs import next_run_dir, run_name
 from agents.training.callbacks import training_callbacks
 from agents.training.envs import (
     DEFAULT_ENV,
@@ -37,7 +38,7 @@ from agents.training.envs import (
     id_env_kwargs,
     resolve_vec_env,
 )
-from agents.training.run_folder import load_for_resume, next_run_dir, run_name, save_agent
+from agents.training.run_folder import load_for_resume, save_agent
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -153,11 +154,9 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
     import lr_gym
-    from agents.packages import GymPackageError, import_gym_packages
-    from agents.ppo import PPOHyperparams, check_model_zip, load_hyperparams
-    from agents.ray_cluster import RaySetupError, ray_session
-    from agents.ray_vec_env import EnvActorError
-    from agents.runs import (
+    from agents.common.packages import GymPackageError, import_gym_packages
+    from agents.common.ray_cluster import RaySetupError, ray_session
+    from agents.common.runs import (
         CONTROLLER,
         DISK_FULL,
         MODEL,
@@ -167,6 +166,8 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
         run_files,
         write_text_atomic,
     )
+    from agents.training.ppo import PPOHyperparams, check_model_zip, load_hyperparams
+    from agents.training.ray_vec_env import EnvActorError
     from lr_gym.envs.lr_control import resolve_device
     from lr_gym.reproducibility import DEFAULT_TORCH_THREADS, settings
 
@@ -287,7 +288,7 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
 
         vec_env_cls, vec_env_kwargs = (DummyVecEnv if vec.kind == "dummy" else SubprocVecEnv), None
         if vec.kind == "ray":
-            from agents.ray_vec_env import RayVecEnv
+            from agents.training.ray_vec_env import RayVecEnv
 
             vec_env_cls = RayVecEnv
             vec_env_kwargs = {"resources": vec.resources, "timeout_s": vec.timeout_s}
@@ -308,7 +309,7 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
         else:
             venv = VecNormalize(venv, norm_obs=hp.normalize_obs,
                                 norm_reward=hp.normalize_reward, gamma=hp.gamma)
-            from agents.ppo import make_ppo
+            from agents.training.ppo import make_ppo
 
             model = make_ppo(venv, hp, seed=args.seed, device=args.device, verbose=0,
                              tensorboard_log=args.tensorboard_log)

@@ -20,7 +20,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from agents.common.runs import atomic_write, jsonl_lines, write_text_atomic
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _commit() -> str | None:
@@ -56,8 +58,6 @@ def write_results(json_path: str | os.PathLike, data: Mapping[str, Any],
     Returns:
         The two paths.
     """
-    from agents.runs import write_text_atomic
-
     path = Path(json_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(dict(data), indent=1, default=float))
@@ -78,10 +78,8 @@ def load_jsonl(path: str | os.PathLike, key: str,
 
     A line cut by a kill (or any line that is not a row with ``key``) is skipped, so that
     row is done again. The file is only read, unless ``repair`` (for the process about to
-    append to it: :func:`agents.runs.jsonl_lines` cuts a partial last line off in place).
+    append to it: :func:`agents.common.runs.jsonl_lines` cuts a partial last line off in place).
     """
-    from agents.runs import jsonl_lines
-
     rows: dict[Any, dict[str, Any]] = {}
     for line in jsonl_lines(path, repair):
         try:
@@ -113,7 +111,7 @@ def decision_record(run: Mapping[str, Any]) -> dict[str, Any]:
     What the episode was, then per decision its step, LR, action and multiplier, and
     the observed features for controllers that read them (:data:`OBSERVING`). Decision
     ``k`` is made at ``step[k]``, applies ``action[k]``, leaves ``multiplier[k]`` and runs
-    its interval at ``lr[k]`` (see :class:`agents.rollout.EpisodeResult`).
+    its interval at ``lr[k]`` (see :class:`agents.evaluation.rollout.EpisodeResult`).
     """
     n = len(run.get("actions", []))
     out = {k: run[k] for k in _IDENTITY if k in run}
@@ -138,8 +136,6 @@ def write_decisions(folder: str | os.PathLike, runs: Sequence[Mapping[str, Any]]
         The file's path.
     """
     import gzip
-
-    from agents.runs import atomic_write
 
     lines = [json.dumps(decision_record(r), default=float) for r in runs if "actions" in r]
     # mtime=0: the same runs give the same bytes, so a rerun changes nothing in git.

@@ -1,6 +1,6 @@
 """Evaluate a trained LR controller against baselines: ``python evaluate_agent.py --help``."""
 
-from agents.extras import require
+from agents.common.extras import require
 
 require("eval", "evaluate_agent.py")  # one clear line, not a traceback, without the extra
 

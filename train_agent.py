@@ -1,6 +1,6 @@
 """Train a PPO learning-rate controller: ``python train_agent.py --help``."""
 
-from agents.extras import require
+from agents.common.extras import require
 
 require("train", "train_agent.py")  # one clear line, not a traceback, without the extra
 

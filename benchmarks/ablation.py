@@ -124,7 +124,7 @@ STUDIES = {
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     import lr_gym
-    from agents.results import add_benchmark_arguments
+    from agents.evaluation.results import add_benchmark_arguments
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--study", choices=sorted(STUDIES), default="mode")
@@ -189,7 +189,7 @@ def sensitivity(runs: Sequence[Path | str], variant: str, root: Path, results: P
     The baselines' episodes are shared by every variant (one ``runs.jsonl`` under
     ``root``); each variant's table and results are copied to ``results``.
     """
-    from agents.results import copy_result
+    from agents.evaluation.results import copy_result
 
     sens = root / "sensitivity"
     code = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "lr_sensitivity.py"),
@@ -250,8 +250,8 @@ def write_sensitivity_summary(names: Sequence[str], results: Path, study: Study,
     One row per variant (and the shipped controller): its dev area and P(learned >
     static) per scale.
     """
-    from agents.results import meta, write_results
-    from agents.stats import markdown_table
+    from agents.evaluation.results import meta, write_results
+    from agents.evaluation.stats import markdown_table
 
     rows, data_of = [], {}
     for variant in [*names, SHIPPED]:
@@ -307,7 +307,7 @@ def summary_table(summary: dict[str, dict]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    from agents.results import copy_result, parse_benchmark_args, write_results
+    from agents.evaluation.results import copy_result, parse_benchmark_args, write_results
 
     args = parse_benchmark_args(build_parser(), argv)
     if (error := check_envs(args.env)) is not None:

@@ -31,7 +31,12 @@ import time
 
 import torch
 
-from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
+from agents.evaluation.results import (
+    add_benchmark_arguments,
+    meta,
+    parse_benchmark_args,
+    write_results,
+)
 from lr_gym.control import ControllerPolicy, LRController, load_controller_file
 
 K = 15  # steps per decision, as in the embedded tasks

@@ -25,7 +25,12 @@ import numpy as np
 import torch
 
 import lr_gym
-from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
+from agents.evaluation.results import (
+    add_benchmark_arguments,
+    meta,
+    parse_benchmark_args,
+    write_results,
+)
 from lr_gym.features import V2_FEATURES
 from lr_gym.reproducibility import pinned
 from lr_gym.schedules import schedule_factor

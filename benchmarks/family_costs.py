@@ -26,7 +26,12 @@ import time
 import numpy as np
 import torch
 
-from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
+from agents.evaluation.results import (
+    add_benchmark_arguments,
+    meta,
+    parse_benchmark_args,
+    write_results,
+)
 from lr_gym.envs.lr_control import LRControlEnv
 from lr_gym.splits import split_of_family
 from lr_gym.tasks.families.base import get_family, sampled_family_names

@@ -31,7 +31,12 @@ import numpy as np
 import torch
 
 import lr_gym
-from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
+from agents.evaluation.results import (
+    add_benchmark_arguments,
+    meta,
+    parse_benchmark_args,
+    write_results,
+)
 from lr_gym.bases import prodigy_task
 from lr_gym.envs.lr_control import LRControlEnv
 from lr_gym.splits import FINETUNE_ENV_IDS, SPLITS, split_of_family

@@ -24,7 +24,12 @@ import numpy as np
 import torch
 
 import lr_gym  # noqa: F401 - registers the ids
-from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
+from agents.evaluation.results import (
+    add_benchmark_arguments,
+    meta,
+    parse_benchmark_args,
+    write_results,
+)
 
 
 def offline_bert(workdir: Path, texts: list[str]) -> str:

@@ -133,7 +133,7 @@ def check(results: Path) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    from agents.results import add_benchmark_arguments, parse_benchmark_args
+    from agents.evaluation.results import add_benchmark_arguments, parse_benchmark_args
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--agent", nargs="+", default=None,
@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_benchmark_args(p, argv)
     if args.check:
         return check(ROOT / args.output)
-    from agents.results import DECISIONS, copy_result
+    from agents.evaluation.results import DECISIONS, copy_result
 
     folder, results = Path(args.log_folder), args.output
     runs = args.agent or train_seeds(folder, args.seeds, args.n_timesteps)

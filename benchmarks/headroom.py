@@ -3,8 +3,8 @@
 On the dev families' reference envs (``lr_gym.splits.SPLITS["dev"].reference_ids``), on
 paired seeds, without events and with an event in every episode (``event_prob=1``: a
 batch-size change, label noise or a data-subset switch at a random time), runs every
-fixed decay of :data:`agents.open_loop.FIXED_DECAYS` on the learned controller's base,
-and the learned controller with its open-loop controls (:mod:`agents.open_loop`: its
+fixed decay of :data:`agents.baselines.open_loop.FIXED_DECAYS` on the learned controller's base,
+and the learned controller with its open-loop controls (:mod:`agents.baselines.open_loop`: its
 replay, its learned schedule, the dev-chosen fixed decay) and its action 0.
 
 Two gaps, per condition:
@@ -49,8 +49,8 @@ CONTROLS = ("fixed_decay", "learned_schedule", "replay", "zero_action")
 def jobs_for(agent: str, envs: Sequence[str], seeds: Sequence[int], condition: str,
              controls: Mapping[str, Any]) -> list[Any]:
     """Every episode of one condition but the replays (which follow the learned runs)."""
+    from agents.baselines.open_loop import FIXED_DECAYS
     from agents.evaluation.runner import EpisodeJob
-    from agents.open_loop import FIXED_DECAYS
 
     kw = {"device": "cpu", "torch_threads": 1, **CONDITIONS[condition]}
     names = ["ppo", "zero_action", "learned_schedule", *(f"decay:{m}" for m in FIXED_DECAYS)]
@@ -77,13 +77,13 @@ def summarize(runs: Sequence[Mapping[str, Any]], envs: Sequence[str], chosen: st
     """One condition's scores, the two gaps and the probabilities of improvement.
 
     Envs whose runs are the same runs (on Prodigy an env and its Adam variant are one
-    task) count once in every CI (:func:`agents.stats.collapse_runs`).
+    task) count once in every CI (:func:`agents.evaluation.stats.collapse_runs`).
     """
     import numpy as np
 
+    from agents.baselines.open_loop import FIXED_DECAYS
     from agents.evaluation.controls import score
-    from agents.open_loop import FIXED_DECAYS
-    from agents.stats import collapse_runs, mean_ci, probability_of_improvement_ci
+    from agents.evaluation.stats import collapse_runs, mean_ci, probability_of_improvement_ci
 
     def cells(name: str) -> dict[str, list[dict[str, Any]]]:
         return {e: sorted(({**r, "score": score(r)} for r in runs
@@ -126,7 +126,7 @@ def summarize(runs: Sequence[Mapping[str, Any]], envs: Sequence[str], chosen: st
 
 def table(results: Mapping[str, Any], seeds: int) -> str:
     """The markdown summary."""
-    from agents.stats import markdown_table
+    from agents.evaluation.stats import markdown_table
 
     meta = results["meta"]
     lines = [f"Headroom on the dev envs ({', '.join(meta['envs'])}), {seeds} paired seeds, "
@@ -160,7 +160,7 @@ def table(results: Mapping[str, Any], seeds: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    from agents.results import add_benchmark_arguments, parse_benchmark_args
+    from agents.evaluation.results import add_benchmark_arguments, parse_benchmark_args
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--agent", default="pretrained",
@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --env: {err}", file=sys.stderr)
         return 2
     store_dir = args.store / policy.sha256[:12]
-    from agents.folder_lock import FolderBusyError, hold_folder
+    from agents.common.folder_lock import FolderBusyError, hold_folder
 
     with contextlib.ExitStack() as held:
         try:  # one writer appends to the stores and rewrites the results
@@ -214,9 +214,9 @@ def _run(args: argparse.Namespace, policy: Any, envs: tuple[str, ...], store_dir
     """Runs and reports the headroom, holding its store and results folders."""
     from agents.controller import agent_label, pin_controller
     from agents.evaluation.controls import controls_for
+    from agents.evaluation.results import meta, write_decisions, write_results
     from agents.evaluation.runner import make_pool, run_job, run_jobs
     from agents.evaluation.store import RunStore
-    from agents.results import meta, write_decisions, write_results
 
     t0 = time.perf_counter()
     agent = pin_controller(args.agent, store_dir)

@@ -155,7 +155,7 @@ def run_schedule_state(i: int, families: Sequence[str] | None = None) -> dict[st
     """
     import torch
 
-    from agents.open_loop import FIXED_DECAYS
+    from agents.baselines.open_loop import FIXED_DECAYS
     from lr_gym.config import V3_ENV_KWARGS
     from lr_gym.envs.sampled import SampledTaskEnv
     from lr_gym.features import V3_FEATURES
@@ -188,7 +188,7 @@ def run_schedule_state(i: int, families: Sequence[str] | None = None) -> dict[st
 
 def summarize_schedules(rows: Sequence[dict]) -> dict[str, Any]:
     """AUC per feature set of the best member, and the headroom of picking it per task."""
-    from agents.open_loop import FIXED_DECAYS
+    from agents.baselines.open_loop import FIXED_DECAYS
 
     rows = [r for r in rows if r.get("obs") is not None]
     members = list(FIXED_DECAYS)
@@ -215,7 +215,7 @@ def summarize_schedules(rows: Sequence[dict]) -> dict[str, Any]:
 
 def schedule_table(summary: dict[str, Any]) -> str:
     """The markdown report of ``--target schedule``."""
-    from agents.stats import markdown_table
+    from agents.evaluation.stats import markdown_table
 
     sets = summary["feature_sets"]
     sizes = {n: len(f) for n, f in schedule_feature_sets().items()}
@@ -310,7 +310,7 @@ def summarize(rows: Sequence[dict]) -> dict[str, Any]:
 
 def table(summary: dict[str, Any]) -> str:
     """The markdown report."""
-    from agents.stats import markdown_table
+    from agents.evaluation.stats import markdown_table
 
     sets = summary["feature_sets"]
     rows = [[name, len(feature_sets()[name]), f"{s['auc']:.3f} [{s['low']:.3f}, {s['high']:.3f}]",
@@ -337,7 +337,7 @@ def table(summary: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    from agents.results import add_benchmark_arguments, parse_benchmark_args
+    from agents.evaluation.results import add_benchmark_arguments, parse_benchmark_args
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--target", choices=("branch", "schedule"), default="branch",
@@ -352,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.states < 10 or args.workers < 1:
         print("error: --states must be >= 10 and --workers >= 1.", file=sys.stderr)
         return 2
-    from agents.folder_lock import FolderBusyError, hold_folder
+    from agents.common.folder_lock import FolderBusyError, hold_folder
 
     try:
         # One writer appends to states.jsonl and rewrites its reports.
@@ -365,8 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """Runs and reports the benchmark into ``args.output``, which this process holds."""
-    from agents.packages import import_gym_packages
-    from agents.results import load_jsonl, meta, write_results
+    from agents.common.packages import import_gym_packages
+    from agents.evaluation.results import load_jsonl, meta, write_results
 
     store = args.output / "states.jsonl"
     done = load_jsonl(store, "state", repair=True)

@@ -9,7 +9,7 @@ controllers (``--agent``, pooled; ``--agent-guard`` adds them with the guard;
 ``--agent-zero`` adds each one's own action 0, its LR rule with the policy left out:
 static for ``lr_gym/task-base``, Prodigy at a constant lr of 1 for ``lr_gym/default``).
 
-With an agent, its open-loop controls (:mod:`agents.open_loop`) run beside it on its own
+With an agent, its open-loop controls (:mod:`agents.baselines.open_loop`) run beside it on its own
 LR rule: ``replay`` (its mean LR per interval on each env and scale, from its own runs
 there), ``learned_schedule`` (its mean LR against progress on the dev families, frozen)
 and ``fixed_decay`` (the fixed decay chosen on dev by the rule stated in
@@ -76,7 +76,7 @@ LEARNED, LEARNED_GUARD, REPLAY = "learned", "learned+guard", "replay"
 ZERO = "zero_action"
 """The learned controllers' own LR rule with every action 0 (``--agent-zero``)."""
 FROZEN = ("learned_schedule", "fixed_decay")
-"""The open-loop controls that dev fixed (:class:`agents.open_loop.OpenLoopControls`)."""
+"""The open-loop controls that dev fixed (:class:`agents.baselines.open_loop.OpenLoopControls`)."""
 AGENT_METHODS = (LEARNED, LEARNED_GUARD, ZERO, REPLAY, *FROZEN)
 """Methods that run on a learned controller's LR rule."""
 EVENTS = "events"
@@ -105,7 +105,7 @@ class Job:
             :data:`AGENT_METHODS`).
         condition: ``"lr0"`` (the sensitivity sweep) or :data:`EVENTS`.
         replay: The learned agent's runs the replay follows (the replay only).
-        control: The agent's :class:`~agents.open_loop.OpenLoopControls` as a dict
+        control: The agent's :class:`~agents.baselines.open_loop.OpenLoopControls` as a dict
             (:data:`FROZEN` only).
         invariant: The episode ignores lr0 (:func:`lr0_invariant`): it runs at x1 and
             serves every scale.
@@ -133,9 +133,9 @@ def run_job(job: Job) -> dict[str, Any]:
 
     import lr_gym
     from agents.baselines import make_baseline
+    from agents.baselines.open_loop import OpenLoopControls
     from agents.controller import PolicyController
-    from agents.open_loop import OpenLoopControls
-    from agents.rollout import EpisodeResult, run_episode
+    from agents.evaluation.rollout import EpisodeResult, run_episode
 
     torch.set_num_threads(1)
     task = lr_gym.task_for(job.env_id)
@@ -269,7 +269,7 @@ def t_interval(x: Sequence[float], level: float = 0.95) -> list[float]:
 
 def summarize(runs: Sequence[dict], envs: Sequence[str], n_boot: int = 2000) -> dict[str, Any]:
     """Normalised scores, areas, per-scale means and probabilities of improvement."""
-    from agents.stats import collapse_runs, mean_ci, probability_of_improvement_ci
+    from agents.evaluation.stats import collapse_runs, mean_ci, probability_of_improvement_ci
 
     methods = [m for m in (*AGENT_METHODS, *METHODS)
                if any(r["method"] == m and r["condition"] == "lr0" for r in runs)]
@@ -348,7 +348,7 @@ CONTROL_LEGEND = (
 
 def table(summary: dict[str, Any], split: str, seeds: int) -> str:
     """The markdown summary."""
-    from agents.stats import markdown_table
+    from agents.evaluation.stats import markdown_table
 
     ms = summary["methods"]
     order = sorted(ms, key=lambda m: -ms[m]["area"])
@@ -388,7 +388,7 @@ def controls_table(summary: dict[str, Any], split: str, seeds: int) -> str:
     Its action 0 and its open-loop controls (and static): each one's area beside its own,
     and P(learned > it) at x1 and with events.
     """
-    from agents.stats import markdown_table
+    from agents.evaluation.stats import markdown_table
 
     ms, imp, ev = summary["methods"], summary.get("improvement", {}), summary.get("events", {})
     names = [m for m in (ZERO, "fixed_decay", "learned_schedule", REPLAY, "static") if m in imp]
@@ -449,7 +449,7 @@ def _run_all(jobs: Sequence[Job], runs: dict[str, dict], store: Path, workers: i
         return
     print(f"{len(todo)} episodes to run ({len(runs)} done).", file=sys.stderr)
     # One worker runs in this process: no pool to start, and tasks registered here count.
-    from agents.packages import import_gym_packages
+    from agents.common.packages import import_gym_packages
 
     pools = ProcessPoolExecutor(workers, initializer=import_gym_packages,
                                 initargs=(list(packages),)) if workers > 1 else nullcontext()
@@ -469,7 +469,7 @@ def _run_all(jobs: Sequence[Job], runs: dict[str, dict], store: Path, workers: i
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     from agents.evaluation.controls import add_control_arguments, check_control_envs
-    from agents.results import add_benchmark_arguments, parse_benchmark_args
+    from agents.evaluation.results import add_benchmark_arguments, parse_benchmark_args
     from lr_gym.splits import SPLITS
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -523,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     envs = tuple(args.env) if args.env else SPLITS[args.split].reference_ids
     split = "custom" if args.env else args.split
     out = args.output / split
-    from agents.folder_lock import FolderBusyError, hold_folder
+    from agents.common.folder_lock import FolderBusyError, hold_folder
 
     try:
         # One writer appends to its runs.jsonl and rewrites its reports.
@@ -538,7 +538,7 @@ def _run(args: argparse.Namespace, policies: dict[str, Any], envs: tuple[str, ..
          split: str, out: Path) -> int:
     """Runs and reports the benchmark into ``out``, which this process holds."""
     from agents.controller import agent_label, pin_controller
-    from agents.results import load_jsonl, meta, write_decisions, write_results
+    from agents.evaluation.results import load_jsonl, meta, write_decisions, write_results
 
     store = out / "runs.jsonl"
     runs = load_jsonl(store, "key", repair=True)

@@ -26,8 +26,13 @@ import torch
 
 import lr_gym  # noqa: F401 - registers the ids
 from agents.baselines import make_baseline
-from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
-from agents.rollout import run_episode
+from agents.evaluation.results import (
+    add_benchmark_arguments,
+    meta,
+    parse_benchmark_args,
+    write_results,
+)
+from agents.evaluation.rollout import run_episode
 
 ENVS = ("lr_gym/IMDB-MiniLM-CPU-v2", "lr_gym/SQuADv2-MiniLM-CPU-v4")
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

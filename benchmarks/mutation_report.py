@@ -19,7 +19,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from agents.results import meta, write_results
+from agents.evaluation.results import meta, write_results
 
 REASONS: list[tuple[str, str]] = [
     (r"XX|[A-Z_]{4,}[\"')]|\((None|)\)$|none_hint|: the task'|own setting|\(or none|\(OR NONE",

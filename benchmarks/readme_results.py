@@ -10,7 +10,7 @@ from::
 ``python benchmarks/readme_results.py`` rewrites those blocks from the files;
 ``--check`` only reports blocks that differ (the test suite runs the check). Either
 fails when a folder README quotes lacks its committed decisions
-(:data:`agents.results.DECISIONS`).
+(:data:`agents.evaluation.results.DECISIONS`).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def missing_decisions(readme: str, root: Path = ROOT) -> list[str]:
     Every results folder README quotes holds its episodes' per-decision trajectories, so
     anyone can check what a controller did, not only how it scored.
     """
-    from agents.results import DECISIONS
+    from agents.evaluation.results import DECISIONS
 
     folders = dict.fromkeys(str(Path(p).parent) for p in sources(readme))
     return [f for f in folders if not (root / f / DECISIONS).is_file()]

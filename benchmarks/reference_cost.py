@@ -25,7 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
+from agents.evaluation.results import (
+    add_benchmark_arguments,
+    meta,
+    parse_benchmark_args,
+    write_results,
+)
 
 ENV = "lr_gym/TrainFamilies-v2"
 

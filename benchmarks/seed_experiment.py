@@ -6,7 +6,7 @@ the controllers ``--agent`` and the baselines (default: ``static`` at the plan's
 see :mod:`agents.baselines`) on paired seeds (3 on CIFAR-10 and CoNLL-2003, 2 on the
 text tasks), untuned (AlgoPerf's self-tuning track), and beside each learned controller
 its open-loop controls on its own LR rule (``replay``, ``learned_schedule`` and
-``fixed_decay``: :mod:`agents.open_loop`; ``--no-controls`` leaves them out). Episodes
+``fixed_decay``: :mod:`agents.baselines.open_loop`; ``--no-controls`` leaves them out). Episodes
 go through the
 evaluation's own runner and run store (:mod:`agents.evaluation`): each finished episode
 is appended to ``<output>/runs.jsonl``, and rerunning the same command resumes from it.
@@ -126,7 +126,7 @@ class Plan:
         env_kwargs: EnvConfig overrides shared by every run (device, budget).
         data_dir: Local data folder (``$LR_GYM_DATA_DIR`` of every run), or None.
         controls: Each agent's open-loop controls, fixed on dev
-            (:class:`agents.open_loop.OpenLoopControls` as a dict); empty: none run.
+            (:class:`agents.baselines.open_loop.OpenLoopControls` as a dict); empty: none run.
     """
 
     envs: tuple[EnvPlan, ...]
@@ -139,7 +139,7 @@ class Plan:
     @property
     def controllers(self) -> list[str]:
         """Controller names in report order: the learned one and its controls first."""
-        from agents.open_loop import CONTROLS
+        from agents.baselines.open_loop import CONTROLS
 
         return ((["ppo"] if self.agents else []) + (list(CONTROLS) if self.controls else [])
                 + list(self.baselines))
@@ -162,9 +162,9 @@ class Plan:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
+    from agents.common.help_format import DefaultsHelpFormatter
     from agents.evaluation.controls import add_control_arguments
-    from agents.help_format import DefaultsHelpFormatter
-    from agents.results import add_benchmark_arguments
+    from agents.evaluation.results import add_benchmark_arguments
 
     p = argparse.ArgumentParser(prog="seed_experiment.py", description=__doc__.splitlines()[0],
                                 formatter_class=DefaultsHelpFormatter)
@@ -298,7 +298,7 @@ def check_output(out: Path, plan: Plan) -> None:
     A run's key (env, controller, agent, seed) does not hold the device, the budget or
     the data folder, so runs made under other ones must not be resumed from.
     """
-    from agents.runs import write_text_atomic
+    from agents.common.runs import write_text_atomic
 
     marker = out / "invocation.json"
     settings = json.loads(json.dumps(plan.settings))
@@ -429,7 +429,7 @@ def summarize(plan: Plan, runs: Sequence[Mapping[str, Any]]) -> dict[str, list[d
     Diverged runs have no test metrics; they count in ``diverged`` and are left out of
     the test means (their final validation metric is kept).
     """
-    from agents.stats import mean_std
+    from agents.evaluation.stats import mean_std
 
     by = _group(runs)
     out: dict[str, list[dict]] = {}
@@ -461,7 +461,7 @@ def _cell(ms: Sequence[float] | None, fmt: str = ".4f") -> str:
 
 def report_markdown(plan: Plan, summary: Mapping[str, list[dict]], note: str = "") -> str:
     """The report: one table per task, after ``note`` (e.g. how many episodes are done)."""
-    from agents.stats import markdown_table
+    from agents.evaluation.stats import markdown_table
 
     lines = ["# Seed experiment", "", *([note, ""] if note else []),
              f"Controllers: {', '.join(plan.controllers)}; self-tuning track (no method "
@@ -500,8 +500,8 @@ def answer_table(plan: Plan, runs: Sequence[Mapping[str, Any]]) -> str:
     than static's and its convergence (epochs to 95% of the final validation metric)
     earlier; and the summed episode hours of the task (data loading excluded).
     """
-    from agents.open_loop import CONTROLS
-    from agents.stats import markdown_table
+    from agents.baselines.open_loop import CONTROLS
+    from agents.evaluation.stats import markdown_table
 
     if not plan.agents:
         return "No learned controller in this run (--agent none).\n"
@@ -558,9 +558,9 @@ def write_outputs(plan: Plan, runs: Sequence[Mapping[str, Any]], out: Path) -> l
     Returns:
         The names of the files written.
     """
+    from agents.common.runs import portable_path
     from agents.evaluation.plots import plot_curves
-    from agents.results import DECISIONS, meta, write_decisions, write_results
-    from agents.runs import portable_path
+    from agents.evaluation.results import DECISIONS, meta, write_decisions, write_results
 
     summary = summarize(plan, runs)
     total = len(plan_jobs(plan)) + sum(len(e.seeds) for e in plan.envs) * len(
@@ -588,8 +588,8 @@ def write_outputs(plan: Plan, runs: Sequence[Mapping[str, Any]], out: Path) -> l
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    from agents.folder_lock import FolderBusyError, hold_folder
-    from agents.results import parse_benchmark_args
+    from agents.common.folder_lock import FolderBusyError, hold_folder
+    from agents.evaluation.results import parse_benchmark_args
 
     args = parse_benchmark_args(build_parser(), argv)
     with contextlib.ExitStack() as held:

@@ -20,8 +20,13 @@ import torch
 
 import lr_gym
 from agents.baselines import make_baseline
-from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
-from agents.rollout import run_episode
+from agents.evaluation.results import (
+    add_benchmark_arguments,
+    meta,
+    parse_benchmark_args,
+    write_results,
+)
+from agents.evaluation.rollout import run_episode
 
 CPU_IDS = [e for e in lr_gym.lr_gym_env_ids() if "-CPU-v" in e]
 

@@ -62,8 +62,8 @@ def select_windows(train, which: str):
 
 def write(args: argparse.Namespace, rows: list[dict[str, float]], train_features: int) -> None:
     """``--output`` (JSON) and the markdown table beside it, for the rows so far."""
-    from agents.results import meta as run_meta
-    from agents.results import write_results
+    from agents.evaluation.results import meta as run_meta
+    from agents.evaluation.results import write_results
 
     recipe_args = {k: v for k, v in vars(args).items() if k not in ("data_dir", "output")}
     meta = run_meta(**recipe_args, load_avg_end=os.getloadavg()[0],
@@ -102,7 +102,7 @@ def summarize(folder: Path) -> str:
     probes = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
     if not probes:
         raise SystemExit(f"No probe JSON in {folder}; run probes with -o {folder}/<name>.json.")
-    from agents.stats import markdown_table
+    from agents.evaluation.stats import markdown_table
 
     probes.sort(key=lambda d: (d["meta"]["lr"], d["meta"]["seed"]))
     cols = list(SUMMARY_COLUMNS.values())
@@ -188,7 +188,7 @@ def _train(args: argparse.Namespace, task: Any, model: torch.nn.Module,
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    from agents.results import add_benchmark_arguments, parse_benchmark_args
+    from agents.evaluation.results import add_benchmark_arguments, parse_benchmark_args
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--summarize", metavar="DIR", type=Path, default=None,

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     fig.tight_layout()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.output, dpi=90)
-    from agents.results import write_results
+    from agents.evaluation.results import write_results
 
     write_results(args.output.with_suffix(".json"), {tag: len(v) for tag, v in data.items()},
                   None)

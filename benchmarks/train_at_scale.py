@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from agents.runs import completion, portable_path
+from agents.common.runs import completion, portable_path
 from agents.training.seeds import train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ PRETRAINED = ROOT / "agents" / "pretrained" / "default.safetensors"
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    from agents.results import add_benchmark_arguments
+    from agents.evaluation.results import add_benchmark_arguments
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="PPO seeds.")
@@ -221,7 +221,7 @@ def _candidate_agents(folder: Path, runs: Sequence[Path], stats: list[dict[str, 
     Returns:
         Resolved agent path -> ``(seed, env steps)``; ``(None, None)`` for the incumbent.
     """
-    from agents.results import copy_result
+    from agents.evaluation.results import copy_result
 
     # Candidate -> (seed, env steps); the evaluation names agents by resolved path.
     cands: dict[str, tuple[int | None, int | None]] = {}
@@ -252,7 +252,7 @@ def _selection_rows(table: Sequence[dict[str, Any]], best: dict[str, Any]) -> li
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     import lr_gym
-    from agents.results import copy_result, meta, parse_benchmark_args, write_results
+    from agents.evaluation.results import copy_result, meta, parse_benchmark_args, write_results
 
     args = parse_benchmark_args(build_parser(), argv)
     folder, results = Path(args.log_folder), args.output

@@ -1,7 +1,7 @@
 """What a learned controller did, read from a results folder's committed decisions.
 
 Reads ``<folder>/decisions.jsonl.gz`` (every episode's decisions:
-:func:`agents.results.write_decisions`) and summarises the learned controller's episodes
+:func:`agents.evaluation.results.write_decisions`) and summarises the learned controller's episodes
 (``--method``): its LR as a factor of the rule's lr0 against training progress (median
 and quartiles over episodes at each progress bin), how often a decision raised or
 lowered the LR, and, for episodes with an event, its mean action in the decisions just
@@ -86,7 +86,7 @@ def summarize(episodes: Sequence[Mapping[str, Any]],
 
 def table(summary: Mapping[str, Any], label: str) -> str:
     """The markdown summary."""
-    from agents.stats import markdown_table
+    from agents.evaluation.stats import markdown_table
 
     f = summary["factor"]
     rows = [[b, "—" if q is None else f"{q[1]:.3f} [{q[0]:.3f}, {q[2]:.3f}]"]
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--method", nargs="+", default=["ppo", "learned"],
                    help="The learned controller's name(s) in the file.")
     args = p.parse_args(argv)
-    from agents.results import DECISIONS, read_decisions, write_results
+    from agents.evaluation.results import DECISIONS, read_decisions, write_results
 
     path = args.folder / DECISIONS
     if not path.is_file():

@@ -24,7 +24,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from agents.results import add_benchmark_arguments, meta, parse_benchmark_args, write_results
+from agents.evaluation.results import (
+    add_benchmark_arguments,
+    meta,
+    parse_benchmark_args,
+    write_results,
+)
 
 
 class Stepper:
@@ -35,8 +40,8 @@ class Stepper:
         from stable_baselines3.common.env_util import make_vec_env
         from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-        from agents.ray_vec_env import RayVecEnv
         from agents.training.envs import env_factory
+        from agents.training.ray_vec_env import RayVecEnv
 
         cls = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv, "ray": RayVecEnv}[kind]
         self.n_envs = n_envs
@@ -87,7 +92,7 @@ def main() -> None:
     import torch
 
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    from agents.ray_cluster import LOCAL_SYSTEM_CONFIG
+    from agents.common.ray_cluster import LOCAL_SYSTEM_CONFIG
 
     # The workers' priority as train_agent.py's local Ray sets it: the subprocesses'.
     ray.init(num_cpus=max(args.n_envs), include_dashboard=False, log_to_driver=False,

@@ -7,7 +7,7 @@ every action 0 is Prodigy on the rule's base schedule, and a controller learns w
 deviate from the most lr0-robust baseline measured here instead of from the task's lr0,
 which Prodigy ignores. :func:`optimizer_family` maps a task's optimizer to the
 counterparts that this base and the optimizer-level baselines
-(:mod:`agents.optimizer_baselines`) support; :func:`base_optimizer` builds a deployed
+(:mod:`agents.baselines.optimizers`) support; :func:`base_optimizer` builds a deployed
 controller's optimizer the same way.
 """
 

@@ -12,7 +12,7 @@ A run folder ``logs/ppo/<Env>_<N>/`` holds::
     best/best_model.zip, vecnormalize.pkl, controller.safetensors
 
 Names only, no dependencies: the deployable runtime (:mod:`lr_gym.control`) finds a run's
-controller file with them, and :mod:`agents.runs` writes the run.
+controller file with them, and :mod:`agents.common.runs` writes the run.
 """
 
 from __future__ import annotations

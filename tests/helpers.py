@@ -80,7 +80,7 @@ def untrained_controller_file(env_id: str, path):  # noqa: ANN001, ANN201 - a pa
     from stable_baselines3.common.env_util import make_vec_env
 
     from agents.deploy import export_controller
-    from agents.ppo import PPOController, PPOHyperparams, make_ppo
+    from agents.training.ppo import PPOController, PPOHyperparams, make_ppo
 
     venv = make_vec_env(lambda: gym.make(env_id), n_envs=1)
     n = venv.observation_space.shape[0]

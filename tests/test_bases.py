@@ -100,7 +100,7 @@ def _val_losses(env: LRControlEnv, seed: int = 0) -> list[float]:
 
 
 def test_zero_actions_on_the_prodigy_base_are_prodigy_whatever_lr0():
-    from agents.optimizer_baselines import ProdigyBaseline
+    from agents.baselines.optimizers import ProdigyBaseline
 
     prodigy = ProdigyBaseline(schedule="constant")
     task = blob_task()

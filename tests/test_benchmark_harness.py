@@ -1,5 +1,5 @@
 """The benchmarks' one harness: every measuring script takes ``-o/--output`` and
-``--gym-packages`` (agents.results.add_benchmark_arguments) and writes atomically."""
+``--gym-packages`` (agents.evaluation.results.add_benchmark_arguments) and writes atomically."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.results import (
+from agents.evaluation.results import (
     add_benchmark_arguments,
     copy_result,
     parse_benchmark_args,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agents.results import read_decisions
+from agents.evaluation.results import read_decisions
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

@@ -40,7 +40,7 @@ def test_a_folder_published_first_by_another_process_is_kept(tmp_path):
 def test_the_tuning_cache_leaves_nothing_half_written(tmp_path, monkeypatch):
     import pathlib
 
-    from agents.tuning import _Cache
+    from agents.evaluation.tuning import _Cache
 
     def full_disk(self, text):
         with open(self, "w") as f:

@@ -7,8 +7,8 @@ import json
 import pytest
 
 import lr_gym
-from agents.open_loop import FIXED_DECAYS
-from agents.results import read_decisions
+from agents.baselines.open_loop import FIXED_DECAYS
+from agents.evaluation.results import read_decisions
 from benchmarks.headroom import main, summarize
 from tests.helpers import blob_task, untrained_controller_file
 
@@ -71,7 +71,7 @@ def test_refuses_test_envs(tmp_path, capsys):
 
 def test_a_second_writer_of_the_store_exits_at_once_naming_the_first(tmp_path, capsys):
     from agents.controller import load_controller_file
-    from tests.agents.test_folder_lock import Holder
+    from tests.agents.common.test_folder_lock import Holder
 
     agent = untrained_controller_file(ENV, tmp_path / "controller.safetensors")
     store = tmp_path / "store" / load_controller_file(agent).sha256[:12]

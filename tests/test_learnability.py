@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from agents.open_loop import FIXED_DECAYS
+from agents.baselines.open_loop import FIXED_DECAYS
 from benchmarks.learnability import (
     MIN_CLASS,
     run_schedule_state,
@@ -49,7 +49,7 @@ def test_a_state_runs_every_member_on_the_same_task():
 
 def test_a_second_writer_of_the_results_exits_at_once_naming_the_first(tmp_path, capsys):
     from benchmarks.learnability import main
-    from tests.agents.test_folder_lock import Holder
+    from tests.agents.common.test_folder_lock import Holder
 
     holder = Holder(tmp_path)  # another run appending to states.jsonl here
     try:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import lr_gym
-from agents.results import read_decisions
+from agents.evaluation.results import read_decisions
 from benchmarks.lr_sensitivity import (
     EVENTS,
     FROZEN,
@@ -99,7 +99,7 @@ def test_scores_are_normalised_by_the_best_mean_and_lr_free_runs_count_at_every_
 
 
 def test_an_lr0_invariant_method_counts_once_per_env_and_seed_in_the_ci():
-    from agents.stats import mean_ci
+    from agents.evaluation.stats import mean_ci
 
     scores = {"e": [1.0, 0.6, 0.9], "f": [0.5, 0.7, 0.8]}
     runs = [r for e, v in scores.items()
@@ -211,7 +211,7 @@ def test_the_zero_action_runs_the_agents_rule_and_is_compared(tmp_path):
 
 
 def test_a_second_writer_of_the_results_exits_at_once_naming_the_first(tmp_path, capsys):
-    from tests.agents.test_folder_lock import Holder
+    from tests.agents.common.test_folder_lock import Holder
 
     holder = Holder(tmp_path / "custom")  # another run writing this results folder
     try:

@@ -19,7 +19,7 @@ import torch
 import lr_gym  # noqa: F401 - registers the ids
 from agents.baselines import make_baseline
 from agents.controller import PolicyController
-from agents.rollout import EpisodeResult, run_episode
+from agents.evaluation.rollout import EpisodeResult, run_episode
 
 PINNED_TORCH = "2.14.1"
 

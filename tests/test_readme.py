@@ -75,7 +75,7 @@ def test_readme_results_come_from_committed_files():
 
 
 def test_a_quoted_folder_without_decisions_is_named(tmp_path):
-    from agents.results import write_decisions
+    from agents.evaluation.results import write_decisions
     from benchmarks.readme_results import missing_decisions
 
     (tmp_path / "a").mkdir()

@@ -15,7 +15,7 @@ import torch
 
 import lr_gym  # noqa: F401 - registers the ids
 from agents.baselines import make_baseline
-from agents.rollout import run_episode
+from agents.evaluation.rollout import run_episode
 from lr_gym.config import EnvConfig
 from lr_gym.reproducibility import DEFAULT_TORCH_THREADS, pinned, settings
 

@@ -163,7 +163,7 @@ def test_the_answer_table_pairs_seeds_and_counts_a_diverged_run_as_a_loss():
 
 def test_the_controls_run_beside_the_controller_and_the_table_rates_them(tmp_path,
                                                                         controller_file):
-    from agents.results import read_decisions
+    from agents.evaluation.results import read_decisions
 
     out = tmp_path / "seed"
     assert main(["--env", ENV, "--agent", str(controller_file), "--seeds", "0", "1",
@@ -186,7 +186,7 @@ def test_the_controls_run_beside_the_controller_and_the_table_rates_them(tmp_pat
 
 def test_a_second_writer_exits_at_once_and_report_only_reads_beside_it(tmp_path, capsys,
                                                                         controller_file):
-    from tests.agents.test_folder_lock import Holder
+    from tests.agents.common.test_folder_lock import Holder
 
     out = tmp_path / "seed"
     args = ["--env", ENV, "--agent", str(controller_file), "--seeds", "0", "--baselines",

@@ -8,8 +8,8 @@ import gymnasium as gym
 import pytest
 
 import lr_gym
-from agents.base import ConstantAction
-from agents.rollout import run_episode
+from agents.baselines.base import ConstantAction
+from agents.evaluation.rollout import run_episode
 from lr_gym.splits import (
     DEV,
     FAMILIES,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agents.results import write_decisions
+from agents.evaluation.results import write_decisions
 from benchmarks.trajectories import factor_at, main, summarize
 
 

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.common.help_format import DefaultsHelpFormatter
+from agents.common.runs import atomic_write, run_files
 from agents.controller.resolve import controller_file_for
-from agents.help_format import DefaultsHelpFormatter
-from agents.runs import atomic_write, run_files
 from lr_gym.config import EnvConfig
 from lr_gym.control.file import FORMAT, FORMAT_VERSION, _digest, validate_controller
 from lr_gym.control.policy import ControllerPolicy
@@ -45,7 +45,7 @@ def export_controller(agent: Any, path: str | Path,
 
     Args:
         agent: A run folder (``model.zip`` + ``vecnormalize.pkl`` + ``config.yml``), a
-            checkpoint ``.zip``, or a loaded :class:`~agents.ppo.PPOController`.
+            checkpoint ``.zip``, or a loaded :class:`~agents.training.ppo.PPOController`.
         path: Output file.
         source: Provenance recorded in the file (default: the run folder's env ids
             and versions).
@@ -57,7 +57,7 @@ def export_controller(agent: Any, path: str | Path,
         ValueError: The agent breaks a rule of :func:`validate_controller` (nothing is
             written).
     """
-    from agents.ppo import PPOController
+    from agents.training.ppo import PPOController
 
     source = dict(source or {})
     if not isinstance(agent, PPOController):
@@ -79,9 +79,9 @@ def _load_run(run: Path, source: dict[str, Any]) -> Any:
         source: Provenance, updated in place with the run and its env ids and versions.
 
     Returns:
-        The loaded :class:`~agents.ppo.PPOController`, on the CPU.
+        The loaded :class:`~agents.training.ppo.PPOController`, on the CPU.
     """
-    from agents.ppo import PPOController
+    from agents.training.ppo import PPOController
 
     source["run"] = str(run)
     agent = PPOController.load(run, device="cpu")
@@ -98,7 +98,7 @@ def _policy_tensors(agent: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     """The actor's weights (float32) and normalisation statistics (float64), on the CPU.
 
     Args:
-        agent: A loaded :class:`~agents.ppo.PPOController`.
+        agent: A loaded :class:`~agents.training.ppo.PPOController`.
 
     Returns:
         The tensors to write, and the ``policy`` section of the file's config.
@@ -138,7 +138,7 @@ def _controller_config(agent: Any, policy_config: dict[str, Any],
     """The file's config: features, tracker, LR rule, policy shape, normalisation, source.
 
     Args:
-        agent: A loaded :class:`~agents.ppo.PPOController`.
+        agent: A loaded :class:`~agents.training.ppo.PPOController`.
         policy_config: The ``policy`` section, from :func:`_policy_tensors`.
         source: Provenance recorded in the file.
 
@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
-    from agents.ppo import latest_run
+    from agents.training.ppo import latest_run
 
     print("note: export unpickles model.zip and vecnormalize.pkl, which can run code: only "
           "export runs you trained yourself.", file=sys.stderr)

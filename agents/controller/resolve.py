@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import ConstantAction, Controller
+from agents.baselines.base import ConstantAction, Controller
 from lr_gym.config import EnvConfig
 from lr_gym.control.file import POLICY_FIELDS
 from lr_gym.control.policy import ControllerPolicy
@@ -59,7 +59,7 @@ def pin_controller(agent: str | Path, folder: str | Path) -> str:
 class PolicyController(Controller):
     """A controller file acting in an :class:`~lr_gym.envs.LRControlEnv` (evaluation).
 
-    The pickle-free twin of :class:`~agents.ppo.PPOController`: the same normalisation,
+    The pickle-free twin of :class:`~agents.training.ppo.PPOController`: the same normalisation,
     network and clipping, so the same actions on the same observations, and the same
     training-time ``env_kwargs`` (read from the file's ``env_config``).
 

@@ -8,7 +8,7 @@ The protocol, AlgoPerf-style (``python evaluate_agent.py``):
 2. **Two tracks.** Self-tuning: no per-task tuning for any method; each runs at the
    task's ``lr0`` or its package's default. External tuning: every tunable baseline gets
    the same number of quasi-random trials (default 5) within its own documented search
-   space (:mod:`agents.tuning`), on a tuning seed, validation metric only. The learned
+   space (:mod:`agents.evaluation.tuning`), on a tuning seed, validation metric only. The learned
    controller is untuned in both.
 3. **Paired runs.** Every controller runs every env on every evaluation seed; a seed
    gives every controller the same initialisation and data order. Several learned
@@ -24,7 +24,11 @@ The protocol, AlgoPerf-style (``python evaluate_agent.py``):
    baseline, with its CI; convergence time (epochs to 95% of the final metric) and
    wall seconds to target without one-time costs.
 
-Modules: :mod:`~agents.evaluation.store` (resumable ``runs.jsonl``),
+Modules: :mod:`~agents.evaluation.rollout` (one controller, one episode),
+:mod:`~agents.evaluation.tuning` (the external-tuning track's trials),
+:mod:`~agents.evaluation.metrics` and :mod:`~agents.evaluation.stats` (time to target,
+rliable and AlgoPerf statistics), :mod:`~agents.evaluation.results` (results files with
+their provenance), :mod:`~agents.evaluation.store` (resumable ``runs.jsonl``),
 :mod:`~agents.evaluation.runner` (jobs and worker processes),
 :mod:`~agents.evaluation.scoring`, :mod:`~agents.evaluation.report`,
 :mod:`~agents.evaluation.plots` and :mod:`~agents.evaluation.cli` (the command line).

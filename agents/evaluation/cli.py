@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.help_format import DefaultsHelpFormatter
+from agents.common.help_format import DefaultsHelpFormatter
 
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 DEFAULT_TARGET_SEEDS = (100, 101, 102)
@@ -34,9 +34,9 @@ class UsageError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
+    from agents.common.ray_cluster import add_ray_arguments
     from agents.evaluation.controls import add_control_arguments
-    from agents.ray_cluster import add_ray_arguments
-    from agents.tuning import DEFAULT_BUDGET, TUNING_SEED
+    from agents.evaluation.tuning import DEFAULT_BUDGET, TUNING_SEED
 
     p = argparse.ArgumentParser(
         prog="evaluate_agent.py",
@@ -157,7 +157,7 @@ def _check_args(args: argparse.Namespace, env_ids: list[str], names: list[str]) 
     ray = _ray_resources(args)
     address = args.ray_address or os.environ.get("RAY_ADDRESS")
     if ray is not None and address:  # before any output exists: a wrong address makes none
-        from agents.ray_cluster import CONNECT_TIMEOUT_S, RaySetupError, probe_address
+        from agents.common.ray_cluster import CONNECT_TIMEOUT_S, RaySetupError, probe_address
 
         try:
             probe_address(address, min(ray[1], CONNECT_TIMEOUT_S))
@@ -174,7 +174,7 @@ def _ray_resources(args: argparse.Namespace) -> Any:
     Raises:
         UsageError: A Ray flag without ``--backend ray``, a bad value, or Ray missing.
     """
-    from agents.ray_cluster import RaySetupError, ray_settings, require_ray
+    from agents.common.ray_cluster import RaySetupError, ray_settings, require_ray
 
     try:
         ray = ray_settings(args, "--backend ray", args.backend == "ray", args.device,
@@ -193,8 +193,8 @@ def _make_pool(args: argparse.Namespace, agents: list[str]) -> tuple[Any, float 
     ray = _ray_resources(args)
     if ray is None:
         return make_pool(args.workers, args.gym_packages), None
+    from agents.common.ray_cluster import CONNECT_TIMEOUT_S
     from agents.evaluation.ray_backend import RayPool
-    from agents.ray_cluster import CONNECT_TIMEOUT_S
 
     resources, timeout = ray
     return RayPool(args.ray_address, resources, args.gym_packages, agents,
@@ -207,14 +207,14 @@ def _resolve_agents(args: argparse.Namespace) -> list[str]:
     A run folder (or its ``model.zip``) stays the agent's name; a checkpoint is named
     by its controller file. Only ``.safetensors`` files are read: never a pickle.
     """
+    from agents.common.runs import MODEL
     from agents.controller import (
         ControllerFileError,
         controller_file_for,
         is_pretrained_name,
         load_controller_file,
     )
-    from agents.ppo import latest_run
-    from agents.runs import MODEL
+    from agents.training.ppo import latest_run
 
     if args.agent and [a.lower() for a in args.agent] == ["none"]:
         return []
@@ -279,7 +279,7 @@ def _output_dir(args: argparse.Namespace, invocation: dict[str, Any],
         FolderBusyError: Another evaluation writes to it (its PID in the message).
         UsageError: It holds another evaluation, or an unreadable ``invocation.json``.
     """
-    from agents.folder_lock import hold_folder
+    from agents.common.folder_lock import hold_folder
 
     digest = hashlib.sha256(json.dumps(invocation, sort_keys=True).encode()).hexdigest()[:8]
     label = invocation["split"] or "custom"
@@ -307,7 +307,7 @@ def _output_dir(args: argparse.Namespace, invocation: dict[str, Any],
             raise UsageError(f"{out} holds the results of another evaluation (it differs in: "
                              f"{', '.join(diff)}); pass another -o, or drop -o to get a "
                              "folder of its own.")
-    from agents.runs import remove_stale_temporaries, write_text_atomic
+    from agents.common.runs import remove_stale_temporaries, write_text_atomic
 
     remove_stale_temporaries(out)  # what a killed run of this evaluation left half-written
     write_text_atomic(marker, json.dumps(invocation, indent=1, sort_keys=True))
@@ -316,11 +316,11 @@ def _output_dir(args: argparse.Namespace, invocation: dict[str, Any],
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    from agents.common.folder_lock import FolderBusyError
+    from agents.common.ray_cluster import RaySetupError
+    from agents.common.runs import DISK_FULL
     from agents.evaluation.ray_backend import TaskLostError
     from agents.evaluation.runner import JobTimeoutError
-    from agents.folder_lock import FolderBusyError
-    from agents.ray_cluster import RaySetupError
-    from agents.runs import DISK_FULL
 
     args = build_parser().parse_args(argv)
     try:
@@ -407,9 +407,9 @@ def _plan(args: argparse.Namespace) -> _Plan:
         UsageError: A bad flag, agent or env, or nothing to evaluate.
     """
     from agents.baselines import BASELINES, make_baseline
+    from agents.baselines.open_loop import CONTROLS
+    from agents.common.packages import GymPackageError, import_gym_packages
     from agents.controller import load_controller_file
-    from agents.open_loop import CONTROLS
-    from agents.packages import GymPackageError, import_gym_packages
     from lr_gym.reproducibility import DEFAULT_TORCH_THREADS
     from lr_gym.splits import SPLITS
 
@@ -543,9 +543,9 @@ def _episode_jobs(args: argparse.Namespace, plan: _Plan, tuned: dict[tuple[str, 
     Returns:
         The :class:`~agents.evaluation.runner.EpisodeJob` s, in that order.
     """
+    from agents.baselines.open_loop import CONTROLS
     from agents.evaluation import scoring
     from agents.evaluation.runner import EpisodeJob
-    from agents.open_loop import CONTROLS
 
     env_kwargs, agents = plan.env_kwargs, plan.agents
     ref = scoring.REFERENCE
@@ -608,12 +608,12 @@ def _write_outputs(args: argparse.Namespace, plan: _Plan, stored: Any, out: Path
         controls: Each agent's open-loop controls.
         t0: When the runs started (``time.perf_counter``).
     """
+    from agents.baselines.open_loop import CONTROLS
+    from agents.common.runs import write_text_atomic
     from agents.controller import agent_labels
     from agents.evaluation import scoring
     from agents.evaluation.report import report_markdown, tables_markdown
-    from agents.open_loop import CONTROLS
-    from agents.results import DECISIONS, write_decisions
-    from agents.runs import write_text_atomic
+    from agents.evaluation.results import DECISIONS, write_decisions
     from lr_gym.reproducibility import settings
 
     agents, env_kwargs, invocation = plan.agents, plan.env_kwargs, plan.invocation

@@ -1,9 +1,9 @@
 """A learned controller's open-loop controls, fixed on the dev families once and cached.
 
-:class:`~agents.open_loop.OpenLoopControls` needs two things that only runs can give:
+:class:`~agents.baselines.open_loop.OpenLoopControls` needs two things that only runs can give:
 the controller's mean LR factor against progress on the dev families (its
 ``learned_schedule``), and the dev scores of every fixed decay on its base (for the
-``fixed_decay`` rule of :func:`~agents.open_loop.choose_fixed_decay`). Both come from
+``fixed_decay`` rule of :func:`~agents.baselines.open_loop.choose_fixed_decay`). Both come from
 the dev families' reference envs (:attr:`lr_gym.splits.Split.reference_ids`) on
 :data:`DEV_SEEDS`, never from the split being evaluated, and are cached per controller
 (its content digest) in ``<folder>/<sha12>/``: ``runs.jsonl`` (resumable, like an
@@ -17,6 +17,19 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from agents.baselines.open_loop import (
+    FIXED_DECAYS,
+    OpenLoopControls,
+    choose_fixed_decay,
+    learned_schedule_from,
+    normalized_scores,
+)
+from agents.common.folder_lock import hold_folder
+from agents.controller import load_controller_file
+from agents.evaluation.rollout import EpisodeResult
+from agents.evaluation.runner import EpisodeJob, run_job, run_jobs
+from agents.evaluation.store import RunStore, run_key
 
 DEV_SEEDS = (0, 1, 2, 3, 4)
 """The dev episodes' seeds."""
@@ -69,9 +82,6 @@ def score(run: Mapping[str, Any]) -> float:
 def controls_jobs(agent: str, envs: Sequence[str], seeds: Sequence[int],
                   env_kwargs: Mapping[str, Any]) -> list[Any]:
     """The dev episodes: the agent itself and every fixed decay on its base."""
-    from agents.evaluation.runner import EpisodeJob
-    from agents.open_loop import FIXED_DECAYS
-
     names = ["ppo", *(f"decay:{m}" for m in FIXED_DECAYS)]
     return [EpisodeJob(e, n, s, agent=agent, env_kwargs=dict(env_kwargs))
             for n in names for e in envs for s in seeds]
@@ -79,16 +89,7 @@ def controls_jobs(agent: str, envs: Sequence[str], seeds: Sequence[int],
 
 def controls_from_runs(sha256: str, runs: Sequence[Mapping[str, Any]], envs: Sequence[str],
                        seeds: Sequence[int]) -> Any:
-    """The :class:`~agents.open_loop.OpenLoopControls` of the dev runs of one controller."""
-    from agents.open_loop import (
-        FIXED_DECAYS,
-        OpenLoopControls,
-        choose_fixed_decay,
-        learned_schedule_from,
-        normalized_scores,
-    )
-    from agents.rollout import EpisodeResult
-
+    """The :class:`~agents.baselines.open_loop.OpenLoopControls` of one controller's dev runs."""
     def of(name: str, env: str) -> list[Mapping[str, Any]]:
         return sorted((r for r in runs if r["controller"] == name and r["env_id"] == env
                        and r["seed"] in seeds), key=lambda r: r["seed"])
@@ -118,13 +119,8 @@ def controls_for(agent: str, folder: str | Path, pool: Any, env_kwargs: Mapping[
         progress: Wraps the finishing jobs (e.g. a progress bar), given their count.
 
     Returns:
-        An :class:`~agents.open_loop.OpenLoopControls`.
+        An :class:`~agents.baselines.open_loop.OpenLoopControls`.
     """
-    from agents.controller import load_controller_file
-    from agents.evaluation.runner import run_job, run_jobs
-    from agents.evaluation.store import RunStore, run_key
-    from agents.folder_lock import hold_folder
-    from agents.open_loop import OpenLoopControls
     from lr_gym.splits import SPLITS
 
     envs = tuple(envs or SPLITS["dev"].reference_ids)

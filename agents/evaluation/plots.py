@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from agents.evaluation.scoring import LEARNED
+from agents.evaluation.stats import performance_profile
 
 _LEARNED_STYLE = {"color": "black", "lw": 2.4, "zorder": 10}
 _REPLAY = "replay"
@@ -92,8 +93,6 @@ def plot_profiles(ratios: Mapping[str, Mapping[str, float]], scores: Mapping[str
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from agents.stats import performance_profile
 
     taus = np.linspace(1.0, r_max, 301)
     profiles = performance_profile(ratios, taus)

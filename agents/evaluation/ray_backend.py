@@ -3,7 +3,7 @@
 :class:`RayPool` is a drop-in for the process pool of
 :func:`~agents.evaluation.runner.make_pool`: ``submit(fn, *args)`` runs one job (a
 tuning trial or an episode) as a Ray task that reserves
-:class:`~agents.ray_cluster.RayResources`, and returns a ``Future``. Results come
+:class:`~agents.common.ray_cluster.RayResources`, and returns a ``Future``. Results come
 back to this process, which alone writes ``runs.jsonl`` and the tuning cache, so
 workers need no shared filesystem: the learned agents' controller files travel with
 the tasks (through Ray's object store), and only lr_gym and ``--gym-packages`` must be
@@ -28,7 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.ray_cluster import CONNECT_TIMEOUT_S, RayResources, ray_session
+from agents.common.packages import import_gym_packages
+from agents.common.ray_cluster import CONNECT_TIMEOUT_S, RayResources, ray_session
+from agents.controller import controller_file_for
+from agents.evaluation.runner import AGENT_FILES
 from lr_gym.files import atomic_write
 
 MAX_RETRIES = 3
@@ -57,8 +60,6 @@ class WorkerSetup:
     def for_agents(cls, agents: Sequence[str], packages: Sequence[str],
                    threads: int) -> WorkerSetup:
         """Reads the agents' controller files here, where their paths are."""
-        from agents.controller import controller_file_for
-
         files = tuple((a, controller_file_for(a).read_bytes()) for a in agents)
         return cls(tuple(packages), threads, files)
 
@@ -67,8 +68,6 @@ class WorkerSetup:
         import torch
 
         import lr_gym  # noqa: F401 - registers the ids
-        from agents.evaluation.runner import AGENT_FILES
-        from agents.packages import import_gym_packages
 
         torch.set_num_threads(self.threads)
         import_gym_packages(self.packages)
@@ -92,7 +91,7 @@ class RayPool:
     """Jobs as Ray tasks with declared resources (see the module docstring).
 
     Args:
-        address: The cluster (see :func:`~agents.ray_cluster.ray_session`).
+        address: The cluster (see :func:`~agents.common.ray_cluster.ray_session`).
         resources: What each task reserves.
         packages: ``--gym-packages``, imported by every worker.
         agents: The learned agents (their controller files are shipped to the tasks).

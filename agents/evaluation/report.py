@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from agents.baselines.open_loop import CONTROLS
 from agents.evaluation.scoring import LEARNED, REFERENCE, TRACKS, verdict
-from agents.open_loop import CONTROLS
-from agents.stats import mean_std
+from agents.evaluation.stats import mean_std
 
 
 def _ms(xs: Sequence[float], fmt: str = ".4f") -> str:
@@ -64,7 +64,7 @@ def track_summary(track: str, summary: Mapping[str, Any], heading: str = "##") -
 
 def controls_legend(summaries: Mapping[str, Mapping[str, Any]],
                     meta: Mapping[str, Any] | None) -> list[str]:
-    """What the open-loop control rows are (:mod:`agents.open_loop`), where there are some."""
+    """What the open-loop control rows are (:mod:`agents.baselines.open_loop`), if any."""
     rows = {a["controller"] for s in summaries.values() for a in s["aggregate"]}
     shown = [c for c in CONTROLS if c in rows]
     if not shown:

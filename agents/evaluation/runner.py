@@ -19,7 +19,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.base import Controller
+from agents.baselines import make_baseline
+from agents.baselines.base import Controller
+from agents.baselines.open_loop import OpenLoopControls, fixed_decay
+from agents.common.packages import import_gym_packages
+from agents.controller import PolicyController
+from agents.evaluation.rollout import EpisodeResult, run_episode
+from agents.evaluation.tuning import plan_controller_tuning
 
 
 @dataclass(frozen=True)
@@ -33,10 +39,10 @@ class EpisodeJob:
         role: ``"eval"`` (scored) or ``"target"`` (target-setting, never scored).
         lr: The ``lr0`` it runs at; ``None`` keeps the controller's default.
         agent: A learned agent's run folder: the agent itself, or the one an open-loop
-            control (:mod:`agents.open_loop`) runs for, on that agent's LR rule.
+            control (:mod:`agents.baselines.open_loop`) runs for, on that agent's LR rule.
         replay: The learned agent's runs on this env (for ``replay`` only).
         env_kwargs: EnvConfig overrides of the evaluation (e.g. the device).
-        control: The agent's :class:`~agents.open_loop.OpenLoopControls` as a dict (for
+        control: The agent's :class:`~agents.baselines.open_loop.OpenLoopControls` as a dict (for
             ``learned_schedule`` and ``fixed_decay``).
     """
 
@@ -69,17 +75,11 @@ def load_agent(agent: str) -> Controller:
         FileNotFoundError: No controller file; the message says how to write one.
         agents.controller.ControllerFileError: The file is not a valid controller file.
     """
-    from agents.controller import PolicyController
-
     return PolicyController.load(AGENT_FILES.get(agent, agent), name="ppo")
 
 
 def build_controller(job: EpisodeJob) -> Controller:
     """The controller a job runs (built where the job runs)."""
-    from agents.baselines import make_baseline
-    from agents.open_loop import OpenLoopControls, fixed_decay
-    from agents.rollout import EpisodeResult
-
     if job.controller == "ppo":
         return load_agent(job.agent)
     # The open-loop controls run on the agent's own LR rule (base, schedule, bounds).
@@ -100,8 +100,6 @@ def build_controller(job: EpisodeJob) -> Controller:
 
 def run_job(job: EpisodeJob) -> dict[str, Any]:
     """Runs one episode; returns its record for the run store."""
-    from agents.rollout import run_episode
-
     res = run_episode(job.env_id, build_controller(job), job.seed,
                       env_kwargs={**job.env_kwargs, "eval_test": job.role == "eval"})
     return {**res.to_dict(), "lr0": job.lr, "agent": job.agent, "role": job.role}
@@ -127,10 +125,7 @@ class TrialJob:
 
 
 def run_trial(job: TrialJob) -> Any:
-    """Runs one tuning trial; returns its :class:`~agents.rollout.EpisodeResult`."""
-    from agents.baselines import make_baseline
-    from agents.rollout import run_episode
-
+    """Runs one tuning trial; returns its :class:`~agents.evaluation.rollout.EpisodeResult`."""
     return run_episode(job.env_id, make_baseline(job.controller).with_lr(job.lr), job.seed,
                        env_kwargs=dict(job.env_kwargs))
 
@@ -204,9 +199,6 @@ def tune_all(pool: Any, pairs: Sequence[tuple[str, str]], budget: int,
     Returns:
         The tuned ``lr0`` of each pair whose best trial is not its default ``lr0``.
     """
-    from agents.baselines import make_baseline
-    from agents.tuning import plan_controller_tuning
-
     tuned: dict[tuple[str, str], float] = {}
     plans, results, jobs, where = {}, {}, [], {}
     for pair in pairs:
@@ -235,7 +227,6 @@ def _init_worker(packages: Sequence[str], parent: int) -> None:
     import torch
 
     import lr_gym  # noqa: F401 - registers the ids
-    from agents.packages import import_gym_packages
 
     torch.set_num_threads(1)  # one core per worker: small models scale by processes
     import_gym_packages(packages)

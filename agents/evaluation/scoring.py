@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from agents import stats
+from agents.evaluation import stats
+from agents.evaluation.metrics import steps_to_target
 from agents.evaluation.store import lr_tag
-from agents.metrics import steps_to_target
 
 REFERENCE = "warmup_cosine"
 """AlgoPerf's reference shape: its target-setting runs set the validation targets."""
@@ -59,7 +59,7 @@ def targets_from(runs: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
     """Per env, the AlgoPerf target from the reference's target-setting runs.
 
     The median over target-setting seeds of the best validation metric
-    (:func:`agents.stats.algoperf_target`); a diverged run counts as a miss. None where
+    (:func:`agents.evaluation.stats.algoperf_target`); a diverged run counts as a miss. None where
     most target-setting runs diverged: that env has no target, so no method reaches
     it and it adds nothing to the profile scores (the report says so).
     """

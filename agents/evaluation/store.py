@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from agents.common.runs import jsonl_lines
+
 RunKey = tuple[str, str, str, int, str, str]
 """``(env_id, controller, agent, seed, lr tag, role)``: what makes a run unique."""
 
@@ -59,8 +61,6 @@ class RunStore:
             self._runs.setdefault(run_key(run), run)
 
     def _read(self) -> Iterator[dict[str, Any]]:
-        from agents.runs import jsonl_lines
-
         for i, line in enumerate(jsonl_lines(self.path, self._repair)):
             if not line.strip():
                 continue

@@ -1,7 +1,9 @@
 """Training a PPO learning-rate controller (``train_agent.py`` / ``lr-gym-train``).
 
-One idea per module: :mod:`~agents.training.cli` (the command line), :mod:`~.envs`
-(the training envs and where they run), :mod:`~.run_folder` (a run's files, finding
-and resuming runs), :mod:`~.callbacks` (SB3 callbacks) and :mod:`~.seeds` (one run per
-seed, what benchmarks call).
+One idea per module: :mod:`~agents.training.ppo` (building, loading and acting with
+PPO; its hyperparameters from ``agents/hyperparams/ppo.yml``), :mod:`~.cli` (the command
+line), :mod:`~.envs` (the training envs and where they run), :mod:`~.ray_vec_env` (an SB3
+``VecEnv`` of Ray actors), :mod:`~.run_folder` (saving an agent's files, resuming from
+them), :mod:`~.callbacks` (SB3 callbacks) and :mod:`~.seeds` (one run per seed, what
+benchmarks call). Exporting a run to a controller file is :mod:`agents.controller.export`.
 """

@@ -8,8 +8,8 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 
-from agents.ppo import actor_parameters
-from agents.runs import BEST_MODEL, CONTROLLER, VECNORMALIZE, checkpoint_names
+from agents.common.runs import BEST_MODEL, CONTROLLER, VECNORMALIZE, checkpoint_names
+from agents.training.ppo import actor_parameters
 from agents.training.run_folder import save_agent
 
 

@@ -2,7 +2,7 @@
 
 Flags follow RL Zoo's spelling. With no flags it trains on the default task mix
 (``lr_gym/EmbeddedMix-v1``) and writes a run folder ``logs/ppo/<Env>_<N>/`` (layout:
-:mod:`agents.runs`) with ``model.zip``, ``vecnormalize.pkl``, ``config.yml``, the
+:mod:`agents.common.runs`) with ``model.zip``, ``vecnormalize.pkl``, ``config.yml``, the
 pickle-free ``controller.safetensors`` that evaluation and deployment load,
 ``checkpoints/`` (each with its own normalisation and controller file),
 ``evaluations.npz`` and ``best/``, and last ``complete.json``. Every file is written
@@ -25,10 +25,11 @@ from typing import Any
 
 import gymnasium as gym
 
-from agents.help_format import DefaultsHelpFormatter
-from agents.ray_cluster import (
+from agents.common.help_format import DefaultsHelpFormatter
+from agents.common.ray_cluster import (
     add_ray_arguments,
 )
+from agents.common.runs import next_run_dir, run_name
 from agents.training.callbacks import training_callbacks
 from agents.training.envs import (
     DEFAULT_ENV,
@@ -39,7 +40,7 @@ from agents.training.envs import (
     id_env_kwargs,
     resolve_vec_env,
 )
-from agents.training.run_folder import load_for_resume, next_run_dir, run_name, save_agent
+from agents.training.run_folder import load_for_resume, save_agent
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -152,9 +153,9 @@ class _Setup:
 
     Attributes:
         env_ids: The env ids it trains on.
-        hp: Its :class:`~agents.ppo.PPOHyperparams`, overrides and the ids' defaults in.
+        hp: Its :class:`~agents.training.ppo.PPOHyperparams`, overrides and the ids' defaults in.
         vec: Where its envs run.
-        resume: The :class:`~agents.runs.RunFiles` it continues (``-i``), or ``None``.
+        resume: The :class:`~agents.common.runs.RunFiles` it continues (``-i``), or ``None``.
     """
 
     env_ids: list[str]
@@ -196,7 +197,7 @@ def _main(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
     """
     import torch
 
-    from agents.packages import GymPackageError, import_gym_packages
+    from agents.common.packages import GymPackageError, import_gym_packages
 
     try:
         import_gym_packages(args.gym_packages)
@@ -231,7 +232,7 @@ def _validate(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> _Setup
     """
     import yaml
 
-    from agents.ray_cluster import RaySetupError
+    from agents.common.ray_cluster import RaySetupError
 
     try:
         return _check_setup(args, cleanup)
@@ -261,7 +262,7 @@ def _check_setup(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> _Se
         ValueError, TypeError, OSError, KeyError, yaml.YAMLError, RaySetupError: What
             :func:`_validate` reports as one error line.
     """
-    from agents.ray_cluster import ray_session
+    from agents.common.ray_cluster import ray_session
     from lr_gym.envs.lr_control import resolve_device
 
     _check_flags(args)
@@ -303,7 +304,7 @@ def _resume_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The trained agent's files (``-i``) and its ``config.yml``, checked.
 
     Returns:
-        Its :class:`~agents.runs.RunFiles` (``None`` without ``-i``) and its config
+        Its :class:`~agents.common.runs.RunFiles` (``None`` without ``-i``) and its config
         (empty without one).
 
     Raises:
@@ -312,8 +313,8 @@ def _resume_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """
     import yaml
 
-    from agents.ppo import check_model_zip
-    from agents.runs import run_files
+    from agents.common.runs import run_files
+    from agents.training.ppo import check_model_zip
 
     resume, source_cfg = None, {}
     if args.trained_agent:
@@ -350,7 +351,7 @@ def _check_env_ids(args: argparse.Namespace, source_cfg: dict[str, Any]) -> list
 
 def _hyperparams(args: argparse.Namespace, env_ids: list[str],
                  source_cfg: dict[str, Any]) -> Any:
-    """The run's :class:`~agents.ppo.PPOHyperparams`, the flags' overrides applied.
+    """The run's :class:`~agents.training.ppo.PPOHyperparams`, the flags' overrides applied.
 
     Args:
         args: The parsed flags.
@@ -360,7 +361,7 @@ def _hyperparams(args: argparse.Namespace, env_ids: list[str],
     Returns:
         The hyperparameters, with the ids' own env defaults under the overrides.
     """
-    from agents.ppo import PPOHyperparams, load_hyperparams
+    from agents.training.ppo import PPOHyperparams, load_hyperparams
 
     flags = {
         "n_timesteps": args.n_timesteps,
@@ -417,7 +418,7 @@ def _build(args: argparse.Namespace, setup: _Setup) -> _Built | int:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from agents.ray_vec_env import EnvActorError  # imported before the folder exists
+    from agents.training.ray_vec_env import EnvActorError  # imported before the folder exists
 
     hp, vec = setup.hp, setup.vec
     env_kwargs = {**hp.env_kwargs, "device": vec.env_device}
@@ -449,7 +450,7 @@ def _build(args: argparse.Namespace, setup: _Setup) -> _Built | int:
         else:
             venv = VecNormalize(venv, norm_obs=hp.normalize_obs,
                                 norm_reward=hp.normalize_reward, gamma=hp.gamma)
-            from agents.ppo import make_ppo
+            from agents.training.ppo import make_ppo
 
             model = make_ppo(venv, hp, seed=args.seed, device=args.device, verbose=0,
                              tensorboard_log=args.tensorboard_log)
@@ -475,7 +476,7 @@ def _build(args: argparse.Namespace, setup: _Setup) -> _Built | int:
 
 def _new_run_dir(args: argparse.Namespace, env_ids: list[str]) -> Path:
     """Makes the next free run folder under ``-f``, first removing stale temporaries."""
-    from agents.runs import remove_stale_temporaries
+    from agents.common.runs import remove_stale_temporaries
 
     remove_stale_temporaries(args.log_folder)  # what killed runs left half-written
     return next_run_dir(Path(args.log_folder), run_name(env_ids))
@@ -486,7 +487,7 @@ def _write_config(args: argparse.Namespace, setup: _Setup, env_kwargs: dict[str,
     """Writes the run's ``config.yml`` (atomically): what it trains under, and where."""
     import yaml
 
-    from agents.runs import write_text_atomic
+    from agents.common.runs import write_text_atomic
     from lr_gym.reproducibility import DEFAULT_TORCH_THREADS, settings
 
     vec = setup.vec
@@ -515,7 +516,7 @@ def _vec_env_class(vec: VecEnvChoice) -> tuple[type, dict[str, Any] | None]:
 
     vec_env_cls, vec_env_kwargs = (DummyVecEnv if vec.kind == "dummy" else SubprocVecEnv), None
     if vec.kind == "ray":
-        from agents.ray_vec_env import RayVecEnv
+        from agents.training.ray_vec_env import RayVecEnv
 
         vec_env_cls = RayVecEnv
         vec_env_kwargs = {"resources": vec.resources, "timeout_s": vec.timeout_s}
@@ -556,7 +557,7 @@ def _learn_and_save(args: argparse.Namespace, setup: _Setup, built: _Built) -> i
     Raises:
         Exception: What else stopped training, once the agent is saved.
     """
-    from agents.runs import CONTROLLER, MODEL, VECNORMALIZE, mark_complete
+    from agents.common.runs import CONTROLLER, MODEL, VECNORMALIZE, mark_complete
 
     hp, model, run_dir = setup.hp, built.model, built.run_dir
     start = int(model.num_timesteps)
@@ -635,8 +636,8 @@ def _training_failure(failure: Exception, run_dir: Path) -> int:
     Raises:
         Exception: ``failure``, for anything else.
     """
-    from agents.ray_vec_env import EnvActorError
-    from agents.runs import DISK_FULL
+    from agents.common.runs import DISK_FULL
+    from agents.training.ray_vec_env import EnvActorError
 
     if isinstance(failure, OSError) and failure.errno in DISK_FULL:
         print(f"error: training stopped: {failure}. Saved what fits in {run_dir} "
@@ -655,7 +656,7 @@ def _report(args: argparse.Namespace, model: Any, run_dir: Path, elapsed: float,
     """Prints what was saved (to stderr after Ctrl-C) and how to evaluate it."""
     import numpy as np
 
-    from agents.runs import CONTROLLER, MODEL
+    from agents.common.runs import CONTROLLER, MODEL
 
     if args.verbose or interrupted:
         rewards = [ep["r"] for ep in model.ep_info_buffer]

@@ -10,7 +10,8 @@ from typing import Any
 
 import gymnasium as gym
 
-from agents.ray_cluster import (
+from agents.common.packages import import_gym_packages
+from agents.common.ray_cluster import (
     DEFAULT_TIMEOUT_S,
     RayResources,
     ray_settings,
@@ -46,7 +47,6 @@ def env_factory(
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
         import lr_gym  # noqa: F401 - registers the ids in subprocesses
-        from agents.packages import import_gym_packages
 
         import_gym_packages(packages)
         if worker:

@@ -6,9 +6,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from agents.common.runs import last_checkpoint, trained_run
 from agents.training.cli import main
 from agents.training.envs import DEFAULT_ENV
-from agents.training.run_folder import last_checkpoint, trained_run
+from agents.training.ppo import HYPERPARAMS_FILE
 
 
 def train_seeds(folder: Path, seeds: Sequence[int], n_timesteps: int,
@@ -24,8 +25,6 @@ def train_seeds(folder: Path, seeds: Sequence[int], n_timesteps: int,
         RuntimeError: A training run failed.
     """
     import yaml
-
-    from agents.ppo import HYPERPARAMS_FILE
 
     folder.mkdir(parents=True, exist_ok=True)
     conf = folder / "hyperparams.yml"

@@ -22,7 +22,7 @@ def ray_local():
         p for p in (str(ROOT), saved["PYTHONPATH"]) if p)
     # A short folder: Ray's socket paths must stay under the OS's length limit.
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp" if os.path.isdir("/tmp") else None)
-    from agents.ray_cluster import LOCAL_SYSTEM_CONFIG
+    from agents.common.ray_cluster import LOCAL_SYSTEM_CONFIG
 
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, log_to_driver=False,
              logging_level=logging.WARNING, _system_config=LOCAL_SYSTEM_CONFIG)

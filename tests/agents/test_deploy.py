@@ -29,7 +29,7 @@ from agents.deploy import (
     load_controller_file,
     main,
 )
-from agents.ppo import PPOController, PPOHyperparams, make_ppo
+from agents.training.ppo import PPOController, PPOHyperparams, make_ppo
 from lr_gym import features
 from lr_gym.envs.lr_control import LRControlEnv
 from lr_gym.features import OBS_DIM
@@ -413,7 +413,7 @@ def test_a_controller_file_cannot_set_the_evaluation_protocol(run_dir, tmp_path)
     # A file whose training config asks for 10x the budget, no divergence and its own
     # reward: evaluation keeps the env's protocol and takes only the action rule.
     from agents.controller import POLICY_FIELDS, PolicyController
-    from agents.rollout import run_episode
+    from agents.evaluation.rollout import run_episode
 
     ppo = PPOController.load(run_dir, device="cpu")
     greedy = {"mode": "anchored", "max_factor": 3.0, "total_steps": 3000,
@@ -490,7 +490,7 @@ def test_runtime_never_imports_stable_baselines3(exported):
         "ctl.observe(val_loss=0.8, val_metric=0.6)\n"
         "bad = sorted(m for m in sys.modules\n"
         "             if m.split('.')[0] == 'stable_baselines3'\n"
-        "             or m in ('agents.controller.export', 'agents.ppo'))\n"
+        "             or m in ('agents.controller.export', 'agents.training.ppo'))\n"
         "print(bad)\n"
     )
     proc = subprocess.run(
@@ -630,7 +630,7 @@ def test_trainer_callback_needs_an_initial_evaluation(exported):
 # ------------------------------------------------------------------ issue #8
 def test_policy_controller_acts_exactly_like_ppo_controller(run_dir, exported):
     from agents.deploy import PolicyController
-    from agents.rollout import run_episode
+    from agents.evaluation.rollout import run_episode
     from lr_gym.config import EnvConfig
 
     ppo = PPOController.load(run_dir, device="cpu")

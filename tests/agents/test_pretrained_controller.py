@@ -102,7 +102,7 @@ def test_evaluate_agent_accepts_pretrained(tmp_path):
 @pytest.mark.parametrize("name", ["pretrained", "lr_gym/task-base"])
 def test_zero_action_is_the_shipped_rule_without_the_policy(name):
     from agents.baselines import make_baseline
-    from agents.rollout import run_episode
+    from agents.evaluation.rollout import run_episode
 
     ctl = PolicyController.load(name)
     zero = ctl.zero_action()

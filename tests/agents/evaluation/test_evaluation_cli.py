@@ -265,7 +265,7 @@ def _one_error_line(capsys) -> str:
 
 def test_a_second_evaluation_into_a_held_folder_exits_at_once_naming_its_pid(tmp_path,
                                                                             capsys):
-    from tests.agents.test_folder_lock import Holder
+    from tests.agents.common.test_folder_lock import Holder
 
     out = tmp_path / "ev"
     holder = Holder(out)  # another process writing there

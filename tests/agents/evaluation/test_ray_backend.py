@@ -69,8 +69,8 @@ def test_ray_backend_resumes_and_writes_the_same_runs_as_processes(ray_local, tm
 
 @pytest.mark.slow  # a local Ray and fresh worker processes
 def test_a_task_lost_with_its_worker_is_retried(ray_local, tmp_path):
+    from agents.common.ray_cluster import RayResources
     from agents.evaluation.ray_backend import RayPool
-    from agents.ray_cluster import RayResources
 
     marker = tmp_path / "died-once"
 

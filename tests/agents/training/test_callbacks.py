@@ -8,8 +8,8 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 import lr_gym  # noqa: F401 - registers the ids
 from agents.controller import load_controller_file
-from agents.ppo import PPOHyperparams, make_ppo
 from agents.training.callbacks import SaveAgent, training_callbacks
+from agents.training.ppo import PPOHyperparams, make_ppo
 
 
 def _model():

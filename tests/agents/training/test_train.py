@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from agents.runs import mark_complete
+from agents.common.runs import mark_complete, trained_run
 from agents.training.cli import main
-from agents.training.run_folder import trained_run
 from agents.training.seeds import train_seeds
 from lr_gym.config import EnvConfig
 from lr_gym.features import OBS_DIM
@@ -203,7 +202,7 @@ def trained(tmp_path_factory):
 
 @pytest.mark.slow
 def test_a_run_folder_has_every_file_and_the_marker_last(trained):
-    from agents.runs import completion
+    from agents.common.runs import completion
 
     for name in ("model.zip", "vecnormalize.pkl", "controller.safetensors", "config.yml"):
         assert (trained / name).is_file(), name
@@ -219,7 +218,7 @@ def test_a_run_folder_has_every_file_and_the_marker_last(trained):
 @pytest.mark.parametrize("which", ["checkpoints/model_16_steps.zip", "best/best_model.zip"])
 def test_checkpoints_keep_their_normalisation_and_config(trained, which):
     from agents.deploy import PolicyController, controller_file_for
-    from agents.ppo import PPOController
+    from agents.training.ppo import PPOController
 
     path = trained / which
     ckpt = PPOController.load(path, device="cpu")
@@ -253,9 +252,9 @@ def test_resume_from_a_checkpoint_restores_normalisation_and_counts_on(trained):
     import torch
     from stable_baselines3.common.env_util import make_vec_env
 
-    from agents.ppo import PPOHyperparams, load_model
-    from agents.runs import completion, run_files
+    from agents.common.runs import completion, run_files
     from agents.training.envs import env_factory
+    from agents.training.ppo import PPOHyperparams, load_model
     from agents.training.run_folder import load_for_resume
 
     ckpt = trained / "checkpoints" / "model_16_steps.zip"
@@ -290,7 +289,7 @@ def test_disk_full_at_save_leaves_no_truncated_model_and_no_marker(tmp_path, cap
                                                                    monkeypatch):
     from stable_baselines3 import PPO
 
-    from agents.ppo import latest_run
+    from agents.common.runs import latest_run
 
     def full_disk(self, path, *a, **k):
         with open(path, "wb") as f:
@@ -312,12 +311,12 @@ def test_disk_full_at_save_leaves_no_truncated_model_and_no_marker(tmp_path, cap
 
 def test_ctrl_c_during_setup_exits_130_and_leaves_no_run_folder(tmp_path, capsys,
                                                                  monkeypatch):
-    import agents.ppo
+    import agents.training.ppo
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(agents.ppo, "make_ppo", interrupted)  # Ctrl-C while building PPO
+    monkeypatch.setattr(agents.training.ppo, "make_ppo", interrupted)  # Ctrl-C while building PPO
     logs = tmp_path / "logs"
     assert main([*TINY, "-n", "16", "--save-freq", "0", "--eval-freq", "0", "-f",
                  str(logs)]) == 130
@@ -328,7 +327,7 @@ def test_ctrl_c_during_setup_exits_130_and_leaves_no_run_folder(tmp_path, capsys
 def test_a_second_ctrl_c_while_closing_the_envs_keeps_the_finished_run(tmp_path, capsys,
                                                                        monkeypatch):
     import agents.training.cli
-    from agents.runs import completion
+    from agents.common.runs import completion
 
     def interrupted(venv):
         raise KeyboardInterrupt  # Ctrl-C while the workers finish their step

@@ -296,7 +296,7 @@ FINETUNE_PINS = {
 @pytest.mark.parametrize("env_id", sorted(FINETUNE_PINS["AVX512"]))
 def test_pinned_finetune_episodes(env_id):
     from agents.baselines import make_baseline
-    from agents.rollout import run_episode
+    from agents.evaluation.rollout import run_episode
     from tests.test_pinned_episodes import CAPABILITY, PINNED_TORCH, digest
 
     if not torch.__version__.startswith(PINNED_TORCH) or CAPABILITY not in FINETUNE_PINS:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from agents.folder_lock import LOCK_FILE, FolderBusyError, hold_folder, lock_holder
+from agents.common.folder_lock import LOCK_FILE, FolderBusyError, hold_folder, lock_holder
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 _HOLDER = """
 import sys
-from agents.folder_lock import hold_folder
+from agents.common.folder_lock import hold_folder
 with hold_folder(sys.argv[1]):
     print("held", flush=True)
     sys.stdin.read()  # until the test closes stdin (or kills this process)

@@ -9,15 +9,14 @@ from stable_baselines3.common.vec_env import VecNormalize
 from torch import nn
 
 import lr_gym  # noqa: F401 - registers the ids
-from agents.ppo import (
+from agents.common.runs import latest_run, mark_complete
+from agents.training.ppo import (
     AgentFileError,
     PPOController,
     PPOHyperparams,
-    latest_run,
     load_hyperparams,
     make_ppo,
 )
-from agents.runs import mark_complete
 from lr_gym.features import OBS_DIM
 
 
@@ -170,9 +169,9 @@ def test_v2_policy_starts_as_static_exactly(tmp_path):
     # A zero action head: the untrained policy's deterministic action is 0 for every
     # observation, which in v2's rule (a multiplier on a constant base) is static.
     from agents.baselines import make_baseline
+    from agents.common.runs import CONTROLLER
     from agents.controller.export import export_controller
-    from agents.rollout import run_episode
-    from agents.runs import CONTROLLER
+    from agents.evaluation.rollout import run_episode
     from agents.training.envs import id_env_kwargs
 
     hp = load_hyperparams("lr_gym/TrainFamilies-v2")
@@ -198,8 +197,8 @@ def test_v2_policy_starts_as_static_exactly(tmp_path):
 
 
 def test_critic_warmup_trains_the_value_function_alone():
-    from agents.ppo import actor_parameters
     from agents.training.callbacks import CriticWarmup
+    from agents.training.ppo import actor_parameters
 
     venv = make_vec_env(lambda: gym.make("lr_gym/Digits-MLP-v1", total_steps=40,
                                          steps_per_action=10), n_envs=1)
@@ -219,7 +218,7 @@ def test_critic_warmup_trains_the_value_function_alone():
 
 
 def test_a_killed_run_without_its_model_points_at_its_last_checkpoint(tmp_path):
-    from agents.ppo import check_model_zip
+    from agents.training.ppo import check_model_zip
 
     (tmp_path / "checkpoints").mkdir()
     for steps in (16, 128, 32):
@@ -234,11 +233,11 @@ def test_an_untrained_v3_policy_is_the_dev_chosen_fixed_decay_exactly(tmp_path):
     # Controller v3's rule is a residual over the fixed decay dev chose (linear to 0 of
     # Prodigy's lr): with a zero action head its untrained policy is that schedule, bit
     # for bit, so PPO starts from the best open-loop control and is paid for departures.
+    from agents.baselines.open_loop import fixed_decay
+    from agents.common.runs import CONTROLLER
     from agents.controller import PolicyController
     from agents.controller.export import export_controller
-    from agents.open_loop import fixed_decay
-    from agents.rollout import run_episode
-    from agents.runs import CONTROLLER
+    from agents.evaluation.rollout import run_episode
     from lr_gym.config import V3_ENV_KWARGS
 
     hp = load_hyperparams("lr_gym/TrainFamilies-v2")

@@ -10,9 +10,9 @@ declared search space ``(lo, hi)`` of log10 exponents, with
 
 (:func:`quasi_random_exponents`: the base-2 van der Corput sequence, no scrambling), so
 the first trial is the centre of the space. :func:`tune_controller` takes ``base_lr``
-and the space from the controller (:meth:`~agents.base.Controller.default_lr`,
-:meth:`~agents.base.Controller.search_space`). Each trial is one episode
-(:func:`agents.rollout.run_episode`) on a tuning seed that is not an evaluation seed,
+and the space from the controller (:meth:`~agents.baselines.base.Controller.default_lr`,
+:meth:`~agents.baselines.base.Controller.search_space`). Each trial is one episode
+(:func:`agents.evaluation.rollout.run_episode`) on a tuning seed that is not an evaluation seed,
 scored on the VALIDATION metric (final or best); the test split is never evaluated
 (trials run with ``eval_test=False``). The best trial's ``lr0`` wins. Results are
 cached in a JSON file so repeated evaluations reuse them.
@@ -35,8 +35,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from agents.base import Controller
-from agents.rollout import EpisodeResult, run_episode
+from agents.baselines.base import Controller
+from agents.evaluation.rollout import EpisodeResult, run_episode
 from lr_gym.files import write_text_atomic
 from lr_gym.registration import task_for
 from lr_gym.reproducibility import torch_version

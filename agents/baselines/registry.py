@@ -1,4 +1,4 @@
-"""The baselines a practitioner would try, behind the :class:`~agents.base.Controller` interface.
+"""The baselines a practitioner would try, by name (:data:`BASELINES`, :func:`make_baseline`).
 
 Every baseline is a factory in :data:`BASELINES`, built by name with :func:`make_baseline`:
 
@@ -17,7 +17,7 @@ Every baseline is a factory in :data:`BASELINES`, built by name with :func:`make
 * ``dadaptation``: D-Adaptation SGD / Adam (``dadaptation`` package), ``lr=1.0`` with
   cosine annealing.
 * ``replay``, ``learned_schedule``, ``fixed_decay``: a learned controller's open-loop
-  controls on its own LR rule (:mod:`agents.open_loop`): its mean LR per interval on
+  controls on its own LR rule (:mod:`agents.baselines.open_loop`): its mean LR per interval on
   the env, its mean schedule over the dev families, the dev-chosen fixed decay.
 * ``static_guard``: ``static`` with the guard (rollback and LR back-off on blow-ups).
 * ``gala``: a GALA-style alignment rule: the LR rises when consecutive gradients align.
@@ -54,15 +54,15 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.base import Controller, ScheduleBaseline, action_array
-from agents.gala import GALAStyle
-from agents.open_loop import (  # noqa: F401 - re-exported
+from agents.baselines.base import Controller, ScheduleBaseline, action_array
+from agents.baselines.gala import GALAStyle
+from agents.baselines.open_loop import (  # noqa: F401 - re-exported
     AvgLRReplay,
     LearnedSchedule,
     fixed_decay,
     mean_interval_lrs,
 )
-from agents.optimizer_baselines import (  # noqa: F401 - re-exported
+from agents.baselines.optimizers import (  # noqa: F401 - re-exported
     LR_FREE_LR,
     LR_FREE_SPACE,
     SCHEDULEFREE_ADAMW_MULTIPLE,
@@ -134,9 +134,9 @@ def static_guard() -> ScheduleBaseline:
 
 
 class AlignmentRule(Controller):
-    """A GALA-style LR from gradient alignment and local curvature (:mod:`agents.gala`).
+    """A GALA-style LR from gradient alignment and local curvature (:mod:`agents.baselines.gala`).
 
-    ``wrap_task`` wraps the task's optimizer in :class:`~agents.gala.GALAStyle`, which
+    ``wrap_task`` wraps the task's optimizer in :class:`~agents.baselines.gala.GALAStyle`, which
     moves the LR every step towards the step length the last update's parabola asks for;
     the env runs with ``optimizer_sets_lr=True`` on a constant schedule (actions are
     ignored). ``lr0`` is the starting LR, so it stays tunable.

@@ -131,7 +131,7 @@ def parse_benchmark_args(parser: argparse.ArgumentParser,
 
     A module that cannot be imported is a usage error (exit 2, one line naming it).
     """
-    from agents.packages import GymPackageError, import_gym_packages
+    from agents.common.packages import GymPackageError, import_gym_packages
 
     args = parser.parse_args(argv)
     try:
@@ -147,9 +147,9 @@ def load_jsonl(path: str | os.PathLike, key: str,
 
     A line cut by a kill (or any line that is not a row with ``key``) is skipped, so that
     row is done again. The file is only read, unless ``repair`` (for the process about to
-    append to it: :func:`agents.runs.jsonl_lines` cuts a partial last line off in place).
+    append to it: :func:`agents.common.runs.jsonl_lines` cuts a partial last line off in place).
     """
-    from agents.runs import jsonl_lines
+    from agents.common.runs import jsonl_lines
 
     rows: dict[Any, dict[str, Any]] = {}
     for line in jsonl_lines(path, repair):
@@ -182,7 +182,7 @@ def decision_record(run: Mapping[str, Any]) -> dict[str, Any]:
     What the episode was, then per decision its step, LR, action and multiplier, and
     the observed features for controllers that read them (:data:`OBSERVING`). Decision
     ``k`` is made at ``step[k]``, applies ``action[k]``, leaves ``multiplier[k]`` and runs
-    its interval at ``lr[k]`` (see :class:`agents.rollout.EpisodeResult`).
+    its interval at ``lr[k]`` (see :class:`agents.evaluation.rollout.EpisodeResult`).
     """
     n = len(run.get("actions", []))
     out = {k: run[k] for k in _IDENTITY if k in run}
@@ -208,7 +208,7 @@ def write_decisions(folder: str | os.PathLike, runs: Sequence[Mapping[str, Any]]
     """
     import gzip
 
-    from agents.runs import atomic_write
+    from agents.common.runs import atomic_write
 
     lines = [json.dumps(decision_record(r), default=float) for r in runs if "actions" in r]
     # mtime=0: the same runs give the same bytes, so a rerun changes nothing in git.

@@ -1,8 +1,8 @@
-"""agents/runs.py helpers that need no training run."""
+"""agents/common/runs.py helpers that need no training run."""
 
 from __future__ import annotations
 
-from agents.runs import portable_path
+from agents.common.runs import portable_path
 
 
 def test_portable_path_is_relative_inside_the_root_and_unchanged_outside(tmp_path):
@@ -15,7 +15,7 @@ def test_stale_temporaries_of_killed_writers_are_removed_live_ones_kept(tmp_path
     import subprocess
     import sys
 
-    from agents.runs import remove_stale_temporaries
+    from agents.common.runs import remove_stale_temporaries
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import agents.base
-from agents.base import ConstantAction, Controller
+import agents.baselines.base
 from agents.baselines import (
     BASELINES,
     AvgLRReplay,
@@ -19,8 +18,9 @@ from agents.baselines import (
     make_baseline,
     mean_interval_lrs,
 )
-from agents.hypergradient import SGDHD, AdamHD
-from agents.rollout import EpisodeResult, run_episode
+from agents.baselines.base import ConstantAction, Controller
+from agents.baselines.hypergradient import SGDHD, AdamHD
+from agents.evaluation.rollout import EpisodeResult, run_episode
 from lr_gym.envs.lr_control import LRControlEnv
 from lr_gym.registration import get_task
 from lr_gym.tasks.base import Task
@@ -358,4 +358,4 @@ def test_unknown_or_incomplete_baseline_errors_are_clear() -> None:
         assert name in str(err.value)
     with pytest.raises(ValueError, match="results="):
         make_baseline("replay")
-    assert not hasattr(agents.base, "make_baseline")  # no shim: baselines import base only
+    assert not hasattr(agents.baselines.base, "make_baseline")  # base imports no registry

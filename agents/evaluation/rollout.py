@@ -10,8 +10,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.base import Controller
-from agents.metrics import convergence_step, steps_to_target
+from agents.baselines.base import Controller
+from agents.evaluation.metrics import convergence_step, steps_to_target
 from lr_gym.envs.lr_control import LRControlEnv
 from lr_gym.tasks.base import Task
 

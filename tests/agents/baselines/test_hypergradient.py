@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from agents.hypergradient import SGDHD, AdamHD
+from agents.baselines.hypergradient import SGDHD, AdamHD
 
 
 def quadratic(theta: torch.Tensor) -> torch.Tensor:

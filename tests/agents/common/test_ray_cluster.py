@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
+from agents.common.ray_cluster import RaySetupError, probe_address
 from agents.evaluation.cli import main as evaluate
-from agents.ray_cluster import RaySetupError, probe_address
 
 
 def test_an_address_nobody_listens_on_fails_at_once_naming_it_and_the_token_hint():

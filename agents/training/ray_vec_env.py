@@ -2,7 +2,7 @@
 
 A drop-in for ``SubprocVecEnv`` that scales past one machine: every env runs in its
 own Ray actor, which reserves the CPUs and (fractional) GPUs of
-:class:`~agents.ray_cluster.RayResources`, wherever the cluster has them. Stepping is
+:class:`~agents.common.ray_cluster.RayResources`, wherever the cluster has them. Stepping is
 asynchronous across actors (``step_async`` sends every action, ``step_wait`` gathers
 the object refs), and reset, seeding, auto-reset with ``terminal_observation``,
 ``env_method``, ``get_attr``/``set_attr``, ``env_is_wrapped`` and ``close`` behave as
@@ -39,7 +39,7 @@ from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnvStepReturn,
 )
 
-from agents.ray_cluster import DEFAULT_TIMEOUT_S, RayResources, init_ray, require_ray
+from agents.common.ray_cluster import DEFAULT_TIMEOUT_S, RayResources, init_ray, require_ray
 
 CLOSE_TIMEOUT_S = 10.0
 """How long ``close`` lets the actors close their envs before it kills them."""
@@ -127,7 +127,7 @@ class RayVecEnv(VecEnv):
 
     Connects to Ray as a plain ``ray.init()`` would if nothing is connected yet (a
     local Ray, or ``$RAY_ADDRESS``'s cluster); to pick the cluster, connect first
-    (``ray.init(address=...)``, or :func:`agents.ray_cluster.ray_session`).
+    (``ray.init(address=...)``, or :func:`agents.common.ray_cluster.ray_session`).
 
     Args:
         env_fns: Thunks building the envs; they are pickled to the actors (SB3's
@@ -138,7 +138,7 @@ class RayVecEnv(VecEnv):
             the env); a dead actor is reported at once regardless.
 
     Raises:
-        agents.ray_cluster.RaySetupError: Ray is not installed, or the cluster cannot
+        agents.common.ray_cluster.RaySetupError: Ray is not installed, or the cluster cannot
             hold all the actors at once.
         EnvActorError: An env could not be built in its actor.
     """

@@ -4,7 +4,7 @@ Both nodes run on this machine with one CPU each, so two env actors of one CPU m
 on different nodes. The test trains and evaluates through ``--ray-address``, kills the
 worker node in the middle of a training run (the clear error, then ``-i``), and stops
 only the processes its own ``ray start`` calls began. Its log:
-``pytest -s tests/agents/test_ray_two_nodes.py`` (committed in
+``pytest -s tests/agents/common/test_ray_two_nodes.py`` (committed in
 ``benchmarks/results/ray_two_nodes/pytest.log``).
 """
 
@@ -26,7 +26,7 @@ import pytest
 psutil = pytest.importorskip("psutil")
 pytest.importorskip("ray")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RAY = Path(sys.executable).parent / "ray"
 ENV = "lr_gym/Digits-MLP-v1"
 TRAIN = [sys.executable, str(ROOT / "train_agent.py"), "--env", ENV, "--no-progress",

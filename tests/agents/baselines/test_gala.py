@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.gala import RANGE, GALAStyle
+from agents.baselines.gala import RANGE, GALAStyle
 
 
 def _quadratic_run(lr: float, base=torch.optim.SGD, steps: int = 200, **kw) -> float:
@@ -42,7 +42,7 @@ def test_wraps_the_inner_optimizer_and_its_groups():
 def test_baseline_moves_the_lr_towards_a_good_one(scale, grows):
     import lr_gym
     from agents.baselines import make_baseline
-    from agents.rollout import run_episode
+    from agents.evaluation.rollout import run_episode
 
     lr0 = lr_gym.task_for("lr_gym/Digits-MLP-v1").lr * scale
     res = run_episode("lr_gym/Digits-MLP-v1", make_baseline("gala").with_lr(lr0), 0,

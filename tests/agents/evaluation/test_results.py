@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 
-from agents.results import load_jsonl, meta, write_results
+from agents.evaluation.results import load_jsonl, meta, write_results
 
 
 def test_meta_records_where_and_how_a_run_ran():

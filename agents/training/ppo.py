@@ -1,7 +1,7 @@
 """The learned controller: PPO (stable-baselines3) with the design's meta-network.
 
 Hyperparameters live in ``agents/hyperparams/ppo.yml`` keyed by env id (RL Zoo
-style). A trained agent is a run folder (:mod:`agents.runs`) holding ``model.zip``
+style). A trained agent is a run folder (:mod:`agents.common.runs`) holding ``model.zip``
 (SB3), the observation normalisation ``vecnormalize.pkl``, the exact ``config.yml`` it
 was trained with, the pickle-free ``controller.safetensors`` and, written last,
 ``complete.json``.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +26,14 @@ import numpy as np
 import yaml
 from torch import nn
 
-from agents.base import Controller
-from agents.runs import COMPLETE, MODEL, completion, run_files
+from agents.baselines.base import Controller
+from agents.common.runs import (
+    MODEL,
+    latest_run,  # noqa: F401 - its old home; it moved to common.runs
+    run_files,
+)
 
-HYPERPARAMS_FILE = Path(__file__).parent / "hyperparams" / "ppo.yml"
+HYPERPARAMS_FILE = Path(__file__).parents[1] / "hyperparams" / "ppo.yml"
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 # (type, lowest, highest, lowest excluded) of each number; checked before any run starts.
@@ -305,30 +308,6 @@ def actor_parameters(model: Any) -> list[Any]:
     if isinstance(getattr(policy, "log_std", None), nn.Parameter):
         params.append(policy.log_std)
     return params
-
-
-def latest_run(log_folder: str | Path) -> Path:
-    """The most recently completed run folder under ``<log_folder>/ppo``.
-
-    A run is complete when its ``complete.json`` exists (written after every other
-    file). Incomplete ones (killed, still training, disk full, or from an lr_gym older
-    than the marker) are skipped with a note on stderr.
-    """
-    root = Path(log_folder) / "ppo"
-    folders = sorted(p for p in root.glob("*") if p.is_dir())
-    runs = [p for p in folders if completion(p) is not None]
-    skipped = [p.name for p in folders if p not in runs]
-    if skipped:
-        shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
-        print(f"note: skipping {len(skipped)} incomplete run folder(s) under {root} (no "
-              f"{COMPLETE}: killed, still training, or from an older lr_gym): {shown}",
-              file=sys.stderr)
-    if not runs:
-        raise FileNotFoundError(
-            f"No trained agent under {root} (no complete run, i.e. none with {COMPLETE}): "
-            "train one with `python train_agent.py` or pass --agent PATH."
-        )
-    return max(runs, key=lambda p: (p / COMPLETE).stat().st_mtime)
 
 
 class PPOController(Controller):

@@ -10,7 +10,7 @@ Two families, both from the literature a reviewer will check against:
   validation targets (:func:`algoperf_target`), time-to-target performance ratios
   (:func:`performance_ratios`), performance profiles (:func:`performance_profile`)
   and the benchmark score (:func:`profile_score`). Time to target itself is
-  :func:`agents.metrics.steps_to_target` (a miss is ``inf``).
+  :func:`agents.evaluation.metrics.steps_to_target` (a miss is ``inf``).
 
 Scores are per task a 1-D array over runs (seeds, or agents x seeds); tasks are keyed
 by name. Everything is deterministic given ``seed``.
@@ -268,7 +268,7 @@ def performance_ratios(times: Times) -> dict[str, dict[str, float]]:
 
     Args:
         times: ``{method: {task: time to target}}``, every method on the same tasks.
-            Times are steps (or seconds) from :func:`agents.metrics.steps_to_target`.
+            Times are steps (or seconds) from :func:`agents.evaluation.metrics.steps_to_target`.
 
     Raises:
         ValueError: On missing tasks, negative or NaN times, or a fastest time of 0

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from agents.stats import (
+from agents.evaluation.stats import (
     algoperf_target,
     collapse_duplicates,
     iqm_ci,
@@ -156,7 +156,7 @@ def test_profile_score_exact_hand_values():
 
 
 def test_steps_to_target_feeds_ratios():
-    from agents.metrics import steps_to_target
+    from agents.evaluation.metrics import steps_to_target
 
     steps = [0, 10, 20, 30]
     target = algoperf_target([0.9, 0.8, 0.85])

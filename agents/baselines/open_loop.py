@@ -32,11 +32,12 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
-from agents.base import Controller, ScheduleBaseline, action_array
+from agents.baselines.base import Controller, ScheduleBaseline, action_array
+from agents.common.runs import write_text_atomic
 from lr_gym.lr_rule import multiplier_to_action
 
 if TYPE_CHECKING:
-    from agents.rollout import EpisodeResult
+    from agents.evaluation.rollout import EpisodeResult
 
 CONTROLS = ("replay", "learned_schedule", "fixed_decay")
 """The open-loop controls of a learned controller, by table name."""
@@ -232,7 +233,8 @@ def learned_schedule_from(results: Sequence[EpisodeResult]) -> tuple[list[float]
     for r in results:
         if not (r.total_steps > 0 and r.rule_lr0 > 0):
             raise ValueError(f"EpisodeResult of {r.env_id} seed {r.seed} lacks total_steps or "
-                             "rule_lr0 (recorded by agents.rollout.run_episode); rerun it.")
+                             "rule_lr0 (recorded by agents.evaluation.rollout.run_episode); "
+                             "rerun it.")
         p = np.asarray(r.steps[: len(r.lrs) - 1], float) / r.total_steps
         factors = np.asarray(r.lrs[1:], float) / r.rule_lr0
         runs.append((p, np.log(factors), r.steps[-1] < r.total_steps))
@@ -345,8 +347,6 @@ class OpenLoopControls:
 
     def save(self, path: str | Path) -> None:
         """Writes the JSON file (atomically)."""
-        from agents.runs import write_text_atomic
-
         write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=1))
 
     @classmethod

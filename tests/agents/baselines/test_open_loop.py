@@ -11,8 +11,7 @@ from prodigyopt import Prodigy
 
 import lr_gym  # noqa: F401 - registers the ids
 from agents.baselines import make_baseline
-from agents.controller import PolicyController
-from agents.open_loop import (
+from agents.baselines.open_loop import (
     FIXED_DECAYS,
     LearnedSchedule,
     OpenLoopControls,
@@ -21,7 +20,8 @@ from agents.open_loop import (
     learned_schedule_from,
     normalized_scores,
 )
-from agents.rollout import EpisodeResult, run_episode
+from agents.controller import PolicyController
+from agents.evaluation.rollout import EpisodeResult, run_episode
 
 ENV = "lr_gym/Waves-Conv1D-v1"
 SHORT = {"total_steps": 60}  # 4 decisions of 15 steps

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import Controller, action_array
-from agents.hypergradient import ADAM_HD_BETA, SGD_HD_BETA, SGDHD, AdamHD
+from agents.baselines.base import Controller, action_array
+from agents.baselines.hypergradient import ADAM_HD_BETA, SGD_HD_BETA, SGDHD, AdamHD
 from lr_gym.bases import optimizer_family, prodigy_task
 from lr_gym.schedules import ALGOPERF_WARMUP_FRAC
 from lr_gym.tasks.base import Task
@@ -26,8 +26,8 @@ class HypergradientBaseline(Controller):
     """Hypergradient descent: the optimizer adapts its own LR (SGD-HD / Adam-HD).
 
     ``wrap_task`` swaps ``SGD`` (momentum, dampening, Nesterov and weight decay kept:
-    SGDN-HD when momentum > 0) for :class:`~agents.hypergradient.SGDHD`, and
-    ``Adam``/``AdamW`` for :class:`~agents.hypergradient.AdamHD` (AdamW's decay stays
+    SGDN-HD when momentum > 0) for :class:`~agents.baselines.hypergradient.SGDHD`, and
+    ``Adam``/``AdamW`` for :class:`~agents.baselines.hypergradient.AdamHD` (AdamW's decay stays
     decoupled). The env runs with ``optimizer_sets_lr=True`` (it never writes the LR and
     reports the optimizer's) on a constant schedule; the action is ignored (always 0).
     ``lr0`` is the initial LR, so it stays tunable.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from agents.ray_cluster import RayResources, RaySetupError
+from agents.common.ray_cluster import RayResources, RaySetupError
 from agents.training.cli import main
 from agents.training.envs import env_factory
 
@@ -54,7 +54,7 @@ def test_api_contract_same_rollouts_as_subproc_and_a_dead_actor(ray_local):
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
 
-    from agents.ray_vec_env import EnvActorError, RayVecEnv
+    from agents.training.ray_vec_env import EnvActorError, RayVecEnv
 
     ray_env = _venv(RayVecEnv, resources=RayResources(1.0, 0.0), timeout_s=120.0)
     sub_env = _venv(SubprocVecEnv)
@@ -119,8 +119,8 @@ def test_api_contract_same_rollouts_as_subproc_and_a_dead_actor(ray_local):
 
 @pytest.mark.slow  # a local Ray and fresh worker processes
 def test_train_on_ray_saves_an_agent_that_loads(ray_local, tmp_path):
-    from agents.ppo import PPOController
-    from agents.runs import completion
+    from agents.common.runs import completion
+    from agents.training.ppo import PPOController
 
     logs = tmp_path / "logs"
     # A training actor and one for periodic evaluation, half a CPU each (two actors
@@ -142,7 +142,7 @@ def test_train_on_ray_saves_an_agent_that_loads(ray_local, tmp_path):
 
 @pytest.mark.slow  # a local Ray and fresh worker processes
 def test_a_demand_the_cluster_cannot_hold_is_refused_up_front(ray_local, tmp_path, capsys):
-    from agents.ray_vec_env import RayVecEnv
+    from agents.training.ray_vec_env import RayVecEnv
 
     with pytest.raises(RaySetupError, match=r"3 x --env-cpus 1 = 3 CPU\(s\) needed at once, but "
                                             r"the Ray cluster has 2"):
@@ -190,7 +190,7 @@ def test_without_ray_both_commands_name_the_extra(tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert "--backend ray needs Ray" in err and 'pip install -e ".[ray]"' in err
     assert not (tmp_path / "logs").exists()
-    from agents.ray_vec_env import RayVecEnv
+    from agents.training.ray_vec_env import RayVecEnv
 
     with pytest.raises(RaySetupError, match=r'pip install -e "\.\[ray\]"'):
         RayVecEnv([env_factory([ENV], SHORT)])

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.extras import EXTRAS, missing
+from agents.common.extras import EXTRAS, missing
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize(("script", "extra", "gone", "dist"), [

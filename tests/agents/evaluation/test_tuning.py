@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import lr_gym  # registers the env ids
-from agents.base import ScheduleBaseline
 from agents.baselines import BASELINES, ProdigyBaseline, make_baseline
-from agents.open_loop import CONTROLS
-from agents.rollout import run_episode
-from agents.tuning import (
+from agents.baselines.base import ScheduleBaseline
+from agents.baselines.open_loop import CONTROLS
+from agents.evaluation.rollout import run_episode
+from agents.evaluation.tuning import (
     DEFAULT_SPACE,
     TUNING_SEED,
     TuningResult,

@@ -75,10 +75,11 @@ class Interval:
     def observable(self) -> bool:
         """Whether the interval gives features worth deciding on.
 
-        A diverged interval, one with no finite training loss, or a non-finite validation
-        result would give meaningless features.
+        One with no finite training loss, or without a finite validation result, would
+        give meaningless features. A deployed run whose finite loss exploded without a
+        guard to roll it back is still observed (the env ends such an episode instead).
         """
-        return (not self.diverged and self.losses.size > 0 and self.val is not None
+        return (self.losses.size > 0 and self.val is not None
                 and math.isfinite(self.val.loss) and math.isfinite(self.val.metric))
 
 

@@ -58,6 +58,8 @@ def test_deploy_rule_skips_nonfinite_losses_and_lets_validation_judge():
     assert interval.losses.tolist() == [1.0, 0.5]
     exploding = kernel.close(np.array([1.0, 10 * L0 + 1]), lambda: Validation(1.5, 0.3))
     assert exploding.diverged and exploding.skipped == 0
+    # Without a guard, a finite explosion is still decided on (as before the kernel).
+    assert exploding.observable
     bad_val = kernel.close(np.array([1.0]), lambda: Validation(1.5, math.nan))
     assert bad_val.diverged and not bad_val.observable
 

@@ -42,10 +42,6 @@ from lr_gym.control import ControllerPolicy, LRController, load_controller_file
 K = 15  # steps per decision, as in the embedded tasks
 
 
-def _policy(arg: str) -> ControllerPolicy:
-    return load_controller_file(arg)
-
-
 def _optimizer(policy: ControllerPolicy, model: torch.nn.Module) -> torch.optim.Optimizer:
     """The optimizer the controller drives: Prodigy for an LR-free base, else SGD."""
     if policy.env_config.base == "prodigy":
@@ -252,7 +248,7 @@ def main() -> int:
     add_benchmark_arguments(p, "benchmarks/results/controller_overhead.json")
     args = parse_benchmark_args(p)
     torch.set_num_threads(args.threads)
-    policy = _policy(args.agent)
+    policy = load_controller_file(args.agent)
     measure(policy, 50)  # warm-up
     res = measure(policy, args.repeats)
     res["decision_no_guard"] = measure(policy, args.repeats, guard=False)["decision"]

@@ -122,3 +122,21 @@ def edit_provenance(src, dst):  # noqa: ANN001, ANN201 - paths
     meta["sha256"] = _digest(meta["config"], tensors)
     save_file(tensors, str(dst), metadata=meta)
     return dst
+
+
+USER_TASK = (
+    "import torch\n"
+    "from torch.utils.data import TensorDataset\n"
+    "from lr_gym import Task, TaskData, register_task\n\n"
+    "def data():\n"
+    "    g = torch.Generator().manual_seed(0)\n"
+    "    x = torch.randn(120, 4, generator=g)\n"
+    "    y = (x[:, 0] > 0).long()\n"
+    "    return TaskData(TensorDataset(x[:80], y[:80]), TensorDataset(x[80:100], y[80:100]),\n"
+    "                    TensorDataset(x[100:], y[100:]))\n\n"
+    "def model():\n"
+    "    return torch.nn.Linear(4, 2)\n\n"
+    "register_task(Task('{name}', model, data, lr=0.1, total_steps=8,\n"
+    "                   steps_per_action=4, batch_size=16))\n")
+"""A user's own module that registers one tiny task: ``format(name=...)``, write it, name
+it with ``--gym-packages``."""

@@ -18,28 +18,13 @@ from agents.evaluation.results import (
     parse_benchmark_args,
     write_results,
 )
+from tests.helpers import USER_TASK
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = {"readme_results", "trajectories", "mutation_report", "tensorboard_figure"}
 """Scripts that read files others wrote and run no env: no ``--gym-packages``."""
 MEASURING = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py")
                    if p.stem not in REPORTS and p.stem != "__init__")
-
-USER_TASK = (
-    "import torch\n"
-    "from torch.utils.data import TensorDataset\n"
-    "from lr_gym import Task, TaskData, register_task\n\n"
-    "def data():\n"
-    "    g = torch.Generator().manual_seed(0)\n"
-    "    x = torch.randn(120, 4, generator=g)\n"
-    "    y = (x[:, 0] > 0).long()\n"
-    "    return TaskData(TensorDataset(x[:80], y[:80]), TensorDataset(x[80:100], y[80:100]),\n"
-    "                    TensorDataset(x[100:], y[100:]))\n\n"
-    "def model():\n"
-    "    return torch.nn.Linear(4, 2)\n\n"
-    "register_task(Task('{name}', model, data, lr=0.1, total_steps=8,\n"
-    "                   steps_per_action=4, batch_size=16))\n")
-
 
 def test_the_reports_left_out_exist():
     # A renamed report must not drop out of the check silently.

@@ -24,7 +24,7 @@ from benchmarks.lr_sensitivity import (
     summarize,
     t_interval,
 )
-from tests.helpers import blob_task, reship_controller, untrained_controller_file
+from tests.helpers import USER_TASK, blob_task, reship_controller, untrained_controller_file
 
 ENV = "lr_gym/SensBlobs-v1"
 AGENTS = (LEARNED, REPLAY, *FROZEN)
@@ -234,20 +234,7 @@ def test_your_own_tasks_run_in_the_worker_processes(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    (tmp_path / "my_sens_tasks.py").write_text(
-        "import torch\n"
-        "from torch.utils.data import TensorDataset\n"
-        "from lr_gym import Task, TaskData, register_task\n\n"
-        "def data():\n"
-        "    g = torch.Generator().manual_seed(0)\n"
-        "    x = torch.randn(120, 4, generator=g)\n"
-        "    y = (x[:, 0] > 0).long()\n"
-        "    return TaskData(TensorDataset(x[:80], y[:80]), TensorDataset(x[80:100], y[80:100]),\n"
-        "                    TensorDataset(x[100:], y[100:]))\n\n"
-        "def model():\n"
-        "    return torch.nn.Linear(4, 2)\n\n"
-        "register_task(Task('MySensTask', model, data, lr=0.1, total_steps=8,\n"
-        "                   steps_per_action=4, batch_size=16))\n")
+    (tmp_path / "my_sens_tasks.py").write_text(USER_TASK.format(name="MySensTask"))
     out = subprocess.run(
         [sys.executable, str(root / "benchmarks" / "lr_sensitivity.py"), "--env",
          "lr_gym/MySensTask-v1", "--gym-packages", "my_sens_tasks", "--methods", "static",

@@ -56,17 +56,8 @@ import torch
 
 from agents.baselines.base import Controller, ScheduleBaseline, action_array
 from agents.baselines.gala import GALAStyle
-from agents.baselines.open_loop import (  # noqa: F401 - re-exported
-    AvgLRReplay,
-    LearnedSchedule,
-    fixed_decay,
-    mean_interval_lrs,
-)
-from agents.baselines.optimizers import (  # noqa: F401 - re-exported
-    LR_FREE_LR,
-    LR_FREE_SPACE,
-    SCHEDULEFREE_ADAMW_MULTIPLE,
-    SCHEDULEFREE_SGD_MULTIPLE,
+from agents.baselines.open_loop import AvgLRReplay, LearnedSchedule, fixed_decay
+from agents.baselines.optimizers import (
     DAdaptationBaseline,
     HypergradientBaseline,
     ProdigyBaseline,

@@ -284,11 +284,14 @@ def test_check_env_gymnasium_and_sb3_on_the_finetune_ids(env_id):
 
 # A static episode of each fine-tuning id, pretraining included (cold cache in a fresh
 # session folder, or warm: the same bits). Pinned per CPU capability as in
-# tests/test_pinned_episodes.py; recorded on AVX-512 at torch 2.14.1. To pin another
+# tests/test_pinned_episodes.py; recorded on AVX-512 and AVX2 at torch 2.14.1. To pin another
 # machine, add its capability with the digests this test's failure prints.
 FINETUNE_PINS = {
     "AVX512": {"lr_gym/Digits-CNN-Finetune-v1": "c078d360a6c5e938",
                "lr_gym/Waves-Conv1D-Finetune-v1": "c8a76eaa963cba48"},
+    # Recorded on AVX2 at torch 2.14.1 (commit 7585830).
+    "AVX2": {"lr_gym/Digits-CNN-Finetune-v1": "a2a6a4b25694c42b",
+             "lr_gym/Waves-Conv1D-Finetune-v1": "9d75b7600f338677"},
 }
 
 
